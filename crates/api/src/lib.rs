@@ -1,0 +1,63 @@
+//! Wallet Hub's HTTP API.
+//!
+//! - [`router`] assembles the routes with the request-context middleware (correlation id,
+//!   W3C trace continuation), body limit and problem+json fallbacks.
+//! - [`error`]: [`ApiError`], the one error type, answered as RFC 9457 problem+json.
+//! - [`extract`]: JSON and path extractors whose rejections are `ApiError`s.
+//! - [`context`]: the per-request middleware and [`RequestContext`].
+//! - [`wallets`], [`notifications`], [`health`]: the routes.
+
+pub mod context;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod notifications;
+pub mod wallets;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use outbox::DomainEventPublisher;
+use serde::Deserialize;
+use sqlx::PgPool;
+
+pub use context::RequestContext;
+pub use error::ApiError;
+
+/// `[api]` configuration section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address the API listens on.
+    pub listen: SocketAddr,
+    /// Largest accepted request body; larger ones get 413.
+    pub body_limit_bytes: usize,
+    /// A request still running after this long gets 503 (and its transaction rolls back).
+    pub request_timeout_ms: u64,
+}
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub publisher: DomainEventPublisher,
+}
+
+/// The whole API.
+pub fn router(state: AppState, config: &ApiConfig) -> Router {
+    Router::new()
+        .merge(wallets::router())
+        .merge(notifications::router())
+        .merge(health::router())
+        .fallback(error::not_found_fallback)
+        .method_not_allowed_fallback(error::method_not_allowed_fallback)
+        .layer(DefaultBodyLimit::max(config.body_limit_bytes))
+        .layer(axum::middleware::from_fn(context::request_context))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_millis(config.request_timeout_ms),
+        ))
+        .with_state(state)
+}

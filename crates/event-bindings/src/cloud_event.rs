@@ -1,0 +1,218 @@
+//! CloudEvents 1.0 form of Wallet Hub events.
+//!
+//! | attribute         | value                                   |
+//! |-------------------|-----------------------------------------|
+//! | `specversion`     | `1.0`                                   |
+//! | `id`              | the event id (stable across re-sends)   |
+//! | `source`          | `/wallet-hub`                           |
+//! | `type`            | `io.wallethub.<noun>.<verb>.v<schema>`  |
+//! | `subject`         | the aggregate (wallet) id               |
+//! | `time`            | when the event occurred                 |
+//! | `datacontenttype` | `application/json`                      |
+//! | `traceparent`     | W3C trace context of the causing request (extension) |
+//! | `data`            | the event's JSON payload                |
+
+use chrono::{DateTime, Utc};
+use cloudevents::{AttributesReader, Data, Event, EventBuilder, EventBuilderV10};
+use domain::{DomainEvent, EventType};
+use uuid::Uuid;
+
+/// The CloudEvent `source` of everything Wallet Hub publishes.
+pub const SOURCE: &str = "/wallet-hub";
+
+const JSON: &str = "application/json";
+
+/// CloudEvent `type` for a domain event type.
+pub fn cloud_event_type(event_type: EventType) -> &'static str {
+    match event_type {
+        EventType::WalletCreated => "io.wallethub.wallet.created.v1",
+        EventType::FundsAdded => "io.wallethub.funds.added.v1",
+    }
+}
+
+/// An event as the outbox stored it, ready to be put on the wire.
+#[derive(Debug, Clone)]
+pub struct OutgoingEvent<'a> {
+    pub event_id: Uuid,
+    pub event_type: EventType,
+    pub aggregate_id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    pub payload: &'a serde_json::Value,
+    pub traceparent: Option<&'a str>,
+    pub tracestate: Option<&'a str>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build CloudEvent {event_id}")]
+pub struct EncodeError {
+    event_id: Uuid,
+    #[source]
+    source: cloudevents::event::EventBuilderError,
+}
+
+/// Builds the CloudEvent for a stored event.
+pub fn encode(event: &OutgoingEvent<'_>) -> Result<Event, EncodeError> {
+    let mut builder = EventBuilderV10::new()
+        .id(event.event_id.to_string())
+        .source(SOURCE)
+        .ty(cloud_event_type(event.event_type))
+        .subject(event.aggregate_id.to_string())
+        .time(event.occurred_at)
+        .data(JSON, event.payload.clone());
+    if let Some(traceparent) = event.traceparent {
+        builder = builder.extension("traceparent", traceparent);
+    }
+    if let Some(tracestate) = event.tracestate {
+        builder = builder.extension("tracestate", tracestate);
+    }
+    builder.build().map_err(|source| EncodeError {
+        event_id: event.event_id,
+        source,
+    })
+}
+
+/// Why a received CloudEvent is not a Wallet Hub event we can read. All are permanent:
+/// retrying the same bytes cannot succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("unknown CloudEvent type `{0}`")]
+    UnknownType(String),
+    #[error("CloudEvent {0} has no data")]
+    NoData(String),
+    #[error("CloudEvent {id} data is not a valid {ty} payload")]
+    InvalidPayload {
+        id: String,
+        ty: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("CloudEvent id `{ce_id}` differs from the payload's event_id `{payload_id}`")]
+    IdMismatch { ce_id: String, payload_id: Uuid },
+}
+
+/// Reads a received CloudEvent back into the domain event it carries.
+pub fn decode(event: &Event) -> Result<DomainEvent, DecodeError> {
+    let ty = event.ty();
+    let event_type = EventType::ALL
+        .into_iter()
+        .find(|t| cloud_event_type(*t) == ty)
+        .ok_or_else(|| DecodeError::UnknownType(ty.to_owned()))?;
+    let invalid = |source| DecodeError::InvalidPayload {
+        id: event.id().to_owned(),
+        ty: ty.to_owned(),
+        source,
+    };
+    let payload = match event.data() {
+        Some(Data::Json(value)) => value.clone(),
+        Some(Data::Binary(bytes)) => serde_json::from_slice(bytes).map_err(invalid)?,
+        Some(Data::String(text)) => serde_json::from_str(text).map_err(invalid)?,
+        None => return Err(DecodeError::NoData(event.id().to_owned())),
+    };
+    let domain_event = DomainEvent::from_json(event_type, payload).map_err(invalid)?;
+    let payload_id = domain_event.metadata().event_id;
+    if payload_id.to_string() != event.id() {
+        return Err(DecodeError::IdMismatch {
+            ce_id: event.id().to_owned(),
+            payload_id,
+        });
+    }
+    Ok(domain_event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::{EventContext, Money, Wallet, WalletName};
+
+    fn events() -> Vec<DomainEvent> {
+        let ctx = EventContext {
+            occurred_at: Utc::now(),
+            correlation_id: "c-1".into(),
+        };
+        let usd = "USD".parse().expect("USD is ISO 4217");
+        let name = WalletName::parse("Travel").expect("valid");
+        let (mut wallet, created) = Wallet::create(Uuid::now_v7(), Uuid::now_v7(), name, usd, &ctx);
+        let added = wallet
+            .add_funds(Money::from_minor(1050, usd), Uuid::now_v7(), &ctx)
+            .expect("valid deposit");
+        vec![created.into(), added.into()]
+    }
+
+    #[test]
+    fn every_event_type_round_trips_through_a_cloud_event() {
+        let seen: Vec<EventType> = events().iter().map(DomainEvent::event_type).collect();
+        assert_eq!(seen, EventType::ALL, "the test covers every event type");
+        for domain_event in events() {
+            let payload = domain_event.to_json().expect("serializes");
+            let meta = domain_event.metadata();
+            let outgoing = OutgoingEvent {
+                event_id: meta.event_id,
+                event_type: domain_event.event_type(),
+                aggregate_id: meta.aggregate_id,
+                occurred_at: meta.occurred_at,
+                payload: &payload,
+                traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+                tracestate: None,
+            };
+            let ce = encode(&outgoing).expect("valid CloudEvent");
+            assert_eq!(ce.id(), meta.event_id.to_string());
+            assert_eq!(ce.source().as_str(), SOURCE);
+            assert_eq!(ce.ty(), cloud_event_type(domain_event.event_type()));
+            assert_eq!(ce.subject(), Some(meta.aggregate_id.to_string().as_str()));
+            assert_eq!(ce.time(), Some(&meta.occurred_at));
+            assert_eq!(ce.datacontenttype(), Some(JSON));
+            assert!(ce.extension("traceparent").is_some());
+            assert_eq!(decode(&ce).expect("decodes"), domain_event);
+
+            // The wire form: the JSON of the CloudEvent (structured mode) decodes too.
+            let wire = serde_json::to_string(&ce).expect("CloudEvent serializes");
+            let back: Event = serde_json::from_str(&wire).expect("CloudEvent deserializes");
+            assert_eq!(decode(&back).expect("decodes"), domain_event);
+        }
+    }
+
+    #[test]
+    fn unknown_types_missing_data_and_foreign_ids_are_decode_errors() {
+        let unknown = EventBuilderV10::new()
+            .id("1")
+            .source(SOURCE)
+            .ty("io.wallethub.wallet.exploded.v1")
+            .build()
+            .expect("valid CloudEvent");
+        assert!(matches!(decode(&unknown), Err(DecodeError::UnknownType(_))));
+
+        let no_data = EventBuilderV10::new()
+            .id("1")
+            .source(SOURCE)
+            .ty("io.wallethub.wallet.created.v1")
+            .build()
+            .expect("valid CloudEvent");
+        assert!(matches!(decode(&no_data), Err(DecodeError::NoData(_))));
+
+        let events = events();
+        let payload = events[0].to_json().expect("serializes");
+        let wrong_id = EventBuilderV10::new()
+            .id("not-the-event-id")
+            .source(SOURCE)
+            .ty("io.wallethub.wallet.created.v1")
+            .data(JSON, payload)
+            .build()
+            .expect("valid CloudEvent");
+        assert!(matches!(
+            decode(&wrong_id),
+            Err(DecodeError::IdMismatch { .. })
+        ));
+
+        let bad_json = EventBuilderV10::new()
+            .id("1")
+            .source(SOURCE)
+            .ty("io.wallethub.funds.added.v1")
+            .data(JSON, serde_json::json!({"wallet_id": 3}))
+            .build()
+            .expect("valid CloudEvent");
+        assert!(matches!(
+            decode(&bad_json),
+            Err(DecodeError::InvalidPayload { .. })
+        ));
+    }
+}

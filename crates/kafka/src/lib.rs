@@ -1,0 +1,16 @@
+//! Kafka plumbing shared by the relay and the consumers.
+//!
+//! - [`config`]: the `[kafka]` section and the librdkafka client configs built from it.
+//! - [`producer`]: [`EventProducer`] sends CloudEvents in binary content mode (`ce_*`
+//!   headers) plus plain `traceparent`/`tracestate` headers, idempotently, and hands back
+//!   the delivery report.
+//! - [`consumer`]: [`run_consumer`] drives an [`EventHandler`]: decode, continue the trace,
+//!   handle, and store the offset only after the handler's effect is committed.
+
+pub mod config;
+pub mod consumer;
+pub mod producer;
+
+pub use config::KafkaConfig;
+pub use consumer::{EventHandler, HandlerError, ReceivedEvent, run_consumer};
+pub use producer::{Delivered, EventProducer, ProduceError};

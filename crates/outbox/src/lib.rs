@@ -1,0 +1,14 @@
+//! The transactional outbox.
+//!
+//! - [`publisher`]: [`DomainEventPublisher`] writes an event as an `outbox` row inside the
+//!   caller's transaction, so the event exists if and only if the state change committed.
+//! - [`store`]: the relay's queries over `outbox`.
+//! - [`relay`]: [`Relay`] publishes pending rows to Kafka as CloudEvents, in id order, and
+//!   marks a row sent only after its delivery report succeeded.
+
+pub mod publisher;
+pub mod relay;
+pub mod store;
+
+pub use publisher::{DomainEventPublisher, OUTBOX_CHANNEL, OutboxError};
+pub use relay::{BatchOutcome, Relay, RelayConfig, RelayError};

@@ -1,0 +1,106 @@
+//! Writing events to the outbox inside the caller's transaction.
+
+use domain::DomainEvent;
+use sqlx::PgConnection;
+use telemetry::TraceHeaders;
+
+/// PostgreSQL channel the relay listens on; a transaction that writes outbox rows notifies
+/// it once (PostgreSQL folds identical notifications of one transaction into one) at commit.
+pub const OUTBOX_CHANNEL: &str = "wallet_hub_outbox";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("cannot serialize {event_type} event {event_id}")]
+    Serialize {
+        event_type: &'static str,
+        event_id: uuid::Uuid,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot insert {event_type} event {event_id} into the outbox")]
+    Insert {
+        event_type: &'static str,
+        event_id: uuid::Uuid,
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+impl OutboxError {
+    /// The database error underneath, if any (callers retry serialization failures).
+    pub fn sqlx(&self) -> Option<&sqlx::Error> {
+        match self {
+            OutboxError::Insert { source, .. } => Some(source),
+            OutboxError::Serialize { .. } => None,
+        }
+    }
+}
+
+const INSERT: &str = "INSERT INTO outbox \
+     (event_id, event_type, aggregate_id, payload, correlation_id, traceparent, tracestate, occurred_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// Same insert, plus a wake-up for the relay, in one round trip.
+const INSERT_AND_NOTIFY: &str = "INSERT INTO outbox \
+     (event_id, event_type, aggregate_id, payload, correlation_id, traceparent, tracestate, occurred_at) \
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM (SELECT pg_notify('wallet_hub_outbox', '')) AS wake";
+
+/// Publishes domain events by writing them to the outbox (the design's
+/// `OutboxEventPublisher`). PostgreSQL is the only implementation, so this is a concrete
+/// type rather than a trait.
+#[derive(Debug, Clone, Copy)]
+pub struct DomainEventPublisher {
+    /// Wake the relay at commit (LISTEN/NOTIFY) instead of waiting for its next poll.
+    notify: bool,
+}
+
+impl DomainEventPublisher {
+    pub fn new(notify: bool) -> Self {
+        Self { notify }
+    }
+
+    /// Inserts `event` into the outbox on `conn`, which must be inside the transaction that
+    /// makes the state change. `trace` is the context of the request that caused it.
+    #[tracing::instrument(
+        name = "outbox.insert",
+        skip_all,
+        fields(event_type = %event.event_type(), event_id = %event.metadata().event_id),
+        err
+    )]
+    pub async fn publish(
+        &self,
+        conn: &mut PgConnection,
+        event: &DomainEvent,
+        trace: &TraceHeaders,
+    ) -> Result<(), OutboxError> {
+        let meta = event.metadata();
+        let event_type = event.event_type().as_str();
+        let payload = event.to_json().map_err(|source| OutboxError::Serialize {
+            event_type,
+            event_id: meta.event_id,
+            source,
+        })?;
+        let sql = if self.notify {
+            INSERT_AND_NOTIFY
+        } else {
+            INSERT
+        };
+        sqlx::query(sql)
+            .bind(meta.event_id)
+            .bind(event_type)
+            .bind(meta.aggregate_id)
+            .bind(payload)
+            .bind(&meta.correlation_id)
+            .bind(trace.traceparent.as_deref())
+            .bind(trace.tracestate.as_deref())
+            .bind(meta.occurred_at)
+            .execute(conn)
+            .await
+            .map_err(|source| OutboxError::Insert {
+                event_type,
+                event_id: meta.event_id,
+                source,
+            })?;
+        Ok(())
+    }
+}

@@ -1,0 +1,313 @@
+//! The relay: publishes pending outbox rows to Kafka.
+//!
+//! It wakes on a tokio interval (`relay.poll_interval_ms`, 5 s by default) and, when
+//! `relay.notify` is on, as soon as a transaction that wrote outbox rows commits
+//! (LISTEN/NOTIFY). While a full batch was published it goes again at once.
+//!
+//! One batch is one database transaction:
+//! 1. take the relay advisory lock (another relay holding it means: skip this round);
+//! 2. read the oldest unsent rows by id;
+//! 3. enqueue every row as a CloudEvent keyed by its aggregate id, in id order (the
+//!    idempotent producer keeps that order per partition), then await all delivery reports;
+//! 4. mark the delivered rows sent in one UPDATE, and record an attempt and the error on
+//!    the others; a row whose key already failed in this batch is held back, not sent, so
+//!    one wallet's events never overtake each other;
+//! 5. commit. A crash before the commit re-sends the batch with the same CloudEvent ids
+//!    (at least once; consumers dedupe).
+
+use std::collections::HashSet;
+use std::error::Error as StdError;
+use std::time::Duration;
+
+use event_bindings::{EventBindings, OutgoingEvent};
+use futures::future::join_all;
+use kafka::{EventProducer, ProduceError};
+use serde::Deserialize;
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use telemetry::TraceHeaders;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::publisher::OUTBOX_CHANNEL;
+use crate::store::{self, PendingRow};
+
+/// `[relay]` configuration section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    /// Run the relay in this process.
+    pub enabled: bool,
+    /// Safety-net poll interval.
+    pub poll_interval_ms: u64,
+    /// Rows per batch (one transaction, one UPDATE).
+    pub batch_size: u32,
+    /// Wake the relay when outbox rows commit (LISTEN/NOTIFY); also makes writers notify.
+    pub notify: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("outbox database query failed")]
+    Database(#[from] sqlx::Error),
+}
+
+/// What one batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Another relay held the lock; nothing was read.
+    pub skipped_locked: bool,
+    pub fetched: usize,
+    pub published: usize,
+    pub failed: usize,
+    /// Not attempted because an earlier row of the same key failed in this batch.
+    pub held: usize,
+}
+
+#[derive(Debug)]
+pub struct Relay {
+    pool: PgPool,
+    producer: EventProducer,
+    bindings: EventBindings,
+    config: RelayConfig,
+}
+
+impl Relay {
+    pub fn new(
+        pool: PgPool,
+        producer: EventProducer,
+        bindings: EventBindings,
+        config: RelayConfig,
+    ) -> Self {
+        Self {
+            pool,
+            producer,
+            bindings,
+            config,
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled. A batch in progress is finished first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut listener = if self.config.notify {
+            self.listen().await
+        } else {
+            None
+        };
+        let mut interval =
+            tokio::time::interval(Duration::from_millis(self.config.poll_interval_ms.max(1)));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tracing::info!(
+            poll_interval_ms = self.config.poll_interval_ms,
+            notify = listener.is_some(),
+            "outbox relay started"
+        );
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = interval.tick() => {}
+                () = next_notification(&mut listener) => {}
+            }
+            self.drain(&shutdown).await;
+        }
+        if let Err(error) = self.producer.flush(Duration::from_secs(5)) {
+            tracing::warn!(
+                error = &error as &dyn StdError,
+                "producer flush at shutdown failed"
+            );
+        }
+        tracing::info!("outbox relay stopped");
+    }
+
+    async fn listen(&self) -> Option<PgListener> {
+        let result = async {
+            let mut listener = PgListener::connect_with(&self.pool).await?;
+            listener.listen(OUTBOX_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        }
+        .await;
+        match result {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                tracing::warn!(
+                    error = &error as &dyn StdError,
+                    "cannot LISTEN for outbox commits; relying on polling"
+                );
+                None
+            }
+        }
+    }
+
+    /// Publishes batches while full batches make progress.
+    async fn drain(&self, shutdown: &CancellationToken) {
+        loop {
+            match self.publish_batch().await {
+                Ok(outcome) => {
+                    let full = outcome.fetched >= self.config.batch_size as usize;
+                    if !full || outcome.published == 0 || shutdown.is_cancelled() {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(error = &error as &dyn StdError, "outbox batch failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Publishes one batch (see the module docs). Public so tests and tools can step it.
+    #[tracing::instrument(name = "outbox.publish_batch", skip_all, err)]
+    pub async fn publish_batch(&self) -> Result<BatchOutcome, RelayError> {
+        let mut tx = self.pool.begin().await?;
+        if !store::try_lock_relay(&mut tx).await? {
+            return Ok(BatchOutcome {
+                skipped_locked: true,
+                ..BatchOutcome::default()
+            });
+        }
+        let rows = store::fetch_pending(&mut tx, i64::from(self.config.batch_size)).await?;
+        let mut outcome = BatchOutcome {
+            fetched: rows.len(),
+            ..BatchOutcome::default()
+        };
+        if rows.is_empty() {
+            return Ok(outcome);
+        }
+
+        let mut failed_keys: HashSet<Uuid> = HashSet::new();
+        let mut in_flight = Vec::with_capacity(rows.len());
+        let mut failed_ids = Vec::new();
+        let mut errors = Vec::new();
+        for row in &rows {
+            if failed_keys.contains(&row.aggregate_id) {
+                outcome.held += 1;
+                continue;
+            }
+            match self.send(row) {
+                Ok(pending) => in_flight.push((row, pending)),
+                Err(error) => {
+                    failed_keys.insert(row.aggregate_id);
+                    failed_ids.push(row.id);
+                    errors.push(error);
+                }
+            }
+        }
+
+        let (sent_rows, pending): (Vec<_>, Vec<_>) = in_flight.into_iter().unzip();
+        let reports = join_all(pending).await;
+        let mut sent_ids = Vec::with_capacity(sent_rows.len());
+        for (row, report) in sent_rows.into_iter().zip(reports) {
+            match report {
+                Ok(_delivered) => sent_ids.push(row.id),
+                Err(error) => {
+                    tracing::warn!(
+                        outbox_id = row.id,
+                        event_id = %row.event_id,
+                        error = &error as &dyn StdError,
+                        "outbox row not delivered; will retry"
+                    );
+                    failed_ids.push(row.id);
+                    errors.push(error_chain(&error));
+                }
+            }
+        }
+        outcome.published = sent_ids.len();
+        outcome.failed = failed_ids.len();
+        store::mark_sent(&mut tx, &sent_ids).await?;
+        store::record_failures(&mut tx, &failed_ids, &errors).await?;
+        tx.commit().await?;
+        if outcome.failed > 0 || outcome.held > 0 {
+            tracing::info!(?outcome, "outbox batch left rows pending");
+        }
+        Ok(outcome)
+    }
+
+    /// Enqueues one row, or says why it cannot be sent.
+    fn send(&self, row: &PendingRow) -> Result<DeliveryFuture, String> {
+        let span = tracing::info_span!(
+            "publish",
+            otel.kind = "producer",
+            otel.name = tracing::field::Empty,
+            messaging.system = "kafka",
+            messaging.operation.type = "send",
+            messaging.destination.name = tracing::field::Empty,
+            messaging.message.id = %row.event_id,
+            messaging.kafka.message.key = %row.aggregate_id,
+            outbox_id = row.id,
+        );
+        TraceHeaders {
+            traceparent: row.traceparent.clone(),
+            tracestate: row.tracestate.clone(),
+        }
+        .continue_in(&span);
+        let _entered = span.enter();
+        let result = (|| {
+            let (event_type, topic) = self
+                .bindings
+                .resolve(&row.event_type)
+                .map_err(|e| e.to_string())?;
+            span.record("messaging.destination.name", topic);
+            span.record("otel.name", format!("send {topic}"));
+            let event = event_bindings::encode(&OutgoingEvent {
+                event_id: row.event_id,
+                event_type,
+                aggregate_id: row.aggregate_id,
+                occurred_at: row.occurred_at,
+                payload: &row.payload,
+                traceparent: row.traceparent.as_deref(),
+                tracestate: row.tracestate.as_deref(),
+            })
+            .map_err(|e| error_chain(&e))?;
+            // Headers carry this publish span's context: the consumer continues from it,
+            // within the originating request's trace.
+            let pending = self
+                .producer
+                .send(
+                    topic,
+                    &row.aggregate_id.to_string(),
+                    event,
+                    &TraceHeaders::current(),
+                )
+                .map_err(|e| error_chain(&e))?;
+            Ok::<DeliveryFuture, String>(Box::pin(pending))
+        })();
+        if let Err(error) = &result {
+            tracing::warn!(outbox_id = row.id, event_id = %row.event_id, %error, "outbox row cannot be sent; will retry");
+        }
+        result
+    }
+}
+
+type DeliveryFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<kafka::Delivered, ProduceError>> + Send>,
+>;
+
+/// Waits for the next NOTIFY; never returns without a listener. A broken connection is
+/// logged and retried a second later (polling covers the gap).
+async fn next_notification(listener: &mut Option<PgListener>) {
+    match listener {
+        Some(listener) => {
+            if let Err(error) = listener.recv().await {
+                tracing::warn!(
+                    error = &error as &dyn StdError,
+                    "outbox LISTEN connection lost; reconnecting"
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        None => futures::future::pending().await,
+    }
+}
+
+/// `error: cause: cause`, for the `last_error` column.
+fn error_chain(error: &dyn StdError) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

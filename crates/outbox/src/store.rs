@@ -1,0 +1,89 @@
+//! The relay's queries over the `outbox` table.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+/// Advisory lock key held (per transaction) by the relay that is publishing. One relay
+/// publishes at a time, so one wallet's events reach Kafka in commit order even when
+/// several service instances run a relay.
+const RELAY_LOCK_KEY: i64 = 0x7761_6c6c_6574; // "wallet"
+
+/// A row waiting to be published.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PendingRow {
+    pub id: i64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub aggregate_id: Uuid,
+    pub payload: serde_json::Value,
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// Takes the relay lock for the current transaction; false if another relay holds it.
+pub async fn try_lock_relay(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(RELAY_LOCK_KEY)
+        .fetch_one(conn)
+        .await
+}
+
+/// The oldest unsent rows, by id. Claimed by state (`NOT sent`), never by an id
+/// high-water mark, so a transaction that commits late with a lower id is still found.
+pub async fn fetch_pending(
+    conn: &mut PgConnection,
+    limit: i64,
+) -> Result<Vec<PendingRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, event_id, event_type, aggregate_id, payload, traceparent, tracestate, occurred_at \
+         FROM outbox WHERE NOT sent ORDER BY id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Marks rows sent, in one statement.
+pub async fn mark_sent(conn: &mut PgConnection, ids: &[i64]) -> Result<u64, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let done = sqlx::query(
+        "UPDATE outbox SET sent = TRUE, sent_at = now(), last_error = NULL \
+         WHERE id = ANY($1) AND NOT sent",
+    )
+    .bind(ids)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Records one failed attempt per row, with its error, in one statement.
+pub async fn record_failures(
+    conn: &mut PgConnection,
+    ids: &[i64],
+    errors: &[String],
+) -> Result<u64, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let done = sqlx::query(
+        "UPDATE outbox SET attempts = attempts + 1, last_error = failed.error \
+         FROM unnest($1::bigint[], $2::text[]) AS failed(id, error) \
+         WHERE outbox.id = failed.id",
+    )
+    .bind(ids)
+    .bind(errors)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Number of unsent rows.
+pub async fn pending_count<'e>(db: impl PgExecutor<'e>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE NOT sent")
+        .fetch_one(db)
+        .await
+}

@@ -1,0 +1,159 @@
+//! Telemetry: one place that sets up logs and traces, and moves W3C trace context across
+//! process boundaries.
+//!
+//! - [`init`] installs the global `tracing` subscriber: a log layer (text or JSON, filtered
+//!   by `log.filter`) and an OpenTelemetry layer with its own, fixed filter, so that turning
+//!   logs down never breaks trace propagation.
+//! - [`TraceHeaders`] is the `traceparent`/`tracestate` pair: [`TraceHeaders::current`]
+//!   captures the current span's context (stored on outbox rows), and
+//!   [`TraceHeaders::continue_in`] makes a span continue a received context.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use serde::Deserialize;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+pub const TRACEPARENT: &str = "traceparent";
+pub const TRACESTATE: &str = "tracestate";
+
+/// `[log]` section of the configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` for people, `json` for log shippers.
+    pub format: LogFormat,
+    /// An `EnvFilter` directive, e.g. `info,sqlx=warn`. `RUST_LOG` wins when set.
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("invalid log filter `{filter}`")]
+    Filter {
+        filter: String,
+        #[source]
+        source: tracing_subscriber::filter::ParseError,
+    },
+}
+
+static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+/// Installs logging and tracing for the process. Later calls are no-ops (tests build many
+/// apps in one process), so the first configuration wins.
+pub fn init(service_name: &'static str, config: &LogConfig) -> Result<(), TelemetryError> {
+    let filter_text = std::env::var("RUST_LOG").unwrap_or_else(|_| config.filter.clone());
+    let log_filter = EnvFilter::try_new(&filter_text).map_err(|source| TelemetryError::Filter {
+        filter: filter_text.clone(),
+        source,
+    })?;
+    if PROVIDER.get().is_some() {
+        return Ok(());
+    }
+    let provider = PROVIDER.get_or_init(|| SdkTracerProvider::builder().build());
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+
+    let log_layer = match config.format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .boxed(),
+    };
+    // Spans that carry trace context are at INFO or above; keep them regardless of log level.
+    let otel_layer = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer(service_name))
+        .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+    // A second `init` in the same process (tests) finds a subscriber already set: fine.
+    let _already_set = tracing_subscriber::registry()
+        .with(log_layer.with_filter(log_filter))
+        .with(otel_layer)
+        .try_init();
+    Ok(())
+}
+
+/// Flushes and stops the tracer provider; call once at process exit.
+pub fn shutdown() {
+    if let Some(provider) = PROVIDER.get() {
+        if let Err(error) = provider.shutdown() {
+            tracing::debug!(%error, "tracer provider shutdown");
+        }
+    }
+}
+
+/// W3C trace context headers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceHeaders {
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
+}
+
+impl TraceHeaders {
+    /// The context of the current span, as headers. Empty when tracing is not initialised.
+    pub fn current() -> Self {
+        let context = tracing::Span::current().context();
+        let mut carrier: HashMap<String, String> = HashMap::new();
+        TraceContextPropagator::new().inject_context(&context, &mut carrier);
+        Self {
+            traceparent: carrier.remove(TRACEPARENT),
+            tracestate: carrier.remove(TRACESTATE).filter(|s| !s.is_empty()),
+        }
+    }
+
+    /// Reads the pair from any header map, via `get(name)`.
+    pub fn from_lookup<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Self {
+        Self {
+            traceparent: get(TRACEPARENT).map(str::to_owned),
+            tracestate: get(TRACESTATE).map(str::to_owned),
+        }
+    }
+
+    /// The trace id (32 hex digits) of `traceparent`, if it is well formed.
+    pub fn trace_id(&self) -> Option<&str> {
+        let traceparent = self.traceparent.as_deref()?;
+        let mut parts = traceparent.split('-');
+        let (_version, trace_id) = (parts.next()?, parts.next()?);
+        (trace_id.len() == 32).then_some(trace_id)
+    }
+
+    /// Makes `span` a child of this remote context. Call before the span is first entered.
+    /// Without a valid `traceparent` the span starts a new trace.
+    pub fn continue_in(&self, span: &tracing::Span) {
+        if self.traceparent.is_none() {
+            return;
+        }
+        let context = TraceContextPropagator::new().extract(self);
+        if let Err(error) = span.set_parent(context) {
+            tracing::debug!(%error, "cannot continue remote trace");
+        }
+    }
+}
+
+impl Extractor for TraceHeaders {
+    fn get(&self, key: &str) -> Option<&str> {
+        match key {
+            TRACEPARENT => self.traceparent.as_deref(),
+            TRACESTATE => self.tracestate.as_deref(),
+            _ => None,
+        }
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec![TRACEPARENT, TRACESTATE]
+    }
+}

@@ -1,0 +1,101 @@
+//! Settings: `config/default.toml` (compiled in), then an optional file, then
+//! `WALLET_HUB__SECTION__KEY` variables, then `DATABASE_URL` and `KAFKA_BROKERS`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use api::ApiConfig;
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use kafka::KafkaConfig;
+use outbox::RelayConfig;
+use secrecy::SecretString;
+use serde::Deserialize;
+use telemetry::LogConfig;
+
+/// The documented defaults; every key must appear here.
+pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub api: ApiConfig,
+    pub database: DatabaseConfig,
+    pub kafka: KafkaConfig,
+    pub relay: RelayConfig,
+    pub consumer: ConsumerConfig,
+    /// Binding name -> destination topic.
+    pub bindings: BTreeMap<String, String>,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Wrapped so that it never appears in logs or `Debug` output.
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub acquire_timeout_ms: u64,
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerConfig {
+    pub enabled: bool,
+    pub group_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration")]
+pub struct ConfigError(#[from] Box<figment::Error>);
+
+impl Settings {
+    /// Loads the layers from the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment.merge(Env::prefixed("WALLET_HUB__").split("__"));
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            figment = figment.merge(("database.url", url));
+        }
+        if let Ok(brokers) = std::env::var("KAFKA_BROKERS") {
+            figment = figment.merge(("kafka.brokers", brokers));
+        }
+        figment.extract().map_err(|e| ConfigError(Box::new(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_compiled_in_defaults_are_complete_and_valid() {
+        let settings: Settings = Figment::from(Toml::string(DEFAULT_TOML))
+            .extract()
+            .expect("default.toml holds every key");
+        assert_eq!(settings.relay.poll_interval_ms, 5000);
+        assert_eq!(settings.kafka.brokers, "localhost:9092");
+        assert_eq!(settings.consumer.group_id, "wallet-hub-consumers");
+        assert!(event_bindings::EventBindings::new(&settings.bindings).is_ok());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let result: Result<Settings, _> = Figment::from(Toml::string(DEFAULT_TOML))
+            .merge(Toml::string("[relay]\npoll_interval = 10"))
+            .extract();
+        assert!(result.is_err());
+    }
+
+    #[test]
+    fn database_url_does_not_leak_through_debug() {
+        let settings: Settings = Figment::from(Toml::string(DEFAULT_TOML))
+            .extract()
+            .expect("defaults are valid");
+        assert!(!format!("{settings:?}").contains("wallet_hub:wallet_hub"));
+    }
+}

@@ -1,0 +1,11 @@
+//! The Wallet Hub service, as a library so that tests run exactly what `main` runs.
+//!
+//! - [`config`]: typed, layered settings (defaults, file, env).
+//! - [`startup`]: [`Application`] builds everything from settings and a bound listener and
+//!   runs API, relay and consumers until a shutdown token is cancelled.
+
+pub mod config;
+pub mod startup;
+
+pub use config::Settings;
+pub use startup::Application;

@@ -1,0 +1,85 @@
+//! `wallet-hub`: run the service (`serve`) or apply migrations (`migrate`).
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use wallet_hub::startup::{MIGRATOR, connect_database};
+use wallet_hub::{Application, Settings};
+
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "Wallet Hub: wallets, transactional outbox, Kafka events"
+)]
+struct Cli {
+    /// Configuration file layered over the built-in defaults.
+    #[arg(long, env = "WALLET_HUB_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the API, the outbox relay and the consumers until SIGINT/SIGTERM.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = Settings::load(cli.config.as_deref())?;
+    telemetry::init("wallet-hub", &settings.log)?;
+    let result = match cli.command {
+        Command::Serve => serve(settings).await,
+        Command::Migrate => migrate(settings).await,
+    };
+    telemetry::shutdown();
+    result
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    app.run_until_stopped(shutdown).await
+}
+
+async fn migrate(settings: Settings) -> anyhow::Result<()> {
+    let pool = connect_database(&settings.database).await?;
+    MIGRATOR
+        .run(&pool)
+        .await
+        .context("cannot apply migrations")?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
+/// Cancels `shutdown` on the first SIGINT or SIGTERM.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutdown signal received; finishing in-flight work");
+    shutdown.cancel();
+}

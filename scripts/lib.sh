@@ -1,0 +1,148 @@
+# shellcheck shell=bash
+# Shared helpers for the scripts in scripts/. Source it, do not run it:
+#   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+#
+# Provides:
+#   ROOT        repo root, derived from this file's location (works from any cwd,
+#               in any clone)
+#   LOCAL_DIR   $ROOT/.local, where every script keeps its state (git-ignored)
+#   CACHE_DIR   ${WALLET_HUB_CACHE:-$HOME/.cache/wallet-hub}, shared by clones
+#   info/warn/die, ensure_apt PKG..., wait_for SECS CMD..., show_log_tail FILE...,
+#   take_lock NAME, need_cmd CMD [APT_PKG]
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+LOCAL_DIR="$ROOT/.local"
+CACHE_DIR="${WALLET_HUB_CACHE:-${HOME:-/root}/.cache/wallet-hub}"
+export ROOT LOCAL_DIR CACHE_DIR
+
+_WH_PROG="${WH_PROG:-$(basename "$0")}"
+
+# All human-readable messages go to stderr, so stdout stays clean for
+# machine-readable output (`url`, `brokers`, `services env`).
+info() { printf '[%s] %s\n' "$_WH_PROG" "$*" >&2; }
+warn() { printf '[%s] WARNING: %s\n' "$_WH_PROG" "$*" >&2; }
+die() {
+  printf '[%s] ERROR: %s\n' "$_WH_PROG" "$*" >&2
+  exit 1
+}
+
+ensure_local_dir() { mkdir -p "$LOCAL_DIR"; }
+
+# show_log_tail FILE [LINES]: print the end of a log file to stderr.
+show_log_tail() {
+  local file="$1" lines="${2:-40}"
+  if [[ -s "$file" ]]; then
+    printf -- '----- last %s lines of %s -----\n' "$lines" "$file" >&2
+    tail -n "$lines" "$file" >&2 || true
+    printf -- '----- end of %s -----\n' "$file" >&2
+  else
+    printf -- '(%s is missing or empty)\n' "$file" >&2
+  fi
+}
+
+# wait_for TIMEOUT_SECS CMD [ARGS...]: run CMD until it succeeds (output
+# discarded). Returns 1 after TIMEOUT_SECS. If WAIT_ABORT_IF is set to a
+# command string, it is evaluated each round and, when it succeeds, the wait
+# is abandoned early (returns 2): used to stop waiting on a crashed server.
+wait_for() {
+  local timeout="$1"
+  shift
+  local deadline=$((SECONDS + timeout))
+  while true; do
+    if "$@" >/dev/null 2>&1; then
+      return 0
+    fi
+    if [[ -n "${WAIT_ABORT_IF:-}" ]] && eval "$WAIT_ABORT_IF"; then
+      return 2
+    fi
+    if ((SECONDS >= deadline)); then
+      return 1
+    fi
+    sleep 0.3
+  done
+}
+
+# take_lock NAME: serialise concurrent runs of the same script (e.g. two
+# `services up` at once). The lock is released when the process exits.
+# Daemons started while holding it must be started with `9>&-` so they do not
+# inherit (and keep) the lock.
+take_lock() {
+  local name="$1"
+  ensure_local_dir
+  command -v flock >/dev/null 2>&1 || return 0
+  exec 9>"$LOCAL_DIR/.$name.lock"
+  flock -w 180 9 || die "another '$name' command is still running (lock $LOCAL_DIR/.$name.lock held > 180 s)"
+}
+
+# --- apt ---------------------------------------------------------------------
+
+_WH_APT_UPDATED=0
+
+_pkg_installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+_apt_update_once() {
+  ((_WH_APT_UPDATED)) && return 0
+  local log
+  log="$(mktemp)"
+  info "running apt-get update"
+  if ! apt-get -o DPkg::Lock::Timeout=300 update >"$log" 2>&1; then
+    show_log_tail "$log" 20
+    rm -f "$log"
+    die "apt-get update failed"
+  fi
+  rm -f "$log"
+  _WH_APT_UPDATED=1
+}
+
+# ensure_apt PKG...: install the Debian packages that are not installed yet.
+# Runs `apt-get update` only when needed (empty package lists, or an install
+# that failed with the current lists).
+ensure_apt() {
+  local missing=() p
+  for p in "$@"; do
+    _pkg_installed "$p" || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
+  [[ $(id -u) -eq 0 ]] || die "missing Debian packages (${missing[*]}); run as root or install them: apt-get install ${missing[*]}"
+  command -v apt-get >/dev/null 2>&1 || die "missing packages (${missing[*]}) and no apt-get on this machine"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
+    _apt_update_once
+  fi
+  local log
+  log="$(mktemp)"
+  info "installing Debian packages: ${missing[*]}"
+  if ! apt-get -o DPkg::Lock::Timeout=300 install -y -q "${missing[@]}" >"$log" 2>&1; then
+    if ((_WH_APT_UPDATED)); then
+      show_log_tail "$log" 20
+      rm -f "$log"
+      die "apt-get install ${missing[*]} failed"
+    fi
+    info "install failed with the current package lists; updating them and retrying"
+    _apt_update_once
+    if ! apt-get -o DPkg::Lock::Timeout=300 install -y -q "${missing[@]}" >"$log" 2>&1; then
+      show_log_tail "$log" 20
+      rm -f "$log"
+      die "apt-get install ${missing[*]} failed"
+    fi
+  fi
+  rm -f "$log"
+}
+
+# need_cmd CMD [APT_PKG]: make sure CMD is on PATH, installing APT_PKG if not.
+need_cmd() {
+  local cmd="$1" pkg="${2:-$1}"
+  command -v "$cmd" >/dev/null 2>&1 && return 0
+  ensure_apt "$pkg"
+  command -v "$cmd" >/dev/null 2>&1 || die "'$cmd' not found even after installing Debian package '$pkg'"
+}
+
+# tcp_open HOST PORT: true when something accepts TCP connections there.
+tcp_open() {
+  # shellcheck disable=SC2016  # $1/$2 are expanded by the inner bash
+  timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null
+}
