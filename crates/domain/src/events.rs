@@ -8,7 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -30,11 +30,24 @@ pub struct EventMetadata {
 /// Where a command comes from: the clock reading and correlation id its events carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventContext {
-    pub occurred_at: DateTime<Utc>,
-    pub correlation_id: String,
+    occurred_at: DateTime<Utc>,
+    correlation_id: String,
 }
 
 impl EventContext {
+    /// Truncates `now` to microseconds, the precision PostgreSQL stores, so an event and
+    /// the rows written with it carry the same instant.
+    pub fn new(now: DateTime<Utc>, correlation_id: impl Into<String>) -> Self {
+        Self {
+            occurred_at: now.trunc_subsecs(6),
+            correlation_id: correlation_id.into(),
+        }
+    }
+
+    pub fn occurred_at(&self) -> DateTime<Utc> {
+        self.occurred_at
+    }
+
     pub(crate) fn metadata(&self, aggregate_id: Uuid) -> EventMetadata {
         EventMetadata {
             event_id: Uuid::now_v7(),

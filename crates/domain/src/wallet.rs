@@ -71,7 +71,7 @@ impl Wallet {
             name,
             balance: Money::zero(currency),
             version: 1,
-            created_at: ctx.occurred_at,
+            created_at: ctx.occurred_at(),
         };
         let event = WalletCreated {
             metadata: ctx.metadata(id),
@@ -160,10 +160,7 @@ mod tests {
     use crate::events::DomainEvent;
 
     fn ctx() -> EventContext {
-        EventContext {
-            occurred_at: Utc::now(),
-            correlation_id: "corr-1".into(),
-        }
+        EventContext::new(Utc::now(), "corr-1")
     }
 
     fn usd() -> Currency {

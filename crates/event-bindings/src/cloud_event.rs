@@ -125,10 +125,7 @@ mod tests {
     use domain::{EventContext, Money, Wallet, WalletName};
 
     fn events() -> Vec<DomainEvent> {
-        let ctx = EventContext {
-            occurred_at: Utc::now(),
-            correlation_id: "c-1".into(),
-        };
+        let ctx = EventContext::new(Utc::now(), "c-1");
         let usd = "USD".parse().expect("USD is ISO 4217");
         let name = WalletName::parse("Travel").expect("valid");
         let (mut wallet, created) = Wallet::create(Uuid::now_v7(), Uuid::now_v7(), name, usd, &ctx);

@@ -89,10 +89,10 @@ pub fn init(service_name: &'static str, config: &LogConfig) -> Result<(), Teleme
 
 /// Flushes and stops the tracer provider; call once at process exit.
 pub fn shutdown() {
-    if let Some(provider) = PROVIDER.get() {
-        if let Err(error) = provider.shutdown() {
-            tracing::debug!(%error, "tracer provider shutdown");
-        }
+    if let Some(provider) = PROVIDER.get()
+        && let Err(error) = provider.shutdown()
+    {
+        tracing::debug!(%error, "tracer provider shutdown");
     }
 }
 

@@ -90,10 +90,7 @@ impl From<WalletError> for ApiError {
 }
 
 fn event_context(ctx: &RequestContext) -> EventContext {
-    EventContext {
-        occurred_at: Utc::now(),
-        correlation_id: ctx.correlation_id.clone(),
-    }
+    EventContext::new(Utc::now(), ctx.correlation_id.clone())
 }
 
 fn wallet_not_found(id: Uuid) -> ApiError {

@@ -1,0 +1,264 @@
+//! `spawn_app()` and friends.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::Message;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::OwnedMessage;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+use wallet_hub::{Application, Settings};
+
+/// Generous bound for anything that crosses Kafka; tests fail, not hang, past it.
+pub const KAFKA_WAIT: Duration = Duration::from_secs(60);
+
+/// Per-test Kafka topic names.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    pub wallet_created: String,
+    pub funds_added: String,
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub pool: PgPool,
+    pub settings: Settings,
+    pub topics: Topics,
+    shutdown: CancellationToken,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Settings from the environment (`DATABASE_URL`, `KAFKA_BROKERS` set by `scripts/test`),
+/// with a fresh database, fresh topics and a fresh consumer group.
+pub async fn test_settings() -> (Settings, Topics) {
+    let mut settings = Settings::load(None).expect("settings load");
+    let suffix = Uuid::now_v7().simple().to_string();
+    settings.database.url = create_database(settings.database.url.expose_secret(), &suffix).await;
+    settings.database.max_connections = 8;
+    settings.api.listen = "127.0.0.1:0".parse().expect("valid address");
+    settings.consumer.group_id = format!("wallet-hub-consumers-{suffix}");
+    settings.kafka.message_timeout_ms = 10_000;
+    let topics = Topics {
+        wallet_created: format!("wallet-created-events-{suffix}"),
+        funds_added: format!("funds-added-events-{suffix}"),
+    };
+    settings.bindings = BTreeMap::from([
+        (
+            "walletCreatedEventProducer-out-0".to_owned(),
+            topics.wallet_created.clone(),
+        ),
+        (
+            "fundsAddedEventProducer-out-0".to_owned(),
+            topics.funds_added.clone(),
+        ),
+    ]);
+    create_topics(
+        &settings.kafka.brokers,
+        &[&topics.wallet_created, &topics.funds_added],
+    )
+    .await;
+    (settings, topics)
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
+    let (mut settings, topics) = test_settings().await;
+    customize(&mut settings);
+    start(settings, topics).await
+}
+
+pub async fn start(settings: Settings, topics: Topics) -> TestApp {
+    telemetry::init("wallet-hub-tests", &settings.log).expect("telemetry init");
+    let app = Application::build(settings.clone())
+        .await
+        .expect("app builds");
+    let address = format!("http://{}", app.local_addr().expect("bound"));
+    let pool = app.pool().clone();
+    let shutdown = CancellationToken::new();
+    let handle = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        pool,
+        settings,
+        topics,
+        shutdown,
+        handle: Some(handle),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Creates a USD wallet for a new user and returns its JSON.
+    pub async fn create_wallet(&self, currency: &str) -> serde_json::Value {
+        let response = self
+            .post_json(
+                "/v1/wallets",
+                &serde_json::json!({"user_id": Uuid::now_v7(), "name": "Main", "currency": currency}),
+            )
+            .await;
+        assert_eq!(response.status(), 201, "wallet created");
+        response.json().await.expect("wallet JSON")
+    }
+
+    pub async fn deposit(&self, wallet_id: &str, amount: &str) -> reqwest::Response {
+        self.post_json(
+            &format!("/v1/wallets/{wallet_id}/deposits"),
+            &serde_json::json!({"amount": amount}),
+        )
+        .await
+    }
+
+    /// Stops the service the way SIGTERM does and waits for it to finish.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        let handle = self.handle.take().expect("running");
+        tokio::time::timeout(Duration::from_secs(60), handle)
+            .await
+            .expect("service stops within a minute")
+            .expect("service task did not panic")
+    }
+
+    pub async fn outbox_rows(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&self.pool)
+            .await
+            .expect("count outbox")
+    }
+
+    pub async fn wallet_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM wallets")
+            .fetch_one(&self.pool)
+            .await
+            .expect("count wallets")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Creates `wh_test_<suffix>` next to the database of `base_url`; returns its URL.
+async fn create_database(base_url: &str, suffix: &str) -> SecretString {
+    let name = format!("wh_test_{suffix}");
+    let mut admin = PgConnection::connect(base_url)
+        .await
+        .expect("PostgreSQL reachable (run scripts/test, or scripts/services up)");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
+    let (server, _db) = base_url.rsplit_once('/').expect("URL has a database path");
+    SecretString::from(format!("{server}/{name}"))
+}
+
+pub async fn create_topics(brokers: &str, topics: &[&str]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    let new_topics: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, 3, TopicReplication::Fixed(1)))
+        .collect();
+    let results = admin
+        .create_topics(
+            &new_topics,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .expect("Kafka reachable (run scripts/test, or scripts/services up)");
+    for result in results {
+        result.expect("topic created");
+    }
+}
+
+/// Reads `count` records from `topic` with a fresh consumer group, from the beginning.
+pub async fn read_records(brokers: &str, topic: &str, count: usize) -> Vec<OwnedMessage> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("test-reader-{}", Uuid::now_v7()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("test consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut records = Vec::new();
+    let deadline = tokio::time::Instant::now() + KAFKA_WAIT;
+    while records.len() < count {
+        let message = tokio::time::timeout_at(deadline, consumer.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "only {} of {count} records arrived on {topic}",
+                    records.len()
+                )
+            })
+            .expect("receive");
+        records.push(message.detach());
+    }
+    records
+}
+
+/// Header value of a Kafka record, as text.
+pub fn header(message: &OwnedMessage, name: &str) -> Option<String> {
+    use rdkafka::message::Headers;
+    let headers = message.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Polls `check` until it returns Some or the Kafka wait runs out.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + KAFKA_WAIT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,178 @@
+//! The walking skeleton end to end: HTTP -> PostgreSQL + outbox -> relay -> Kafka ->
+//! consumer -> welcome notification.
+
+use rdkafka::Message;
+use uuid::Uuid;
+
+use crate::helpers::{eventually, header, read_records, spawn_app};
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+fn trace_id_of(traceparent: &str) -> &str {
+    traceparent
+        .split('-')
+        .nth(1)
+        .expect("traceparent has a trace id")
+}
+
+#[tokio::test]
+async fn wallet_and_deposit_events_reach_kafka_as_cloud_events_with_the_request_trace() {
+    let app = spawn_app().await;
+    let user_id = Uuid::now_v7();
+
+    let created = app
+        .client
+        .post(app.url("/v1/wallets"))
+        .header("traceparent", TRACEPARENT)
+        .header("x-correlation-id", "corr-e2e-1")
+        .json(&serde_json::json!({"user_id": user_id, "name": "Groceries", "currency": "USD"}))
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(created.status(), 201);
+    assert_eq!(created.headers()["x-correlation-id"], "corr-e2e-1");
+    let wallet: serde_json::Value = created.json().await.expect("JSON");
+    let wallet_id = wallet["id"].as_str().expect("id").to_owned();
+
+    let deposit = app
+        .client
+        .post(app.url(&format!("/v1/wallets/{wallet_id}/deposits")))
+        .header("traceparent", TRACEPARENT)
+        .json(&serde_json::json!({"amount": "10.50"}))
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(deposit.status(), 201);
+
+    let brokers = &app.settings.kafka.brokers;
+    let created_records = read_records(brokers, &app.topics.wallet_created, 1).await;
+    let added_records = read_records(brokers, &app.topics.funds_added, 1).await;
+
+    let payloads: Vec<(String, serde_json::Value)> =
+        sqlx::query_as("SELECT event_type, payload FROM outbox ORDER BY id")
+            .fetch_all(&app.pool)
+            .await
+            .expect("outbox rows");
+    assert_eq!(payloads.len(), 2);
+
+    for (record, (event_type, payload), ce_type) in [
+        (
+            &created_records[0],
+            &payloads[0],
+            "io.wallethub.wallet.created.v1",
+        ),
+        (
+            &added_records[0],
+            &payloads[1],
+            "io.wallethub.funds.added.v1",
+        ),
+    ] {
+        let key = record
+            .key()
+            .map(|k| String::from_utf8_lossy(k).into_owned());
+        assert_eq!(
+            key.as_deref(),
+            Some(wallet_id.as_str()),
+            "{event_type}: key is the wallet id"
+        );
+        assert_eq!(header(record, "ce_specversion").as_deref(), Some("1.0"));
+        assert_eq!(
+            header(record, "ce_id").as_deref(),
+            payload["event_id"].as_str()
+        );
+        assert_eq!(header(record, "ce_type").as_deref(), Some(ce_type));
+        assert_eq!(header(record, "ce_source").as_deref(), Some("/wallet-hub"));
+        assert_eq!(
+            header(record, "ce_subject").as_deref(),
+            Some(wallet_id.as_str())
+        );
+        let ce_time = header(record, "ce_time").expect("ce_time");
+        let ce_time = chrono::DateTime::parse_from_rfc3339(&ce_time).expect("RFC 3339 time");
+        let occurred = chrono::DateTime::parse_from_rfc3339(
+            payload["occurred_at"].as_str().expect("occurred_at"),
+        )
+        .expect("RFC 3339 occurred_at");
+        assert_eq!(ce_time, occurred);
+        assert_eq!(
+            header(record, "content-type").as_deref(),
+            Some("application/json")
+        );
+
+        let body: serde_json::Value =
+            serde_json::from_slice(record.payload().expect("payload")).expect("JSON body");
+        assert_eq!(&body, payload, "{event_type}: body is the event");
+
+        let traceparent = header(record, "traceparent").expect("traceparent header");
+        assert_eq!(
+            trace_id_of(&traceparent),
+            TRACE_ID,
+            "continues the request's trace"
+        );
+        let ce_traceparent = header(record, "ce_traceparent").expect("ce_traceparent");
+        assert_eq!(trace_id_of(&ce_traceparent), TRACE_ID);
+    }
+    assert_eq!(payloads[0].1["correlation_id"], "corr-e2e-1");
+    assert_eq!(
+        payloads[1].1["amount"],
+        serde_json::json!({"value": "10.50", "currency": "USD"})
+    );
+    assert_eq!(payloads[1].1["balance_after"]["value"], "10.50");
+
+    let unsent: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE NOT sent OR sent_at IS NULL")
+            .fetch_one(&app.pool)
+            .await
+            .expect("count");
+    assert_eq!(unsent, 0, "both outbox rows are marked sent");
+
+    let notifications = eventually("the welcome notification", || async {
+        let list: Vec<serde_json::Value> = app
+            .get(&format!("/v1/users/{user_id}/notifications"))
+            .await
+            .json()
+            .await
+            .expect("JSON");
+        (!list.is_empty()).then_some(list)
+    })
+    .await;
+    assert_eq!(notifications.len(), 1);
+    assert_eq!(notifications[0]["wallet_id"], wallet_id.as_str());
+    assert_eq!(notifications[0]["kind"], "welcome");
+    assert_eq!(notifications[0]["event_id"], payloads[0].1["event_id"]);
+
+    app.stop().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn a_request_without_traceparent_starts_a_new_trace_that_the_event_carries() {
+    let app = spawn_app().await;
+    let response = app
+        .post_json(
+            "/v1/wallets",
+            &serde_json::json!({"user_id": Uuid::now_v7(), "name": "Fresh", "currency": "EUR"}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let correlation = response.headers()["x-correlation-id"]
+        .to_str()
+        .expect("ASCII")
+        .to_owned();
+    assert!(!correlation.is_empty(), "a correlation id is generated");
+
+    let stored: (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT traceparent, correlation_id FROM outbox")
+            .fetch_one(&app.pool)
+            .await
+            .expect("outbox row");
+    let stored_traceparent = stored.0.expect("a trace was started");
+    assert_eq!(stored.1.as_deref(), Some(correlation.as_str()));
+
+    let records = read_records(&app.settings.kafka.brokers, &app.topics.wallet_created, 1).await;
+    let traceparent = header(&records[0], "traceparent").expect("traceparent header");
+    assert_eq!(trace_id_of(&traceparent), trace_id_of(&stored_traceparent));
+    assert_ne!(
+        trace_id_of(&traceparent),
+        "00000000000000000000000000000000"
+    );
+}

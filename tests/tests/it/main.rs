@@ -1,0 +1,10 @@
+//! Wallet Hub's integration and end-to-end suite: one test binary, real PostgreSQL and
+//! Kafka (started by `scripts/test`). Every test builds its own app with its own database,
+//! topics and consumer group, so tests run in parallel without seeing each other.
+
+mod api_validation;
+mod consumer;
+mod helpers;
+mod kafka_e2e;
+mod relay;
+mod service;

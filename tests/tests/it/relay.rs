@@ -1,0 +1,219 @@
+//! The relay against the real database and broker: failures leave rows unsent and they are
+//! published once the cause is gone; rows are claimed by state, so a late commit with a
+//! lower id is not skipped.
+
+use chrono::Utc;
+use domain::{DomainEvent, EventContext, Wallet, WalletName};
+use event_bindings::EventBindings;
+use kafka::EventProducer;
+use outbox::{DomainEventPublisher, Relay, RelayConfig};
+use rdkafka::Message;
+use telemetry::TraceHeaders;
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, header, read_records, spawn_app_with};
+
+/// An app that writes but does not relay, so the test steps the relay itself.
+async fn app_without_relay() -> TestApp {
+    spawn_app_with(|settings| {
+        settings.relay.enabled = false;
+        settings.consumer.enabled = false;
+    })
+    .await
+}
+
+fn relay(app: &TestApp, brokers: &str) -> Relay {
+    let mut kafka = app.settings.kafka.clone();
+    kafka.brokers = brokers.to_owned();
+    kafka.message_timeout_ms = 2_000;
+    let bindings = EventBindings::new(&app.settings.bindings).expect("valid bindings");
+    let config = RelayConfig {
+        enabled: true,
+        poll_interval_ms: 5_000,
+        batch_size: 100,
+        notify: false,
+    };
+    Relay::new(
+        app.pool.clone(),
+        EventProducer::new(&kafka).expect("producer"),
+        bindings,
+        config,
+    )
+}
+
+/// `(id, sent, attempts, last_error)` of every outbox row, by id.
+async fn rows(app: &TestApp) -> Vec<(i64, bool, i32, Option<String>)> {
+    sqlx::query_as("SELECT id, sent, attempts, last_error FROM outbox ORDER BY id")
+        .fetch_all(&app.pool)
+        .await
+        .expect("outbox rows")
+}
+
+#[tokio::test]
+async fn a_row_the_broker_did_not_acknowledge_stays_unsent_and_is_published_when_it_is_back() {
+    let app = app_without_relay().await;
+    let wallet = app.create_wallet("USD").await;
+
+    // Nothing listens on port 1: every delivery fails after message.timeout.ms.
+    let unreachable = relay(&app, "127.0.0.1:1")
+        .publish_batch()
+        .await
+        .expect("batch runs");
+    assert_eq!(
+        (
+            unreachable.fetched,
+            unreachable.published,
+            unreachable.failed
+        ),
+        (1, 0, 1)
+    );
+    let after_failure = rows(&app).await;
+    assert!(
+        !after_failure[0].1,
+        "not marked sent without a delivery report"
+    );
+    assert_eq!(after_failure[0].2, 1, "the attempt is counted");
+    assert!(
+        after_failure[0].3.as_deref().is_some_and(|e| !e.is_empty()),
+        "the error is kept"
+    );
+
+    let healthy = relay(&app, &app.settings.kafka.brokers)
+        .publish_batch()
+        .await
+        .expect("batch runs");
+    assert_eq!((healthy.published, healthy.failed), (1, 0));
+    let after_success = rows(&app).await;
+    assert!(after_success[0].1, "marked sent after delivery");
+    assert_eq!(after_success[0].3, None, "error cleared");
+
+    let records = read_records(&app.settings.kafka.brokers, &app.topics.wallet_created, 1).await;
+    let key = records[0]
+        .key()
+        .map(|k| String::from_utf8_lossy(k).into_owned());
+    assert_eq!(key.as_deref(), wallet["id"].as_str());
+}
+
+#[tokio::test]
+async fn an_unknown_event_type_stays_unsent_holds_back_its_key_and_lets_other_keys_flow() {
+    let app = app_without_relay().await;
+    let x = app.create_wallet("USD").await;
+    let x_id: Uuid = x["id"].as_str().expect("id").parse().expect("uuid");
+    sqlx::query(
+        "INSERT INTO outbox (event_id, event_type, aggregate_id, payload, occurred_at) \
+         VALUES ($1, 'WalletExploded', $2, '{}', now())",
+    )
+    .bind(Uuid::now_v7())
+    .bind(x_id)
+    .execute(&app.pool)
+    .await
+    .expect("insert poison row");
+    assert_eq!(app.deposit(&x_id.to_string(), "1.00").await.status(), 201);
+    app.create_wallet("EUR").await;
+
+    let relay = relay(&app, &app.settings.kafka.brokers);
+    let outcome = relay.publish_batch().await.expect("batch runs");
+    assert_eq!(
+        (
+            outcome.fetched,
+            outcome.published,
+            outcome.failed,
+            outcome.held
+        ),
+        (4, 2, 1, 1)
+    );
+    let state: Vec<bool> = rows(&app).await.iter().map(|r| r.1).collect();
+    assert_eq!(
+        state,
+        [true, false, false, true],
+        "X's deposit waits behind X's poison row"
+    );
+    let poison = &rows(&app).await[1];
+    assert!(
+        poison
+            .3
+            .as_deref()
+            .is_some_and(|e| e.contains("WalletExploded"))
+    );
+
+    // The cause goes away (an operator removes the row): X's deposit follows.
+    sqlx::query("DELETE FROM outbox WHERE event_type = 'WalletExploded'")
+        .execute(&app.pool)
+        .await
+        .expect("delete poison row");
+    let outcome = relay.publish_batch().await.expect("batch runs");
+    assert_eq!(outcome.published, 1);
+    let records = read_records(&app.settings.kafka.brokers, &app.topics.funds_added, 1).await;
+    assert_eq!(header(&records[0], "ce_subject"), Some(x_id.to_string()));
+}
+
+#[tokio::test]
+async fn a_transaction_that_commits_late_with_a_lower_id_is_still_published() {
+    let app = app_without_relay().await;
+    let ctx = EventContext::new(Utc::now(), "late");
+    let name = WalletName::parse("Late").expect("valid");
+    let currency = "USD".parse().expect("ISO 4217");
+    let (_, late_event) = Wallet::create(Uuid::now_v7(), Uuid::now_v7(), name, currency, &ctx);
+    let late_event = DomainEvent::from(late_event);
+
+    let mut late = app.pool.begin().await.expect("begin");
+    DomainEventPublisher::new(false)
+        .publish(&mut late, &late_event, &TraceHeaders::default())
+        .await
+        .expect("insert");
+    // A later transaction commits first and is published.
+    app.create_wallet("USD").await;
+    let relay = relay(&app, &app.settings.kafka.brokers);
+    assert_eq!(relay.publish_batch().await.expect("batch").published, 1);
+
+    late.commit().await.expect("late commit");
+    let outcome = relay.publish_batch().await.expect("batch");
+    assert_eq!(
+        outcome.published, 1,
+        "the lower id is found by state, not skipped"
+    );
+    let ids: Vec<(i64, Uuid, bool)> =
+        sqlx::query_as("SELECT id, event_id, sent FROM outbox ORDER BY id")
+            .fetch_all(&app.pool)
+            .await
+            .expect("rows");
+    assert_eq!(
+        ids[0].1,
+        late_event.metadata().event_id,
+        "the late row has the lower id"
+    );
+    assert!(ids.iter().all(|r| r.2));
+    let records = read_records(&app.settings.kafka.brokers, &app.topics.wallet_created, 2).await;
+    let ce_ids: Vec<Option<String>> = records.iter().map(|r| header(r, "ce_id")).collect();
+    assert!(ce_ids.contains(&Some(late_event.metadata().event_id.to_string())));
+}
+
+#[tokio::test]
+async fn a_second_relay_skips_while_the_first_holds_the_lock() {
+    let app = app_without_relay().await;
+    app.create_wallet("USD").await;
+    let mut holder = app.pool.begin().await.expect("begin");
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(0x7761_6c6c_6574_i64)
+        .fetch_one(&mut *holder)
+        .await
+        .expect("lock");
+    assert!(locked);
+    let relay = relay(&app, &app.settings.kafka.brokers);
+    let outcome = relay.publish_batch().await.expect("batch");
+    assert!(outcome.skipped_locked);
+    assert_eq!(
+        outbox::store::pending_count(&app.pool)
+            .await
+            .expect("count"),
+        1
+    );
+    holder.rollback().await.expect("release");
+    assert_eq!(relay.publish_batch().await.expect("batch").published, 1);
+    assert_eq!(
+        outbox::store::pending_count(&app.pool)
+            .await
+            .expect("count"),
+        0
+    );
+}
