@@ -5,12 +5,13 @@
 //! - [`error`]: [`ApiError`], the one error type, answered as RFC 9457 problem+json.
 //! - [`extract`]: JSON and path extractors whose rejections are `ApiError`s.
 //! - [`context`]: the per-request middleware and [`RequestContext`].
-//! - [`wallets`], [`notifications`], [`health`]: the routes.
+//! - [`wallets`], [`notifications`]: the routes.
+//! - [`admin`]: the admin server (`/metrics`, `/health/live`, `/health/ready`).
 
+pub mod admin;
 pub mod context;
 pub mod error;
 pub mod extract;
-pub mod health;
 pub mod notifications;
 pub mod wallets;
 
@@ -50,7 +51,6 @@ pub fn router(state: AppState, config: &ApiConfig) -> Router {
     Router::new()
         .merge(wallets::router())
         .merge(notifications::router())
-        .merge(health::router())
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))

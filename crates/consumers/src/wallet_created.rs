@@ -2,7 +2,7 @@
 
 use cloudevents::AttributesReader;
 use domain::DomainEvent;
-use kafka::{EventHandler, HandlerError, ReceivedEvent};
+use kafka::{EventHandler, HandlerError, Outcome, ReceivedEvent};
 use sqlx::PgPool;
 
 use crate::errors::classify;
@@ -31,7 +31,7 @@ impl EventHandler for WalletCreatedEventConsumer {
         Self::NAME
     }
 
-    async fn handle(&self, received: &ReceivedEvent) -> Result<(), HandlerError> {
+    async fn handle(&self, received: &ReceivedEvent) -> Result<Outcome, HandlerError> {
         let event = match event_bindings::decode(&received.event) {
             Ok(DomainEvent::WalletCreated(event)) => event,
             Ok(other) => {
@@ -48,7 +48,7 @@ impl EventHandler for WalletCreatedEventConsumer {
             .map_err(classify)?
         {
             tracing::info!(event_id = received.event.id(), "duplicate event skipped");
-            return Ok(());
+            return Ok(Outcome::Duplicate);
         }
         let sent = self
             .notifications
@@ -57,6 +57,6 @@ impl EventHandler for WalletCreatedEventConsumer {
             .map_err(classify)?;
         tx.commit().await.map_err(classify)?;
         tracing::info!(wallet_id = %event.wallet_id, sent, "welcome notification");
-        Ok(())
+        Ok(Outcome::Applied)
     }
 }

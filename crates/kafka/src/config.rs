@@ -52,7 +52,9 @@ impl KafkaConfig {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
-            .set("partition.assignment.strategy", "cooperative-sticky");
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            // Feeds the consumer_lag gauge and readiness.
+            .set("statistics.interval.ms", "5000");
         for (key, value) in &self.consumer {
             config.set(key, value);
         }

@@ -14,6 +14,7 @@
 
 use std::error::Error as StdError;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -22,12 +23,15 @@ use cloudevents::{AttributesReader, Event};
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use telemetry::TraceHeaders;
+use telemetry::metrics::{EVENT_PROCESSING_LATENCY_SECONDS, EVENTS_CONSUMED_TOTAL};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::KafkaConfig;
+use crate::status::{ConsumerStatus, RuntimeContext};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -40,6 +44,15 @@ pub enum HandlerError {
     /// Retrying cannot help: the event breaks a business rule or cannot be read.
     #[error("permanent: {0}")]
     Permanent(#[source] BoxError),
+}
+
+/// What a handler did with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The effect was applied (and committed).
+    Applied,
+    /// The event had already been applied; nothing was done.
+    Duplicate,
 }
 
 /// A decoded message with where it came from.
@@ -60,7 +73,7 @@ pub trait EventHandler: Send + Sync {
     fn handle(
         &self,
         event: &ReceivedEvent,
-    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+    ) -> impl Future<Output = Result<Outcome, HandlerError>> + Send;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,22 +93,56 @@ pub enum ConsumerError {
     },
 }
 
-/// Consumes `topics` in `group_id` with `handler` until `shutdown` is cancelled, then
-/// commits the stored offsets and returns.
+/// Where a consumer reads and what it does with what it cannot apply.
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions<'a> {
+    pub group_id: &'a str,
+    pub topics: &'a [&'a str],
+    /// Permanently failing messages go to `<topic><dead_letter_suffix>`.
+    pub dead_letter_suffix: &'a str,
+}
+
+/// Dead-letter headers added to the original ones.
+pub mod dlq_headers {
+    pub const TOPIC: &str = "dlq_original_topic";
+    pub const PARTITION: &str = "dlq_original_partition";
+    pub const OFFSET: &str = "dlq_original_offset";
+    pub const CONSUMER: &str = "dlq_consumer";
+    pub const ERROR_CLASS: &str = "dlq_error_class";
+    pub const ERROR_MESSAGE: &str = "dlq_error_message";
+    pub const TIME: &str = "dlq_time";
+}
+
+/// Consumes `options.topics` in `options.group_id` with `handler` until `shutdown` is
+/// cancelled, then commits the stored offsets and returns.
 pub async fn run_consumer<H: EventHandler>(
     config: &KafkaConfig,
-    group_id: &str,
-    topics: &[&str],
+    options: ConsumerOptions<'_>,
     handler: H,
+    status: Arc<ConsumerStatus>,
     shutdown: CancellationToken,
 ) -> Result<(), ConsumerError> {
-    let consumer: StreamConsumer = config
+    let group_id = options.group_id;
+    let topics = options.topics;
+    let context = RuntimeContext {
+        status: Arc::clone(&status),
+        group: group_id.to_owned(),
+    };
+    let consumer: StreamConsumer<RuntimeContext> = config
         .consumer_config(group_id)
-        .create()
+        .create_with_context(context)
         .map_err(|source| ConsumerError::Create {
             group: group_id.to_owned(),
             source,
         })?;
+    let dead_letters: FutureProducer =
+        config
+            .producer_config()
+            .create()
+            .map_err(|source| ConsumerError::Create {
+                group: group_id.to_owned(),
+                source,
+            })?;
     consumer
         .subscribe(topics)
         .map_err(|source| ConsumerError::Subscribe {
@@ -109,6 +156,13 @@ pub async fn run_consumer<H: EventHandler>(
         ?topics,
         "consumer started"
     );
+    status.set_running(true);
+    let runtime = Runtime {
+        handler: &handler,
+        dead_letters: &dead_letters,
+        dead_letter_suffix: options.dead_letter_suffix,
+        shutdown: &shutdown,
+    };
 
     loop {
         let message = tokio::select! {
@@ -127,7 +181,7 @@ pub async fn run_consumer<H: EventHandler>(
                 continue;
             }
         };
-        if !process(&handler, &message, &shutdown).await {
+        if !runtime.process(&message).await {
             // Shut down mid-retry: leave the offset where it is, the message comes again.
             break;
         }
@@ -150,86 +204,220 @@ pub async fn run_consumer<H: EventHandler>(
             );
         }
     }
+    status.set_running(false);
     tracing::info!(consumer = handler.name(), "consumer stopped");
     Ok(())
 }
 
-/// Handles one message to completion. Returns false if shutdown interrupted the retries.
-async fn process<H: EventHandler>(
-    handler: &H,
-    message: &BorrowedMessage<'_>,
-    shutdown: &CancellationToken,
-) -> bool {
-    let trace = trace_headers(message);
-    let span = tracing::info_span!(
-        "consume",
-        otel.kind = "consumer",
-        otel.name = format!("process {}", message.topic()),
-        messaging.system = "kafka",
-        messaging.operation.type = "process",
-        messaging.destination.name = message.topic(),
-        messaging.destination.partition.id = message.partition(),
-        messaging.kafka.offset = message.offset(),
-        messaging.consumer.group.name = tracing::field::Empty,
-        messaging.message.id = tracing::field::Empty,
-        consumer = handler.name(),
-    );
-    trace.continue_in(&span);
+struct Runtime<'a, H> {
+    handler: &'a H,
+    dead_letters: &'a FutureProducer,
+    dead_letter_suffix: &'a str,
+    shutdown: &'a CancellationToken,
+}
 
-    let event = match message.to_event() {
-        Ok(event) => event,
-        Err(error) => {
-            span.in_scope(|| {
-                tracing::error!(
-                    error = &error as &dyn StdError,
-                    "undecodable CloudEvent skipped"
-                );
-            });
-            return true;
-        }
-    };
-    span.record("messaging.message.id", event.id());
-    let received = ReceivedEvent {
-        event,
-        topic: message.topic().to_owned(),
-        partition: message.partition(),
-        offset: message.offset(),
-    };
+/// Why a message goes to the dead-letter topic.
+struct Rejection {
+    class: &'static str,
+    message: String,
+}
 
-    let mut backoff = ExponentialBuilder::default()
+fn backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(100))
         .with_max_delay(Duration::from_secs(10))
         .with_jitter()
         .without_max_times()
-        .build();
-    loop {
-        match handler.handle(&received).instrument(span.clone()).await {
-            Ok(()) => return true,
-            Err(HandlerError::Permanent(error)) => {
-                span.in_scope(|| {
-                    tracing::error!(
-                        error = &*error as &dyn StdError,
-                        "event rejected permanently; skipped"
-                    );
-                });
-                return true;
+        .build()
+}
+
+impl<H: EventHandler> Runtime<'_, H> {
+    /// Handles one message to completion: applied, duplicate, or dead-lettered. Returns
+    /// false if shutdown interrupted the retries (the offset must not move).
+    async fn process(&self, message: &BorrowedMessage<'_>) -> bool {
+        let handler = self.handler;
+        let topic = message.topic();
+        let trace = trace_headers(message);
+        let span = tracing::info_span!(
+            "consume",
+            otel.kind = "consumer",
+            otel.name = format!("process {topic}"),
+            messaging.system = "kafka",
+            messaging.operation.type = "process",
+            messaging.destination.name = topic,
+            messaging.destination.partition.id = message.partition(),
+            messaging.kafka.offset = message.offset(),
+            messaging.message.id = tracing::field::Empty,
+            consumer = handler.name(),
+        );
+        trace.continue_in(&span);
+        let count = |outcome: &'static str| {
+            metrics::counter!(
+                EVENTS_CONSUMED_TOTAL,
+                "topic" => topic.to_owned(),
+                "consumer" => handler.name(),
+                "outcome" => outcome,
+            )
+            .increment(1);
+        };
+
+        let event = match message.to_event() {
+            Ok(event) => event,
+            Err(error) => {
+                let rejection = Rejection {
+                    class: "undecodable",
+                    message: error.to_string(),
+                };
+                return self.dead_letter(message, rejection, &span).await && {
+                    count("dead_lettered");
+                    true
+                };
             }
-            Err(HandlerError::Transient(error)) => {
-                let delay = backoff.next().unwrap_or(Duration::from_secs(10));
-                span.in_scope(|| {
-                    tracing::warn!(
-                        error = &*error as &dyn StdError,
-                        ?delay,
-                        "transient failure; retrying"
-                    );
-                });
-                tokio::select! {
-                    () = shutdown.cancelled() => return false,
-                    () = tokio::time::sleep(delay) => {}
+        };
+        span.record("messaging.message.id", event.id());
+        let event_time = event.time().copied();
+        let received = ReceivedEvent {
+            event,
+            topic: topic.to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+        };
+
+        let mut delays = backoff();
+        loop {
+            match handler.handle(&received).instrument(span.clone()).await {
+                Ok(Outcome::Applied) => {
+                    count("ok");
+                    if let Some(time) = event_time {
+                        let latency = (chrono::Utc::now() - time).to_std().unwrap_or_default();
+                        metrics::histogram!(
+                            EVENT_PROCESSING_LATENCY_SECONDS,
+                            "topic" => topic.to_owned(),
+                            "consumer" => handler.name(),
+                        )
+                        .record(latency.as_secs_f64());
+                    }
+                    return true;
+                }
+                Ok(Outcome::Duplicate) => {
+                    count("duplicate");
+                    return true;
+                }
+                Err(HandlerError::Permanent(error)) => {
+                    let rejection = Rejection {
+                        class: "permanent",
+                        message: error_chain(&*error),
+                    };
+                    let moved_on = self.dead_letter(message, rejection, &span).await;
+                    if moved_on {
+                        count("dead_lettered");
+                    }
+                    return moved_on;
+                }
+                Err(HandlerError::Transient(error)) => {
+                    count("retried");
+                    let delay = delays.next().unwrap_or(Duration::from_secs(10));
+                    span.in_scope(|| {
+                        tracing::warn!(
+                            error = &*error as &dyn StdError,
+                            ?delay,
+                            "transient failure; retrying"
+                        );
+                    });
+                    tokio::select! {
+                        () = self.shutdown.cancelled() => return false,
+                        () = tokio::time::sleep(delay) => {}
+                    }
                 }
             }
         }
     }
+
+    /// Copies the message (key, value, headers) to the dead-letter topic with headers that
+    /// say where it came from and why. Retries until the copy is acknowledged; returns
+    /// false only if shutdown came first (then the offset must not move).
+    async fn dead_letter(
+        &self,
+        message: &BorrowedMessage<'_>,
+        rejection: Rejection,
+        span: &tracing::Span,
+    ) -> bool {
+        let dlq_topic = format!("{}{}", message.topic(), self.dead_letter_suffix);
+        span.in_scope(|| {
+            tracing::error!(
+                error_class = rejection.class,
+                error = %rejection.message,
+                dlq_topic,
+                "message cannot be applied; dead-lettering it"
+            );
+        });
+        let mut headers = OwnedHeaders::new();
+        if let Some(original) = message.headers() {
+            for header in original.iter() {
+                headers = headers.insert(Header {
+                    key: header.key,
+                    value: header.value,
+                });
+            }
+        }
+        let partition = message.partition().to_string();
+        let offset = message.offset().to_string();
+        let time = chrono::Utc::now().to_rfc3339();
+        for (key, value) in [
+            (dlq_headers::TOPIC, message.topic()),
+            (dlq_headers::PARTITION, partition.as_str()),
+            (dlq_headers::OFFSET, offset.as_str()),
+            (dlq_headers::CONSUMER, self.handler.name()),
+            (dlq_headers::ERROR_CLASS, rejection.class),
+            (dlq_headers::ERROR_MESSAGE, rejection.message.as_str()),
+            (dlq_headers::TIME, time.as_str()),
+        ] {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        let mut delays = backoff();
+        loop {
+            let mut record: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(&dlq_topic).headers(headers.clone());
+            if let Some(key) = message.key() {
+                record = record.key(key);
+            }
+            if let Some(payload) = message.payload() {
+                record = record.payload(payload);
+            }
+            match self.dead_letters.send(record, Duration::from_secs(5)).await {
+                Ok(_) => return true,
+                Err((error, _)) => {
+                    let delay = delays.next().unwrap_or(Duration::from_secs(10));
+                    span.in_scope(|| {
+                        tracing::warn!(
+                            error = &error as &dyn StdError,
+                            ?delay,
+                            "dead-letter write failed; offset held, retrying"
+                        );
+                    });
+                    tokio::select! {
+                        () = self.shutdown.cancelled() => return false,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `error: cause: cause`.
+fn error_chain(error: &dyn StdError) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// The W3C context of a message: plain `traceparent` first, then the CloudEvents extension.

@@ -9,8 +9,14 @@
 
 pub mod config;
 pub mod consumer;
+pub mod probe;
 pub mod producer;
+pub mod status;
 
 pub use config::KafkaConfig;
-pub use consumer::{EventHandler, HandlerError, ReceivedEvent, run_consumer};
+pub use consumer::{
+    ConsumerOptions, EventHandler, HandlerError, Outcome, ReceivedEvent, run_consumer,
+};
+pub use probe::KafkaProbe;
 pub use producer::{Delivered, EventProducer, ProduceError};
+pub use status::ConsumerStatus;

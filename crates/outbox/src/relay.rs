@@ -26,6 +26,10 @@ use serde::Deserialize;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use telemetry::TraceHeaders;
+use telemetry::metrics::{
+    EVENTS_PUBLISHED_TOTAL, KAFKA_PRODUCER_QUEUE_DEPTH, OUTBOX_OLDEST_PENDING_AGE_SECONDS,
+    OUTBOX_PUBLISH_LATENCY_SECONDS, OUTBOX_QUEUE_SIZE,
+};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -109,6 +113,7 @@ impl Relay {
                 () = next_notification(&mut listener) => {}
             }
             self.drain(&shutdown).await;
+            self.sample_gauges().await;
         }
         if let Err(error) = self.producer.flush(Duration::from_secs(5)) {
             tracing::warn!(
@@ -117,6 +122,30 @@ impl Relay {
             );
         }
         tracing::info!("outbox relay stopped");
+    }
+
+    /// Updates the outbox and producer gauges.
+    async fn sample_gauges(&self) {
+        let sampled = async {
+            let size = store::pending_count(&self.pool).await?;
+            let age = store::oldest_pending_age_seconds(&self.pool).await?;
+            Ok::<_, sqlx::Error>((size, age))
+        }
+        .await;
+        match sampled {
+            #[allow(clippy::cast_precision_loss)] // counts and ages far below 2^53
+            Ok((size, age)) => {
+                metrics::gauge!(OUTBOX_QUEUE_SIZE).set(size as f64);
+                metrics::gauge!(OUTBOX_OLDEST_PENDING_AGE_SECONDS).set(age as f64);
+            }
+            Err(error) => {
+                tracing::warn!(
+                    error = &error as &dyn StdError,
+                    "cannot sample outbox gauges"
+                );
+            }
+        }
+        metrics::gauge!(KAFKA_PRODUCER_QUEUE_DEPTH).set(f64::from(self.producer.in_flight()));
     }
 
     async fn listen(&self) -> Option<PgListener> {
@@ -185,8 +214,9 @@ impl Relay {
                 continue;
             }
             match self.send(row) {
-                Ok(pending) => in_flight.push((row, pending)),
+                Ok((topic, pending)) => in_flight.push(((row, topic), pending)),
                 Err(error) => {
+                    count_published(UNRESOLVED_TOPIC, "failed");
                     failed_keys.insert(row.aggregate_id);
                     failed_ids.push(row.id);
                     errors.push(error);
@@ -197,10 +227,19 @@ impl Relay {
         let (sent_rows, pending): (Vec<_>, Vec<_>) = in_flight.into_iter().unzip();
         let reports = join_all(pending).await;
         let mut sent_ids = Vec::with_capacity(sent_rows.len());
-        for (row, report) in sent_rows.into_iter().zip(reports) {
+        for ((row, topic), report) in sent_rows.into_iter().zip(reports) {
             match report {
-                Ok(_delivered) => sent_ids.push(row.id),
+                Ok(_delivered) => {
+                    count_published(topic, "ok");
+                    let latency = (chrono::Utc::now() - row.created_at)
+                        .to_std()
+                        .unwrap_or_default();
+                    metrics::histogram!(OUTBOX_PUBLISH_LATENCY_SECONDS, "topic" => topic.to_owned())
+                        .record(latency.as_secs_f64());
+                    sent_ids.push(row.id);
+                }
                 Err(error) => {
+                    count_published(topic, "failed");
                     tracing::warn!(
                         outbox_id = row.id,
                         event_id = %row.event_id,
@@ -223,8 +262,9 @@ impl Relay {
         Ok(outcome)
     }
 
-    /// Enqueues one row, or says why it cannot be sent.
-    fn send(&self, row: &PendingRow) -> Result<DeliveryFuture, String> {
+    /// Enqueues one row and returns its topic and delivery report, or says why it cannot
+    /// be sent.
+    fn send(&self, row: &PendingRow) -> Result<(&str, DeliveryFuture), String> {
         let span = tracing::info_span!(
             "publish",
             otel.kind = "producer",
@@ -270,7 +310,7 @@ impl Relay {
                     &TraceHeaders::current(),
                 )
                 .map_err(|e| error_chain(&e))?;
-            Ok::<DeliveryFuture, String>(Box::pin(pending))
+            Ok::<_, String>((topic, Box::pin(pending) as DeliveryFuture))
         })();
         if let Err(error) = &result {
             tracing::warn!(outbox_id = row.id, event_id = %row.event_id, %error, "outbox row cannot be sent; will retry");
@@ -282,6 +322,14 @@ impl Relay {
 type DeliveryFuture = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<kafka::Delivered, ProduceError>> + Send>,
 >;
+
+/// Topic label of rows whose event type has no binding.
+const UNRESOLVED_TOPIC: &str = "unresolved";
+
+fn count_published(topic: &str, outcome: &'static str) {
+    metrics::counter!(EVENTS_PUBLISHED_TOTAL, "topic" => topic.to_owned(), "outcome" => outcome)
+        .increment(1);
+}
 
 /// Waits for the next NOTIFY; never returns without a listener. A broken connection is
 /// logged and retried a second later (polling covers the gap).

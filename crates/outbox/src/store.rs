@@ -20,6 +20,8 @@ pub struct PendingRow {
     pub traceparent: Option<String>,
     pub tracestate: Option<String>,
     pub occurred_at: DateTime<Utc>,
+    /// When the row was committed (for the commit-to-ack latency).
+    pub created_at: DateTime<Utc>,
 }
 
 /// Takes the relay lock for the current transaction; false if another relay holds it.
@@ -37,7 +39,7 @@ pub async fn fetch_pending(
     limit: i64,
 ) -> Result<Vec<PendingRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, event_id, event_type, aggregate_id, payload, traceparent, tracestate, occurred_at \
+        "SELECT id, event_id, event_type, aggregate_id, payload, traceparent, tracestate, occurred_at, created_at \
          FROM outbox WHERE NOT sent ORDER BY id LIMIT $1",
     )
     .bind(limit)
@@ -86,4 +88,15 @@ pub async fn pending_count<'e>(db: impl PgExecutor<'e>) -> Result<i64, sqlx::Err
     sqlx::query_scalar("SELECT count(*) FROM outbox WHERE NOT sent")
         .fetch_one(db)
         .await
+}
+
+/// Seconds since the oldest unsent row was written; 0 when nothing is pending.
+pub async fn oldest_pending_age_seconds<'e>(db: impl PgExecutor<'e>) -> Result<u64, sqlx::Error> {
+    let age: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::bigint, 0) \
+         FROM outbox WHERE NOT sent",
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(u64::try_from(age).unwrap_or(0))
 }

@@ -8,6 +8,8 @@
 //!   captures the current span's context (stored on outbox rows), and
 //!   [`TraceHeaders::continue_in`] makes a span continue a received context.
 
+pub mod metrics;
+
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -41,6 +43,27 @@ pub enum LogFormat {
     Json,
 }
 
+/// `[telemetry]` section: where traces go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// OTLP collector endpoint, e.g. `http://localhost:4317` (gRPC) or
+    /// `http://localhost:4318` (HTTP). Empty: no export (trace context still propagates).
+    pub otlp_endpoint: String,
+    pub otlp_protocol: OtlpProtocol,
+    /// Fraction of new traces recorded, 0.0 to 1.0; continued traces follow their parent.
+    pub sampling_ratio: f64,
+    /// `deployment.environment.name` resource attribute.
+    pub environment: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OtlpProtocol {
+    Grpc,
+    Http,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
     #[error("invalid log filter `{filter}`")]
@@ -49,13 +72,78 @@ pub enum TelemetryError {
         #[source]
         source: tracing_subscriber::filter::ParseError,
     },
+    #[error("telemetry.sampling_ratio must be between 0 and 1, got {0}")]
+    SamplingRatio(f64),
+    #[error("cannot build the OTLP exporter for {endpoint}")]
+    Exporter {
+        endpoint: String,
+        #[source]
+        source: opentelemetry_otlp::ExporterBuildError,
+    },
+}
+
+/// The tracer provider: batches spans to the OTLP collector when one is configured.
+fn tracer_provider(
+    service_name: &'static str,
+    config: &TelemetryConfig,
+) -> Result<SdkTracerProvider, TelemetryError> {
+    use opentelemetry_otlp::WithExportConfig;
+    use opentelemetry_sdk::trace::Sampler;
+
+    if !(0.0..=1.0).contains(&config.sampling_ratio) {
+        return Err(TelemetryError::SamplingRatio(config.sampling_ratio));
+    }
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service_name)
+        .with_attributes([
+            opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+            opentelemetry::KeyValue::new("deployment.environment.name", config.environment.clone()),
+        ])
+        .build();
+    let builder = SdkTracerProvider::builder()
+        .with_resource(resource)
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            config.sampling_ratio,
+        ))));
+    let endpoint = config.otlp_endpoint.trim();
+    if endpoint.is_empty() {
+        return Ok(builder.build());
+    }
+    let exporter_error = |source| TelemetryError::Exporter {
+        endpoint: endpoint.to_owned(),
+        source,
+    };
+    let exporter = match config.otlp_protocol {
+        OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .build()
+            .map_err(exporter_error)?,
+        OtlpProtocol::Http => {
+            let url = if endpoint.ends_with("/v1/traces") {
+                endpoint.to_owned()
+            } else {
+                format!("{}/v1/traces", endpoint.trim_end_matches('/'))
+            };
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_endpoint(url)
+                .build()
+                .map_err(exporter_error)?
+        }
+    };
+    Ok(builder.with_batch_exporter(exporter).build())
 }
 
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 
 /// Installs logging and tracing for the process. Later calls are no-ops (tests build many
 /// apps in one process), so the first configuration wins.
-pub fn init(service_name: &'static str, config: &LogConfig) -> Result<(), TelemetryError> {
+pub fn init(
+    service_name: &'static str,
+    config: &LogConfig,
+    telemetry: &TelemetryConfig,
+) -> Result<(), TelemetryError> {
     let filter_text = std::env::var("RUST_LOG").unwrap_or_else(|_| config.filter.clone());
     let log_filter = EnvFilter::try_new(&filter_text).map_err(|source| TelemetryError::Filter {
         filter: filter_text.clone(),
@@ -64,7 +152,8 @@ pub fn init(service_name: &'static str, config: &LogConfig) -> Result<(), Teleme
     if PROVIDER.get().is_some() {
         return Ok(());
     }
-    let provider = PROVIDER.get_or_init(|| SdkTracerProvider::builder().build());
+    let provider = tracer_provider(service_name, telemetry)?;
+    let provider = PROVIDER.get_or_init(|| provider);
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
 
     let log_layer = match config.format {

@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use api::ApiConfig;
+use api::admin::{AdminConfig, HealthConfig};
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use kafka::KafkaConfig;
 use outbox::RelayConfig;
 use secrecy::SecretString;
 use serde::Deserialize;
-use telemetry::LogConfig;
+use telemetry::{LogConfig, TelemetryConfig};
 
 /// The documented defaults; every key must appear here.
 pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
@@ -20,12 +21,15 @@ pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub api: ApiConfig,
+    pub admin: AdminConfig,
+    pub health: HealthConfig,
     pub database: DatabaseConfig,
     pub kafka: KafkaConfig,
     pub relay: RelayConfig,
     pub consumer: ConsumerConfig,
     /// Binding name -> destination topic.
     pub bindings: BTreeMap<String, String>,
+    pub telemetry: TelemetryConfig,
     pub log: LogConfig,
 }
 
@@ -44,6 +48,7 @@ pub struct DatabaseConfig {
 pub struct ConsumerConfig {
     pub enabled: bool,
     pub group_id: String,
+    pub dead_letter_suffix: String,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use wallet_hub::startup::{MIGRATOR, connect_database};
+use wallet_hub::startup::{MIGRATOR, Role, connect_database};
 use wallet_hub::{Application, Settings};
 
 #[derive(Debug, Parser)]
@@ -23,8 +23,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the API, the outbox relay and the consumers until SIGINT/SIGTERM.
-    Serve,
+    /// Run the service until SIGINT/SIGTERM: by default API, outbox relay and consumers.
+    Serve {
+        /// Parts to run (repeat or comma-separate); the admin server always runs.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
+        role: Vec<Role>,
+    },
     /// Apply pending database migrations and exit.
     Migrate,
 }
@@ -33,17 +37,17 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = Settings::load(cli.config.as_deref())?;
-    telemetry::init("wallet-hub", &settings.log)?;
+    telemetry::init("wallet-hub", &settings.log, &settings.telemetry)?;
     let result = match cli.command {
-        Command::Serve => serve(settings).await,
+        Command::Serve { role } => serve(settings, &role).await,
         Command::Migrate => migrate(settings).await,
     };
     telemetry::shutdown();
     result
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let app = Application::build(settings).await?;
+async fn serve(settings: Settings, roles: &[Role]) -> anyhow::Result<()> {
+    let app = Application::build(settings, roles).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     app.run_until_stopped(shutdown).await

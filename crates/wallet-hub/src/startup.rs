@@ -1,18 +1,21 @@
 //! Assembly: settings in, a running service out.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use api::AppState;
+use api::admin::AdminState;
 use consumers::WalletCreatedEventConsumer;
 use domain::EventType;
 use event_bindings::EventBindings;
-use kafka::EventProducer;
+use kafka::{ConsumerOptions, ConsumerStatus, EventProducer, KafkaProbe};
 use outbox::{DomainEventPublisher, Relay};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use telemetry::metrics::{DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -22,12 +25,47 @@ use crate::config::{DatabaseConfig, Settings};
 /// Migrations compiled into the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
-/// A built service: connections made, listener bound, nothing running yet.
+/// Which parts of the service this process runs (`wallet-hub serve --role ...`). The
+/// admin server (metrics, health) runs in every role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// API, relay and consumers in one process.
+    All,
+    /// The HTTP API only.
+    Api,
+    /// The outbox relay only.
+    Relay,
+    /// The Kafka consumers only.
+    Consumer,
+}
+
+/// What runs, after roles and the `enabled` switches of the config are combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Parts {
+    api: bool,
+    relay: bool,
+    consumer: bool,
+}
+
+impl Parts {
+    fn new(roles: &[Role], settings: &Settings) -> Self {
+        let has = |role| roles.is_empty() || roles.contains(&Role::All) || roles.contains(&role);
+        Self {
+            api: has(Role::Api),
+            relay: has(Role::Relay) && settings.relay.enabled,
+            consumer: has(Role::Consumer) && settings.consumer.enabled,
+        }
+    }
+}
+
+/// A built service: connections made, listeners bound, nothing running yet.
 #[derive(Debug)]
 pub struct Application {
     settings: Settings,
+    parts: Parts,
     pool: PgPool,
-    listener: TcpListener,
+    api_listener: Option<TcpListener>,
+    admin_listener: TcpListener,
     bindings: EventBindings,
 }
 
@@ -46,12 +84,19 @@ pub async fn connect_database(config: &DatabaseConfig) -> anyhow::Result<PgPool>
         .context("cannot connect to PostgreSQL (database.url / DATABASE_URL)")
 }
 
+async fn bind(address: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} ({what})"))
+}
+
 impl Application {
     /// Validates the settings, connects to PostgreSQL, applies migrations if configured,
-    /// and binds the API listener (port 0 picks a free port).
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+    /// and binds the listeners (port 0 picks a free port). `roles` empty means all.
+    pub async fn build(settings: Settings, roles: &[Role]) -> anyhow::Result<Self> {
         let bindings =
             EventBindings::new(&settings.bindings).context("invalid [bindings] configuration")?;
+        let parts = Parts::new(roles, &settings);
         let pool = connect_database(&settings.database).await?;
         if settings.database.migrate_on_start {
             MIGRATOR
@@ -59,52 +104,67 @@ impl Application {
                 .await
                 .context("cannot apply migrations")?;
         }
-        let listener = TcpListener::bind(settings.api.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", settings.api.listen))?;
+        let api_listener = if parts.api {
+            Some(bind(settings.api.listen, "api.listen").await?)
+        } else {
+            None
+        };
+        let admin_listener = bind(settings.admin.listen, "admin.listen").await?;
         Ok(Self {
             settings,
+            parts,
             pool,
-            listener,
+            api_listener,
+            admin_listener,
             bindings,
         })
     }
 
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+    /// The API address, if this process serves the API.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn admin_addr(&self) -> std::io::Result<SocketAddr> {
+        self.admin_listener.local_addr()
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 
-    /// Runs the API, the relay and the consumer until `shutdown` is cancelled, then lets
-    /// each finish what it is doing: in-flight requests complete, the relay finishes its
-    /// batch, the consumer commits its offsets. If one part fails, the others are stopped.
+    /// Runs this process's parts until `shutdown` is cancelled, then lets each finish
+    /// what it is doing: in-flight requests complete, the relay finishes its batch, the
+    /// consumer commits its offsets. If one part fails, the others are stopped.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Application {
             settings,
+            parts,
             pool,
-            listener,
+            api_listener,
+            admin_listener,
             bindings,
         } = self;
         let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
+        let metrics = telemetry::metrics::install();
 
-        let state = AppState {
-            pool: pool.clone(),
-            publisher: DomainEventPublisher::new(settings.relay.notify),
-        };
-        let app = api::router(state, &settings.api);
-        let api_shutdown = shutdown.clone();
-        tracing::info!(address = %listener.local_addr()?, "API listening");
-        tasks.spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(api_shutdown.cancelled_owned())
-                .await
-                .context("HTTP server failed")
-        });
+        if let Some(listener) = api_listener {
+            let state = AppState {
+                pool: pool.clone(),
+                publisher: DomainEventPublisher::new(settings.relay.notify),
+            };
+            let app = api::router(state, &settings.api);
+            let api_shutdown = shutdown.clone();
+            tracing::info!(address = %listener.local_addr()?, "API listening");
+            tasks.spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(api_shutdown.cancelled_owned())
+                    .await
+                    .context("HTTP server failed")
+            });
+        }
 
-        if settings.relay.enabled {
+        if parts.relay {
             let producer =
                 EventProducer::new(&settings.kafka).context("cannot create Kafka producer")?;
             let relay = Relay::new(
@@ -120,18 +180,48 @@ impl Application {
             });
         }
 
-        if settings.consumer.enabled {
+        let consumer_status = parts.consumer.then(ConsumerStatus::new);
+        if let Some(status) = &consumer_status {
             let kafka = settings.kafka.clone();
-            let group = settings.consumer.group_id.clone();
+            let consumer = settings.consumer.clone();
             let topic = bindings.destination(EventType::WalletCreated).to_owned();
             let handler = WalletCreatedEventConsumer::new(pool.clone());
+            let status = Arc::clone(status);
             let consumer_shutdown = shutdown.clone();
             tasks.spawn(async move {
-                kafka::consumer::run_consumer(&kafka, &group, &[&topic], handler, consumer_shutdown)
+                let options = ConsumerOptions {
+                    group_id: &consumer.group_id,
+                    topics: &[&topic],
+                    dead_letter_suffix: &consumer.dead_letter_suffix,
+                };
+                kafka::run_consumer(&kafka, options, handler, status, consumer_shutdown)
                     .await
                     .context("WalletCreatedEventConsumer failed")
             });
         }
+
+        let kafka_probe = if parts.relay || parts.consumer {
+            Some(KafkaProbe::new(&settings.kafka).context("cannot create Kafka health client")?)
+        } else {
+            None
+        };
+        let admin = api::admin::router(AdminState {
+            pool: pool.clone(),
+            metrics,
+            health: settings.health.clone(),
+            kafka: kafka_probe,
+            relays_outbox: parts.relay,
+            consumer: consumer_status,
+        });
+        tracing::info!(address = %admin_listener.local_addr()?, "admin server (metrics, health) listening");
+        let admin_shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            axum::serve(admin_listener, admin)
+                .with_graceful_shutdown(admin_shutdown.cancelled_owned())
+                .await
+                .context("admin server failed")
+        });
+        tasks.spawn(sample_pool(pool.clone(), shutdown.clone()));
 
         let mut outcome = Ok(());
         while let Some(joined) = tasks.join_next().await {
@@ -152,5 +242,23 @@ impl Application {
         }
         pool.close().await;
         outcome
+    }
+}
+
+/// Exports pool usage every few seconds until shutdown.
+async fn sample_pool(pool: PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut interval = tokio::time::interval(Duration::from_secs(5));
+    let max = pool.options().get_max_connections();
+    metrics::gauge!(DB_POOL_MAX_CONNECTIONS).set(f64::from(max));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            _ = interval.tick() => {}
+        }
+        let size = pool.size();
+        let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
+        metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "idle").set(f64::from(idle));
+        metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "in_use")
+            .set(f64::from(size.saturating_sub(idle)));
     }
 }

@@ -28,6 +28,8 @@ pub struct Topics {
 
 pub struct TestApp {
     pub address: String,
+    /// The admin server: /metrics, /health/*.
+    pub admin_address: String,
     pub client: reqwest::Client,
     pub pool: PgPool,
     pub settings: Settings,
@@ -44,6 +46,7 @@ pub async fn test_settings() -> (Settings, Topics) {
     settings.database.url = create_database(settings.database.url.expose_secret(), &suffix).await;
     settings.database.max_connections = 8;
     settings.api.listen = "127.0.0.1:0".parse().expect("valid address");
+    settings.admin.listen = "127.0.0.1:0".parse().expect("valid address");
     settings.consumer.group_id = format!("wallet-hub-consumers-{suffix}");
     settings.kafka.message_timeout_ms = 10_000;
     let topics = Topics {
@@ -79,16 +82,19 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
 }
 
 pub async fn start(settings: Settings, topics: Topics) -> TestApp {
-    telemetry::init("wallet-hub-tests", &settings.log).expect("telemetry init");
-    let app = Application::build(settings.clone())
+    telemetry::init("wallet-hub-tests", &settings.log, &settings.telemetry)
+        .expect("telemetry init");
+    let app = Application::build(settings.clone(), &[])
         .await
         .expect("app builds");
-    let address = format!("http://{}", app.local_addr().expect("bound"));
+    let address = format!("http://{}", app.api_addr().expect("API bound"));
+    let admin_address = format!("http://{}", app.admin_addr().expect("admin bound"));
     let pool = app.pool().clone();
     let shutdown = CancellationToken::new();
     let handle = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     TestApp {
         address,
+        admin_address,
         client: reqwest::Client::new(),
         pool,
         settings,
@@ -107,6 +113,14 @@ impl TestApp {
         self.client
             .post(self.url(path))
             .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn admin_get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{}", self.admin_address, path))
             .send()
             .await
             .expect("request sent")

@@ -1,0 +1,187 @@
+//! The admin server: `/metrics` (Prometheus), `/health/live` and `/health/ready`.
+//!
+//! It runs in every role on its own address, so that relay-only and consumer-only
+//! instances can be scraped and probed, and so that metrics never share a port with
+//! client traffic.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use kafka::{ConsumerStatus, KafkaProbe};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+
+/// `[admin]` configuration section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+/// `[health]` configuration section: readiness thresholds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    pub outbox_max_pending_age_seconds: u64,
+    pub consumer_max_lag: i64,
+    pub check_timeout_ms: u64,
+}
+
+/// What the admin server looks at. `kafka`, `outbox` and `consumer` are present only in
+/// the roles that use them.
+#[derive(Debug, Clone)]
+pub struct AdminState {
+    pub pool: PgPool,
+    pub metrics: PrometheusHandle,
+    pub health: HealthConfig,
+    pub kafka: Option<KafkaProbe>,
+    /// Whether this instance relays the outbox (then outbox age is part of readiness).
+    pub relays_outbox: bool,
+    pub consumer: Option<Arc<ConsumerStatus>>,
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+#[derive(Debug, Serialize)]
+struct Health {
+    status: &'static str,
+    checks: Vec<Check>,
+}
+
+#[derive(Debug, Serialize)]
+struct Check {
+    name: &'static str,
+    status: &'static str,
+    detail: String,
+}
+
+impl Check {
+    fn new(name: &'static str, result: Result<String, String>) -> Self {
+        match result {
+            Ok(detail) => Self {
+                name,
+                status: "up",
+                detail,
+            },
+            Err(detail) => Self {
+                name,
+                status: "down",
+                detail,
+            },
+        }
+    }
+}
+
+async fn live() -> Json<Health> {
+    Json(Health {
+        status: "up",
+        checks: Vec::new(),
+    })
+}
+
+/// 200 when every check of this instance's roles is up, 503 naming the failing ones.
+async fn ready(State(state): State<AdminState>) -> (StatusCode, Json<Health>) {
+    let timeout = Duration::from_millis(state.health.check_timeout_ms);
+    let mut checks = vec![
+        Check::new("database", check_database(&state.pool, timeout).await),
+        Check::new("database_pool", check_pool(&state.pool)),
+    ];
+    if let Some(kafka) = &state.kafka {
+        let result = match kafka.check(timeout).await {
+            Ok(brokers) => Ok(format!("metadata from {brokers} broker(s)")),
+            Err(error) => Err(format!("metadata request failed: {error}")),
+        };
+        checks.push(Check::new("kafka", result));
+    }
+    if state.relays_outbox {
+        checks.push(Check::new("outbox", check_outbox(&state, timeout).await));
+    }
+    if let Some(consumer) = &state.consumer {
+        checks.push(Check::new(
+            "consumer",
+            check_consumer(consumer, &state.health),
+        ));
+    }
+    let up = checks.iter().all(|c| c.status == "up");
+    let status = if up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(Health {
+            status: if up { "up" } else { "down" },
+            checks,
+        }),
+    )
+}
+
+async fn check_database(pool: &PgPool, timeout: Duration) -> Result<String, String> {
+    match tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(pool)).await {
+        Ok(Ok(_)) => Ok("query answered".to_owned()),
+        Ok(Err(error)) => Err(format!("query failed: {error}")),
+        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+    }
+}
+
+fn check_pool(pool: &PgPool) -> Result<String, String> {
+    let size = pool.size();
+    let idle = pool.num_idle();
+    let max = pool.options().get_max_connections();
+    let detail = format!("{size}/{max} connections, {idle} idle");
+    if size >= max && idle == 0 {
+        Err(format!("exhausted: {detail}"))
+    } else {
+        Ok(detail)
+    }
+}
+
+async fn check_outbox(state: &AdminState, timeout: Duration) -> Result<String, String> {
+    let query = outbox::store::oldest_pending_age_seconds(&state.pool);
+    let age = match tokio::time::timeout(timeout, query).await {
+        Ok(Ok(age)) => age,
+        Ok(Err(error)) => return Err(format!("query failed: {error}")),
+        Err(_) => return Err(format!("no answer within {} ms", timeout.as_millis())),
+    };
+    let max = state.health.outbox_max_pending_age_seconds;
+    let detail = format!("oldest pending event is {age} s old (limit {max} s)");
+    if age > max { Err(detail) } else { Ok(detail) }
+}
+
+fn check_consumer(status: &ConsumerStatus, health: &HealthConfig) -> Result<String, String> {
+    if !status.is_running() {
+        return Err("consumer is not running".to_owned());
+    }
+    let assigned = status.assigned_partitions();
+    match status.max_lag() {
+        Some(lag) if lag > health.consumer_max_lag => Err(format!(
+            "{assigned} partition(s) assigned, max lag {lag} (limit {})",
+            health.consumer_max_lag
+        )),
+        Some(lag) => Ok(format!("{assigned} partition(s) assigned, max lag {lag}")),
+        None => Ok(format!(
+            "{assigned} partition(s) assigned, lag not reported yet"
+        )),
+    }
+}

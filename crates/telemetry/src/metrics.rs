@@ -1,0 +1,66 @@
+//! Prometheus metrics: the one recorder of the process and the names of every metric.
+//!
+//! Names live here as constants so that code, dashboards and alert rules agree
+//! (`deploy/metrics.txt` lists what the dashboard and alerts query; a test checks that a
+//! running service exports each). Labels stay low-cardinality: never an id.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// HTTP requests by `method`, matched `route` and `status`.
+pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
+/// HTTP request latency by `method`, `route`, `status`.
+pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
+/// Unsent outbox rows.
+pub const OUTBOX_QUEUE_SIZE: &str = "outbox_queue_size";
+/// Age of the oldest unsent outbox row (0 when none).
+pub const OUTBOX_OLDEST_PENDING_AGE_SECONDS: &str = "outbox_oldest_pending_age_seconds";
+/// Outbox rows parked after too many failed attempts (waiting for `outbox redrive`).
+pub const OUTBOX_PARKED_TOTAL: &str = "outbox_parked_total";
+/// Relay sends by `topic` and `outcome` (`ok`, `failed`).
+pub const EVENTS_PUBLISHED_TOTAL: &str = "events_published_total";
+/// From outbox commit to broker acknowledgement, by `topic`.
+pub const OUTBOX_PUBLISH_LATENCY_SECONDS: &str = "outbox_publish_latency_seconds";
+/// Consumed messages by `topic`, `consumer`, `outcome` (`ok`, `duplicate`, `retried`,
+/// `dead_lettered`).
+pub const EVENTS_CONSUMED_TOTAL: &str = "events_consumed_total";
+/// From the event's `time` to its effect committed, by `topic`, `consumer`.
+pub const EVENT_PROCESSING_LATENCY_SECONDS: &str = "event_processing_latency_seconds";
+/// Messages behind the high watermark, by `topic`, `partition`, `group`.
+pub const CONSUMER_LAG: &str = "consumer_lag";
+/// Pool connections by `state` (`idle`, `in_use`).
+pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
+/// Configured pool size.
+pub const DB_POOL_MAX_CONNECTIONS: &str = "db_pool_max_connections";
+/// Messages the producer has enqueued but the broker has not acknowledged.
+pub const KAFKA_PRODUCER_QUEUE_DEPTH: &str = "kafka_producer_queue_depth";
+/// Always 1, labelled with `version`.
+pub const BUILD_INFO: &str = "wallet_hub_build_info";
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder once and returns the handle that renders
+/// `/metrics`. Later calls return the same handle (tests run many apps in one process).
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("_seconds".to_owned()),
+                    &[
+                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                        10.0, 30.0, 60.0,
+                    ],
+                )
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+            }
+            metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            handle
+        })
+        .clone()
+}
