@@ -64,7 +64,14 @@ impl DomainEventPublisher {
     #[tracing::instrument(
         name = "outbox.insert",
         skip_all,
-        fields(event_type = %event.event_type(), event_id = %event.metadata().event_id),
+        fields(
+            otel.kind = "client",
+            db.system.name = "postgresql",
+            db.operation.name = "INSERT",
+            db.collection.name = "outbox",
+            event_type = %event.event_type(),
+            event_id = %event.metadata().event_id,
+        ),
         err
     )]
     pub async fn publish(

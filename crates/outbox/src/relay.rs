@@ -265,30 +265,28 @@ impl Relay {
     /// Enqueues one row and returns its topic and delivery report, or says why it cannot
     /// be sent.
     fn send(&self, row: &PendingRow) -> Result<(&str, DeliveryFuture), String> {
-        let span = tracing::info_span!(
-            "publish",
-            otel.kind = "producer",
-            otel.name = tracing::field::Empty,
-            messaging.system = "kafka",
-            messaging.operation.type = "send",
-            messaging.destination.name = tracing::field::Empty,
-            messaging.message.id = %row.event_id,
-            messaging.kafka.message.key = %row.aggregate_id,
-            outbox_id = row.id,
-        );
-        TraceHeaders {
-            traceparent: row.traceparent.clone(),
-            tracestate: row.tracestate.clone(),
-        }
-        .continue_in(&span);
-        let _entered = span.enter();
-        let result = (|| {
-            let (event_type, topic) = self
-                .bindings
-                .resolve(&row.event_type)
-                .map_err(|e| e.to_string())?;
-            span.record("messaging.destination.name", topic);
-            span.record("otel.name", format!("send {topic}"));
+        let result = self
+            .bindings
+            .resolve(&row.event_type)
+            .map_err(|e| e.to_string());
+        let result = result.and_then(|(event_type, topic)| {
+            let span = tracing::info_span!(
+                "publish",
+                otel.kind = "producer",
+                otel.name = format!("send {topic}"),
+                messaging.system = "kafka",
+                messaging.operation.type = "send",
+                messaging.destination.name = topic,
+                messaging.message.id = %row.event_id,
+                messaging.kafka.message.key = %row.aggregate_id,
+                outbox_id = row.id,
+            );
+            TraceHeaders {
+                traceparent: row.traceparent.clone(),
+                tracestate: row.tracestate.clone(),
+            }
+            .continue_in(&span);
+            let _entered = span.enter();
             let event = event_bindings::encode(&OutgoingEvent {
                 event_id: row.event_id,
                 event_type,
@@ -310,8 +308,8 @@ impl Relay {
                     &TraceHeaders::current(),
                 )
                 .map_err(|e| error_chain(&e))?;
-            Ok::<_, String>((topic, Box::pin(pending) as DeliveryFuture))
-        })();
+            Ok((topic, Box::pin(pending) as DeliveryFuture))
+        });
         if let Err(error) = &result {
             tracing::warn!(outbox_id = row.id, event_id = %row.event_id, %error, "outbox row cannot be sent; will retry");
         }

@@ -176,6 +176,15 @@ pub fn init(
     Ok(())
 }
 
+/// Exports the spans recorded so far (tests; also called by [`shutdown`]).
+pub fn flush() {
+    if let Some(provider) = PROVIDER.get()
+        && let Err(error) = provider.force_flush()
+    {
+        tracing::debug!(%error, "tracer provider flush");
+    }
+}
+
 /// Flushes and stops the tracer provider; call once at process exit.
 pub fn shutdown() {
     if let Some(provider) = PROVIDER.get()

@@ -17,6 +17,7 @@ use domain::{
 };
 use serde::{Deserialize, Serialize};
 use telemetry::TraceHeaders;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -93,6 +94,18 @@ fn event_context(ctx: &RequestContext) -> EventContext {
     EventContext::new(Utc::now(), ctx.correlation_id.clone())
 }
 
+/// A client span around one database transaction (OpenTelemetry database conventions);
+/// the outbox row written inside it carries this span's context.
+fn db_transaction_span(operation: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "db.transaction",
+        otel.kind = "client",
+        otel.name = format!("transaction {operation}"),
+        db.system.name = "postgresql",
+        db.operation.name = operation,
+    )
+}
+
 fn wallet_not_found(id: Uuid) -> ApiError {
     ApiError::NotFound {
         resource: "wallet",
@@ -120,16 +133,20 @@ async fn create_wallet(
     );
     tracing::Span::current().record("wallet_id", tracing::field::display(wallet.id()));
 
-    let mut tx = state.pool.begin().await.map_err(ApiError::database)?;
-    store::insert_wallet(&mut tx, &wallet)
-        .await
-        .map_err(ApiError::database)?;
-    state
-        .publisher
-        .publish(&mut tx, &DomainEvent::from(event), &TraceHeaders::current())
-        .await
-        .map_err(ApiError::internal)?;
-    tx.commit().await.map_err(ApiError::database)?;
+    async {
+        let mut tx = state.pool.begin().await.map_err(ApiError::database)?;
+        store::insert_wallet(&mut tx, &wallet)
+            .await
+            .map_err(ApiError::database)?;
+        state
+            .publisher
+            .publish(&mut tx, &DomainEvent::from(event), &TraceHeaders::current())
+            .await
+            .map_err(ApiError::internal)?;
+        tx.commit().await.map_err(ApiError::database)
+    }
+    .instrument(db_transaction_span("create wallet"))
+    .await?;
 
     let mut headers = HeaderMap::new();
     let location = format!("/v1/wallets/{}", wallet.id());
@@ -166,43 +183,47 @@ async fn deposit(
     let amount = DecimalAmount::parse(&request.amount)
         .map_err(|e| ApiError::Validation(format!("amount: {e}")))?;
 
-    let mut tx = state.pool.begin().await.map_err(ApiError::database)?;
-    let mut wallet = store::lock_wallet(&mut tx, id)
-        .await?
-        .ok_or_else(|| wallet_not_found(id))?;
-    let amount = Money::from_decimal(amount, wallet.currency())
-        .map_err(|e| ApiError::Validation(format!("amount: {e}")))?;
-    let deposit_id = Uuid::now_v7();
-    let event = wallet.add_funds(amount, deposit_id, &event_context(&ctx))?;
-    store::update_balance(&mut tx, &wallet)
-        .await
-        .map_err(ApiError::database)?;
-    let deposit = Deposit {
-        id: deposit_id,
-        wallet_id: wallet.id(),
-        amount,
-        balance_after: wallet.balance(),
-        correlation_id: ctx.correlation_id.clone(),
-        created_at: event.metadata.occurred_at,
-    };
-    store::insert_deposit(&mut tx, &deposit)
-        .await
-        .map_err(ApiError::database)?;
-    state
-        .publisher
-        .publish(&mut tx, &DomainEvent::from(event), &TraceHeaders::current())
-        .await
-        .map_err(ApiError::internal)?;
-    tx.commit().await.map_err(ApiError::database)?;
+    async {
+        let mut tx = state.pool.begin().await.map_err(ApiError::database)?;
+        let mut wallet = store::lock_wallet(&mut tx, id)
+            .await?
+            .ok_or_else(|| wallet_not_found(id))?;
+        let amount = Money::from_decimal(amount, wallet.currency())
+            .map_err(|e| ApiError::Validation(format!("amount: {e}")))?;
+        let deposit_id = Uuid::now_v7();
+        let event = wallet.add_funds(amount, deposit_id, &event_context(&ctx))?;
+        store::update_balance(&mut tx, &wallet)
+            .await
+            .map_err(ApiError::database)?;
+        let deposit = Deposit {
+            id: deposit_id,
+            wallet_id: wallet.id(),
+            amount,
+            balance_after: wallet.balance(),
+            correlation_id: ctx.correlation_id.clone(),
+            created_at: event.metadata.occurred_at,
+        };
+        store::insert_deposit(&mut tx, &deposit)
+            .await
+            .map_err(ApiError::database)?;
+        state
+            .publisher
+            .publish(&mut tx, &DomainEvent::from(event), &TraceHeaders::current())
+            .await
+            .map_err(ApiError::internal)?;
+        tx.commit().await.map_err(ApiError::database)?;
 
-    Ok((
-        StatusCode::CREATED,
-        Json(DepositResponse {
-            id: deposit.id,
-            wallet_id: deposit.wallet_id,
-            amount: deposit.amount.to_string(),
-            balance_after: deposit.balance_after.to_string(),
-            created_at: deposit.created_at,
-        }),
-    ))
+        Ok((
+            StatusCode::CREATED,
+            Json(DepositResponse {
+                id: deposit.id,
+                wallet_id: deposit.wallet_id,
+                amount: deposit.amount.to_string(),
+                balance_after: deposit.balance_after.to_string(),
+                created_at: deposit.created_at,
+            }),
+        ))
+    }
+    .instrument(db_transaction_span("deposit"))
+    .await
 }
