@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::money::{Currency, Money};
+use crate::wallet_status::WalletStatus;
 
 /// What every event carries besides its data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,20 +83,88 @@ pub struct FundsAdded {
     pub balance_after: Money,
 }
 
+/// A user signed up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserCreated {
+    #[serde(flatten)]
+    pub metadata: EventMetadata,
+    pub user_id: Uuid,
+    /// As the user wrote it (trimmed); compare addresses case-insensitively.
+    pub email: String,
+    pub name: String,
+}
+
+/// Money was withdrawn from a wallet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FundsWithdrawn {
+    #[serde(flatten)]
+    pub metadata: EventMetadata,
+    pub wallet_id: Uuid,
+    /// The withdrawal's id (as returned by the API).
+    pub transaction_id: Uuid,
+    /// What left the wallet; always positive.
+    pub amount: Money,
+    pub balance_after: Money,
+}
+
+/// Money moved from one wallet to another of the same currency, in one step.
+///
+/// One event describes both sides. It belongs to the source wallet (its `aggregate_id`, and
+/// so its Kafka key, is `from_wallet_id`), so it is ordered with the source wallet's other
+/// events; consumers that follow the destination wallet read `to_wallet_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FundsTransferred {
+    #[serde(flatten)]
+    pub metadata: EventMetadata,
+    pub from_wallet_id: Uuid,
+    pub to_wallet_id: Uuid,
+    /// The transfer's id (as returned by the API).
+    pub transfer_id: Uuid,
+    /// What moved; always positive.
+    pub amount: Money,
+    pub from_balance_after: Money,
+    pub to_balance_after: Money,
+}
+
+/// A wallet was frozen, unfrozen or closed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalletStatusChanged {
+    #[serde(flatten)]
+    pub metadata: EventMetadata,
+    pub wallet_id: Uuid,
+    pub from: WalletStatus,
+    pub to: WalletStatus,
+}
+
 /// The kinds of domain event; the name is stored in the outbox's `event_type` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventType {
     WalletCreated,
     FundsAdded,
+    UserCreated,
+    FundsWithdrawn,
+    FundsTransferred,
+    WalletStatusChanged,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 2] = [EventType::WalletCreated, EventType::FundsAdded];
+    pub const ALL: [EventType; 6] = [
+        EventType::WalletCreated,
+        EventType::FundsAdded,
+        EventType::UserCreated,
+        EventType::FundsWithdrawn,
+        EventType::FundsTransferred,
+        EventType::WalletStatusChanged,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::WalletCreated => "WalletCreated",
             EventType::FundsAdded => "FundsAdded",
+            EventType::UserCreated => "UserCreated",
+            EventType::FundsWithdrawn => "FundsWithdrawn",
+            EventType::FundsTransferred => "FundsTransferred",
+            EventType::WalletStatusChanged => "WalletStatusChanged",
         }
     }
 }
@@ -126,6 +195,10 @@ impl FromStr for EventType {
 pub enum DomainEvent {
     WalletCreated(WalletCreated),
     FundsAdded(FundsAdded),
+    UserCreated(UserCreated),
+    FundsWithdrawn(FundsWithdrawn),
+    FundsTransferred(FundsTransferred),
+    WalletStatusChanged(WalletStatusChanged),
 }
 
 impl DomainEvent {
@@ -133,6 +206,10 @@ impl DomainEvent {
         match self {
             DomainEvent::WalletCreated(_) => EventType::WalletCreated,
             DomainEvent::FundsAdded(_) => EventType::FundsAdded,
+            DomainEvent::UserCreated(_) => EventType::UserCreated,
+            DomainEvent::FundsWithdrawn(_) => EventType::FundsWithdrawn,
+            DomainEvent::FundsTransferred(_) => EventType::FundsTransferred,
+            DomainEvent::WalletStatusChanged(_) => EventType::WalletStatusChanged,
         }
     }
 
@@ -140,6 +217,10 @@ impl DomainEvent {
         match self {
             DomainEvent::WalletCreated(e) => &e.metadata,
             DomainEvent::FundsAdded(e) => &e.metadata,
+            DomainEvent::UserCreated(e) => &e.metadata,
+            DomainEvent::FundsWithdrawn(e) => &e.metadata,
+            DomainEvent::FundsTransferred(e) => &e.metadata,
+            DomainEvent::WalletStatusChanged(e) => &e.metadata,
         }
     }
 
@@ -148,6 +229,10 @@ impl DomainEvent {
         match self {
             DomainEvent::WalletCreated(e) => serde_json::to_value(e),
             DomainEvent::FundsAdded(e) => serde_json::to_value(e),
+            DomainEvent::UserCreated(e) => serde_json::to_value(e),
+            DomainEvent::FundsWithdrawn(e) => serde_json::to_value(e),
+            DomainEvent::FundsTransferred(e) => serde_json::to_value(e),
+            DomainEvent::WalletStatusChanged(e) => serde_json::to_value(e),
         }
     }
 
@@ -161,6 +246,16 @@ impl DomainEvent {
                 DomainEvent::WalletCreated(serde_json::from_value(payload)?)
             }
             EventType::FundsAdded => DomainEvent::FundsAdded(serde_json::from_value(payload)?),
+            EventType::UserCreated => DomainEvent::UserCreated(serde_json::from_value(payload)?),
+            EventType::FundsWithdrawn => {
+                DomainEvent::FundsWithdrawn(serde_json::from_value(payload)?)
+            }
+            EventType::FundsTransferred => {
+                DomainEvent::FundsTransferred(serde_json::from_value(payload)?)
+            }
+            EventType::WalletStatusChanged => {
+                DomainEvent::WalletStatusChanged(serde_json::from_value(payload)?)
+            }
         })
     }
 }
@@ -177,9 +272,173 @@ impl From<FundsAdded> for DomainEvent {
     }
 }
 
+impl From<UserCreated> for DomainEvent {
+    fn from(e: UserCreated) -> Self {
+        DomainEvent::UserCreated(e)
+    }
+}
+
+impl From<FundsWithdrawn> for DomainEvent {
+    fn from(e: FundsWithdrawn) -> Self {
+        DomainEvent::FundsWithdrawn(e)
+    }
+}
+
+impl From<FundsTransferred> for DomainEvent {
+    fn from(e: FundsTransferred) -> Self {
+        DomainEvent::FundsTransferred(e)
+    }
+}
+
+impl From<WalletStatusChanged> for DomainEvent {
+    fn from(e: WalletStatusChanged) -> Self {
+        DomainEvent::WalletStatusChanged(e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+
+    fn metadata(aggregate_id: Uuid) -> EventMetadata {
+        EventMetadata {
+            event_id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001),
+            occurred_at: "2026-01-02T03:04:05.123456Z".parse().expect("RFC 3339"),
+            aggregate_id,
+            correlation_id: "corr-1".to_owned(),
+            schema_version: 1,
+        }
+    }
+
+    fn usd(minor: i64) -> Money {
+        Money::from_minor(minor, "USD".parse().expect("USD is ISO 4217"))
+    }
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    /// Each new event next to the exact JSON consumers receive; they must round-trip.
+    fn examples() -> Vec<(DomainEvent, serde_json::Value)> {
+        let meta = json!({
+            "event_id": "01900000-0000-7000-8000-000000000001",
+            "occurred_at": "2026-01-02T03:04:05.123456Z",
+            "correlation_id": "corr-1",
+            "schema_version": 1,
+        });
+        let with_meta = |aggregate_id: Uuid, data: serde_json::Value| {
+            let mut value = meta.clone();
+            value["aggregate_id"] = json!(aggregate_id);
+            for (k, v) in data.as_object().expect("an object") {
+                value[k] = v.clone();
+            }
+            value
+        };
+        vec![
+            (
+                UserCreated {
+                    metadata: metadata(id(1)),
+                    user_id: id(1),
+                    email: "Ada@Example.com".to_owned(),
+                    name: "Ada".to_owned(),
+                }
+                .into(),
+                with_meta(
+                    id(1),
+                    json!({"user_id": id(1), "email": "Ada@Example.com", "name": "Ada"}),
+                ),
+            ),
+            (
+                FundsWithdrawn {
+                    metadata: metadata(id(2)),
+                    wallet_id: id(2),
+                    transaction_id: id(3),
+                    amount: usd(250),
+                    balance_after: usd(800),
+                }
+                .into(),
+                with_meta(
+                    id(2),
+                    json!({
+                        "wallet_id": id(2),
+                        "transaction_id": id(3),
+                        "amount": {"value": "2.50", "currency": "USD"},
+                        "balance_after": {"value": "8.00", "currency": "USD"},
+                    }),
+                ),
+            ),
+            (
+                FundsTransferred {
+                    metadata: metadata(id(2)),
+                    from_wallet_id: id(2),
+                    to_wallet_id: id(4),
+                    transfer_id: id(5),
+                    amount: usd(1000),
+                    from_balance_after: usd(0),
+                    to_balance_after: usd(1050),
+                }
+                .into(),
+                with_meta(
+                    id(2),
+                    json!({
+                        "from_wallet_id": id(2),
+                        "to_wallet_id": id(4),
+                        "transfer_id": id(5),
+                        "amount": {"value": "10.00", "currency": "USD"},
+                        "from_balance_after": {"value": "0.00", "currency": "USD"},
+                        "to_balance_after": {"value": "10.50", "currency": "USD"},
+                    }),
+                ),
+            ),
+            (
+                WalletStatusChanged {
+                    metadata: metadata(id(2)),
+                    wallet_id: id(2),
+                    from: WalletStatus::Active,
+                    to: WalletStatus::Frozen,
+                }
+                .into(),
+                with_meta(
+                    id(2),
+                    json!({"wallet_id": id(2), "from": "active", "to": "frozen"}),
+                ),
+            ),
+        ]
+    }
+
+    #[test]
+    fn new_events_have_flat_metadata_money_objects_and_lower_case_statuses() {
+        for (event, expected) in examples() {
+            let json = event.to_json().expect("serializes");
+            assert_eq!(json, expected, "{}", event.event_type());
+            let back = DomainEvent::from_json(event.event_type(), json).expect("deserializes");
+            assert_eq!(back, event);
+        }
+    }
+
+    #[test]
+    fn payloads_with_unknown_fields_still_read_and_wrong_statuses_do_not() {
+        let (event, mut json) = examples().pop().expect("has examples");
+        json["added_in_a_later_version"] = json!(true);
+        assert_eq!(
+            DomainEvent::from_json(EventType::WalletStatusChanged, json.clone()).ok(),
+            Some(event)
+        );
+        json["to"] = json!("Frozen");
+        assert!(DomainEvent::from_json(EventType::WalletStatusChanged, json).is_err());
+    }
+
+    #[test]
+    fn every_event_type_has_its_own_name_and_variant() {
+        let names: std::collections::HashSet<&str> =
+            EventType::ALL.iter().map(|t| t.as_str()).collect();
+        assert_eq!(names.len(), EventType::ALL.len());
+        for (event, _) in examples() {
+            assert!(EventType::ALL.contains(&event.event_type()));
+        }
+    }
 
     #[test]
     fn event_type_names_round_trip_and_unknown_names_fail() {

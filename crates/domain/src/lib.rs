@@ -1,15 +1,30 @@
 //! Wallet Hub's domain: pure rules, no I/O, no async.
 //!
 //! - [`money`]: ISO 4217 currencies and exact amounts in integer minor units.
+//! - [`user`]: the `User` aggregate, its validated `Email` and `UserName`.
 //! - [`wallet`]: the `Wallet` aggregate. Commands validate their input and return the
 //!   domain events that describe the change; infrastructure persists and publishes them.
+//! - [`wallet_status`]: a wallet's lifecycle (active, frozen, closed) and its transitions.
+//! - [`transfer`]: moving money between two wallets, all or nothing.
 //! - [`events`]: the events, their shared metadata and their JSON form (the payload that
 //!   travels through the outbox and Kafka).
+//!
+//! A command that returns an error has changed nothing.
 
+mod display_name;
 pub mod events;
 pub mod money;
+pub mod transfer;
+pub mod user;
 pub mod wallet;
+pub mod wallet_status;
 
-pub use events::{DomainEvent, EventContext, EventMetadata, EventType, FundsAdded, WalletCreated};
+pub use events::{
+    DomainEvent, EventContext, EventMetadata, EventType, FundsAdded, FundsTransferred,
+    FundsWithdrawn, UserCreated, WalletCreated, WalletStatusChanged,
+};
 pub use money::{Currency, DecimalAmount, Money, MoneyError};
+pub use transfer::transfer;
+pub use user::{Email, User, UserError, UserName};
 pub use wallet::{Wallet, WalletError, WalletName};
+pub use wallet_status::{StatusAction, UnknownWalletStatus, WalletStatus};

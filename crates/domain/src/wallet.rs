@@ -1,11 +1,17 @@
-//! The `Wallet` aggregate: one currency, a balance that never goes below zero, a version
-//! that increases with every change.
+//! The `Wallet` aggregate: one currency, a balance that never goes below zero, a status
+//! (money moves only while active), a version that increases with every change.
+//!
+//! Commands check everything before they change anything, so a command that returns an
+//! error leaves the wallet as it was. Input problems (amount, currency) are reported before
+//! state conflicts (status, balance).
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::events::{EventContext, FundsAdded, WalletCreated};
+use crate::display_name;
+use crate::events::{EventContext, FundsAdded, FundsWithdrawn, WalletCreated, WalletStatusChanged};
 use crate::money::{Currency, Money, MoneyError};
+use crate::wallet_status::{StatusAction, WalletStatus};
 
 /// Why a wallet command was refused. Nothing changed when one is returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -14,6 +20,34 @@ pub enum WalletError {
     InvalidName(&'static str),
     #[error("amount must be greater than zero")]
     NonPositiveAmount,
+    /// An amount, or the other wallet of a transfer, is in another currency.
+    #[error("currency mismatch: expected {expected}, got {actual}")]
+    CurrencyMismatch {
+        expected: Currency,
+        actual: Currency,
+    },
+    /// Money moves in and out of active wallets only.
+    #[error("wallet {wallet_id} is {status}; money moves only in and out of an active wallet")]
+    NotActive {
+        wallet_id: Uuid,
+        status: WalletStatus,
+    },
+    #[error(
+        "insufficient funds: the balance is {balance} {}, {requested} requested",
+        balance.currency()
+    )]
+    InsufficientFunds { balance: Money, requested: Money },
+    /// The action is not allowed from the wallet's status, including no-ops such as
+    /// freezing a frozen wallet and anything done to a closed wallet.
+    #[error("cannot {action} a wallet that is {from}")]
+    InvalidTransition {
+        from: WalletStatus,
+        action: StatusAction,
+    },
+    #[error("cannot close a wallet that holds {balance} {}", balance.currency())]
+    BalanceNotZero { balance: Money },
+    #[error("cannot transfer from a wallet to itself")]
+    SameWallet,
     #[error(transparent)]
     Money(#[from] MoneyError),
 }
@@ -23,20 +57,10 @@ pub enum WalletError {
 pub struct WalletName(String);
 
 impl WalletName {
-    pub const MAX_CHARS: usize = 100;
+    pub const MAX_CHARS: usize = display_name::MAX_CHARS;
 
     pub fn parse(name: &str) -> Result<Self, WalletError> {
-        if name.trim().is_empty() {
-            return Err(WalletError::InvalidName("must not be blank"));
-        }
-        if name.chars().count() > Self::MAX_CHARS {
-            return Err(WalletError::InvalidName("must be at most 100 characters"));
-        }
-        if name.chars().any(char::is_control) {
-            return Err(WalletError::InvalidName(
-                "must not contain control characters",
-            ));
-        }
+        display_name::check(name).map_err(WalletError::InvalidName)?;
         Ok(Self(name.to_owned()))
     }
 
@@ -51,13 +75,14 @@ pub struct Wallet {
     user_id: Uuid,
     name: WalletName,
     balance: Money,
+    status: WalletStatus,
     /// Starts at 1 and increases by one with every change; lets readers detect staleness.
     version: i64,
     created_at: DateTime<Utc>,
 }
 
 impl Wallet {
-    /// Opens a wallet with a zero balance.
+    /// Opens an active wallet with a zero balance.
     pub fn create(
         id: Uuid,
         user_id: Uuid,
@@ -70,6 +95,7 @@ impl Wallet {
             user_id,
             name,
             balance: Money::zero(currency),
+            status: WalletStatus::Active,
             version: 1,
             created_at: ctx.occurred_at(),
         };
@@ -90,6 +116,7 @@ impl Wallet {
         user_id: Uuid,
         name: WalletName,
         balance: Money,
+        status: WalletStatus,
         version: i64,
         created_at: DateTime<Utc>,
     ) -> Wallet {
@@ -98,24 +125,23 @@ impl Wallet {
             user_id,
             name,
             balance,
+            status,
             version,
             created_at,
         }
     }
 
-    /// Deposits a positive amount in the wallet's currency.
+    /// Deposits a positive amount in the wallet's currency into an active wallet.
     pub fn add_funds(
         &mut self,
         amount: Money,
         transaction_id: Uuid,
         ctx: &EventContext,
     ) -> Result<FundsAdded, WalletError> {
-        if !amount.is_positive() {
-            return Err(WalletError::NonPositiveAmount);
-        }
-        let balance_after = self.balance.checked_add(amount)?;
-        self.balance = balance_after;
-        self.version += 1;
+        self.check_amount(amount)?;
+        self.ensure_active()?;
+        let balance_after = self.credited(amount)?;
+        self.record(balance_after);
         Ok(FundsAdded {
             metadata: ctx.metadata(self.id),
             wallet_id: self.id,
@@ -123,6 +149,116 @@ impl Wallet {
             amount,
             balance_after,
         })
+    }
+
+    /// Withdraws a positive amount in the wallet's currency from an active wallet, never
+    /// taking the balance below zero.
+    pub fn withdraw(
+        &mut self,
+        amount: Money,
+        transaction_id: Uuid,
+        ctx: &EventContext,
+    ) -> Result<FundsWithdrawn, WalletError> {
+        self.check_amount(amount)?;
+        self.ensure_active()?;
+        let balance_after = self.debited(amount)?;
+        self.record(balance_after);
+        Ok(FundsWithdrawn {
+            metadata: ctx.metadata(self.id),
+            wallet_id: self.id,
+            transaction_id,
+            amount,
+            balance_after,
+        })
+    }
+
+    /// Blocks all money movements until [`Wallet::unfreeze`]. Only an active wallet can be
+    /// frozen.
+    pub fn freeze(&mut self, ctx: &EventContext) -> Result<WalletStatusChanged, WalletError> {
+        self.change_status(StatusAction::Freeze, ctx)
+    }
+
+    /// Makes a frozen wallet active again.
+    pub fn unfreeze(&mut self, ctx: &EventContext) -> Result<WalletStatusChanged, WalletError> {
+        self.change_status(StatusAction::Unfreeze, ctx)
+    }
+
+    /// Closes an active or frozen wallet for good. The balance must be zero: closing never
+    /// makes money disappear.
+    pub fn close(&mut self, ctx: &EventContext) -> Result<WalletStatusChanged, WalletError> {
+        self.change_status(StatusAction::Close, ctx)
+    }
+
+    fn change_status(
+        &mut self,
+        action: StatusAction,
+        ctx: &EventContext,
+    ) -> Result<WalletStatusChanged, WalletError> {
+        let from = self.status;
+        let to = action
+            .target(from)
+            .ok_or(WalletError::InvalidTransition { from, action })?;
+        if to == WalletStatus::Closed && self.balance.minor_units() != 0 {
+            return Err(WalletError::BalanceNotZero {
+                balance: self.balance,
+            });
+        }
+        self.status = to;
+        self.version += 1;
+        Ok(WalletStatusChanged {
+            metadata: ctx.metadata(self.id),
+            wallet_id: self.id,
+            from,
+            to,
+        })
+    }
+
+    /// A command's amount must be positive and in the wallet's currency.
+    pub(crate) fn check_amount(&self, amount: Money) -> Result<(), WalletError> {
+        if !amount.is_positive() {
+            return Err(WalletError::NonPositiveAmount);
+        }
+        if amount.currency() != self.currency() {
+            return Err(WalletError::CurrencyMismatch {
+                expected: self.currency(),
+                actual: amount.currency(),
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn ensure_active(&self) -> Result<(), WalletError> {
+        match self.status {
+            WalletStatus::Active => Ok(()),
+            status => Err(WalletError::NotActive {
+                wallet_id: self.id,
+                status,
+            }),
+        }
+    }
+
+    /// The balance once `amount` (checked by [`Self::check_amount`]) is taken out, or
+    /// `InsufficientFunds` if that would go below zero. Changes nothing.
+    pub(crate) fn debited(&self, amount: Money) -> Result<Money, WalletError> {
+        if amount.minor_units() > self.balance.minor_units() {
+            return Err(WalletError::InsufficientFunds {
+                balance: self.balance,
+                requested: amount,
+            });
+        }
+        Ok(self.balance.checked_sub(amount)?)
+    }
+
+    /// The balance once `amount` (checked by [`Self::check_amount`]) is added, or
+    /// `OutOfRange` if it would not fit. Changes nothing.
+    pub(crate) fn credited(&self, amount: Money) -> Result<Money, WalletError> {
+        Ok(self.balance.checked_add(amount)?)
+    }
+
+    /// Applies a balance computed by [`Self::debited`] or [`Self::credited`].
+    pub(crate) fn record(&mut self, balance: Money) {
+        self.balance = balance;
+        self.version += 1;
     }
 
     pub fn id(&self) -> Uuid {
@@ -143,6 +279,10 @@ impl Wallet {
 
     pub fn balance(&self) -> Money {
         self.balance
+    }
+
+    pub fn status(&self) -> WalletStatus {
+        self.status
     }
 
     pub fn version(&self) -> i64 {
@@ -246,6 +386,267 @@ mod tests {
             assert_eq!(json["event_id"], event.metadata().event_id.to_string());
             let back = DomainEvent::from_json(event.event_type(), json).expect("deserializes");
             assert_eq!(back, event);
+        }
+    }
+
+    fn funded_wallet(minor: i64) -> Wallet {
+        let mut wallet = new_wallet();
+        wallet
+            .add_funds(Money::from_minor(minor, usd()), Uuid::now_v7(), &ctx())
+            .expect("positive deposit");
+        wallet
+    }
+
+    #[test]
+    fn withdrawing_lowers_balance_and_raises_version_and_says_so_in_its_event() {
+        let mut wallet = funded_wallet(1050);
+        let tx = Uuid::now_v7();
+        let event = wallet
+            .withdraw(Money::from_minor(300, usd()), tx, &ctx())
+            .expect("covered withdrawal");
+        assert_eq!(wallet.balance(), Money::from_minor(750, usd()));
+        assert_eq!(wallet.version(), 3);
+        assert_eq!(event.wallet_id, wallet.id());
+        assert_eq!(event.metadata.aggregate_id, wallet.id());
+        assert_eq!(event.transaction_id, tx);
+        assert_eq!(event.amount, Money::from_minor(300, usd()));
+        assert_eq!(event.balance_after, wallet.balance());
+    }
+
+    #[test]
+    fn withdrawing_the_whole_balance_leaves_exactly_zero() {
+        let mut wallet = funded_wallet(1050);
+        wallet
+            .withdraw(Money::from_minor(1050, usd()), Uuid::now_v7(), &ctx())
+            .expect("covered withdrawal");
+        assert_eq!(wallet.balance(), Money::zero(usd()));
+    }
+
+    #[test]
+    fn withdrawal_beyond_balance_is_rejected_and_changes_nothing() {
+        let mut wallet = funded_wallet(1050);
+        let before = wallet.clone();
+        assert_eq!(
+            wallet.withdraw(Money::from_minor(1051, usd()), Uuid::now_v7(), &ctx()),
+            Err(WalletError::InsufficientFunds {
+                balance: Money::from_minor(1050, usd()),
+                requested: Money::from_minor(1051, usd()),
+            })
+        );
+        assert_eq!(wallet, before);
+    }
+
+    #[test]
+    fn zero_negative_or_foreign_withdrawals_are_rejected_and_change_nothing() {
+        let mut wallet = funded_wallet(1050);
+        let before = wallet.clone();
+        let eur: Currency = "EUR".parse().expect("EUR is ISO 4217");
+        assert_eq!(
+            wallet.withdraw(Money::zero(usd()), Uuid::now_v7(), &ctx()),
+            Err(WalletError::NonPositiveAmount)
+        );
+        assert_eq!(
+            wallet.withdraw(Money::from_minor(i64::MIN, usd()), Uuid::now_v7(), &ctx()),
+            Err(WalletError::NonPositiveAmount)
+        );
+        assert_eq!(
+            wallet.withdraw(Money::from_minor(100, eur), Uuid::now_v7(), &ctx()),
+            Err(WalletError::CurrencyMismatch {
+                expected: usd(),
+                actual: eur
+            })
+        );
+        assert_eq!(wallet, before);
+    }
+
+    #[test]
+    fn freezing_reports_the_transition_and_blocks_money_until_unfrozen() {
+        let mut wallet = funded_wallet(1050);
+        let frozen = wallet.freeze(&ctx()).expect("active wallets can be frozen");
+        assert_eq!(
+            (frozen.wallet_id, frozen.from, frozen.to),
+            (wallet.id(), WalletStatus::Active, WalletStatus::Frozen)
+        );
+        assert_eq!(frozen.metadata.aggregate_id, wallet.id());
+        assert_eq!(wallet.status(), WalletStatus::Frozen);
+        assert_eq!(wallet.version(), 3);
+
+        let before = wallet.clone();
+        let not_active = WalletError::NotActive {
+            wallet_id: wallet.id(),
+            status: WalletStatus::Frozen,
+        };
+        let one_cent = Money::from_minor(1, usd());
+        assert_eq!(
+            wallet.add_funds(one_cent, Uuid::now_v7(), &ctx()),
+            Err(not_active.clone())
+        );
+        assert_eq!(
+            wallet.withdraw(one_cent, Uuid::now_v7(), &ctx()),
+            Err(not_active)
+        );
+        assert_eq!(wallet, before);
+
+        let unfrozen = wallet
+            .unfreeze(&ctx())
+            .expect("frozen wallets can be unfrozen");
+        assert_eq!(
+            (unfrozen.from, unfrozen.to),
+            (WalletStatus::Frozen, WalletStatus::Active)
+        );
+        assert_eq!(wallet.version(), 4);
+        wallet
+            .withdraw(one_cent, Uuid::now_v7(), &ctx())
+            .expect("active again");
+    }
+
+    #[test]
+    fn no_op_transitions_are_invalid_and_change_nothing() {
+        let mut wallet = new_wallet();
+        let before = wallet.clone();
+        assert_eq!(
+            wallet.unfreeze(&ctx()),
+            Err(WalletError::InvalidTransition {
+                from: WalletStatus::Active,
+                action: StatusAction::Unfreeze
+            })
+        );
+        assert_eq!(wallet, before);
+
+        wallet.freeze(&ctx()).expect("active wallets can be frozen");
+        let frozen = wallet.clone();
+        assert_eq!(
+            wallet.freeze(&ctx()),
+            Err(WalletError::InvalidTransition {
+                from: WalletStatus::Frozen,
+                action: StatusAction::Freeze
+            })
+        );
+        assert_eq!(wallet, frozen);
+    }
+
+    #[test]
+    fn a_wallet_holding_money_cannot_be_closed_and_stays_as_it_was() {
+        let mut wallet = funded_wallet(1);
+        let before = wallet.clone();
+        assert_eq!(
+            wallet.close(&ctx()),
+            Err(WalletError::BalanceNotZero {
+                balance: Money::from_minor(1, usd())
+            })
+        );
+        assert_eq!(wallet, before);
+    }
+
+    #[test]
+    fn an_empty_active_or_frozen_wallet_can_be_closed() {
+        let mut active = funded_wallet(700);
+        active
+            .withdraw(Money::from_minor(700, usd()), Uuid::now_v7(), &ctx())
+            .expect("covered withdrawal");
+        let event = active.close(&ctx()).expect("empty wallets can be closed");
+        assert_eq!(
+            (event.from, event.to),
+            (WalletStatus::Active, WalletStatus::Closed)
+        );
+
+        let mut frozen = new_wallet();
+        frozen.freeze(&ctx()).expect("active wallets can be frozen");
+        let event = frozen.close(&ctx()).expect("empty wallets can be closed");
+        assert_eq!(
+            (event.from, event.to),
+            (WalletStatus::Frozen, WalletStatus::Closed)
+        );
+        assert_eq!(frozen.status(), WalletStatus::Closed);
+    }
+
+    #[test]
+    fn a_closed_wallet_refuses_every_command_and_never_changes_again() {
+        let mut wallet = new_wallet();
+        wallet.close(&ctx()).expect("empty wallets can be closed");
+        let closed = wallet.clone();
+        let one_cent = Money::from_minor(1, usd());
+        let not_active = WalletError::NotActive {
+            wallet_id: wallet.id(),
+            status: WalletStatus::Closed,
+        };
+        assert_eq!(
+            wallet.add_funds(one_cent, Uuid::now_v7(), &ctx()),
+            Err(not_active.clone())
+        );
+        assert_eq!(
+            wallet.withdraw(one_cent, Uuid::now_v7(), &ctx()),
+            Err(not_active)
+        );
+        for (result, action) in [
+            (wallet.freeze(&ctx()), StatusAction::Freeze),
+            (wallet.unfreeze(&ctx()), StatusAction::Unfreeze),
+            (wallet.close(&ctx()), StatusAction::Close),
+        ] {
+            assert_eq!(
+                result,
+                Err(WalletError::InvalidTransition {
+                    from: WalletStatus::Closed,
+                    action
+                })
+            );
+        }
+        assert_eq!(wallet, closed);
+    }
+
+    #[test]
+    fn a_restored_wallet_keeps_its_stored_status_balance_and_version() {
+        let name = WalletName::parse("Savings").expect("valid name");
+        let created_at = ctx().occurred_at();
+        let wallet = Wallet::restore(
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            name,
+            Money::from_minor(99, usd()),
+            WalletStatus::Frozen,
+            7,
+            created_at,
+        );
+        assert_eq!(wallet.status(), WalletStatus::Frozen);
+        assert_eq!(wallet.balance(), Money::from_minor(99, usd()));
+        assert_eq!(wallet.version(), 7);
+        assert_eq!(wallet.created_at(), created_at);
+    }
+
+    #[test]
+    fn error_messages_say_what_is_wrong_in_words_a_client_understands() {
+        let id = Uuid::nil();
+        let cases = [
+            (
+                WalletError::InsufficientFunds {
+                    balance: Money::from_minor(500, usd()),
+                    requested: Money::from_minor(1000, usd()),
+                },
+                "insufficient funds: the balance is 5.00 USD, 10.00 requested",
+            ),
+            (
+                WalletError::NotActive {
+                    wallet_id: id,
+                    status: WalletStatus::Frozen,
+                },
+                "wallet 00000000-0000-0000-0000-000000000000 is frozen; money moves only in and out of an active wallet",
+            ),
+            (
+                WalletError::InvalidTransition {
+                    from: WalletStatus::Frozen,
+                    action: StatusAction::Freeze,
+                },
+                "cannot freeze a wallet that is frozen",
+            ),
+            (
+                WalletError::BalanceNotZero {
+                    balance: Money::from_minor(1, usd()),
+                },
+                "cannot close a wallet that holds 0.01 USD",
+            ),
+        ];
+        for (error, message) in cases {
+            assert_eq!(error.to_string(), message);
         }
     }
 }

@@ -9,6 +9,19 @@ const fn spec(event_type: EventType) -> (&'static str, &'static str) {
     match event_type {
         EventType::WalletCreated => ("walletCreatedEventProducer-out-0", "wallet-created-events"),
         EventType::FundsAdded => ("fundsAddedEventProducer-out-0", "funds-added-events"),
+        EventType::UserCreated => ("userCreatedEventProducer-out-0", "user-created-events"),
+        EventType::FundsWithdrawn => (
+            "fundsWithdrawnEventProducer-out-0",
+            "funds-withdrawn-events",
+        ),
+        EventType::FundsTransferred => (
+            "fundsTransferredEventProducer-out-0",
+            "funds-transferred-events",
+        ),
+        EventType::WalletStatusChanged => (
+            "walletStatusChangedEventProducer-out-0",
+            "wallet-status-events",
+        ),
     }
 }
 
@@ -110,26 +123,84 @@ impl Default for EventBindings {
 mod tests {
     use super::*;
 
+    /// The design's table, written out independently of `spec`.
+    const DESIGN: [(EventType, &str, &str); 6] = [
+        (
+            EventType::WalletCreated,
+            "walletCreatedEventProducer-out-0",
+            "wallet-created-events",
+        ),
+        (
+            EventType::FundsAdded,
+            "fundsAddedEventProducer-out-0",
+            "funds-added-events",
+        ),
+        (
+            EventType::UserCreated,
+            "userCreatedEventProducer-out-0",
+            "user-created-events",
+        ),
+        (
+            EventType::FundsWithdrawn,
+            "fundsWithdrawnEventProducer-out-0",
+            "funds-withdrawn-events",
+        ),
+        (
+            EventType::FundsTransferred,
+            "fundsTransferredEventProducer-out-0",
+            "funds-transferred-events",
+        ),
+        (
+            EventType::WalletStatusChanged,
+            "walletStatusChangedEventProducer-out-0",
+            "wallet-status-events",
+        ),
+    ];
+
     #[test]
-    fn defaults_follow_the_design() {
+    fn defaults_follow_the_design_for_every_event_type() {
+        let covered: Vec<EventType> = DESIGN.iter().map(|(t, _, _)| *t).collect();
+        assert_eq!(covered, EventType::ALL, "the table covers every event type");
         let bindings = EventBindings::new(&BTreeMap::new()).expect("defaults are valid");
-        assert_eq!(
-            bindings.destination(EventType::WalletCreated),
-            "wallet-created-events"
-        );
-        assert_eq!(
-            bindings.destination(EventType::FundsAdded),
-            "funds-added-events"
-        );
-        assert_eq!(
-            EventBindings::binding_name(EventType::WalletCreated),
-            "walletCreatedEventProducer-out-0"
-        );
-        assert_eq!(
-            EventBindings::binding_name(EventType::FundsAdded),
-            "fundsAddedEventProducer-out-0"
-        );
+        for (event_type, binding, topic) in DESIGN {
+            assert_eq!(EventBindings::binding_name(event_type), binding);
+            assert_eq!(bindings.destination(event_type), topic);
+            assert_eq!(
+                bindings.resolve(event_type.as_str()),
+                Ok((event_type, topic))
+            );
+        }
         assert_eq!(bindings, EventBindings::default());
+    }
+
+    #[test]
+    fn every_event_type_has_its_own_binding_and_topic_by_default() {
+        let bindings = EventBindings::default();
+        assert_eq!(bindings.topics().len(), EventType::ALL.len());
+        let mut names: Vec<&str> = EventType::ALL
+            .into_iter()
+            .map(EventBindings::binding_name)
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), EventType::ALL.len());
+    }
+
+    #[test]
+    fn each_binding_can_be_overridden_on_its_own() {
+        for (event_type, binding, default_topic) in DESIGN {
+            let overrides = BTreeMap::from([(binding.to_uppercase(), "custom".to_owned())]);
+            let bindings = EventBindings::new(&overrides).expect("known binding");
+            for (other, _, other_topic) in DESIGN {
+                let expected = if other == event_type {
+                    "custom"
+                } else {
+                    other_topic
+                };
+                assert_eq!(bindings.destination(other), expected, "{binding}");
+            }
+            assert_ne!(default_topic, "custom");
+        }
     }
 
     #[test]

@@ -6,11 +6,14 @@
 //! | `id`              | the event id (stable across re-sends)   |
 //! | `source`          | `/wallet-hub`                           |
 //! | `type`            | `io.wallethub.<noun>.<verb>.v<schema>`  |
-//! | `subject`         | the aggregate (wallet) id               |
+//! | `subject`         | the aggregate id (also the Kafka key)   |
 //! | `time`            | when the event occurred                 |
 //! | `datacontenttype` | `application/json`                      |
 //! | `traceparent`     | W3C trace context of the causing request (extension) |
 //! | `data`            | the event's JSON payload                |
+//!
+//! The aggregate is the wallet for wallet events, the *source* wallet for a transfer (whose
+//! data names both wallets), and the user for `UserCreated`.
 
 use chrono::{DateTime, Utc};
 use cloudevents::{AttributesReader, Data, Event, EventBuilder, EventBuilderV10};
@@ -27,6 +30,10 @@ pub fn cloud_event_type(event_type: EventType) -> &'static str {
     match event_type {
         EventType::WalletCreated => "io.wallethub.wallet.created.v1",
         EventType::FundsAdded => "io.wallethub.funds.added.v1",
+        EventType::UserCreated => "io.wallethub.user.created.v1",
+        EventType::FundsWithdrawn => "io.wallethub.funds.withdrawn.v1",
+        EventType::FundsTransferred => "io.wallethub.funds.transferred.v1",
+        EventType::WalletStatusChanged => "io.wallethub.wallet.status-changed.v1",
     }
 }
 
@@ -122,17 +129,92 @@ pub fn decode(event: &Event) -> Result<DomainEvent, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use domain::{EventContext, Money, Wallet, WalletName};
+    use domain::{Email, EventContext, Money, User, UserName, Wallet, WalletName, transfer};
 
+    /// One event of each type, in the order of `EventType::ALL`.
     fn events() -> Vec<DomainEvent> {
         let ctx = EventContext::new(Utc::now(), "c-1");
         let usd = "USD".parse().expect("USD is ISO 4217");
+        let email = Email::parse("Ada@Example.com").expect("valid email");
+        let user_name = UserName::parse("Ada").expect("valid name");
+        let (user, user_created) = User::create(Uuid::now_v7(), email, user_name, &ctx);
         let name = WalletName::parse("Travel").expect("valid");
-        let (mut wallet, created) = Wallet::create(Uuid::now_v7(), Uuid::now_v7(), name, usd, &ctx);
+        let (mut wallet, created) = Wallet::create(Uuid::now_v7(), user.id(), name, usd, &ctx);
         let added = wallet
             .add_funds(Money::from_minor(1050, usd), Uuid::now_v7(), &ctx)
             .expect("valid deposit");
-        vec![created.into(), added.into()]
+        let withdrawn = wallet
+            .withdraw(Money::from_minor(50, usd), Uuid::now_v7(), &ctx)
+            .expect("covered withdrawal");
+        let other_name = WalletName::parse("Savings").expect("valid");
+        let (mut other, _) = Wallet::create(Uuid::now_v7(), user.id(), other_name, usd, &ctx);
+        let transferred = transfer(
+            &mut wallet,
+            &mut other,
+            Money::from_minor(1000, usd),
+            Uuid::now_v7(),
+            &ctx,
+        )
+        .expect("covered transfer");
+        let frozen = wallet.freeze(&ctx).expect("active wallets can be frozen");
+        vec![
+            created.into(),
+            added.into(),
+            user_created.into(),
+            withdrawn.into(),
+            transferred.into(),
+            frozen.into(),
+        ]
+    }
+
+    #[test]
+    fn cloud_event_types_are_distinct_and_name_noun_verb_and_version() {
+        let mut seen = std::collections::HashSet::new();
+        for event_type in EventType::ALL {
+            let ty = cloud_event_type(event_type);
+            assert!(seen.insert(ty), "{ty} is used twice");
+            let parts: Vec<&str> = ty.split('.').collect();
+            assert_eq!(parts.len(), 5, "{ty}");
+            assert_eq!(&parts[..2], ["io", "wallethub"], "{ty}");
+            assert_eq!(parts[4], "v1", "{ty}");
+        }
+        assert_eq!(
+            cloud_event_type(EventType::WalletStatusChanged),
+            "io.wallethub.wallet.status-changed.v1"
+        );
+    }
+
+    #[test]
+    fn a_transfer_is_the_source_wallets_subject_and_its_data_names_both_wallets() {
+        let transferred = events()
+            .into_iter()
+            .find(|e| e.event_type() == EventType::FundsTransferred)
+            .expect("the fixture has a transfer");
+        let DomainEvent::FundsTransferred(inner) = &transferred else {
+            unreachable!("found by its type")
+        };
+        let payload = transferred.to_json().expect("serializes");
+        let meta = transferred.metadata();
+        let ce = encode(&OutgoingEvent {
+            event_id: meta.event_id,
+            event_type: EventType::FundsTransferred,
+            aggregate_id: meta.aggregate_id,
+            occurred_at: meta.occurred_at,
+            payload: &payload,
+            traceparent: None,
+            tracestate: None,
+        })
+        .expect("valid CloudEvent");
+        assert_eq!(ce.ty(), "io.wallethub.funds.transferred.v1");
+        assert_eq!(
+            ce.subject(),
+            Some(inner.from_wallet_id.to_string().as_str())
+        );
+        let Some(Data::Json(data)) = ce.data() else {
+            panic!("JSON data expected")
+        };
+        assert_eq!(data["from_wallet_id"], inner.from_wallet_id.to_string());
+        assert_eq!(data["to_wallet_id"], inner.to_wallet_id.to_string());
     }
 
     #[test]

@@ -1,0 +1,218 @@
+//! Moving money between two wallets: a domain service over two `Wallet` aggregates.
+//!
+//! Both wallets are checked before either changes, so a refused transfer leaves both as
+//! they were. The caller persists both wallets and the one event in one transaction.
+
+use uuid::Uuid;
+
+use crate::events::{EventContext, FundsTransferred};
+use crate::money::Money;
+use crate::wallet::{Wallet, WalletError};
+
+/// Moves a positive `amount` from `from` to `to`: same currency, two different active
+/// wallets, never taking `from` below zero. Both wallets' versions increase by one.
+///
+/// The event belongs to the source wallet (its `aggregate_id` is `from`'s id) and names
+/// both wallets.
+pub fn transfer(
+    from: &mut Wallet,
+    to: &mut Wallet,
+    amount: Money,
+    transfer_id: Uuid,
+    ctx: &EventContext,
+) -> Result<FundsTransferred, WalletError> {
+    if from.id() == to.id() {
+        return Err(WalletError::SameWallet);
+    }
+    from.check_amount(amount)?;
+    if to.currency() != from.currency() {
+        return Err(WalletError::CurrencyMismatch {
+            expected: from.currency(),
+            actual: to.currency(),
+        });
+    }
+    from.ensure_active()?;
+    to.ensure_active()?;
+    let from_balance_after = from.debited(amount)?;
+    let to_balance_after = to.credited(amount)?;
+
+    // Nothing can fail from here on.
+    from.record(from_balance_after);
+    to.record(to_balance_after);
+    Ok(FundsTransferred {
+        metadata: ctx.metadata(from.id()),
+        from_wallet_id: from.id(),
+        to_wallet_id: to.id(),
+        transfer_id,
+        amount,
+        from_balance_after,
+        to_balance_after,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::money::{Currency, MoneyError};
+    use crate::wallet::WalletName;
+    use crate::wallet_status::WalletStatus;
+
+    fn ctx() -> EventContext {
+        EventContext::new(Utc::now(), "corr-t")
+    }
+
+    fn usd() -> Currency {
+        "USD".parse().expect("USD is ISO 4217")
+    }
+
+    fn wallet_with(minor: i64, currency: Currency) -> Wallet {
+        let name = WalletName::parse("Pocket").expect("valid name");
+        let (mut wallet, _) =
+            Wallet::create(Uuid::now_v7(), Uuid::now_v7(), name, currency, &ctx());
+        if minor > 0 {
+            wallet
+                .add_funds(Money::from_minor(minor, currency), Uuid::now_v7(), &ctx())
+                .expect("positive deposit");
+        }
+        wallet
+    }
+
+    fn usd_cents(minor: i64) -> Money {
+        Money::from_minor(minor, usd())
+    }
+
+    /// Runs a transfer that must fail and checks that it changed neither wallet.
+    fn refused(
+        from: &mut Wallet,
+        to: &mut Wallet,
+        amount: Money,
+    ) -> Result<FundsTransferred, WalletError> {
+        let (from_before, to_before) = (from.clone(), to.clone());
+        let result = transfer(from, to, amount, Uuid::now_v7(), &ctx());
+        assert!(result.is_err(), "expected a refusal, got {result:?}");
+        assert_eq!(*from, from_before, "the source wallet changed");
+        assert_eq!(*to, to_before, "the destination wallet changed");
+        result
+    }
+
+    #[test]
+    fn a_transfer_moves_money_raises_both_versions_and_is_keyed_by_the_source() {
+        let mut from = wallet_with(1000, usd());
+        let mut to = wallet_with(50, usd());
+        let transfer_id = Uuid::now_v7();
+        let event = transfer(&mut from, &mut to, usd_cents(400), transfer_id, &ctx())
+            .expect("covered transfer");
+        assert_eq!(from.balance(), usd_cents(600));
+        assert_eq!(to.balance(), usd_cents(450));
+        assert_eq!((from.version(), to.version()), (3, 3));
+        assert_eq!(event.metadata.aggregate_id, from.id());
+        assert_eq!(event.metadata.correlation_id, "corr-t");
+        assert_eq!(event.from_wallet_id, from.id());
+        assert_eq!(event.to_wallet_id, to.id());
+        assert_eq!(event.transfer_id, transfer_id);
+        assert_eq!(event.amount, usd_cents(400));
+        assert_eq!(event.from_balance_after, from.balance());
+        assert_eq!(event.to_balance_after, to.balance());
+    }
+
+    #[test]
+    fn the_whole_balance_can_be_transferred() {
+        let mut from = wallet_with(1000, usd());
+        let mut to = wallet_with(0, usd());
+        transfer(&mut from, &mut to, usd_cents(1000), Uuid::now_v7(), &ctx())
+            .expect("covered transfer");
+        assert_eq!(from.balance(), usd_cents(0));
+        assert_eq!(to.balance(), usd_cents(1000));
+    }
+
+    #[test]
+    fn a_transfer_beyond_the_source_balance_is_refused_and_changes_neither_wallet() {
+        let mut from = wallet_with(1000, usd());
+        let mut to = wallet_with(0, usd());
+        assert_eq!(
+            refused(&mut from, &mut to, usd_cents(1001)),
+            Err(WalletError::InsufficientFunds {
+                balance: usd_cents(1000),
+                requested: usd_cents(1001)
+            })
+        );
+    }
+
+    #[test]
+    fn a_transfer_between_currencies_is_refused_and_changes_neither_wallet() {
+        let eur: Currency = "EUR".parse().expect("EUR is ISO 4217");
+        let mut from = wallet_with(1000, usd());
+        let mut to = wallet_with(0, eur);
+        assert_eq!(
+            refused(&mut from, &mut to, usd_cents(100)),
+            Err(WalletError::CurrencyMismatch {
+                expected: usd(),
+                actual: eur
+            })
+        );
+        // An amount in the destination's currency is just as wrong.
+        assert_eq!(
+            refused(&mut from, &mut to, Money::from_minor(100, eur)),
+            Err(WalletError::CurrencyMismatch {
+                expected: usd(),
+                actual: eur
+            })
+        );
+    }
+
+    #[test]
+    fn a_transfer_to_the_same_wallet_is_refused_even_from_two_copies() {
+        let mut from = wallet_with(1000, usd());
+        let mut same = from.clone();
+        assert_eq!(
+            refused(&mut from, &mut same, usd_cents(1)),
+            Err(WalletError::SameWallet)
+        );
+    }
+
+    #[test]
+    fn zero_and_negative_transfers_are_refused_and_change_neither_wallet() {
+        let mut from = wallet_with(1000, usd());
+        let mut to = wallet_with(1000, usd());
+        for minor in [0, -1, i64::MIN] {
+            assert_eq!(
+                refused(&mut from, &mut to, usd_cents(minor)),
+                Err(WalletError::NonPositiveAmount)
+            );
+        }
+    }
+
+    #[test]
+    fn a_transfer_touching_a_wallet_that_is_not_active_is_refused_and_names_it() {
+        let mut from = wallet_with(1000, usd());
+        let mut to = wallet_with(0, usd());
+        to.freeze(&ctx()).expect("active wallets can be frozen");
+        assert_eq!(
+            refused(&mut from, &mut to, usd_cents(100)),
+            Err(WalletError::NotActive {
+                wallet_id: to.id(),
+                status: WalletStatus::Frozen
+            })
+        );
+        to.close(&ctx()).expect("empty wallets can be closed");
+        assert_eq!(
+            refused(&mut to, &mut from, usd_cents(100)),
+            Err(WalletError::NotActive {
+                wallet_id: to.id(),
+                status: WalletStatus::Closed
+            })
+        );
+    }
+
+    #[test]
+    fn a_transfer_that_would_overflow_the_destination_is_refused_and_changes_neither_wallet() {
+        let mut from = wallet_with(10, usd());
+        let mut to = wallet_with(i64::MAX, usd());
+        assert_eq!(
+            refused(&mut from, &mut to, usd_cents(1)),
+            Err(WalletError::Money(MoneyError::OutOfRange))
+        );
+    }
+}
