@@ -3,9 +3,11 @@
 //! - [`publisher`]: [`DomainEventPublisher`] writes an event as an `outbox` row inside the
 //!   caller's transaction, so the event exists if and only if the state change committed.
 //! - [`store`]: the relay's queries over `outbox`.
+//! - [`ops`]: operator actions: status, parked rows, redrive, replay.
 //! - [`relay`]: [`Relay`] publishes pending rows to Kafka as CloudEvents, in id order, and
 //!   marks a row sent only after its delivery report succeeded.
 
+pub mod ops;
 pub mod publisher;
 pub mod relay;
 pub mod store;

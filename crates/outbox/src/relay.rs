@@ -11,7 +11,9 @@
 //!    idempotent producer keeps that order per partition), then await all delivery reports;
 //! 4. mark the delivered rows sent in one UPDATE, and record an attempt and the error on
 //!    the others; a row whose key already failed in this batch is held back, not sent, so
-//!    one wallet's events never overtake each other;
+//!    one wallet's events never overtake each other; a failed row backs off exponentially
+//!    with jitter and parks after `relay.max_attempts` (later rows of its key wait behind
+//!    it, other keys flow) until an operator redrives it;
 //! 5. commit. A crash before the commit re-sends the batch with the same CloudEvent ids
 //!    (at least once; consumers dedupe).
 
@@ -28,7 +30,7 @@ use sqlx::postgres::PgListener;
 use telemetry::TraceHeaders;
 use telemetry::metrics::{
     EVENTS_PUBLISHED_TOTAL, KAFKA_PRODUCER_QUEUE_DEPTH, OUTBOX_OLDEST_PENDING_AGE_SECONDS,
-    OUTBOX_PUBLISH_LATENCY_SECONDS, OUTBOX_QUEUE_SIZE,
+    OUTBOX_PARKED_TOTAL, OUTBOX_PUBLISH_LATENCY_SECONDS, OUTBOX_QUEUE_SIZE,
 };
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -48,6 +50,12 @@ pub struct RelayConfig {
     pub batch_size: u32,
     /// Wake the relay when outbox rows commit (LISTEN/NOTIFY); also makes writers notify.
     pub notify: bool,
+    /// Failed attempts after which a row parks until `wallet-hub outbox redrive`.
+    pub max_attempts: i32,
+    /// First retry delay after a failed attempt; doubles each attempt, +-50% jitter.
+    pub retry_base_ms: i64,
+    /// Longest retry delay.
+    pub retry_max_ms: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +74,8 @@ pub struct BatchOutcome {
     pub failed: usize,
     /// Not attempted because an earlier row of the same key failed in this batch.
     pub held: usize,
+    /// Rows that reached the attempt limit in this batch and parked.
+    pub parked: u64,
 }
 
 #[derive(Debug)]
@@ -129,13 +139,15 @@ impl Relay {
         let sampled = async {
             let size = store::pending_count(&self.pool).await?;
             let age = store::oldest_pending_age_seconds(&self.pool).await?;
-            Ok::<_, sqlx::Error>((size, age))
+            let parked = store::parked_count(&self.pool).await?;
+            Ok::<_, sqlx::Error>((size, age, parked))
         }
         .await;
         match sampled {
             #[allow(clippy::cast_precision_loss)] // counts and ages far below 2^53
-            Ok((size, age)) => {
+            Ok((size, age, parked)) => {
                 metrics::gauge!(OUTBOX_QUEUE_SIZE).set(size as f64);
+                metrics::gauge!(OUTBOX_PARKED_TOTAL).set(parked as f64);
                 metrics::gauge!(OUTBOX_OLDEST_PENDING_AGE_SECONDS).set(age as f64);
             }
             Err(error) => {
@@ -254,8 +266,19 @@ impl Relay {
         outcome.published = sent_ids.len();
         outcome.failed = failed_ids.len();
         store::mark_sent(&mut tx, &sent_ids).await?;
-        store::record_failures(&mut tx, &failed_ids, &errors).await?;
+        let policy = store::RetryPolicy {
+            max_attempts: self.config.max_attempts,
+            base_ms: self.config.retry_base_ms,
+            max_ms: self.config.retry_max_ms,
+        };
+        outcome.parked = store::record_failures(&mut tx, &failed_ids, &errors, policy).await?;
         tx.commit().await?;
+        if outcome.parked > 0 {
+            tracing::error!(
+                parked = outcome.parked,
+                "outbox rows parked after too many failed attempts; see `wallet-hub outbox parked`"
+            );
+        }
         if outcome.failed > 0 || outcome.held > 0 {
             tracing::info!(?outcome, "outbox batch left rows pending");
         }

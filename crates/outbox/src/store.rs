@@ -32,15 +32,25 @@ pub async fn try_lock_relay(conn: &mut PgConnection) -> Result<bool, sqlx::Error
         .await
 }
 
-/// The oldest unsent rows, by id. Claimed by state (`NOT sent`), never by an id
+/// The oldest publishable rows, by id. Claimed by state (`NOT sent`), never by an id
 /// high-water mark, so a transaction that commits late with a lower id is still found.
+/// A row is publishable unless it is parked or backing off, or an earlier unsent row of
+/// its key is (then it waits, keeping the key's order).
 pub async fn fetch_pending(
     conn: &mut PgConnection,
     limit: i64,
 ) -> Result<Vec<PendingRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, event_id, event_type, aggregate_id, payload, traceparent, tracestate, occurred_at, created_at \
-         FROM outbox WHERE NOT sent ORDER BY id LIMIT $1",
+        "SELECT o.id, o.event_id, o.event_type, o.aggregate_id, o.payload, o.traceparent, \
+                o.tracestate, o.occurred_at, o.created_at \
+         FROM outbox o \
+         WHERE NOT o.sent AND o.parked_at IS NULL \
+           AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= now()) \
+           AND NOT EXISTS ( \
+               SELECT 1 FROM outbox e \
+               WHERE e.aggregate_id = o.aggregate_id AND NOT e.sent AND e.id < o.id \
+                 AND (e.parked_at IS NOT NULL OR e.next_attempt_at > now())) \
+         ORDER BY o.id LIMIT $1",
     )
     .bind(limit)
     .fetch_all(conn)
@@ -53,7 +63,7 @@ pub async fn mark_sent(conn: &mut PgConnection, ids: &[i64]) -> Result<u64, sqlx
         return Ok(0);
     }
     let done = sqlx::query(
-        "UPDATE outbox SET sent = TRUE, sent_at = now(), last_error = NULL \
+        "UPDATE outbox SET sent = TRUE, sent_at = now(), last_error = NULL, next_attempt_at = NULL \
          WHERE id = ANY($1) AND NOT sent",
     )
     .bind(ids)
@@ -62,25 +72,55 @@ pub async fn mark_sent(conn: &mut PgConnection, ids: &[i64]) -> Result<u64, sqlx
     Ok(done.rows_affected())
 }
 
-/// Records one failed attempt per row, with its error, in one statement.
+/// How failed rows are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts after which a row parks.
+    pub max_attempts: i32,
+    /// First backoff; doubles with every attempt, with +-50% jitter.
+    pub base_ms: i64,
+    pub max_ms: i64,
+}
+
+/// Records one failed attempt per row, with its error, in one statement: the row backs
+/// off exponentially (with jitter), and parks once it reached `max_attempts`.
+/// Returns the number of rows that parked.
 pub async fn record_failures(
     conn: &mut PgConnection,
     ids: &[i64],
     errors: &[String],
+    policy: RetryPolicy,
 ) -> Result<u64, sqlx::Error> {
     if ids.is_empty() {
         return Ok(0);
     }
-    let done = sqlx::query(
-        "UPDATE outbox SET attempts = attempts + 1, last_error = failed.error \
-         FROM unnest($1::bigint[], $2::text[]) AS failed(id, error) \
-         WHERE outbox.id = failed.id",
+    let parked: i64 = sqlx::query_scalar(
+        "WITH failed AS ( \
+             UPDATE outbox SET attempts = attempts + 1, last_error = failed.error, \
+                 next_attempt_at = now() + make_interval(secs => \
+                     least($5::float8, $4::float8 * power(2, least(attempts, 30))) \
+                     * (0.5 + random()) / 1000.0), \
+                 parked_at = CASE WHEN attempts + 1 >= $3 THEN now() END \
+             FROM unnest($1::bigint[], $2::text[]) AS failed(id, error) \
+             WHERE outbox.id = failed.id \
+             RETURNING parked_at) \
+         SELECT count(*) FROM failed WHERE parked_at IS NOT NULL",
     )
     .bind(ids)
     .bind(errors)
-    .execute(conn)
+    .bind(policy.max_attempts)
+    .bind(policy.base_ms)
+    .bind(policy.max_ms)
+    .fetch_one(conn)
     .await?;
-    Ok(done.rows_affected())
+    Ok(u64::try_from(parked).unwrap_or(0))
+}
+
+/// Number of parked rows.
+pub async fn parked_count<'e>(db: impl PgExecutor<'e>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE NOT sent AND parked_at IS NOT NULL")
+        .fetch_one(db)
+        .await
 }
 
 /// Number of unsent rows.

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use wallet_hub::ops::OutboxCommand;
 use wallet_hub::startup::{MIGRATOR, Role, connect_database};
 use wallet_hub::{Application, Settings};
 
@@ -31,6 +32,9 @@ enum Command {
     },
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Inspect and repair the outbox: status, parked, redrive, replay.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
 }
 
 #[tokio::main]
@@ -41,6 +45,7 @@ async fn main() -> anyhow::Result<()> {
     let result = match cli.command {
         Command::Serve { role } => serve(settings, &role).await,
         Command::Migrate => migrate(settings).await,
+        Command::Outbox(command) => wallet_hub::ops::run(settings, command).await,
     };
     telemetry::shutdown();
     result

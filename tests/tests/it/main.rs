@@ -6,5 +6,6 @@ mod api_validation;
 mod consumer;
 mod helpers;
 mod kafka_e2e;
+mod metrics;
 mod relay;
 mod service;

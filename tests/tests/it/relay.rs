@@ -32,6 +32,10 @@ fn relay(app: &TestApp, brokers: &str) -> Relay {
         poll_interval_ms: 5_000,
         batch_size: 100,
         notify: false,
+        max_attempts: 3,
+        // Retry at once: these tests step the relay by hand.
+        retry_base_ms: 0,
+        retry_max_ms: 0,
     };
     Relay::new(
         app.pool.clone(),
@@ -216,4 +220,151 @@ async fn a_second_relay_skips_while_the_first_holds_the_lock() {
             .expect("count"),
         0
     );
+}
+
+#[tokio::test]
+async fn a_row_that_keeps_failing_parks_and_its_wallet_waits_while_others_flow() {
+    let app = app_without_relay().await;
+    let x = app.create_wallet("USD").await;
+    let x_id: Uuid = x["id"].as_str().expect("id").parse().expect("uuid");
+    sqlx::query(
+        "INSERT INTO outbox (event_id, event_type, aggregate_id, payload, occurred_at) \
+         VALUES ($1, 'WalletExploded', $2, '{}', now())",
+    )
+    .bind(Uuid::now_v7())
+    .bind(x_id)
+    .execute(&app.pool)
+    .await
+    .expect("insert poison row");
+    assert_eq!(app.deposit(&x_id.to_string(), "1.00").await.status(), 201);
+
+    let relay = relay(&app, &app.settings.kafka.brokers);
+    let mut parked = 0;
+    for _ in 0..3 {
+        parked += relay.publish_batch().await.expect("batch").parked;
+    }
+    assert_eq!(parked, 1, "parks on its third failure (max_attempts = 3)");
+    assert_eq!(
+        outbox::store::parked_count(&app.pool).await.expect("count"),
+        1
+    );
+
+    // Another wallet's events flow; X's deposit is not even read while X is parked.
+    app.create_wallet("EUR").await;
+    let outcome = relay.publish_batch().await.expect("batch");
+    assert_eq!((outcome.fetched, outcome.published), (1, 1));
+    let state: Vec<bool> = rows(&app).await.iter().map(|r| r.1).collect();
+    assert_eq!(state, [true, false, false, true]);
+}
+
+#[tokio::test]
+async fn operators_see_parked_rows_redrive_them_and_replay_exactly_the_selected_events() {
+    let app = app_without_relay().await;
+    let x = app.create_wallet("USD").await;
+    let x_id: Uuid = x["id"].as_str().expect("id").parse().expect("uuid");
+    let y = app.create_wallet("USD").await;
+    assert_eq!(app.deposit(&x_id.to_string(), "2.00").await.status(), 201);
+    sqlx::query(
+        "INSERT INTO outbox (event_id, event_type, aggregate_id, payload, occurred_at) \
+         VALUES ($1, 'WalletExploded', $2, '{}', now())",
+    )
+    .bind(Uuid::now_v7())
+    .bind(x_id)
+    .execute(&app.pool)
+    .await
+    .expect("insert poison row");
+    let relay = relay(&app, &app.settings.kafka.brokers);
+    for _ in 0..3 {
+        relay.publish_batch().await.expect("batch");
+    }
+
+    let status = outbox::ops::status(&app.pool).await.expect("status");
+    assert_eq!((status.pending, status.parked), (1, 1));
+    let rates = outbox::ops::rates(&app.pool).await.expect("rates");
+    let created = rates
+        .iter()
+        .find(|r| r.event_type == "WalletCreated")
+        .expect("rate");
+    assert_eq!(created.last_five_minutes, 2);
+    let parked = outbox::ops::parked(&app.pool, 10).await.expect("parked");
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].aggregate_id, x_id);
+    assert!(
+        parked[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("WalletExploded"))
+    );
+
+    let other_key = outbox::ops::RedriveSelection::Key(Uuid::now_v7());
+    assert_eq!(
+        outbox::ops::redrive(&app.pool, &other_key)
+            .await
+            .expect("redrive"),
+        0
+    );
+    let released = outbox::ops::redrive(&app.pool, &outbox::ops::RedriveSelection::Key(x_id))
+        .await
+        .expect("redrive");
+    assert_eq!(released, 1);
+    assert_eq!(
+        outbox::ops::status(&app.pool).await.expect("status").parked,
+        0
+    );
+    let after: (i32, Option<chrono::DateTime<chrono::Utc>>) = sqlx::query_as(
+        "SELECT attempts, parked_at FROM outbox WHERE event_type = 'WalletExploded'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("row");
+    assert_eq!(after, (0, None), "attempts start again");
+
+    // Replay X's events only: its creation and its deposit, with their original ids.
+    let selection = outbox::ops::ReplaySelection {
+        aggregate_id: Some(x_id),
+        ..Default::default()
+    };
+    assert_eq!(
+        outbox::ops::replay_count(&app.pool, &selection)
+            .await
+            .expect("count"),
+        2
+    );
+    let bindings = EventBindings::new(&app.settings.bindings).expect("bindings");
+    let producer = EventProducer::new(&app.settings.kafka).expect("producer");
+    let mut progress = Vec::new();
+    let replayed = outbox::ops::replay(&app.pool, &producer, &bindings, &selection, 1, |n| {
+        progress.push(n)
+    })
+    .await
+    .expect("replay");
+    assert_eq!(replayed, 2);
+    assert_eq!(progress, [1, 2]);
+    let created = read_records(&app.settings.kafka.brokers, &app.topics.wallet_created, 3).await;
+    let subjects: Vec<Option<String>> = created.iter().map(|r| header(r, "ce_subject")).collect();
+    assert_eq!(
+        subjects
+            .iter()
+            .filter(|s| s.as_deref() == Some(&x_id.to_string()))
+            .count(),
+        2
+    );
+    assert_eq!(
+        subjects
+            .iter()
+            .filter(|s| s.as_deref() == y["id"].as_str())
+            .count(),
+        1
+    );
+    let x_ids: Vec<Option<String>> = created
+        .iter()
+        .filter(|r| header(r, "ce_subject").as_deref() == Some(&x_id.to_string()))
+        .map(|r| header(r, "ce_id"))
+        .collect();
+    assert_eq!(
+        x_ids[0], x_ids[1],
+        "the replay keeps the original CloudEvent id"
+    );
+    let added = read_records(&app.settings.kafka.brokers, &app.topics.funds_added, 2).await;
+    assert_eq!(header(&added[0], "ce_id"), header(&added[1], "ce_id"));
 }

@@ -14,6 +14,7 @@ struct WalletRow {
     name: String,
     currency: String,
     balance_minor: i64,
+    status: String,
     version: i64,
     created_at: DateTime<Utc>,
 }
@@ -38,6 +39,9 @@ impl TryFrom<WalletRow> for Wallet {
             row.user_id,
             name,
             Money::from_minor(row.balance_minor, currency),
+            row.status
+                .parse()
+                .map_err(|e: domain::UnknownWalletStatus| corrupt(e.to_string()))?,
             row.version,
             row.created_at,
         ))
@@ -46,7 +50,7 @@ impl TryFrom<WalletRow> for Wallet {
 
 macro_rules! select_wallet {
     () => {
-        "SELECT id, user_id, name, currency, balance_minor, version, created_at FROM wallets WHERE id = $1"
+        "SELECT id, user_id, name, currency, balance_minor, 'active' AS status, version, created_at FROM wallets WHERE id = $1"
     };
 }
 

@@ -1,0 +1,228 @@
+//! Operator actions on the outbox (`wallet-hub outbox ...`): status, parked rows, redrive,
+//! replay.
+
+use chrono::{DateTime, Utc};
+use event_bindings::{EventBindings, OutgoingEvent};
+use futures::future::join_all;
+use kafka::EventProducer;
+use sqlx::{PgExecutor, PgPool, Postgres, QueryBuilder};
+use telemetry::TraceHeaders;
+use uuid::Uuid;
+
+use crate::store::PendingRow;
+
+/// Pending work at a glance.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Status {
+    pub pending: i64,
+    pub parked: i64,
+    /// Seconds since the oldest unsent row was written (0 when none).
+    pub oldest_pending_age_seconds: i64,
+}
+
+/// Events sent per event type over the last minute and the last five.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Rate {
+    pub event_type: String,
+    pub last_minute: i64,
+    pub last_five_minutes: i64,
+}
+
+pub async fn status<'e>(db: impl PgExecutor<'e>) -> Result<Status, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*) AS pending, \
+                count(*) FILTER (WHERE parked_at IS NOT NULL) AS parked, \
+                COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::bigint, 0) AS oldest_pending_age_seconds \
+         FROM outbox WHERE NOT sent",
+    )
+    .fetch_one(db)
+    .await
+}
+
+pub async fn rates<'e>(db: impl PgExecutor<'e>) -> Result<Vec<Rate>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT event_type, \
+                count(*) FILTER (WHERE sent_at > now() - interval '1 minute') AS last_minute, \
+                count(*) AS last_five_minutes \
+         FROM outbox WHERE sent AND sent_at > now() - interval '5 minutes' \
+         GROUP BY event_type ORDER BY event_type",
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// A parked row, for `outbox parked`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Parked {
+    pub id: i64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub aggregate_id: Uuid,
+    pub attempts: i32,
+    pub parked_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+}
+
+pub async fn parked<'e>(db: impl PgExecutor<'e>, limit: i64) -> Result<Vec<Parked>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, event_id, event_type, aggregate_id, attempts, parked_at, last_error \
+         FROM outbox WHERE NOT sent AND parked_at IS NOT NULL ORDER BY id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// Which parked rows to release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedriveSelection {
+    Id(i64),
+    Key(Uuid),
+    All,
+}
+
+/// Releases parked rows: attempts start again from zero, and the relay picks them up
+/// (and, behind them, the rows of the same key that waited) in id order.
+pub async fn redrive<'e>(
+    db: impl PgExecutor<'e>,
+    selection: &RedriveSelection,
+) -> Result<u64, sqlx::Error> {
+    let mut query = QueryBuilder::<Postgres>::new(
+        "UPDATE outbox SET parked_at = NULL, attempts = 0, next_attempt_at = NULL \
+         WHERE NOT sent AND parked_at IS NOT NULL",
+    );
+    match selection {
+        RedriveSelection::Id(id) => {
+            query.push(" AND id = ").push_bind(*id);
+        }
+        RedriveSelection::Key(key) => {
+            query.push(" AND aggregate_id = ").push_bind(*key);
+        }
+        RedriveSelection::All => {}
+    }
+    Ok(query.build().execute(db).await?.rows_affected())
+}
+
+/// Which already-sent events to publish again. Every given bound applies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplaySelection {
+    pub from_id: Option<i64>,
+    pub to_id: Option<i64>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub aggregate_id: Option<Uuid>,
+    pub event_type: Option<String>,
+}
+
+impl ReplaySelection {
+    fn push_filters(&self, query: &mut QueryBuilder<Postgres>) {
+        query.push(" WHERE sent");
+        if let Some(from) = self.from_id {
+            query.push(" AND id >= ").push_bind(from);
+        }
+        if let Some(to) = self.to_id {
+            query.push(" AND id <= ").push_bind(to);
+        }
+        if let Some(since) = self.since {
+            query.push(" AND occurred_at >= ").push_bind(since);
+        }
+        if let Some(until) = self.until {
+            query.push(" AND occurred_at < ").push_bind(until);
+        }
+        if let Some(aggregate) = self.aggregate_id {
+            query.push(" AND aggregate_id = ").push_bind(aggregate);
+        }
+        if let Some(event_type) = &self.event_type {
+            query
+                .push(" AND event_type = ")
+                .push_bind(event_type.clone());
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+pub async fn replay_count<'e>(
+    db: impl PgExecutor<'e>,
+    selection: &ReplaySelection,
+) -> Result<i64, sqlx::Error> {
+    let mut query = QueryBuilder::<Postgres>::new("SELECT count(*) FROM outbox");
+    selection.push_filters(&mut query);
+    query.build_query_scalar().fetch_one(db).await
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("replay query failed")]
+    Database(#[from] sqlx::Error),
+    #[error("outbox row {id} cannot be replayed: {reason}")]
+    Row { id: i64, reason: String },
+}
+
+/// Publishes the selected, already-sent events again, in id order and with their
+/// original CloudEvent ids (consumers dedupe them), in pages; `progress` is told how many
+/// were published after each page. The outbox rows are not changed.
+pub async fn replay(
+    pool: &PgPool,
+    producer: &EventProducer,
+    bindings: &EventBindings,
+    selection: &ReplaySelection,
+    page_size: i64,
+    mut progress: impl FnMut(u64),
+) -> Result<u64, ReplayError> {
+    let mut after_id = 0_i64;
+    let mut published = 0_u64;
+    loop {
+        let mut query = QueryBuilder::<Postgres>::new(
+            "SELECT id, event_id, event_type, aggregate_id, payload, traceparent, tracestate, \
+                    occurred_at, created_at FROM outbox",
+        );
+        selection.push_filters(&mut query);
+        query
+            .push(" AND id > ")
+            .push_bind(after_id)
+            .push(" ORDER BY id LIMIT ")
+            .push_bind(page_size);
+        let rows: Vec<PendingRow> = query.build_query_as().fetch_all(pool).await?;
+        let Some(last) = rows.last() else {
+            return Ok(published);
+        };
+        after_id = last.id;
+        let mut deliveries = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let fail = |reason: String| ReplayError::Row { id: row.id, reason };
+            let (event_type, topic) = bindings
+                .resolve(&row.event_type)
+                .map_err(|e| fail(e.to_string()))?;
+            let event = event_bindings::encode(&OutgoingEvent {
+                event_id: row.event_id,
+                event_type,
+                aggregate_id: row.aggregate_id,
+                occurred_at: row.occurred_at,
+                payload: &row.payload,
+                traceparent: row.traceparent.as_deref(),
+                tracestate: row.tracestate.as_deref(),
+            })
+            .map_err(|e| fail(e.to_string()))?;
+            let trace = TraceHeaders {
+                traceparent: row.traceparent.clone(),
+                tracestate: row.tracestate.clone(),
+            };
+            let pending = producer
+                .send(topic, &row.aggregate_id.to_string(), event, &trace)
+                .map_err(|e| fail(e.to_string()))?;
+            deliveries.push((row.id, pending));
+        }
+        let (ids, pending): (Vec<i64>, Vec<_>) = deliveries.into_iter().unzip();
+        for (id, report) in ids.into_iter().zip(join_all(pending).await) {
+            report.map_err(|e| ReplayError::Row {
+                id,
+                reason: e.to_string(),
+            })?;
+            published += 1;
+        }
+        progress(published);
+    }
+}
