@@ -18,7 +18,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use prost::Message as _;
-use uuid::Uuid;
 
 use helpers::{eventually, spawn_app_with};
 
@@ -103,7 +102,7 @@ async fn one_trace_runs_from_the_http_request_through_kafka_to_the_consumer() {
         settings.telemetry.environment = "test".into();
     })
     .await;
-    let user = Uuid::now_v7();
+    let user = app.create_user().await;
     let response = app
         .client
         .post(app.url("/v1/wallets"))

@@ -7,9 +7,10 @@
 use std::error::Error as StdError;
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use domain::WalletError;
 use serde::Serialize;
 
 const PROBLEM_JSON: &str = "application/problem+json";
@@ -27,6 +28,20 @@ pub enum ApiError {
     Validation(String),
     #[error("{resource} {id} not found")]
     NotFound { resource: &'static str, id: String },
+    /// A command the domain refused (insufficient funds, wallet not active, ...).
+    #[error(transparent)]
+    Wallet(#[from] WalletError),
+    #[error("a user with this email address already exists")]
+    EmailTaken,
+    #[error("user {0} does not exist")]
+    UnknownUser(uuid::Uuid),
+    #[error("this Idempotency-Key was already used with a different request body")]
+    IdempotencyKeyReuse,
+    #[error("a request with this Idempotency-Key is still being processed; retry later")]
+    IdempotencyInFlight,
+    /// A serialization failure or deadlock; the request is retried before this surfaces.
+    #[error("transaction conflict")]
+    Contention(#[source] sqlx::Error),
     #[error("no such route")]
     NoRoute,
     #[error("method not allowed")]
@@ -46,15 +61,26 @@ impl ApiError {
         ApiError::Internal(Box::new(error))
     }
 
-    /// Pool exhaustion and lost connections are 503 (retry later); other database
-    /// errors are 500.
+    /// Serialization failures and deadlocks are retried; pool exhaustion and lost
+    /// connections are 503 (retry later); other database errors are 500.
     pub fn database(error: sqlx::Error) -> Self {
-        match error {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                ApiError::Unavailable(Box::new(error))
-            }
-            other => ApiError::internal(other),
+        let code = error
+            .as_database_error()
+            .and_then(|db| db.code().map(|c| c.into_owned()));
+        match (error, code.as_deref()) {
+            (error, Some("40001" | "40P01")) => ApiError::Contention(error),
+            (
+                error @ (sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)),
+                _,
+            ) => ApiError::Unavailable(Box::new(error)),
+            (other, _) => ApiError::internal(other),
         }
+    }
+
+    /// Outcomes of a request that ran (not of its validation): stored with its
+    /// Idempotency-Key so that a retry gets the same answer.
+    pub fn is_recorded_outcome(&self) -> bool {
+        matches!(self, ApiError::Wallet(_) | ApiError::EmailTaken)
     }
 
     /// `(status, type slug, title)`.
@@ -71,6 +97,32 @@ impl ApiError {
                 "Invalid request content",
             ),
             ApiError::NotFound { .. } => (StatusCode::NOT_FOUND, "not-found", "Resource not found"),
+            ApiError::Wallet(error) => wallet_error_kind(error),
+            ApiError::EmailTaken => (
+                StatusCode::CONFLICT,
+                "email-taken",
+                "Email address already registered",
+            ),
+            ApiError::UnknownUser(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown-user",
+                "Unknown user",
+            ),
+            ApiError::IdempotencyKeyReuse => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reuse",
+                "Idempotency-Key reused with a different request",
+            ),
+            ApiError::IdempotencyInFlight => (
+                StatusCode::CONFLICT,
+                "idempotency-in-flight",
+                "Request with this Idempotency-Key in progress",
+            ),
+            ApiError::Contention(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service-unavailable",
+                "Service unavailable",
+            ),
             ApiError::NoRoute => (StatusCode::NOT_FOUND, "no-such-route", "No such route"),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -101,6 +153,46 @@ impl ApiError {
     }
 }
 
+fn wallet_error_kind(error: &WalletError) -> (StatusCode, &'static str, &'static str) {
+    match error {
+        WalletError::InsufficientFunds { .. } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "insufficient-funds",
+            "Insufficient funds",
+        ),
+        WalletError::CurrencyMismatch { .. } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "currency-mismatch",
+            "Currency mismatch",
+        ),
+        WalletError::NotActive { .. } => (
+            StatusCode::CONFLICT,
+            "wallet-not-active",
+            "Wallet not active",
+        ),
+        WalletError::InvalidTransition { .. } => (
+            StatusCode::CONFLICT,
+            "invalid-status-transition",
+            "Invalid wallet status transition",
+        ),
+        WalletError::BalanceNotZero { .. } => (
+            StatusCode::CONFLICT,
+            "balance-not-zero",
+            "Wallet balance is not zero",
+        ),
+        WalletError::SameWallet => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "same-wallet",
+            "Transfer to the same wallet",
+        ),
+        WalletError::InvalidName(_) | WalletError::NonPositiveAmount | WalletError::Money(_) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation-error",
+            "Invalid request content",
+        ),
+    }
+}
+
 /// RFC 9457 problem details.
 #[derive(Debug, Serialize)]
 struct Problem {
@@ -111,18 +203,25 @@ struct Problem {
     detail: String,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The status and problem+json body (logging the cause of a 5xx, once).
+    pub fn problem(&self) -> (StatusCode, serde_json::Value) {
         let (status, slug, title) = self.kind();
-        let detail = match &self {
+        let detail = match self {
             ApiError::Internal(source) | ApiError::Unavailable(source) => {
                 tracing::error!(
                     error = &**source as &dyn StdError,
                     status = status.as_u16(),
                     "request failed"
                 );
-                "The request could not be completed. Quote the X-Correlation-Id header when reporting this."
-                    .to_owned()
+                GENERIC_DETAIL.to_owned()
+            }
+            ApiError::Contention(source) => {
+                tracing::error!(
+                    error = source as &dyn StdError,
+                    "request failed: contention retries exhausted"
+                );
+                GENERIC_DETAIL.to_owned()
             }
             other => other.to_string(),
         };
@@ -132,11 +231,26 @@ impl IntoResponse for ApiError {
             status: status.as_u16(),
             detail,
         };
-        let mut response = (status, Json(problem)).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        response
+        (status, serde_json::to_value(problem).unwrap_or_default())
+    }
+}
+
+const GENERIC_DETAIL: &str =
+    "The request could not be completed. Quote the X-Correlation-Id header when reporting this.";
+
+/// A problem+json response from a status and body (also used to replay stored answers).
+pub fn problem_response(status: StatusCode, body: serde_json::Value) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    response
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.problem();
+        problem_response(status, body)
     }
 }
 
@@ -154,6 +268,12 @@ impl From<JsonRejection> for ApiError {
 
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
+        ApiError::MalformedRequest(rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
         ApiError::MalformedRequest(rejection.body_text())
     }
 }

@@ -14,3 +14,8 @@ pub struct ValidJson<T>(pub T);
 #[derive(Debug, FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct ValidPath<T>(pub T);
+
+/// `axum::extract::Query`, rejecting with problem+json (400).
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ValidQuery<T>(pub T);

@@ -5,15 +5,21 @@
 //! - [`error`]: [`ApiError`], the one error type, answered as RFC 9457 problem+json.
 //! - [`extract`]: JSON and path extractors whose rejections are `ApiError`s.
 //! - [`context`]: the per-request middleware and [`RequestContext`].
-//! - [`wallets`], [`notifications`]: the routes.
+//! - [`users`], [`wallets`], [`transfers`], [`notifications`]: the routes.
+//! - [`write`]: how a change runs: one transaction, retried on contention, idempotent.
+//! - [`ledger`]: the double-entry postings and wallet history.
 //! - [`admin`]: the admin server (`/metrics`, `/health/live`, `/health/ready`).
 
 pub mod admin;
 pub mod context;
 pub mod error;
 pub mod extract;
+pub mod ledger;
 pub mod notifications;
+pub mod transfers;
+pub mod users;
 pub mod wallets;
+pub mod write;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -37,6 +43,8 @@ pub struct ApiConfig {
     pub body_limit_bytes: usize,
     /// A request still running after this long gets 503 (and its transaction rolls back).
     pub request_timeout_ms: u64,
+    /// How long the answer to an `Idempotency-Key` is kept.
+    pub idempotency_ttl_hours: u32,
 }
 
 /// What every handler can reach.
@@ -44,12 +52,15 @@ pub struct ApiConfig {
 pub struct AppState {
     pub pool: PgPool,
     pub publisher: DomainEventPublisher,
+    pub idempotency_ttl_hours: u32,
 }
 
 /// The whole API.
 pub fn router(state: AppState, config: &ApiConfig) -> Router {
     Router::new()
+        .merge(users::router())
         .merge(wallets::router())
+        .merge(transfers::router())
         .merge(notifications::router())
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)

@@ -152,6 +152,7 @@ impl Application {
             let state = AppState {
                 pool: pool.clone(),
                 publisher: DomainEventPublisher::new(settings.relay.notify),
+                idempotency_ttl_hours: settings.api.idempotency_ttl_hours,
             };
             let app = api::router(state, &settings.api);
             let api_shutdown = shutdown.clone();

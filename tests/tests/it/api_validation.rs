@@ -141,6 +141,14 @@ async fn invalid_wallet_creations_are_rejected_and_write_nothing() {
         .await;
     assert_problem(too_large, 413, "payload-too-large").await;
 
+    let unknown_user = app
+        .post_json(
+            "/v1/wallets",
+            &serde_json::json!({"user_id": user, "name": "A", "currency": "USD"}),
+        )
+        .await;
+    assert_problem(unknown_user, 422, "unknown-user").await;
+
     assert_eq!(app.wallet_count().await, 0, "no wallet written");
     assert_eq!(app.outbox_rows().await, 0, "no outbox row written");
 }
@@ -207,7 +215,7 @@ async fn invalid_deposits_are_rejected_and_change_nothing() {
         outbox_before,
         "no outbox row written"
     );
-    let deposits: i64 = sqlx::query_scalar("SELECT count(*) FROM wallet_transactions")
+    let deposits: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger_transactions")
         .fetch_one(&app.pool)
         .await
         .expect("count");
@@ -299,7 +307,7 @@ async fn amounts_follow_each_currency_scale() {
 #[tokio::test]
 async fn a_created_wallet_can_be_read_back_at_its_location() {
     let app = spawn_app().await;
-    let user = Uuid::now_v7();
+    let user = app.create_user().await;
     let response = app
         .post_json(
             "/v1/wallets",

@@ -24,6 +24,10 @@ pub const KAFKA_WAIT: Duration = Duration::from_secs(60);
 pub struct Topics {
     pub wallet_created: String,
     pub funds_added: String,
+    pub user_created: String,
+    pub funds_withdrawn: String,
+    pub funds_transferred: String,
+    pub wallet_status: String,
 }
 
 pub struct TestApp {
@@ -49,25 +53,35 @@ pub async fn test_settings() -> (Settings, Topics) {
     settings.admin.listen = "127.0.0.1:0".parse().expect("valid address");
     settings.consumer.group_id = format!("wallet-hub-consumers-{suffix}");
     settings.kafka.message_timeout_ms = 10_000;
+    let topic = |name: &str| format!("{name}-{suffix}");
     let topics = Topics {
-        wallet_created: format!("wallet-created-events-{suffix}"),
-        funds_added: format!("funds-added-events-{suffix}"),
+        wallet_created: topic("wallet-created-events"),
+        funds_added: topic("funds-added-events"),
+        user_created: topic("user-created-events"),
+        funds_withdrawn: topic("funds-withdrawn-events"),
+        funds_transferred: topic("funds-transferred-events"),
+        wallet_status: topic("wallet-status-events"),
     };
-    settings.bindings = BTreeMap::from([
+    let all = [
+        ("walletCreatedEventProducer-out-0", &topics.wallet_created),
+        ("fundsAddedEventProducer-out-0", &topics.funds_added),
+        ("userCreatedEventProducer-out-0", &topics.user_created),
+        ("fundsWithdrawnEventProducer-out-0", &topics.funds_withdrawn),
         (
-            "walletCreatedEventProducer-out-0".to_owned(),
-            topics.wallet_created.clone(),
+            "fundsTransferredEventProducer-out-0",
+            &topics.funds_transferred,
         ),
         (
-            "fundsAddedEventProducer-out-0".to_owned(),
-            topics.funds_added.clone(),
+            "walletStatusChangedEventProducer-out-0",
+            &topics.wallet_status,
         ),
-    ]);
-    create_topics(
-        &settings.kafka.brokers,
-        &[&topics.wallet_created, &topics.funds_added],
-    )
-    .await;
+    ];
+    settings.bindings = all
+        .iter()
+        .map(|(binding, topic)| ((*binding).to_owned(), (*topic).clone()))
+        .collect::<BTreeMap<_, _>>();
+    let names: Vec<&str> = all.iter().map(|(_, t)| t.as_str()).collect();
+    create_topics(&settings.kafka.brokers, &names).await;
     (settings, topics)
 }
 
@@ -134,12 +148,45 @@ impl TestApp {
             .expect("request sent")
     }
 
-    /// Creates a USD wallet for a new user and returns its JSON.
+    /// Creates a user with a unique email and returns its id.
+    pub async fn create_user(&self) -> Uuid {
+        let response = self
+            .post_json(
+                "/v1/users",
+                &serde_json::json!({"email": format!("{}@example.com", Uuid::now_v7()), "name": "Test User"}),
+            )
+            .await;
+        assert_eq!(response.status(), 201, "user created");
+        let user: serde_json::Value = response.json().await.expect("user JSON");
+        user["id"].as_str().expect("id").parse().expect("uuid")
+    }
+
+    /// Creates a wallet in `currency` for a new user and returns its JSON.
     pub async fn create_wallet(&self, currency: &str) -> serde_json::Value {
+        let user = self.create_user().await;
+        self.create_wallet_for(user, currency).await
+    }
+
+    /// A user inserted straight into the database (no API call, no outbox row), for tests
+    /// that count outbox rows.
+    pub async fn fixture_user(&self) -> Uuid {
+        let id = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO users (id, email, email_normalized, name, created_at) VALUES ($1, $2, $2, 'Fixture', now())",
+        )
+        .bind(id)
+        .bind(format!("{id}@fixture.example"))
+        .execute(&self.pool)
+        .await
+        .expect("insert fixture user");
+        id
+    }
+
+    pub async fn create_wallet_for(&self, user: Uuid, currency: &str) -> serde_json::Value {
         let response = self
             .post_json(
                 "/v1/wallets",
-                &serde_json::json!({"user_id": Uuid::now_v7(), "name": "Main", "currency": currency}),
+                &serde_json::json!({"user_id": user, "name": "Main", "currency": currency}),
             )
             .await;
         assert_eq!(response.status(), 201, "wallet created");

@@ -1,8 +1,6 @@
 //! `/metrics` exports every metric the dashboard and alert rules query, with
 //! low-cardinality labels.
 
-use uuid::Uuid;
-
 use crate::helpers::{eventually, spawn_app};
 
 #[tokio::test]
@@ -19,7 +17,7 @@ async fn every_metric_the_dashboard_and_alerts_query_is_exported_after_traffic()
     );
 
     let app = spawn_app().await;
-    let user = Uuid::now_v7();
+    let user = app.create_user().await;
     let wallet = app
         .post_json(
             "/v1/wallets",

@@ -56,7 +56,7 @@ async fn rows(app: &TestApp) -> Vec<(i64, bool, i32, Option<String>)> {
 #[tokio::test]
 async fn a_row_the_broker_did_not_acknowledge_stays_unsent_and_is_published_when_it_is_back() {
     let app = app_without_relay().await;
-    let wallet = app.create_wallet("USD").await;
+    let wallet = app.create_wallet_for(app.fixture_user().await, "USD").await;
 
     // Nothing listens on port 1: every delivery fails after message.timeout.ms.
     let unreachable = relay(&app, "127.0.0.1:1")
@@ -101,7 +101,7 @@ async fn a_row_the_broker_did_not_acknowledge_stays_unsent_and_is_published_when
 #[tokio::test]
 async fn an_unknown_event_type_stays_unsent_holds_back_its_key_and_lets_other_keys_flow() {
     let app = app_without_relay().await;
-    let x = app.create_wallet("USD").await;
+    let x = app.create_wallet_for(app.fixture_user().await, "USD").await;
     let x_id: Uuid = x["id"].as_str().expect("id").parse().expect("uuid");
     sqlx::query(
         "INSERT INTO outbox (event_id, event_type, aggregate_id, payload, occurred_at) \
@@ -113,7 +113,7 @@ async fn an_unknown_event_type_stays_unsent_holds_back_its_key_and_lets_other_ke
     .await
     .expect("insert poison row");
     assert_eq!(app.deposit(&x_id.to_string(), "1.00").await.status(), 201);
-    app.create_wallet("EUR").await;
+    app.create_wallet_for(app.fixture_user().await, "EUR").await;
 
     let relay = relay(&app, &app.settings.kafka.brokers);
     let outcome = relay.publish_batch().await.expect("batch runs");
@@ -166,7 +166,7 @@ async fn a_transaction_that_commits_late_with_a_lower_id_is_still_published() {
         .await
         .expect("insert");
     // A later transaction commits first and is published.
-    app.create_wallet("USD").await;
+    app.create_wallet_for(app.fixture_user().await, "USD").await;
     let relay = relay(&app, &app.settings.kafka.brokers);
     assert_eq!(relay.publish_batch().await.expect("batch").published, 1);
 
@@ -195,7 +195,7 @@ async fn a_transaction_that_commits_late_with_a_lower_id_is_still_published() {
 #[tokio::test]
 async fn a_second_relay_skips_while_the_first_holds_the_lock() {
     let app = app_without_relay().await;
-    app.create_wallet("USD").await;
+    app.create_wallet_for(app.fixture_user().await, "USD").await;
     let mut holder = app.pool.begin().await.expect("begin");
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
         .bind(0x7761_6c6c_6574_i64)
@@ -225,7 +225,7 @@ async fn a_second_relay_skips_while_the_first_holds_the_lock() {
 #[tokio::test]
 async fn a_row_that_keeps_failing_parks_and_its_wallet_waits_while_others_flow() {
     let app = app_without_relay().await;
-    let x = app.create_wallet("USD").await;
+    let x = app.create_wallet_for(app.fixture_user().await, "USD").await;
     let x_id: Uuid = x["id"].as_str().expect("id").parse().expect("uuid");
     sqlx::query(
         "INSERT INTO outbox (event_id, event_type, aggregate_id, payload, occurred_at) \
@@ -250,7 +250,7 @@ async fn a_row_that_keeps_failing_parks_and_its_wallet_waits_while_others_flow()
     );
 
     // Another wallet's events flow; X's deposit is not even read while X is parked.
-    app.create_wallet("EUR").await;
+    app.create_wallet_for(app.fixture_user().await, "EUR").await;
     let outcome = relay.publish_batch().await.expect("batch");
     assert_eq!((outcome.fetched, outcome.published), (1, 1));
     let state: Vec<bool> = rows(&app).await.iter().map(|r| r.1).collect();
@@ -260,9 +260,9 @@ async fn a_row_that_keeps_failing_parks_and_its_wallet_waits_while_others_flow()
 #[tokio::test]
 async fn operators_see_parked_rows_redrive_them_and_replay_exactly_the_selected_events() {
     let app = app_without_relay().await;
-    let x = app.create_wallet("USD").await;
+    let x = app.create_wallet_for(app.fixture_user().await, "USD").await;
     let x_id: Uuid = x["id"].as_str().expect("id").parse().expect("uuid");
-    let y = app.create_wallet("USD").await;
+    let y = app.create_wallet_for(app.fixture_user().await, "USD").await;
     assert_eq!(app.deposit(&x_id.to_string(), "2.00").await.status(), 201);
     sqlx::query(
         "INSERT INTO outbox (event_id, event_type, aggregate_id, payload, occurred_at) \

@@ -1,39 +1,47 @@
-//! `/v1/wallets`: create a wallet, read it, deposit into it.
+//! `/v1/wallets`: create, read, deposit, withdraw, freeze/unfreeze/close, history.
 //!
-//! Each change is one transaction: the wallet row is locked, changed, and the domain event
-//! is written to the outbox before the commit. Input is validated before the database is
-//! touched wherever the currency is not needed; the rest is validated under the lock and
-//! a failure rolls everything back.
+//! Each change is one transaction (run by [`crate::write::execute`]: retried on
+//! contention, idempotent with `Idempotency-Key`): the wallet row is locked, changed,
+//! posted to the ledger, and its domain event written to the outbox before the commit.
+//! Input is validated before the database is touched wherever the currency is not
+//! needed; the rest is validated under the lock, and a refusal rolls everything back.
 
-mod store;
+pub(crate) mod store;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, Utc};
 use domain::{
-    Currency, DecimalAmount, DomainEvent, EventContext, Money, Wallet, WalletError, WalletName,
+    Currency, DecimalAmount, DomainEvent, EventContext, Money, StatusAction, Wallet, WalletName,
+    WalletStatus,
 };
 use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
 use telemetry::TraceHeaders;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::extract::{ValidJson, ValidPath};
+use crate::extract::{ValidJson, ValidPath, ValidQuery};
+use crate::ledger::{self, Entry, Kind, Posting};
+use crate::write::{self, MaybeIdempotencyKey, Reply, Write};
 use crate::{AppState, RequestContext};
-
-pub use store::Deposit;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/wallets", post(create_wallet))
         .route("/v1/wallets/{id}", get(get_wallet))
         .route("/v1/wallets/{id}/deposits", post(deposit))
+        .route("/v1/wallets/{id}/withdrawals", post(withdraw))
+        .route("/v1/wallets/{id}/freeze", post(freeze))
+        .route("/v1/wallets/{id}/unfreeze", post(unfreeze))
+        .route("/v1/wallets/{id}/close", post(close))
+        .route("/v1/wallets/{id}/transactions", get(history))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWalletRequest {
     pub user_id: Uuid,
@@ -42,9 +50,9 @@ pub struct CreateWalletRequest {
     pub currency: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct DepositRequest {
+pub struct AmountRequest {
     /// Decimal string with at most the currency's decimal places, e.g. `"10.50"`.
     pub amount: String,
 }
@@ -57,6 +65,7 @@ pub struct WalletResponse {
     pub currency: Currency,
     /// Decimal string with exactly the currency's scale.
     pub balance: String,
+    pub status: WalletStatus,
     pub version: i64,
     pub created_at: DateTime<Utc>,
 }
@@ -69,14 +78,16 @@ impl From<&Wallet> for WalletResponse {
             name: wallet.name().as_str().to_owned(),
             currency: wallet.currency(),
             balance: wallet.balance().to_string(),
+            status: wallet.status(),
             version: wallet.version(),
             created_at: wallet.created_at(),
         }
     }
 }
 
+/// A deposit or withdrawal.
 #[derive(Debug, Serialize)]
-pub struct DepositResponse {
+pub struct MovementResponse {
     pub id: Uuid,
     pub wallet_id: Uuid,
     pub amount: String,
@@ -84,19 +95,13 @@ pub struct DepositResponse {
     pub created_at: DateTime<Utc>,
 }
 
-impl From<WalletError> for ApiError {
-    fn from(error: WalletError) -> Self {
-        ApiError::Validation(error.to_string())
-    }
-}
-
-fn event_context(ctx: &RequestContext) -> EventContext {
+pub(crate) fn event_context(ctx: &RequestContext) -> EventContext {
     EventContext::new(Utc::now(), ctx.correlation_id.clone())
 }
 
 /// A client span around one database transaction (OpenTelemetry database conventions);
 /// the outbox row written inside it carries this span's context.
-fn db_transaction_span(operation: &'static str) -> tracing::Span {
+pub(crate) fn db_transaction_span(operation: &'static str) -> tracing::Span {
     tracing::info_span!(
         "db.transaction",
         otel.kind = "client",
@@ -106,59 +111,77 @@ fn db_transaction_span(operation: &'static str) -> tracing::Span {
     )
 }
 
-fn wallet_not_found(id: Uuid) -> ApiError {
+pub(crate) fn wallet_not_found(id: Uuid) -> ApiError {
     ApiError::NotFound {
         resource: "wallet",
         id: id.to_string(),
     }
 }
 
-#[tracing::instrument(skip_all, fields(wallet_id = tracing::field::Empty), err(Debug))]
+pub(crate) fn parse_amount(text: &str) -> Result<DecimalAmount, ApiError> {
+    DecimalAmount::parse(text).map_err(|e| ApiError::Validation(format!("amount: {e}")))
+}
+
+pub(crate) fn in_currency(amount: DecimalAmount, currency: Currency) -> Result<Money, ApiError> {
+    Money::from_decimal(amount, currency).map_err(|e| ApiError::Validation(format!("amount: {e}")))
+}
+
+/// Writes `event` to the outbox in the caller's transaction.
+pub(crate) async fn publish(
+    publisher: outbox::DomainEventPublisher,
+    conn: &mut PgConnection,
+    event: DomainEvent,
+) -> Result<(), ApiError> {
+    match publisher
+        .publish(conn, &event, &TraceHeaders::current())
+        .await
+    {
+        Ok(()) => Ok(()),
+        // A database error (possibly contention, which is retried) keeps its code.
+        Err(outbox::OutboxError::Insert { source, .. }) => Err(ApiError::database(source)),
+        Err(other) => Err(ApiError::internal(other)),
+    }
+}
+
+#[tracing::instrument(skip_all, err(Debug))]
 async fn create_wallet(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
+    MaybeIdempotencyKey(key): MaybeIdempotencyKey,
     ValidJson(request): ValidJson<CreateWalletRequest>,
-) -> Result<(StatusCode, HeaderMap, Json<WalletResponse>), ApiError> {
+) -> Result<Response, ApiError> {
     let name = WalletName::parse(&request.name)?;
     let currency: Currency = request
         .currency
         .parse()
         .map_err(|e: domain::MoneyError| ApiError::Validation(e.to_string()))?;
-    let (wallet, event) = Wallet::create(
-        Uuid::now_v7(),
-        request.user_id,
-        name,
-        currency,
-        &event_context(&ctx),
-    );
-    tracing::Span::current().record("wallet_id", tracing::field::display(wallet.id()));
-
-    async {
-        let mut tx = state.pool.begin().await.map_err(ApiError::database)?;
-        store::insert_wallet(&mut tx, &wallet)
-            .await
-            .map_err(ApiError::database)?;
-        state
-            .publisher
-            .publish(&mut tx, &DomainEvent::from(event), &TraceHeaders::current())
-            .await
-            .map_err(ApiError::internal)?;
-        tx.commit().await.map_err(ApiError::database)
-    }
-    .instrument(db_transaction_span("create wallet"))
-    .await?;
-
-    let mut headers = HeaderMap::new();
-    let location = format!("/v1/wallets/{}", wallet.id());
-    headers.insert(
-        header::LOCATION,
-        HeaderValue::from_str(&location).map_err(ApiError::internal)?,
-    );
-    Ok((
-        StatusCode::CREATED,
-        headers,
-        Json(WalletResponse::from(&wallet)),
-    ))
+    let body = serde_json::to_value(&request).map_err(ApiError::internal)?;
+    let (publisher, user_id) = (state.publisher, request.user_id);
+    let operation = write::operation(move |conn| {
+        let (name, ctx) = (name.clone(), ctx.clone());
+        Box::pin(
+            async move {
+                let (wallet, event) = Wallet::create(
+                    Uuid::now_v7(),
+                    user_id,
+                    name,
+                    currency,
+                    &event_context(&ctx),
+                );
+                store::insert_wallet(&mut *conn, &wallet).await?;
+                publish(publisher, &mut *conn, event.into()).await?;
+                let location = format!("/v1/wallets/{}", wallet.id());
+                Reply::created(WalletResponse::from(&wallet), Some(location))
+            }
+            .instrument(db_transaction_span("create wallet")),
+        )
+    });
+    let write = Write {
+        route: "POST /v1/wallets",
+        key,
+        request: &body,
+    };
+    write::execute(&state, write, &operation).await
 }
 
 #[tracing::instrument(skip_all, fields(wallet_id = %id), err(Debug))]
@@ -176,54 +199,246 @@ async fn get_wallet(
 async fn deposit(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
+    MaybeIdempotencyKey(key): MaybeIdempotencyKey,
     ValidPath(id): ValidPath<Uuid>,
-    ValidJson(request): ValidJson<DepositRequest>,
-) -> Result<(StatusCode, Json<DepositResponse>), ApiError> {
+    ValidJson(request): ValidJson<AmountRequest>,
+) -> Result<Response, ApiError> {
+    move_money(state, ctx, key, id, request, Kind::Deposit).await
+}
+
+#[tracing::instrument(skip_all, fields(wallet_id = %id), err(Debug))]
+async fn withdraw(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    MaybeIdempotencyKey(key): MaybeIdempotencyKey,
+    ValidPath(id): ValidPath<Uuid>,
+    ValidJson(request): ValidJson<AmountRequest>,
+) -> Result<Response, ApiError> {
+    move_money(state, ctx, key, id, request, Kind::Withdrawal).await
+}
+
+/// A deposit or a withdrawal: the wallet against its currency's external account.
+async fn move_money(
+    state: AppState,
+    ctx: RequestContext,
+    key: Option<write::IdempotencyKey>,
+    wallet_id: Uuid,
+    request: AmountRequest,
+    kind: Kind,
+) -> Result<Response, ApiError> {
     // Grammar first: a malformed amount never costs a transaction.
-    let amount = DecimalAmount::parse(&request.amount)
-        .map_err(|e| ApiError::Validation(format!("amount: {e}")))?;
+    let amount = parse_amount(&request.amount)?;
+    let body = serde_json::to_value(&request).map_err(ApiError::internal)?;
+    let publisher = state.publisher;
+    let operation = write::operation(move |conn| {
+        let ctx = ctx.clone();
+        Box::pin(
+            async move {
+                let mut wallet = store::lock_wallet(&mut *conn, wallet_id)
+                    .await?
+                    .ok_or_else(|| wallet_not_found(wallet_id))?;
+                let amount = in_currency(amount, wallet.currency())?;
+                let transaction_id = Uuid::now_v7();
+                let event_ctx = event_context(&ctx);
+                let (event, signed): (DomainEvent, i64) = match kind {
+                    Kind::Deposit => (
+                        wallet.add_funds(amount, transaction_id, &event_ctx)?.into(),
+                        amount.minor_units(),
+                    ),
+                    _ => (
+                        wallet.withdraw(amount, transaction_id, &event_ctx)?.into(),
+                        -amount.minor_units(),
+                    ),
+                };
+                let created_at = event.metadata().occurred_at;
+                store::update_wallet(&mut *conn, &wallet).await?;
+                let entries = [
+                    Entry::wallet(wallet.id(), signed, wallet.balance()),
+                    Entry::external(-signed),
+                ];
+                ledger::post(
+                    &mut *conn,
+                    &Posting {
+                        id: transaction_id,
+                        kind,
+                        amount,
+                        correlation_id: &ctx.correlation_id,
+                        created_at,
+                        entries: &entries,
+                    },
+                )
+                .await
+                .map_err(ApiError::database)?;
+                publish(publisher, &mut *conn, event).await?;
+                Reply::created(
+                    MovementResponse {
+                        id: transaction_id,
+                        wallet_id: wallet.id(),
+                        amount: amount.to_string(),
+                        balance_after: wallet.balance().to_string(),
+                        created_at,
+                    },
+                    None,
+                )
+            }
+            .instrument(db_transaction_span(kind.as_str())),
+        )
+    });
+    let route = match kind {
+        Kind::Deposit => "POST /v1/wallets/{id}/deposits",
+        _ => "POST /v1/wallets/{id}/withdrawals",
+    };
+    let write = Write {
+        route,
+        key,
+        request: &body,
+    };
+    write::execute(&state, write, &operation).await
+}
 
-    async {
-        let mut tx = state.pool.begin().await.map_err(ApiError::database)?;
-        let mut wallet = store::lock_wallet(&mut tx, id)
-            .await?
-            .ok_or_else(|| wallet_not_found(id))?;
-        let amount = Money::from_decimal(amount, wallet.currency())
-            .map_err(|e| ApiError::Validation(format!("amount: {e}")))?;
-        let deposit_id = Uuid::now_v7();
-        let event = wallet.add_funds(amount, deposit_id, &event_context(&ctx))?;
-        store::update_balance(&mut tx, &wallet)
-            .await
-            .map_err(ApiError::database)?;
-        let deposit = Deposit {
-            id: deposit_id,
-            wallet_id: wallet.id(),
-            amount,
-            balance_after: wallet.balance(),
-            correlation_id: ctx.correlation_id.clone(),
-            created_at: event.metadata.occurred_at,
-        };
-        store::insert_deposit(&mut tx, &deposit)
-            .await
-            .map_err(ApiError::database)?;
-        state
-            .publisher
-            .publish(&mut tx, &DomainEvent::from(event), &TraceHeaders::current())
-            .await
-            .map_err(ApiError::internal)?;
-        tx.commit().await.map_err(ApiError::database)?;
+async fn freeze(
+    state: State<AppState>,
+    ctx: Extension<RequestContext>,
+    key: MaybeIdempotencyKey,
+    id: ValidPath<Uuid>,
+) -> Result<Response, ApiError> {
+    change_status(state, ctx, key, id, StatusAction::Freeze).await
+}
 
-        Ok((
-            StatusCode::CREATED,
-            Json(DepositResponse {
-                id: deposit.id,
-                wallet_id: deposit.wallet_id,
-                amount: deposit.amount.to_string(),
-                balance_after: deposit.balance_after.to_string(),
-                created_at: deposit.created_at,
-            }),
-        ))
+async fn unfreeze(
+    state: State<AppState>,
+    ctx: Extension<RequestContext>,
+    key: MaybeIdempotencyKey,
+    id: ValidPath<Uuid>,
+) -> Result<Response, ApiError> {
+    change_status(state, ctx, key, id, StatusAction::Unfreeze).await
+}
+
+async fn close(
+    state: State<AppState>,
+    ctx: Extension<RequestContext>,
+    key: MaybeIdempotencyKey,
+    id: ValidPath<Uuid>,
+) -> Result<Response, ApiError> {
+    change_status(state, ctx, key, id, StatusAction::Close).await
+}
+
+#[tracing::instrument(skip_all, fields(wallet_id = %wallet_id, action = %action), err(Debug))]
+async fn change_status(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    MaybeIdempotencyKey(key): MaybeIdempotencyKey,
+    ValidPath(wallet_id): ValidPath<Uuid>,
+    action: StatusAction,
+) -> Result<Response, ApiError> {
+    let publisher = state.publisher;
+    let operation = write::operation(move |conn| {
+        let ctx = ctx.clone();
+        Box::pin(
+            async move {
+                let mut wallet = store::lock_wallet(&mut *conn, wallet_id)
+                    .await?
+                    .ok_or_else(|| wallet_not_found(wallet_id))?;
+                let event_ctx = event_context(&ctx);
+                let event = match action {
+                    StatusAction::Freeze => wallet.freeze(&event_ctx)?,
+                    StatusAction::Unfreeze => wallet.unfreeze(&event_ctx)?,
+                    StatusAction::Close => wallet.close(&event_ctx)?,
+                };
+                store::update_wallet(&mut *conn, &wallet).await?;
+                publish(publisher, &mut *conn, event.into()).await?;
+                Reply::ok(WalletResponse::from(&wallet))
+            }
+            .instrument(db_transaction_span(action.as_str())),
+        )
+    });
+    let route = match action {
+        StatusAction::Freeze => "POST /v1/wallets/{id}/freeze",
+        StatusAction::Unfreeze => "POST /v1/wallets/{id}/unfreeze",
+        StatusAction::Close => "POST /v1/wallets/{id}/close",
+    };
+    let write = Write {
+        route,
+        key,
+        request: &serde_json::Value::Null,
+    };
+    write::execute(&state, write, &operation).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    /// 1 to 200, default 50.
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HistoryItem {
+    /// The ledger transaction id (the deposit, withdrawal or transfer id).
+    pub id: Uuid,
+    pub kind: String,
+    /// Signed: positive credits the wallet, negative debits it.
+    pub amount: String,
+    pub balance_after: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counterparty_wallet_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HistoryPage {
+    pub items: Vec<HistoryItem>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+#[tracing::instrument(skip_all, fields(wallet_id = %id), err(Debug))]
+async fn history(
+    State(state): State<AppState>,
+    ValidPath(id): ValidPath<Uuid>,
+    ValidQuery(query): ValidQuery<HistoryQuery>,
+) -> Result<Json<HistoryPage>, ApiError> {
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::MalformedRequest(
+            "limit must be between 1 and 200".to_owned(),
+        ));
     }
-    .instrument(db_transaction_span("deposit"))
-    .await
+    let cursor = query
+        .cursor
+        .map(|c| {
+            c.parse::<i64>().ok().filter(|c| *c > 0).ok_or_else(|| {
+                ApiError::MalformedRequest("cursor is not one this API returned".to_owned())
+            })
+        })
+        .transpose()?;
+    store::find_wallet(&state.pool, id)
+        .await?
+        .ok_or_else(|| wallet_not_found(id))?;
+    let mut rows = ledger::history(&state.pool, id, cursor, limit + 1)
+        .await
+        .map_err(ApiError::database)?;
+    let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let next_cursor = more
+        .then(|| rows.last().map(|r| r.entry_id.to_string()))
+        .flatten();
+    let items = rows
+        .into_iter()
+        .map(|row| {
+            let currency = ledger::currency(&row.currency).map_err(ApiError::internal)?;
+            Ok(HistoryItem {
+                id: row.transaction_id,
+                kind: row.kind,
+                amount: Money::from_minor(row.amount_minor, currency).to_string(),
+                balance_after: Money::from_minor(row.balance_after_minor, currency).to_string(),
+                counterparty_wallet_id: row.counterparty_wallet_id,
+                created_at: row.created_at,
+            })
+        })
+        .collect::<Result<_, ApiError>>()?;
+    Ok(Json(HistoryPage { items, next_cursor }))
 }

@@ -1,0 +1,124 @@
+//! `POST /v1/transfers`: move money between two wallets of the same currency, atomically.
+
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::post;
+use axum::{Extension, Router};
+use chrono::{DateTime, Utc};
+use domain::WalletError;
+use serde::{Deserialize, Serialize};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::extract::ValidJson;
+use crate::ledger::{self, Entry, Kind, Posting};
+use crate::wallets::{self, store};
+use crate::write::{self, MaybeIdempotencyKey, Reply, Write};
+use crate::{AppState, RequestContext};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/transfers", post(transfer))
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferRequest {
+    pub from_wallet_id: Uuid,
+    pub to_wallet_id: Uuid,
+    /// Decimal string in the wallets' currency.
+    pub amount: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TransferResponse {
+    pub id: Uuid,
+    pub from_wallet_id: Uuid,
+    pub to_wallet_id: Uuid,
+    pub amount: String,
+    pub from_balance_after: String,
+    pub to_balance_after: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[tracing::instrument(skip_all, fields(from = %request.from_wallet_id, to = %request.to_wallet_id), err(Debug))]
+async fn transfer(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    MaybeIdempotencyKey(key): MaybeIdempotencyKey,
+    ValidJson(request): ValidJson<TransferRequest>,
+) -> Result<Response, ApiError> {
+    let amount = wallets::parse_amount(&request.amount)?;
+    let (from_id, to_id) = (request.from_wallet_id, request.to_wallet_id);
+    if from_id == to_id {
+        return Err(ApiError::Wallet(WalletError::SameWallet));
+    }
+    let body = serde_json::to_value(&request).map_err(ApiError::internal)?;
+    let publisher = state.publisher;
+    let operation = write::operation(move |conn| {
+        let ctx = ctx.clone();
+        Box::pin(
+            async move {
+                // Both rows locked in id order: opposite transfers cannot deadlock.
+                let locked = store::lock_wallets(&mut *conn, &[from_id, to_id]).await?;
+                let find = |id: Uuid| {
+                    locked
+                        .iter()
+                        .find(|w| w.id() == id)
+                        .cloned()
+                        .ok_or_else(|| wallets::wallet_not_found(id))
+                };
+                let (mut from, mut to) = (find(from_id)?, find(to_id)?);
+                let amount = wallets::in_currency(amount, from.currency())?;
+                let transfer_id = Uuid::now_v7();
+                let event = domain::transfer(
+                    &mut from,
+                    &mut to,
+                    amount,
+                    transfer_id,
+                    &wallets::event_context(&ctx),
+                )?;
+                let created_at = event.metadata.occurred_at;
+                store::update_wallet(&mut *conn, &from).await?;
+                store::update_wallet(&mut *conn, &to).await?;
+                let entries = [
+                    Entry::wallet(from.id(), -amount.minor_units(), from.balance()),
+                    Entry::wallet(to.id(), amount.minor_units(), to.balance()),
+                ];
+                ledger::post(
+                    &mut *conn,
+                    &Posting {
+                        id: transfer_id,
+                        kind: Kind::Transfer,
+                        amount,
+                        correlation_id: &ctx.correlation_id,
+                        created_at,
+                        entries: &entries,
+                    },
+                )
+                .await
+                .map_err(ApiError::database)?;
+                wallets::publish(publisher, &mut *conn, event.into()).await?;
+                Reply::created(
+                    TransferResponse {
+                        id: transfer_id,
+                        from_wallet_id: from.id(),
+                        to_wallet_id: to.id(),
+                        amount: amount.to_string(),
+                        from_balance_after: from.balance().to_string(),
+                        to_balance_after: to.balance().to_string(),
+                        created_at,
+                    },
+                    None,
+                )
+            }
+            .instrument(wallets::db_transaction_span("transfer")),
+        )
+    });
+    let write = Write {
+        route: "POST /v1/transfers",
+        key,
+        request: &body,
+    };
+    write::execute(&state, write, &operation).await
+}

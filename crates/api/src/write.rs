@@ -1,0 +1,347 @@
+//! Running a state change: one database transaction, retried on serialization failures
+//! and deadlocks, and made idempotent by the `Idempotency-Key` header.
+//!
+//! Idempotency follows Stripe: the first answer to a key (status and body), scoped to the
+//! caller (`X-Client-Id`, else anonymous) and the route, is stored in the same transaction
+//! as the change, for `api.idempotency_ttl_hours`. A retry with the same key and body gets
+//! the stored answer (`Idempotent-Replayed: true`) and changes nothing; the same key with
+//! another body is 422; a retry while the first is still running is 409. Requests that
+//! fail validation never reach this point, so they are not stored.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures::future::BoxFuture;
+use sha2::{Digest, Sha256};
+use sqlx::{Acquire, PgConnection};
+
+use crate::AppState;
+use crate::error::{ApiError, problem_response};
+
+pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub static CLIENT_ID: HeaderName = HeaderName::from_static("x-client-id");
+static REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// A successful answer.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: serde_json::Value,
+    pub location: Option<String>,
+}
+
+impl Reply {
+    pub fn created(
+        body: impl serde::Serialize,
+        location: Option<String>,
+    ) -> Result<Self, ApiError> {
+        Ok(Self {
+            status: StatusCode::CREATED,
+            body: serde_json::to_value(body).map_err(ApiError::internal)?,
+            location,
+        })
+    }
+
+    pub fn ok(body: impl serde::Serialize) -> Result<Self, ApiError> {
+        Ok(Self {
+            status: StatusCode::OK,
+            body: serde_json::to_value(body).map_err(ApiError::internal)?,
+            location: None,
+        })
+    }
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        let mut response = if self.status.is_client_error() || self.status.is_server_error() {
+            problem_response(self.status, self.body)
+        } else {
+            (self.status, Json(self.body)).into_response()
+        };
+        if let Some(location) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            response.headers_mut().insert(header::LOCATION, location);
+        }
+        response
+    }
+}
+
+/// The client's `Idempotency-Key` and caller scope, if it sent a key.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    caller: String,
+    key: String,
+}
+
+/// Extracts the optional `Idempotency-Key` (400 when malformed).
+#[derive(Debug, Clone)]
+pub struct MaybeIdempotencyKey(pub Option<IdempotencyKey>);
+
+impl<S: Send + Sync> FromRequestParts<S> for MaybeIdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        idempotency_key(&parts.headers).map(MaybeIdempotencyKey)
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(value) = headers.get(&IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::MalformedRequest(
+                "Idempotency-Key must be 1 to 255 visible ASCII characters".to_owned(),
+            )
+        })?;
+    let caller = headers
+        .get(&CLIENT_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|c| !c.is_empty() && c.len() <= 255)
+        .unwrap_or("anonymous");
+    Ok(Some(IdempotencyKey {
+        caller: caller.to_owned(),
+        key: key.to_owned(),
+    }))
+}
+
+/// What one request asks the runner for.
+#[derive(Debug)]
+pub struct Write<'a> {
+    pub route: &'static str,
+    pub key: Option<IdempotencyKey>,
+    /// The request body (hashed to recognise a retry of the same request).
+    pub request: &'a serde_json::Value,
+}
+
+/// The change itself, run inside the transaction; may run more than once (retries).
+pub type Operation<'o> = dyn for<'c> Fn(&'c mut PgConnection) -> BoxFuture<'c, Result<Reply, ApiError>>
+    + Send
+    + Sync
+    + 'o;
+
+/// Gives a closure the higher-ranked signature of an [`Operation`].
+pub fn operation<F>(f: F) -> F
+where
+    F: for<'c> Fn(&'c mut PgConnection) -> BoxFuture<'c, Result<Reply, ApiError>> + Send + Sync,
+{
+    f
+}
+
+/// Runs `operation` in a transaction (see the module docs); retries contention with
+/// bounded, jittered backoff, so serialization failures and deadlocks never reach the client.
+pub async fn execute(
+    state: &AppState,
+    write: Write<'_>,
+    operation: &Operation<'_>,
+) -> Result<Response, ApiError> {
+    let hash = Sha256::digest(write.request.to_string().as_bytes()).to_vec();
+    let mut delays = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(5))
+        .with_max_delay(Duration::from_millis(200))
+        .with_jitter()
+        .with_max_times(8)
+        .build();
+    loop {
+        match attempt(state, &write, &hash, operation).await {
+            Err(ApiError::Contention(error)) => match delays.next() {
+                Some(delay) => {
+                    tracing::debug!(
+                        error = &error as &dyn std::error::Error,
+                        ?delay,
+                        "transaction conflict; retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                None => return Err(ApiError::Contention(error)),
+            },
+            other => return other,
+        }
+    }
+}
+
+async fn attempt(
+    state: &AppState,
+    write: &Write<'_>,
+    hash: &[u8],
+    operation: &Operation<'_>,
+) -> Result<Response, ApiError> {
+    let mut tx = state.pool.begin().await.map_err(ApiError::database)?;
+    let Some(key) = &write.key else {
+        let reply = operation(&mut tx).await?;
+        tx.commit().await.map_err(ApiError::database)?;
+        return Ok(reply.into_response());
+    };
+
+    if let Some(stored) =
+        claim(&mut tx, key, write.route, hash, state.idempotency_ttl_hours).await?
+    {
+        return Ok(stored);
+    }
+    // Run the change in a savepoint: a refused command is rolled back, but its answer is
+    // still stored with the key.
+    let mut savepoint = tx.begin().await.map_err(ApiError::database)?;
+    let (reply, outcome) = match operation(&mut savepoint).await {
+        Ok(reply) => {
+            savepoint.commit().await.map_err(ApiError::database)?;
+            (reply.clone(), Ok(reply.into_response()))
+        }
+        Err(error) if error.is_recorded_outcome() => {
+            savepoint.rollback().await.map_err(ApiError::database)?;
+            let (status, body) = error.problem();
+            let reply = Reply {
+                status,
+                body,
+                location: None,
+            };
+            (reply.clone(), Ok(reply.into_response()))
+        }
+        Err(error) => return Err(error),
+    };
+    sqlx::query(
+        "UPDATE idempotency_keys SET response_status = $4, response_body = $5, location = $6 \
+         WHERE caller = $1 AND route = $2 AND key = $3",
+    )
+    .bind(&key.caller)
+    .bind(write.route)
+    .bind(&key.key)
+    .bind(i16::try_from(reply.status.as_u16()).unwrap_or(i16::MAX))
+    .bind(&reply.body)
+    .bind(&reply.location)
+    .execute(&mut *tx)
+    .await
+    .map_err(ApiError::database)?;
+    tx.commit().await.map_err(ApiError::database)?;
+    outcome
+}
+
+#[derive(sqlx::FromRow)]
+struct StoredAnswer {
+    request_hash: Vec<u8>,
+    response_status: i16,
+    response_body: serde_json::Value,
+    location: Option<String>,
+    expired: bool,
+}
+
+/// Takes the key for this transaction, or returns the stored answer of an earlier request.
+/// A key held by a request still running makes the insert wait on its row; after a short
+/// lock timeout that is answered 409.
+async fn claim(
+    conn: &mut PgConnection,
+    key: &IdempotencyKey,
+    route: &str,
+    hash: &[u8],
+    ttl_hours: u32,
+) -> Result<Option<Response>, ApiError> {
+    sqlx::query("SET LOCAL lock_timeout = '200ms'")
+        .execute(&mut *conn)
+        .await
+        .map_err(ApiError::database)?;
+    let in_flight = |error: sqlx::Error| match error.as_database_error().and_then(|d| d.code()) {
+        Some(code) if code == "55P03" => ApiError::IdempotencyInFlight,
+        _ => ApiError::database(error),
+    };
+    let ttl = i32::try_from(ttl_hours).unwrap_or(i32::MAX);
+    let inserted = insert_key(&mut *conn, key, route, hash, ttl)
+        .await
+        .map_err(in_flight)?;
+    let reset = sqlx::query("SET LOCAL lock_timeout = 0");
+    if inserted {
+        reset
+            .execute(&mut *conn)
+            .await
+            .map_err(ApiError::database)?;
+        return Ok(None);
+    }
+    let stored: StoredAnswer = sqlx::query_as(
+        "SELECT request_hash, response_status, response_body, location, expires_at < now() AS expired \
+         FROM idempotency_keys WHERE caller = $1 AND route = $2 AND key = $3",
+    )
+    .bind(&key.caller)
+    .bind(route)
+    .bind(&key.key)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(ApiError::database)?;
+    if stored.expired {
+        sqlx::query("DELETE FROM idempotency_keys WHERE caller = $1 AND route = $2 AND key = $3")
+            .bind(&key.caller)
+            .bind(route)
+            .bind(&key.key)
+            .execute(&mut *conn)
+            .await
+            .map_err(ApiError::database)?;
+        insert_key(&mut *conn, key, route, hash, ttl)
+            .await
+            .map_err(in_flight)?;
+        reset
+            .execute(&mut *conn)
+            .await
+            .map_err(ApiError::database)?;
+        return Ok(None);
+    }
+    if stored.request_hash != hash {
+        return Err(ApiError::IdempotencyKeyReuse);
+    }
+    let status = u16::try_from(stored.response_status)
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .ok_or_else(|| {
+            ApiError::internal(std::io::Error::other("stored idempotent status is invalid"))
+        })?;
+    let mut response = Reply {
+        status,
+        body: stored.response_body,
+        location: stored.location,
+    }
+    .into_response();
+    response
+        .headers_mut()
+        .insert(REPLAYED.clone(), HeaderValue::from_static("true"));
+    Ok(Some(response))
+}
+
+/// Inserts the key with a placeholder answer (filled in before commit); false if it exists.
+async fn insert_key(
+    conn: &mut PgConnection,
+    key: &IdempotencyKey,
+    route: &str,
+    hash: &[u8],
+    ttl_hours: i32,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO idempotency_keys \
+         (caller, route, key, request_hash, response_status, response_body, expires_at) \
+         VALUES ($1, $2, $3, $4, 0, 'null', now() + make_interval(hours => $5)) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&key.caller)
+    .bind(route)
+    .bind(&key.key)
+    .bind(hash)
+    .bind(ttl_hours)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Deletes expired keys in bounded batches; returns how many.
+pub async fn delete_expired_keys(pool: &sqlx::PgPool, batch: i64) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY( \
+             SELECT ctid FROM idempotency_keys WHERE expires_at < now() LIMIT $1))",
+    )
+    .bind(batch)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
