@@ -3,9 +3,12 @@
 //! topics and consumer group, so tests run in parallel without seeing each other.
 
 mod api_validation;
+mod concurrency;
 mod consumer;
 mod helpers;
+mod idempotency;
 mod kafka_e2e;
 mod metrics;
 mod relay;
 mod service;
+mod wallet_api;

@@ -1,0 +1,103 @@
+//! Concurrent requests on the same wallets: no lost update, no overdraft, no deadlock
+//! reaching the client.
+
+use futures::future::join_all;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn fifty_parallel_withdrawals_of_ten_from_two_hundred_five_leave_five() {
+    let app = spawn_app().await;
+    let id = app.create_wallet("USD").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert_eq!(app.deposit(&id, "205.00").await.status(), 201);
+    let path = format!("/v1/wallets/{id}/withdrawals");
+    let requests = (0..50).map(|_| {
+        let (client, url) = (app.client.clone(), app.url(&path));
+        async move {
+            let response = client
+                .post(url)
+                .json(&serde_json::json!({"amount": "10.00"}))
+                .send()
+                .await
+                .expect("request sent");
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.expect("JSON");
+            (status, body)
+        }
+    });
+    let results = join_all(requests).await;
+    let ok = results.iter().filter(|(s, _)| *s == 201).count();
+    let refused: Vec<&serde_json::Value> = results
+        .iter()
+        .filter(|(s, _)| *s == 422)
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(ok, 20, "{results:?}");
+    assert_eq!(refused.len(), 30, "{results:?}");
+    assert!(refused.iter().all(|b| {
+        b["type"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("/insufficient-funds"))
+    }));
+    let wallet: serde_json::Value = app
+        .get(&format!("/v1/wallets/{id}"))
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(wallet["balance"], "5.00");
+    let withdrawals: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM ledger_transactions WHERE kind = 'withdrawal'")
+            .fetch_one(&app.pool)
+            .await
+            .expect("count");
+    assert_eq!(withdrawals, 20);
+}
+
+#[tokio::test]
+async fn opposite_transfers_at_the_same_time_neither_deadlock_nor_lose_money() {
+    let app = spawn_app().await;
+    let a = app.create_wallet("USD").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let b = app.create_wallet("USD").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert_eq!(app.deposit(&a, "100.00").await.status(), 201);
+    assert_eq!(app.deposit(&b, "100.00").await.status(), 201);
+    let requests = (0..60).map(|i| {
+        let (from, to) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let body =
+            serde_json::json!({"from_wallet_id": from, "to_wallet_id": to, "amount": "1.00"});
+        let (client, url) = (app.client.clone(), app.url("/v1/transfers"));
+        async move {
+            client
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .expect("request sent")
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = join_all(requests).await;
+    assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
+    let total: i64 = sqlx::query_scalar("SELECT sum(balance_minor)::bigint FROM wallets")
+        .fetch_one(&app.pool)
+        .await
+        .expect("sum");
+    assert_eq!(total, 20_000, "transfers conserve money");
+    let wallet: serde_json::Value = app
+        .get(&format!("/v1/wallets/{a}"))
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(wallet["balance"], "100.00", "30 each way");
+}
