@@ -177,3 +177,135 @@ async fn a_request_without_traceparent_starts_a_new_trace_that_the_event_carries
         "00000000000000000000000000000000"
     );
 }
+
+#[tokio::test]
+async fn every_event_type_reaches_its_topic_as_a_cloud_event_keyed_to_keep_order() {
+    let app = spawn_app().await;
+    let user = app.create_user().await;
+    let a = app.create_wallet_for(user, "USD").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let b = app.create_wallet_for(user, "USD").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert_eq!(app.deposit(&a, "10.00").await.status(), 201);
+    let withdraw = app
+        .post_json(
+            &format!("/v1/wallets/{a}/withdrawals"),
+            &serde_json::json!({"amount": "1.00"}),
+        )
+        .await;
+    assert_eq!(withdraw.status(), 201);
+    let transfer = app
+        .post_json(
+            "/v1/transfers",
+            &serde_json::json!({"from_wallet_id": a, "to_wallet_id": b, "amount": "2.00"}),
+        )
+        .await;
+    assert_eq!(transfer.status(), 201);
+    let freeze = app
+        .client
+        .post(app.url(&format!("/v1/wallets/{b}/freeze")))
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(freeze.status(), 200);
+
+    let user_id = user.to_string();
+    let expectations = [
+        (
+            &app.topics.user_created,
+            1,
+            "io.wallethub.user.created.v1",
+            user_id.as_str(),
+        ),
+        (
+            &app.topics.wallet_created,
+            2,
+            "io.wallethub.wallet.created.v1",
+            a.as_str(),
+        ),
+        (
+            &app.topics.funds_added,
+            1,
+            "io.wallethub.funds.added.v1",
+            a.as_str(),
+        ),
+        (
+            &app.topics.funds_withdrawn,
+            1,
+            "io.wallethub.funds.withdrawn.v1",
+            a.as_str(),
+        ),
+        (
+            &app.topics.funds_transferred,
+            1,
+            "io.wallethub.funds.transferred.v1",
+            a.as_str(),
+        ),
+        (
+            &app.topics.wallet_status,
+            1,
+            "io.wallethub.wallet.status-changed.v1",
+            b.as_str(),
+        ),
+    ];
+    let brokers = &app.settings.kafka.brokers;
+    for (topic, count, ce_type, first_key) in expectations {
+        let records = read_records(brokers, topic, count).await;
+        let keys: Vec<String> = records
+            .iter()
+            .map(|r| {
+                r.key()
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert!(
+            keys.iter().any(|k| k == first_key),
+            "{topic}: key {first_key} in {keys:?}"
+        );
+        for record in &records {
+            assert_eq!(header(record, "ce_specversion").as_deref(), Some("1.0"));
+            assert_eq!(
+                header(record, "ce_type").as_deref(),
+                Some(ce_type),
+                "{topic}"
+            );
+            assert_eq!(header(record, "ce_source").as_deref(), Some("/wallet-hub"));
+            assert!(header(record, "ce_time").is_some());
+            assert_eq!(
+                header(record, "content-type").as_deref(),
+                Some("application/json")
+            );
+            let key = record
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned());
+            assert_eq!(header(record, "ce_subject"), key, "subject is the key");
+            let body: serde_json::Value =
+                serde_json::from_slice(record.payload().expect("payload")).expect("JSON");
+            assert_eq!(
+                header(record, "ce_id").as_deref(),
+                body["event_id"].as_str()
+            );
+            let (stored,): (serde_json::Value,) =
+                sqlx::query_as("SELECT payload FROM outbox WHERE event_id = $1::uuid")
+                    .bind(body["event_id"].as_str().expect("event_id"))
+                    .fetch_one(&app.pool)
+                    .await
+                    .expect("outbox row");
+            assert_eq!(body, stored, "{topic}: the body is the stored event");
+        }
+    }
+    let transfers = read_records(brokers, &app.topics.funds_transferred, 1).await;
+    let body: serde_json::Value =
+        serde_json::from_slice(transfers[0].payload().expect("payload")).expect("JSON");
+    assert_eq!(body["from_wallet_id"], a.as_str());
+    assert_eq!(body["to_wallet_id"], b.as_str());
+    assert_eq!(
+        body["amount"],
+        serde_json::json!({"value": "2.00", "currency": "USD"})
+    );
+}

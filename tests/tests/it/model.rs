@@ -1,0 +1,292 @@
+//! Model-based property test: random sequences of wallet commands run against the real
+//! service and database and against an in-memory model; after every step the service
+//! must agree with the model, and the ledger must hold its invariants.
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, spawn_app};
+
+#[derive(Debug, Clone)]
+enum Op {
+    Create {
+        euro: bool,
+    },
+    Deposit {
+        wallet: usize,
+        cents: i64,
+    },
+    Withdraw {
+        wallet: usize,
+        cents: i64,
+    },
+    Transfer {
+        from: usize,
+        to: usize,
+        cents: i64,
+    },
+    Freeze {
+        wallet: usize,
+    },
+    Unfreeze {
+        wallet: usize,
+    },
+    Close {
+        wallet: usize,
+    },
+    /// Send the previous request again with its Idempotency-Key.
+    Replay,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let cents = 1_i64..3_000;
+    prop_oneof![
+        1 => any::<bool>().prop_map(|euro| Op::Create { euro }),
+        4 => (0_usize..8, cents.clone()).prop_map(|(wallet, cents)| Op::Deposit { wallet, cents }),
+        4 => (0_usize..8, cents.clone()).prop_map(|(wallet, cents)| Op::Withdraw { wallet, cents }),
+        4 => (0_usize..8, 0_usize..8, cents).prop_map(|(from, to, cents)| Op::Transfer { from, to, cents }),
+        1 => (0_usize..8).prop_map(|wallet| Op::Freeze { wallet }),
+        1 => (0_usize..8).prop_map(|wallet| Op::Unfreeze { wallet }),
+        1 => (0_usize..8).prop_map(|wallet| Op::Close { wallet }),
+        2 => Just(Op::Replay),
+    ]
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Model {
+    id: String,
+    euro: bool,
+    balance: i64,
+    status: &'static str,
+}
+
+fn money(cents: i64) -> String {
+    format!("{}.{:02}", cents / 100, cents % 100)
+}
+
+/// The request an op sends: (path, body).
+fn request(op: &Op, wallets: &[Model]) -> Option<(String, serde_json::Value)> {
+    let pick = |i: usize| &wallets[i % wallets.len()].id;
+    Some(match op {
+        Op::Create { .. } | Op::Replay => return None,
+        Op::Deposit { wallet, cents } => (
+            format!("/v1/wallets/{}/deposits", pick(*wallet)),
+            serde_json::json!({"amount": money(*cents)}),
+        ),
+        Op::Withdraw { wallet, cents } => (
+            format!("/v1/wallets/{}/withdrawals", pick(*wallet)),
+            serde_json::json!({"amount": money(*cents)}),
+        ),
+        Op::Transfer { from, to, cents } => (
+            "/v1/transfers".to_owned(),
+            serde_json::json!({"from_wallet_id": pick(*from), "to_wallet_id": pick(*to), "amount": money(*cents)}),
+        ),
+        Op::Freeze { wallet } => (
+            format!("/v1/wallets/{}/freeze", pick(*wallet)),
+            serde_json::Value::Null,
+        ),
+        Op::Unfreeze { wallet } => (
+            format!("/v1/wallets/{}/unfreeze", pick(*wallet)),
+            serde_json::Value::Null,
+        ),
+        Op::Close { wallet } => (
+            format!("/v1/wallets/{}/close", pick(*wallet)),
+            serde_json::Value::Null,
+        ),
+    })
+}
+
+/// Applies `op` to the model and returns the status the service must answer.
+fn expect(op: &Op, wallets: &mut [Model]) -> u16 {
+    let n = wallets.len();
+    match *op {
+        Op::Deposit { wallet, cents } => {
+            let w = &mut wallets[wallet % n];
+            if w.status != "active" {
+                return 409;
+            }
+            w.balance += cents;
+            201
+        }
+        Op::Withdraw { wallet, cents } => {
+            let w = &mut wallets[wallet % n];
+            if w.status != "active" {
+                return 409;
+            }
+            if cents > w.balance {
+                return 422;
+            }
+            w.balance -= cents;
+            201
+        }
+        Op::Transfer { from, to, cents } => {
+            let (f, t) = (from % n, to % n);
+            if f == t || wallets[f].euro != wallets[t].euro {
+                return 422;
+            }
+            if wallets[f].status != "active" || wallets[t].status != "active" {
+                return 409;
+            }
+            if cents > wallets[f].balance {
+                return 422;
+            }
+            wallets[f].balance -= cents;
+            wallets[t].balance += cents;
+            201
+        }
+        Op::Freeze { wallet } => transition(&mut wallets[wallet % n], "active", "frozen"),
+        Op::Unfreeze { wallet } => transition(&mut wallets[wallet % n], "frozen", "active"),
+        Op::Close { wallet } => {
+            let w = &mut wallets[wallet % n];
+            if w.status == "closed" {
+                return 409;
+            }
+            if w.balance != 0 {
+                return 409;
+            }
+            w.status = "closed";
+            200
+        }
+        // Not requests of their own; handled by the caller.
+        Op::Create { .. } | Op::Replay => 0,
+    }
+}
+
+fn transition(w: &mut Model, from: &str, to: &'static str) -> u16 {
+    if w.status != from {
+        return 409;
+    }
+    w.status = to;
+    200
+}
+
+async fn post(app: &TestApp, path: &str, body: &serde_json::Value, key: &str) -> u16 {
+    let request = app
+        .client
+        .post(app.url(path))
+        .header("idempotency-key", key);
+    let request = if body.is_null() {
+        request
+    } else {
+        request.json(body)
+    };
+    request
+        .send()
+        .await
+        .expect("request sent")
+        .status()
+        .as_u16()
+}
+
+async fn run_case(app: &TestApp, ops: &[Op]) -> Result<(), TestCaseError> {
+    let user = app.create_user().await;
+    let mut wallets = Vec::new();
+    for euro in [false, false] {
+        let id = app.create_wallet_for(user, "USD").await["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        wallets.push(Model {
+            id,
+            euro,
+            balance: 0,
+            status: "active",
+        });
+    }
+    let mut last: Option<(String, serde_json::Value, String, u16)> = None;
+    for op in ops {
+        match op {
+            Op::Create { euro } => {
+                let currency = if *euro { "EUR" } else { "USD" };
+                let id = app.create_wallet_for(user, currency).await["id"]
+                    .as_str()
+                    .expect("id")
+                    .to_owned();
+                wallets.push(Model {
+                    id,
+                    euro: *euro,
+                    balance: 0,
+                    status: "active",
+                });
+                last = None;
+            }
+            Op::Replay => {
+                if let Some((path, body, key, status)) = &last {
+                    let replayed = post(app, path, body, key).await;
+                    prop_assert_eq!(
+                        replayed,
+                        *status,
+                        "replay of {} answers as the first time",
+                        path
+                    );
+                }
+            }
+            other => {
+                let (path, body) = request(other, &wallets).expect("a request");
+                let expected = expect(other, &mut wallets);
+                let key = Uuid::now_v7().to_string();
+                let status = post(app, &path, &body, &key).await;
+                prop_assert_eq!(status, expected, "{:?} on {:?}", other, wallets);
+                last = Some((path, body, key, status));
+            }
+        }
+        for w in &wallets {
+            let body: serde_json::Value = app
+                .get(&format!("/v1/wallets/{}", w.id))
+                .await
+                .json()
+                .await
+                .expect("JSON");
+            let expected_balance = money(w.balance);
+            prop_assert_eq!(body["balance"].as_str(), Some(expected_balance.as_str()));
+            prop_assert_eq!(body["status"].as_str(), Some(w.status));
+            let (entries, negative): (i64, bool) = sqlx::query_as(
+                "SELECT COALESCE(sum(amount_minor), 0)::bigint, bool_or(balance_after_minor < 0) IS TRUE \
+                 FROM ledger_entries WHERE wallet_id = $1::uuid",
+            )
+            .bind(&w.id)
+            .fetch_one(&app.pool)
+            .await
+            .expect("ledger");
+            prop_assert_eq!(entries, w.balance, "balance equals the sum of entries");
+            prop_assert!(!negative);
+        }
+    }
+    // Transfers conserve money: wallets hold what came in minus what went out externally.
+    let ids: Vec<Uuid> = wallets
+        .iter()
+        .map(|w| w.id.parse().expect("uuid"))
+        .collect();
+    let (wallet_total, external_total): (i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(sum(w.balance_minor), 0)::bigint, \
+                COALESCE((SELECT -sum(e.amount_minor) FROM ledger_entries e \
+                          JOIN ledger_transactions t ON t.id = e.transaction_id \
+                          WHERE e.wallet_id IS NULL AND t.id IN ( \
+                              SELECT transaction_id FROM ledger_entries WHERE wallet_id = ANY($1))), 0)::bigint \
+         FROM wallets w WHERE w.id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_one(&app.pool)
+    .await
+    .expect("totals");
+    prop_assert_eq!(wallet_total, external_total);
+    Ok(())
+}
+
+#[test]
+fn random_command_sequences_agree_with_the_model_and_keep_the_ledger_balanced() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let app = runtime.block_on(spawn_app());
+    let mut runner = TestRunner::new(Config {
+        cases: 24,
+        max_shrink_iters: 64,
+        ..Config::default()
+    });
+    let result = runner.run(&prop::collection::vec(op(), 1..30), |ops| {
+        runtime.block_on(run_case(&app, &ops))
+    });
+    if let Err(failure) = result {
+        panic!("{failure}");
+    }
+}
