@@ -11,6 +11,7 @@ repository root (the working directory).
   otel                               collector pipelines reference defined components
   dashboard RULES_OUT                dashboard structure; its queries as rules for promtool
   metrics OUT                        metric names queried by alerts + dashboard, into OUT
+  config-docs                        docs/operations.md documents every key of config/default.toml
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ ALERTS = Path("deploy/prometheus/alerts.yml")
 ALERT_TESTS = Path("deploy/prometheus/alerts_test.yml")
 PROMETHEUS = Path("deploy/prometheus/prometheus.yml")
 RUNBOOK = Path("docs/runbook.md")
+OPERATIONS = Path("docs/operations.md")
 OTEL = Path("deploy/otel-collector.yaml")
 DASHBOARD = Path("deploy/grafana/dashboards/wallet-hub.json")
 GRAFANA_DATASOURCES = Path("deploy/grafana/provisioning/datasources/prometheus.yml")
@@ -698,6 +700,115 @@ def cmd_metrics(out: str) -> None:
     problems.finish(f"{len(names)} metric names queried ({known}); {out} {state}")
 
 
+# --- config-docs -------------------------------------------------------------------------
+
+# Tables whose entries are free-form (librdkafka properties, binding name = topic): they are
+# documented by mentioning the table, not entry by entry.
+FREE_FORM_TABLES = {("kafka", "producer"), ("kafka", "consumer"), ("bindings",)}
+# Keys that also have a variable of their own, named on the same line as the key.
+KEY_ALIASES = {("database", "url"): "DATABASE_URL", ("kafka", "brokers"): "KAFKA_BROKERS"}
+
+
+def config_leaves(node: dict, path: tuple = ()):
+    """(path, value) of every key, and (path, None) of every free-form table, walking tables."""
+    for key, value in node.items():
+        here = (*path, key)
+        if here in FREE_FORM_TABLES:
+            yield here, None
+        elif isinstance(value, dict):
+            yield from config_leaves(value, here)
+        else:
+            yield here, value
+
+
+def env_name(path: tuple) -> str:
+    return ENV_PREFIX + "__".join(part.upper() for part in path)
+
+
+def default_forms(value) -> set[str]:
+    """How a default may be written in the doc: `1.0`, `true`, `"text"` or `text`."""
+    if isinstance(value, bool):
+        return {f"`{str(value).lower()}`"}
+    if isinstance(value, str):
+        return {f'`"{value}"`'} | ({f"`{value}`"} if value else set())
+    return {f"`{value}`"}
+
+
+def resolve_doc_env(config: ServiceConfig, name: str) -> str | None:
+    """None if a WALLET_HUB__ name in the doc is a key (or an entry of a free-form table), else why not."""
+    parts = name[len(ENV_PREFIX) :].lower().split("__")
+    node = config.tree
+    for depth, part in enumerate(parts):
+        table = tuple(parts[:depth])
+        if table in FREE_FORM_TABLES and isinstance(node, dict):
+            entries = {k.lower() for k in node}
+            rest = "__".join(parts[depth:])
+            # Empty free-form tables take any property; listed ones only their entries.
+            if entries and rest not in entries:
+                return f"no entry '{rest}' in [{'.'.join(table)}] of {CONFIG} (known, any case: {', '.join(sorted(node))})"
+            return None
+        if not isinstance(node, dict) or part not in node:
+            known = ", ".join(sorted(node)) if isinstance(node, dict) else "nothing"
+            return f"no key '{part}' in {'.'.join(parts[:depth]) or 'the top level'} of {CONFIG} (known: {known})"
+        node = node[part]
+    if isinstance(node, dict):
+        return f"{'.'.join(parts)} is a table in {CONFIG}, not a key"
+    return None
+
+
+def cmd_config_docs() -> None:
+    problems = Problems()
+    config = ServiceConfig(CONFIG)
+    if not OPERATIONS.exists():
+        problems.add(f"{OPERATIONS} is missing")
+        problems.finish("")
+    text = OPERATIONS.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    keys = tables = 0
+    for path, value in config_leaves(config.tree):
+        dotted = ".".join(path)
+        if value is None:
+            tables += 1
+            problems.check(
+                f"[{dotted}]" in text,
+                f"{OPERATIONS}: the free-form table [{dotted}] of {CONFIG} is not mentioned",
+            )
+            continue
+        keys += 1
+        env = env_name(path)
+        alias = KEY_ALIASES.get(path)
+        key_forms = (f"`{path[-1]}`", f"`{dotted}`")
+        rows = [
+            line
+            for line in lines
+            if re.search(rf"(?<![\w]){re.escape(env)}(?![\w])", line) and any(f in line for f in key_forms)
+        ]
+        if not rows:
+            problems.add(f"{OPERATIONS}: {dotted} is not documented: no line names `{path[-1]}` together with {env}")
+            continue
+        if alias:
+            problems.check(
+                any(alias in line for line in rows),
+                f"{OPERATIONS}: the line documenting {dotted} does not name {alias} as well",
+            )
+        forms = default_forms(value)
+        problems.check(
+            any(form in line for line in rows for form in forms),
+            f"{OPERATIONS}: the line documenting {dotted} does not show its default {' or '.join(sorted(forms))} "
+            f"from {CONFIG}",
+        )
+    names = set(re.findall(rf"\b{ENV_PREFIX}[A-Za-z0-9_.\-]*[A-Za-z0-9]", text))
+    names.discard(f"{ENV_PREFIX}SECTION__KEY")  # the pattern itself
+    for name in sorted(names):
+        why = resolve_doc_env(config, name)
+        if why:
+            problems.add(f"{OPERATIONS}: {name}: {why}")
+    problems.finish(
+        f"{keys} keys of {CONFIG} documented in {OPERATIONS} with env name and default, "
+        f"{tables} free-form tables mentioned; the doc's {len(names)} {ENV_PREFIX} names all exist"
+    )
+
+
 COMMANDS = {
     "compose-schema": cmd_compose_schema,
     "consistency": cmd_consistency,
@@ -706,6 +817,7 @@ COMMANDS = {
     "otel": cmd_otel,
     "dashboard": cmd_dashboard,
     "metrics": cmd_metrics,
+    "config-docs": cmd_config_docs,
 }
 
 if __name__ == "__main__":

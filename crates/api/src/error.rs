@@ -193,13 +193,15 @@ fn wallet_error_kind(error: &WalletError) -> (StatusCode, &'static str, &'static
     }
 }
 
-/// RFC 9457 problem details.
-#[derive(Debug, Serialize)]
-struct Problem {
+/// RFC 9457 problem details (`application/problem+json`). Match on `type`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// Stable URI of the error kind, e.g. `https://wallethub.io/problems/insufficient-funds`.
     #[serde(rename = "type")]
     type_uri: String,
     title: &'static str,
     status: u16,
+    /// Human-readable; never parse it.
     detail: String,
 }
 

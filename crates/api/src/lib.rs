@@ -16,6 +16,7 @@ pub mod error;
 pub mod extract;
 pub mod ledger;
 pub mod notifications;
+pub mod openapi;
 pub mod transfers;
 pub mod users;
 pub mod wallets;
@@ -61,6 +62,7 @@ pub fn router(state: AppState, config: &ApiConfig) -> Router {
         .merge(users::router())
         .merge(wallets::router())
         .merge(transfers::router())
+        .merge(openapi::router())
         .merge(notifications::router())
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)

@@ -17,6 +17,7 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/users/{id}/notifications", get(list))
 }
 
+#[utoipa::path(get, path = "/v1/users/{id}/notifications", tag = "users", params(("id" = Uuid, Path)), responses((status = 200, body = [consumers::Notification])))]
 #[tracing::instrument(skip_all, fields(user_id = %user_id), err(Debug))]
 async fn list(
     State(state): State<AppState>,

@@ -24,14 +24,14 @@ pub fn router() -> Router<AppState> {
         .route("/v1/users/{id}/wallets", get(list_wallets))
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
     pub email: String,
     pub name: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserResponse {
     pub id: Uuid,
     pub email: String,
@@ -50,6 +50,7 @@ impl From<&User> for UserResponse {
     }
 }
 
+#[utoipa::path(post, path = "/v1/users", tag = "users", request_body = CreateUserRequest, params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the first answer to a key is stored for 24 h and replayed"), ("X-Client-Id" = Option<String>, Header, description = "Scopes Idempotency-Keys to a caller")), responses((status = 201, description = "Created", body = UserResponse), (status = 409, description = "email-taken", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "validation-error", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[tracing::instrument(skip_all, err(Debug))]
 async fn create_user(
     State(state): State<AppState>,
@@ -89,6 +90,7 @@ async fn create_user(
     write::execute(&state, write, &operation).await
 }
 
+#[utoipa::path(get, path = "/v1/users/{id}", tag = "users", params(("id" = Uuid, Path)), responses((status = 200, body = UserResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[tracing::instrument(skip_all, fields(user_id = %id), err(Debug))]
 async fn get_user(
     State(state): State<AppState>,
@@ -100,6 +102,7 @@ async fn get_user(
     Ok(Json(UserResponse::from(&user)))
 }
 
+#[utoipa::path(get, path = "/v1/users/{id}/wallets", tag = "users", params(("id" = Uuid, Path)), responses((status = 200, body = [WalletResponse]), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[tracing::instrument(skip_all, fields(user_id = %id), err(Debug))]
 async fn list_wallets(
     State(state): State<AppState>,

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 pub const WELCOME: &str = "welcome";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Notification {
     pub id: Uuid,
     pub user_id: Uuid,

@@ -65,9 +65,16 @@ impl EventBindings {
         let mut destinations = HashMap::new();
         for event_type in EventType::ALL {
             let (binding, default_topic) = spec(event_type);
-            let topic = overrides
+            // The file spells binding names as designed; environment variables arrive
+            // lower-cased. When both name a binding, the environment (the other spelling)
+            // wins, as every later layer does.
+            let matching = overrides
                 .iter()
-                .find(|(name, _)| name.eq_ignore_ascii_case(binding))
+                .filter(|(name, _)| name.eq_ignore_ascii_case(binding));
+            let topic = matching
+                .clone()
+                .find(|(name, _)| name.as_str() != binding)
+                .or_else(|| matching.clone().next())
                 .map_or(default_topic, |(_, topic)| topic.as_str());
             if topic.trim().is_empty() {
                 return Err(BindingError::EmptyDestination {
@@ -215,6 +222,22 @@ mod tests {
             bindings.destination(EventType::FundsAdded),
             "funds-added-events"
         );
+    }
+
+    #[test]
+    fn an_environment_spelling_overrides_the_file_spelling_of_the_same_binding() {
+        let overrides = BTreeMap::from([
+            (
+                "walletCreatedEventProducer-out-0".to_owned(),
+                "from-file".to_owned(),
+            ),
+            (
+                "walletcreatedeventproducer-out-0".to_owned(),
+                "from-env".to_owned(),
+            ),
+        ]);
+        let bindings = EventBindings::new(&overrides).expect("known binding");
+        assert_eq!(bindings.destination(EventType::WalletCreated), "from-env");
     }
 
     #[test]

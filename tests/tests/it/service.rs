@@ -53,3 +53,63 @@ async fn health_endpoints_answer_and_shutdown_is_clean() {
         .await
         .expect("API, relay and consumer stop without error");
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route_and_the_docs_ui_needs_no_internet() {
+    let app = spawn_app().await;
+    let doc: serde_json::Value = app.get("/openapi.json").await.json().await.expect("JSON");
+    assert!(doc["openapi"].as_str().expect("version").starts_with("3.1"));
+    let paths = doc["paths"].as_object().expect("paths");
+    for path in [
+        "/v1/users",
+        "/v1/users/{id}",
+        "/v1/users/{id}/wallets",
+        "/v1/users/{id}/notifications",
+        "/v1/wallets",
+        "/v1/wallets/{id}",
+        "/v1/wallets/{id}/deposits",
+        "/v1/wallets/{id}/withdrawals",
+        "/v1/wallets/{id}/freeze",
+        "/v1/wallets/{id}/unfreeze",
+        "/v1/wallets/{id}/close",
+        "/v1/wallets/{id}/transactions",
+        "/v1/transfers",
+    ] {
+        assert!(paths.contains_key(path), "{path} is documented");
+    }
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+    let docs = app.get("/docs/").await;
+    assert_eq!(docs.status(), 200);
+    let html = docs.text().await.expect("HTML");
+    assert!(html.contains("swagger"), "Swagger UI page");
+    assert!(
+        !html.contains("cdn") && !html.contains("unpkg"),
+        "assets are served locally"
+    );
+    let css = app.get("/docs/swagger-ui.css").await;
+    assert_eq!(css.status(), 200, "vendored asset");
+}
+
+#[test]
+fn every_route_the_router_serves_is_in_the_openapi_document() {
+    use utoipa::OpenApi;
+    let doc = api::openapi::ApiDoc::openapi();
+    let sources = [
+        include_str!("../../../crates/api/src/users.rs"),
+        include_str!("../../../crates/api/src/wallets/mod.rs"),
+        include_str!("../../../crates/api/src/transfers.rs"),
+        include_str!("../../../crates/api/src/notifications.rs"),
+    ];
+    for source in sources {
+        for line in source
+            .lines()
+            .filter(|l| l.trim_start().starts_with(".route(\""))
+        {
+            let path = line.split('"').nth(1).expect("quoted path");
+            assert!(
+                doc.paths.paths.contains_key(path),
+                "{path} missing from OpenAPI"
+            );
+        }
+    }
+}

@@ -41,7 +41,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/wallets/{id}/transactions", get(history))
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWalletRequest {
     pub user_id: Uuid,
@@ -50,21 +50,26 @@ pub struct CreateWalletRequest {
     pub currency: String,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AmountRequest {
     /// Decimal string with at most the currency's decimal places, e.g. `"10.50"`.
     pub amount: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WalletResponse {
     pub id: Uuid,
     pub user_id: Uuid,
     pub name: String,
+    /// ISO 4217 code.
+    #[schema(value_type = String, example = "USD")]
     pub currency: Currency,
     /// Decimal string with exactly the currency's scale.
+    #[schema(example = "10.50")]
     pub balance: String,
+    /// `active`, `frozen` or `closed`.
+    #[schema(value_type = String, example = "active")]
     pub status: WalletStatus,
     pub version: i64,
     pub created_at: DateTime<Utc>,
@@ -86,7 +91,7 @@ impl From<&Wallet> for WalletResponse {
 }
 
 /// A deposit or withdrawal.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MovementResponse {
     pub id: Uuid,
     pub wallet_id: Uuid,
@@ -143,6 +148,7 @@ pub(crate) async fn publish(
     }
 }
 
+#[utoipa::path(post, path = "/v1/wallets", tag = "wallets", request_body = CreateWalletRequest, params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the first answer to a key is stored for 24 h and replayed"), ("X-Client-Id" = Option<String>, Header, description = "Scopes Idempotency-Keys to a caller")), responses((status = 201, body = WalletResponse), (status = 422, description = "validation-error, unknown-user", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[tracing::instrument(skip_all, err(Debug))]
 async fn create_wallet(
     State(state): State<AppState>,
@@ -184,6 +190,7 @@ async fn create_wallet(
     write::execute(&state, write, &operation).await
 }
 
+#[utoipa::path(get, path = "/v1/wallets/{id}", tag = "wallets", params(("id" = Uuid, Path)), responses((status = 200, body = WalletResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[tracing::instrument(skip_all, fields(wallet_id = %id), err(Debug))]
 async fn get_wallet(
     State(state): State<AppState>,
@@ -195,6 +202,7 @@ async fn get_wallet(
     Ok(Json(WalletResponse::from(&wallet)))
 }
 
+#[utoipa::path(post, path = "/v1/wallets/{id}/deposits", tag = "wallets", request_body = AmountRequest, params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the first answer to a key is stored for 24 h and replayed"), ("X-Client-Id" = Option<String>, Header, description = "Scopes Idempotency-Keys to a caller")), responses((status = 201, body = MovementResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "wallet-not-active", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "validation-error", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[tracing::instrument(skip_all, fields(wallet_id = %id), err(Debug))]
 async fn deposit(
     State(state): State<AppState>,
@@ -206,6 +214,7 @@ async fn deposit(
     move_money(state, ctx, key, id, request, Kind::Deposit).await
 }
 
+#[utoipa::path(post, path = "/v1/wallets/{id}/withdrawals", tag = "wallets", request_body = AmountRequest, params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the first answer to a key is stored for 24 h and replayed"), ("X-Client-Id" = Option<String>, Header, description = "Scopes Idempotency-Keys to a caller")), responses((status = 201, body = MovementResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "wallet-not-active", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "insufficient-funds, validation-error", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[tracing::instrument(skip_all, fields(wallet_id = %id), err(Debug))]
 async fn withdraw(
     State(state): State<AppState>,
@@ -296,6 +305,7 @@ async fn move_money(
     write::execute(&state, write, &operation).await
 }
 
+#[utoipa::path(post, path = "/v1/wallets/{id}/freeze", tag = "wallets", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the first answer to a key is stored for 24 h and replayed"), ("X-Client-Id" = Option<String>, Header, description = "Scopes Idempotency-Keys to a caller")), responses((status = 200, body = WalletResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "invalid-status-transition", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn freeze(
     state: State<AppState>,
     ctx: Extension<RequestContext>,
@@ -305,6 +315,7 @@ async fn freeze(
     change_status(state, ctx, key, id, StatusAction::Freeze).await
 }
 
+#[utoipa::path(post, path = "/v1/wallets/{id}/unfreeze", tag = "wallets", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the first answer to a key is stored for 24 h and replayed"), ("X-Client-Id" = Option<String>, Header, description = "Scopes Idempotency-Keys to a caller")), responses((status = 200, body = WalletResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "invalid-status-transition", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn unfreeze(
     state: State<AppState>,
     ctx: Extension<RequestContext>,
@@ -314,6 +325,7 @@ async fn unfreeze(
     change_status(state, ctx, key, id, StatusAction::Unfreeze).await
 }
 
+#[utoipa::path(post, path = "/v1/wallets/{id}/close", tag = "wallets", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the first answer to a key is stored for 24 h and replayed"), ("X-Client-Id" = Option<String>, Header, description = "Scopes Idempotency-Keys to a caller")), responses((status = 200, body = WalletResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "balance-not-zero, invalid-status-transition", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn close(
     state: State<AppState>,
     ctx: Extension<RequestContext>,
@@ -374,7 +386,7 @@ pub struct HistoryQuery {
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HistoryItem {
     /// The ledger transaction id (the deposit, withdrawal or transfer id).
     pub id: Uuid,
@@ -387,7 +399,7 @@ pub struct HistoryItem {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HistoryPage {
     pub items: Vec<HistoryItem>,
     /// Pass as `cursor` for the next (older) page; absent on the last page.
@@ -395,6 +407,7 @@ pub struct HistoryPage {
     pub next_cursor: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/wallets/{id}/transactions", tag = "wallets", params(("id" = Uuid, Path), ("limit" = Option<i64>, Query, description = "1-200, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, body = HistoryPage), (status = 400, description = "malformed-request", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json")))]
 #[tracing::instrument(skip_all, fields(wallet_id = %id), err(Debug))]
 async fn history(
     State(state): State<AppState>,
