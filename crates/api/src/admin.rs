@@ -44,7 +44,8 @@ pub struct AdminState {
     pub kafka: Option<KafkaProbe>,
     /// Whether this instance relays the outbox (then outbox age is part of readiness).
     pub relays_outbox: bool,
-    pub consumer: Option<Arc<ConsumerStatus>>,
+    /// The consumers this instance runs, by name.
+    pub consumers: Vec<(&'static str, Arc<ConsumerStatus>)>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -116,10 +117,25 @@ async fn ready(State(state): State<AdminState>) -> (StatusCode, Json<Health>) {
     if state.relays_outbox {
         checks.push(Check::new("outbox", check_outbox(&state, timeout).await));
     }
-    if let Some(consumer) = &state.consumer {
+    if !state.consumers.is_empty() {
+        let results: Vec<Result<String, String>> = state
+            .consumers
+            .iter()
+            .map(|(name, status)| {
+                check_consumer(status, &state.health)
+                    .map(|ok| format!("{name}: {ok}"))
+                    .map_err(|down| format!("{name}: {down}"))
+            })
+            .collect();
+        let all_up = results.iter().all(Result::is_ok);
+        let joined = results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|down| down))
+            .collect::<Vec<_>>()
+            .join("; ");
         checks.push(Check::new(
             "consumer",
-            check_consumer(consumer, &state.health),
+            if all_up { Ok(joined) } else { Err(joined) },
         ));
     }
     let up = checks.iter().all(|c| c.status == "up");

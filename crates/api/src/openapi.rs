@@ -26,6 +26,7 @@ use crate::AppState;
         crate::wallets::unfreeze,
         crate::wallets::close,
         crate::wallets::history,
+        crate::wallets::activity,
         crate::transfers::transfer,
         crate::notifications::list,
     ),

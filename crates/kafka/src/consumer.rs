@@ -100,6 +100,8 @@ pub struct ConsumerOptions<'a> {
     pub topics: &'a [&'a str],
     /// Permanently failing messages go to `<topic><dead_letter_suffix>`.
     pub dead_letter_suffix: &'a str,
+    /// Larger payloads are dead-lettered unread (class `oversized`).
+    pub max_payload_bytes: usize,
 }
 
 /// Dead-letter headers added to the original ones.
@@ -161,6 +163,7 @@ pub async fn run_consumer<H: EventHandler>(
         handler: &handler,
         dead_letters: &dead_letters,
         dead_letter_suffix: options.dead_letter_suffix,
+        max_payload_bytes: options.max_payload_bytes,
         shutdown: &shutdown,
     };
 
@@ -213,6 +216,7 @@ struct Runtime<'a, H> {
     handler: &'a H,
     dead_letters: &'a FutureProducer,
     dead_letter_suffix: &'a str,
+    max_payload_bytes: usize,
     shutdown: &'a CancellationToken,
 }
 
@@ -261,6 +265,21 @@ impl<H: EventHandler> Runtime<'_, H> {
             .increment(1);
         };
 
+        let size = message.payload().map_or(0, <[u8]>::len);
+        if size > self.max_payload_bytes {
+            let rejection = Rejection {
+                class: "oversized",
+                message: format!(
+                    "payload of {size} bytes exceeds {} bytes",
+                    self.max_payload_bytes
+                ),
+            };
+            let moved_on = self.dead_letter(message, rejection, &span).await;
+            if moved_on {
+                count("dead_lettered");
+            }
+            return moved_on;
+        }
         let event = match message.to_event() {
             Ok(event) => event,
             Err(error) => {
@@ -268,10 +287,11 @@ impl<H: EventHandler> Runtime<'_, H> {
                     class: "undecodable",
                     message: error.to_string(),
                 };
-                return self.dead_letter(message, rejection, &span).await && {
+                let moved_on = self.dead_letter(message, rejection, &span).await;
+                if moved_on {
                     count("dead_lettered");
-                    true
-                };
+                }
+                return moved_on;
             }
         };
         span.record("messaging.message.id", event.id());

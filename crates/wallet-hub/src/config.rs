@@ -49,6 +49,7 @@ pub struct ConsumerConfig {
     pub enabled: bool,
     pub group_id: String,
     pub dead_letter_suffix: String,
+    pub max_payload_bytes: usize,
 }
 
 #[derive(Debug, thiserror::Error)]

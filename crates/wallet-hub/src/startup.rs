@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use api::AppState;
 use api::admin::AdminState;
-use consumers::WalletCreatedEventConsumer;
+use consumers::{WalletActivityProjection, WalletCreatedEventConsumer};
 use domain::EventType;
 use event_bindings::EventBindings;
 use kafka::{ConsumerOptions, ConsumerStatus, EventProducer, KafkaProbe};
@@ -181,24 +181,39 @@ impl Application {
             });
         }
 
-        let consumer_status = parts.consumer.then(ConsumerStatus::new);
-        if let Some(status) = &consumer_status {
-            let kafka = settings.kafka.clone();
-            let consumer = settings.consumer.clone();
-            let topic = bindings.destination(EventType::WalletCreated).to_owned();
-            let handler = WalletCreatedEventConsumer::new(pool.clone());
-            let status = Arc::clone(status);
-            let consumer_shutdown = shutdown.clone();
-            tasks.spawn(async move {
-                let options = ConsumerOptions {
-                    group_id: &consumer.group_id,
-                    topics: &[&topic],
-                    dead_letter_suffix: &consumer.dead_letter_suffix,
-                };
-                kafka::run_consumer(&kafka, options, handler, status, consumer_shutdown)
-                    .await
-                    .context("WalletCreatedEventConsumer failed")
-            });
+        let mut consumers: Vec<(&'static str, Arc<ConsumerStatus>)> = Vec::new();
+        if parts.consumer {
+            let welcome = WalletCreatedEventConsumer::new(pool.clone());
+            let welcome_topics = vec![bindings.destination(EventType::WalletCreated).to_owned()];
+            let group = settings.consumer.group_id.clone();
+            consumers.push(spawn_consumer(
+                &mut tasks,
+                &settings,
+                group,
+                welcome_topics,
+                welcome,
+                &shutdown,
+            ));
+
+            let activity = WalletActivityProjection::new(pool.clone());
+            let activity_topics = [
+                EventType::FundsAdded,
+                EventType::FundsWithdrawn,
+                EventType::FundsTransferred,
+            ]
+            .into_iter()
+            .map(|t| bindings.destination(t).to_owned())
+            .collect();
+            // Its own group: a projection keeps its own offsets.
+            let group = format!("{}-activity", settings.consumer.group_id);
+            consumers.push(spawn_consumer(
+                &mut tasks,
+                &settings,
+                group,
+                activity_topics,
+                activity,
+                &shutdown,
+            ));
         }
 
         let kafka_probe = if parts.relay || parts.consumer {
@@ -212,7 +227,7 @@ impl Application {
             health: settings.health.clone(),
             kafka: kafka_probe,
             relays_outbox: parts.relay,
-            consumer: consumer_status,
+            consumers,
         });
         tracing::info!(address = %admin_listener.local_addr()?, "admin server (metrics, health) listening");
         let admin_shutdown = shutdown.clone();
@@ -244,6 +259,38 @@ impl Application {
         pool.close().await;
         outcome
     }
+}
+
+/// Starts one consumer task; returns its name and status for readiness.
+fn spawn_consumer<H: kafka::EventHandler + 'static>(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    settings: &Settings,
+    group: String,
+    topics: Vec<String>,
+    handler: H,
+    shutdown: &CancellationToken,
+) -> (&'static str, Arc<ConsumerStatus>) {
+    let name = handler.name();
+    let status = ConsumerStatus::new();
+    let (kafka, suffix) = (
+        settings.kafka.clone(),
+        settings.consumer.dead_letter_suffix.clone(),
+    );
+    let max_payload_bytes = settings.consumer.max_payload_bytes;
+    let (task_status, shutdown) = (Arc::clone(&status), shutdown.clone());
+    tasks.spawn(async move {
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let options = ConsumerOptions {
+            group_id: &group,
+            topics: &topics,
+            dead_letter_suffix: &suffix,
+            max_payload_bytes,
+        };
+        kafka::run_consumer(&kafka, options, handler, task_status, shutdown)
+            .await
+            .with_context(|| format!("consumer {name} failed"))
+    });
+    (name, status)
 }
 
 /// Exports pool usage every few seconds until shutdown.

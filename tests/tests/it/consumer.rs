@@ -1,12 +1,13 @@
 //! The welcome consumer applies each event once, however often it arrives.
 
 use chrono::Utc;
+use rdkafka::Message;
 use domain::{DomainEvent, EventContext, Wallet, WalletName};
 use kafka::EventProducer;
 use telemetry::TraceHeaders;
 use uuid::Uuid;
 
-use crate::helpers::{eventually, spawn_app_with};
+use crate::helpers::{eventually, header, spawn_app_with};
 
 fn wallet_created(user_id: Uuid) -> DomainEvent {
     let ctx = EventContext::new(Utc::now(), "dup");
@@ -68,4 +69,277 @@ async fn a_wallet_created_event_delivered_twice_sends_one_welcome_notification()
         .await
         .expect("count");
     assert_eq!(inbox, 2, "the duplicate was recognised, not applied");
+}
+
+/// Sum of `events_consumed_total` with `outcome` over the series of this app's topics.
+async fn consumed(app: &crate::helpers::TestApp, outcome: &str) -> u64 {
+    let text = app.admin_get("/metrics").await.text().await.expect("text");
+    let suffix = app
+        .topics
+        .funds_added
+        .rsplit('-')
+        .next()
+        .expect("suffix")
+        .to_owned();
+    text.lines()
+        .filter(|l| l.starts_with("events_consumed_total{"))
+        .filter(|l| l.contains(&suffix) && l.contains(&format!("outcome=\"{outcome}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+async fn activity(app: &crate::helpers::TestApp, wallet: &str) -> serde_json::Value {
+    app.get(&format!("/v1/wallets/{wallet}/activity"))
+        .await
+        .json()
+        .await
+        .expect("JSON")
+}
+
+#[tokio::test]
+async fn redelivery_from_the_earliest_offset_and_replays_apply_every_effect_once() {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+
+    let app = spawn_app_with(|_| {}).await;
+    let user = app.create_user().await;
+    let a = app.create_wallet_for(user, "USD").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let b = app.create_wallet_for(user, "USD").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert_eq!(app.deposit(&a, "10.00").await.status(), 201);
+    let withdraw = app
+        .post_json(
+            &format!("/v1/wallets/{a}/withdrawals"),
+            &serde_json::json!({"amount": "1.00"}),
+        )
+        .await;
+    assert_eq!(withdraw.status(), 201);
+    let transfer = app
+        .post_json(
+            "/v1/transfers",
+            &serde_json::json!({"from_wallet_id": a, "to_wallet_id": b, "amount": "2.00"}),
+        )
+        .await;
+    assert_eq!(transfer.status(), 201);
+
+    let expected_a = serde_json::json!({"in": "10.00", "out": "3.00", "events": 3});
+    let expected_b = serde_json::json!({"in": "2.00", "out": "0.00", "events": 1});
+    let summary = |v: &serde_json::Value| serde_json::json!({"in": v["total_in"], "out": v["total_out"], "events": v["events_applied"]});
+    eventually("the projection to catch up", || async {
+        (summary(&activity(&app, &a).await) == expected_a
+            && summary(&activity(&app, &b).await) == expected_b)
+            .then_some(())
+    })
+    .await;
+    eventually("both welcomes", || async {
+        let list: Vec<serde_json::Value> = app
+            .get(&format!("/v1/users/{user}/notifications"))
+            .await
+            .json()
+            .await
+            .ok()?;
+        (list.len() == 2).then_some(())
+    })
+    .await;
+    let before = activity(&app, &a).await;
+
+    // Redelivery: the groups forget their offsets and read everything again.
+    let (settings, topics) = (app.settings.clone(), app.topics.clone());
+    app.stop().await.expect("clean stop");
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &settings.kafka.brokers)
+        .create()
+        .expect("admin");
+    let groups = [
+        settings.consumer.group_id.clone(),
+        format!("{}-activity", settings.consumer.group_id),
+    ];
+    let group_refs: Vec<&str> = groups.iter().map(String::as_str).collect();
+    for result in admin
+        .delete_groups(&group_refs, &AdminOptions::new())
+        .await
+        .expect("delete groups")
+    {
+        result.expect("group deleted");
+    }
+    let app = crate::helpers::start(settings, topics).await;
+    eventually("all five events redelivered as duplicates", || async {
+        (consumed(&app, "duplicate").await >= 5).then_some(())
+    })
+    .await;
+    assert_eq!(
+        activity(&app, &a).await,
+        before,
+        "redelivery changed nothing"
+    );
+    assert_eq!(summary(&activity(&app, &b).await), expected_b);
+    let list: Vec<serde_json::Value> = app
+        .get(&format!("/v1/users/{user}/notifications"))
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(list.len(), 2, "one welcome per wallet");
+
+    // A replay publishes a's four events again with their ids: still applied once.
+    let selection = outbox::ops::ReplaySelection {
+        aggregate_id: Some(a.parse().expect("uuid")),
+        ..Default::default()
+    };
+    let bindings = event_bindings::EventBindings::new(&app.settings.bindings).expect("bindings");
+    let producer = EventProducer::new(&app.settings.kafka).expect("producer");
+    let replayed = outbox::ops::replay(&app.pool, &producer, &bindings, &selection, 100, |_| {})
+        .await
+        .expect("replay");
+    assert_eq!(replayed, 4);
+    eventually("the replayed events counted as duplicates", || async {
+        (consumed(&app, "duplicate").await >= 9).then_some(())
+    })
+    .await;
+    assert_eq!(activity(&app, &a).await, before, "replay changed nothing");
+    assert_eq!(consumed(&app, "dead_lettered").await, 0);
+}
+
+#[tokio::test]
+async fn poison_messages_go_to_the_dead_letter_topic_and_later_messages_are_processed() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use std::time::Duration;
+
+    let app = spawn_app_with(|settings| settings.relay.enabled = false).await;
+    let topic = app.topics.funds_added.clone();
+    let key = Uuid::now_v7().to_string();
+    let raw: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &app.settings.kafka.brokers)
+        .create()
+        .expect("producer");
+    let headers = |ce_type: &str, id: &str| {
+        OwnedHeaders::new()
+            .insert(Header {
+                key: "ce_specversion",
+                value: Some("1.0"),
+            })
+            .insert(Header {
+                key: "ce_id",
+                value: Some(id),
+            })
+            .insert(Header {
+                key: "ce_source",
+                value: Some("/wallet-hub"),
+            })
+            .insert(Header {
+                key: "ce_type",
+                value: Some(ce_type),
+            })
+            .insert(Header {
+                key: "content-type",
+                value: Some("application/json"),
+            })
+    };
+    let oversized = format!("{{\"pad\":\"{}\"}}", "x".repeat(300_000));
+    let poison: Vec<(&str, String)> = vec![
+        ("io.wallethub.funds.added.v1", "{not json".to_owned()),
+        ("io.wallethub.funds.stolen.v1", "{}".to_owned()),
+        (
+            "io.wallethub.funds.added.v1",
+            serde_json::json!({"event_id": Uuid::now_v7()}).to_string(),
+        ),
+        ("io.wallethub.funds.added.v1", oversized),
+    ];
+    for (ce_type, payload) in &poison {
+        let id = Uuid::now_v7().to_string();
+        let record = FutureRecord::to(&topic)
+            .key(&key)
+            .payload(payload)
+            .headers(headers(ce_type, &id));
+        raw.send(record, Duration::from_secs(10))
+            .await
+            .expect("delivered");
+    }
+    // A good event on the same key (same partition), after the poison.
+    let user = app.fixture_user().await;
+    let wallet = app.create_wallet_for(user, "USD").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let ctx = EventContext::new(Utc::now(), "good");
+    let currency = "USD".parse().expect("ISO 4217");
+    let mut domain_wallet = Wallet::restore(
+        wallet.parse().expect("uuid"),
+        user,
+        WalletName::parse("Main").expect("valid"),
+        domain::Money::zero(currency),
+        domain::WalletStatus::Active,
+        1,
+        Utc::now(),
+    );
+    let added: DomainEvent = domain_wallet
+        .add_funds(
+            domain::Money::from_minor(700, currency),
+            Uuid::now_v7(),
+            &ctx,
+        )
+        .expect("deposit")
+        .into();
+    let producer = EventProducer::new(&app.settings.kafka).expect("producer");
+    producer
+        .send(&topic, &key, cloud_event(&added), &TraceHeaders::default())
+        .expect("enqueued")
+        .await
+        .expect("delivered");
+
+    eventually("the good event applied", || async {
+        (activity(&app, &wallet).await["total_in"] == "7.00").then_some(())
+    })
+    .await;
+    let dead =
+        crate::helpers::read_records(&app.settings.kafka.brokers, &format!("{topic}.dlq"), 4).await;
+    let mut classes = Vec::new();
+    let mut offsets = Vec::new();
+    for (record, (ce_type, payload)) in dead.iter().zip(&poison) {
+        assert_eq!(record.key(), Some(key.as_bytes()), "original key");
+        assert_eq!(record.payload(), Some(payload.as_bytes()), "original value");
+        assert_eq!(
+            header(record, "ce_type").as_deref(),
+            Some(*ce_type),
+            "original headers"
+        );
+        assert_eq!(
+            header(record, "dlq_original_topic").as_deref(),
+            Some(topic.as_str())
+        );
+        assert!(header(record, "dlq_original_partition").is_some_and(|p| p.parse::<i32>().is_ok()));
+        offsets.push(
+            header(record, "dlq_original_offset")
+                .expect("offset")
+                .parse::<i64>()
+                .expect("number"),
+        );
+        assert_eq!(
+            header(record, "dlq_consumer").as_deref(),
+            Some("wallet-activity")
+        );
+        assert!(header(record, "dlq_error_message").is_some_and(|m| !m.is_empty()));
+        let time = header(record, "dlq_time").expect("time");
+        assert!(chrono::DateTime::parse_from_rfc3339(&time).is_ok());
+        classes.push(header(record, "dlq_error_class").expect("class"));
+    }
+    assert!(
+        offsets.windows(2).all(|w| w[0] < w[1]),
+        "in partition order: {offsets:?}"
+    );
+    assert_eq!(classes[3], "oversized");
+    assert!(
+        classes[..3]
+            .iter()
+            .all(|c| c == "permanent" || c == "undecodable"),
+        "{classes:?}"
+    );
+    assert_eq!(consumed(&app, "dead_lettered").await, 4);
 }

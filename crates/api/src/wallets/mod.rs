@@ -39,6 +39,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/wallets/{id}/unfreeze", post(unfreeze))
         .route("/v1/wallets/{id}/close", post(close))
         .route("/v1/wallets/{id}/transactions", get(history))
+        .route("/v1/wallets/{id}/activity", get(activity))
 }
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
@@ -454,4 +455,51 @@ async fn history(
         })
         .collect::<Result<_, ApiError>>()?;
     Ok(Json(HistoryPage { items, next_cursor }))
+}
+
+/// The activity read model of a wallet (eventually consistent: fed by Kafka events).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ActivityResponse {
+    pub wallet_id: Uuid,
+    #[schema(value_type = String, example = "USD")]
+    pub currency: Currency,
+    /// Everything that came in (deposits, incoming transfers).
+    pub total_in: String,
+    /// Everything that went out (withdrawals, outgoing transfers).
+    pub total_out: String,
+    pub events_applied: i64,
+    /// Absent until the first movement has been projected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_activity_at: Option<DateTime<Utc>>,
+}
+
+#[utoipa::path(get, path = "/v1/wallets/{id}/activity", tag = "wallets", params(("id" = Uuid, Path)), responses((status = 200, body = ActivityResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[tracing::instrument(skip_all, fields(wallet_id = %id), err(Debug))]
+async fn activity(
+    State(state): State<AppState>,
+    ValidPath(id): ValidPath<Uuid>,
+) -> Result<Json<ActivityResponse>, ApiError> {
+    let wallet = store::find_wallet(&state.pool, id)
+        .await?
+        .ok_or_else(|| wallet_not_found(id))?;
+    let currency = wallet.currency();
+    let found = consumers::activity::find(&state.pool, id)
+        .await
+        .map_err(ApiError::database)?;
+    let (total_in, total_out, events_applied, last) = found.map_or((0, 0, 0, None), |a| {
+        (
+            a.total_in_minor,
+            a.total_out_minor,
+            a.events_applied,
+            Some(a.last_activity_at),
+        )
+    });
+    Ok(Json(ActivityResponse {
+        wallet_id: id,
+        currency,
+        total_in: Money::from_minor(total_in, currency).to_string(),
+        total_out: Money::from_minor(total_out, currency).to_string(),
+        events_applied,
+        last_activity_at: last,
+    }))
 }
