@@ -4,11 +4,13 @@
 //! - [`producer`]: [`EventProducer`] sends CloudEvents in binary content mode (`ce_*`
 //!   headers) plus plain `traceparent`/`tracestate` headers, idempotently, and hands back
 //!   the delivery report.
+//! - [`dlq`]: reading and redriving dead-letter topics.
 //! - [`consumer`]: [`run_consumer`] drives an [`EventHandler`]: decode, continue the trace,
 //!   handle, and store the offset only after the handler's effect is committed.
 
 pub mod config;
 pub mod consumer;
+pub mod dlq;
 pub mod probe;
 pub mod producer;
 pub mod status;

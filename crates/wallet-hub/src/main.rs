@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use wallet_hub::ops::OutboxCommand;
+use wallet_hub::ops::{DlqCommand, OutboxCommand};
 use wallet_hub::startup::{MIGRATOR, Role, connect_database};
 use wallet_hub::{Application, Settings};
 
@@ -35,6 +35,9 @@ enum Command {
     /// Inspect and repair the outbox: status, parked, redrive, replay.
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// Inspect and redrive dead-lettered Kafka records: list, redrive.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
 }
 
 #[tokio::main]
@@ -46,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve { role } => serve(settings, &role).await,
         Command::Migrate => migrate(settings).await,
         Command::Outbox(command) => wallet_hub::ops::run(settings, command).await,
+        Command::Dlq(command) => wallet_hub::ops::run_dlq(settings, command).await,
     };
     telemetry::shutdown();
     result

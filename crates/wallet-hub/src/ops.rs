@@ -166,3 +166,125 @@ pub async fn run(settings: Settings, command: OutboxCommand) -> anyhow::Result<(
     pool.close().await;
     Ok(())
 }
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List the dead letters of a topic, with where they came from and why.
+    List {
+        /// The original topic (its dead letters are on `<topic><consumer.dead_letter_suffix>`).
+        #[arg(long)]
+        topic: String,
+    },
+    /// Send chosen dead letters back to their original topic, unchanged (same CloudEvent id).
+    Redrive(DlqRedriveArgs),
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false, id = "which")]
+pub struct DlqSelection {
+    /// Records by `partition:offset` on the dead-letter topic (repeatable).
+    #[arg(long = "record", value_parser = parse_position)]
+    records: Vec<(i32, i64)>,
+    /// Every record on the dead-letter topic.
+    #[arg(long)]
+    all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DlqRedriveArgs {
+    /// The original topic.
+    #[arg(long)]
+    topic: String,
+    #[command(flatten)]
+    which: DlqSelection,
+}
+
+fn parse_position(text: &str) -> Result<(i32, i64), String> {
+    let (partition, offset) = text
+        .split_once(':')
+        .ok_or_else(|| format!("`{text}` is not partition:offset"))?;
+    Ok((
+        partition
+            .parse()
+            .map_err(|_| format!("bad partition in `{text}`"))?,
+        offset
+            .parse()
+            .map_err(|_| format!("bad offset in `{text}`"))?,
+    ))
+}
+
+fn progress_bar(total: u64, what: &'static str) -> Option<ProgressBar> {
+    std::io::stdout().is_terminal().then(|| {
+        let bar = ProgressBar::new(total);
+        let template = format!("{{bar:40}} {{pos}}/{{len}} {what} {{eta}}");
+        bar.set_style(
+            ProgressStyle::with_template(&template)
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    })
+}
+
+pub async fn run_dlq(settings: Settings, command: DlqCommand) -> anyhow::Result<()> {
+    let read = |topic: &str| {
+        let dlq_topic = format!("{topic}{}", settings.consumer.dead_letter_suffix);
+        let kafka = settings.kafka.clone();
+        async move {
+            tokio::task::spawn_blocking(move || kafka::dlq::list(&kafka, &dlq_topic))
+                .await
+                .context("dead-letter reader panicked")?
+                .context("cannot read the dead-letter topic")
+        }
+    };
+    match command {
+        DlqCommand::List { topic } => {
+            let records = read(&topic).await?;
+            if records.is_empty() {
+                println!("no dead letters for {topic}");
+            }
+            for record in records {
+                println!(
+                    "{}:{} from={}:{}:{} consumer={} class={} time={} ce_id={} error={}",
+                    record.partition,
+                    record.offset,
+                    record.header("dlq_original_topic").unwrap_or("-"),
+                    record.header("dlq_original_partition").unwrap_or("-"),
+                    record.header("dlq_original_offset").unwrap_or("-"),
+                    record.header("dlq_consumer").unwrap_or("-"),
+                    record.header("dlq_error_class").unwrap_or("-"),
+                    record.header("dlq_time").unwrap_or("-"),
+                    record.header("ce_id").unwrap_or("-"),
+                    record.header("dlq_error_message").unwrap_or("-"),
+                );
+            }
+        }
+        DlqCommand::Redrive(args) => {
+            let records = read(&args.topic).await?;
+            let chosen: Vec<_> = if args.which.all {
+                records
+            } else {
+                let chosen: Vec<_> = records
+                    .into_iter()
+                    .filter(|r| args.which.records.contains(&(r.partition, r.offset)))
+                    .collect();
+                anyhow::ensure!(
+                    chosen.len() == args.which.records.len(),
+                    "some of the named records are not on the dead-letter topic (see `dlq list`)"
+                );
+                chosen
+            };
+            let bar = progress_bar(u64::try_from(chosen.len()).unwrap_or(0), "records");
+            let total = chosen.len();
+            let sent = kafka::dlq::redrive(&settings.kafka, &chosen, |done| match &bar {
+                Some(bar) => bar.set_position(done),
+                None => println!("redriven {done}/{total}"),
+            })
+            .await?;
+            if let Some(bar) = bar {
+                bar.finish();
+            }
+            println!("redrove {sent} record(s) to {}", args.topic);
+        }
+    }
+    Ok(())
+}

@@ -1,9 +1,9 @@
 //! The welcome consumer applies each event once, however often it arrives.
 
 use chrono::Utc;
-use rdkafka::Message;
 use domain::{DomainEvent, EventContext, Wallet, WalletName};
 use kafka::EventProducer;
+use rdkafka::Message;
 use telemetry::TraceHeaders;
 use uuid::Uuid;
 
@@ -342,4 +342,123 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_later_messages_are_proc
         "{classes:?}"
     );
     assert_eq!(consumed(&app, "dead_lettered").await, 4);
+}
+
+#[tokio::test]
+async fn operators_list_dead_letters_and_redrive_chosen_ones_to_their_topic() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use std::time::Duration;
+
+    let app = spawn_app_with(|settings| settings.relay.enabled = false).await;
+    let topic = app.topics.funds_added.clone();
+    let dlq_topic = format!("{topic}.dlq");
+    // A valid event that an earlier consumer version dead-lettered, and a hopeless one.
+    let user = app.fixture_user().await;
+    let wallet = app.create_wallet_for(user, "USD").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let currency = "USD".parse().expect("ISO 4217");
+    let mut domain_wallet = Wallet::restore(
+        wallet.parse().expect("uuid"),
+        user,
+        WalletName::parse("Main").expect("valid"),
+        domain::Money::zero(currency),
+        domain::WalletStatus::Active,
+        1,
+        Utc::now(),
+    );
+    let added: DomainEvent = domain_wallet
+        .add_funds(
+            domain::Money::from_minor(300, currency),
+            Uuid::now_v7(),
+            &EventContext::new(Utc::now(), "dlq"),
+        )
+        .expect("deposit")
+        .into();
+    let message = cloudevents::binding::rdkafka::MessageRecord::from_event(cloud_event(&added))
+        .expect("record");
+    let raw: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &app.settings.kafka.brokers)
+        .create()
+        .expect("producer");
+    use cloudevents::binding::rdkafka::FutureRecordExt;
+    let mut good = FutureRecord::to(&dlq_topic)
+        .key(&wallet)
+        .message_record(&message);
+    let headers = good
+        .headers
+        .take()
+        .expect("ce headers")
+        .insert(Header {
+            key: "dlq_original_topic",
+            value: Some(topic.as_str()),
+        })
+        .insert(Header {
+            key: "dlq_error_class",
+            value: Some("permanent"),
+        });
+    good.headers = Some(headers);
+    let delivery = raw
+        .send(good, Duration::from_secs(10))
+        .await
+        .expect("delivered");
+    let (good_partition, good_offset) = (delivery.partition, delivery.offset);
+    let bad_headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "dlq_original_topic",
+            value: Some(topic.as_str()),
+        })
+        .insert(Header {
+            key: "dlq_error_class",
+            value: Some("undecodable"),
+        });
+    raw.send(
+        FutureRecord::to(&dlq_topic)
+            .key(&wallet)
+            .payload("garbage")
+            .headers(bad_headers),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("delivered");
+
+    let kafka = app.settings.kafka.clone();
+    let listed = {
+        let (kafka, dlq_topic) = (kafka.clone(), dlq_topic.clone());
+        tokio::task::spawn_blocking(move || kafka::dlq::list(&kafka, &dlq_topic))
+            .await
+            .expect("no panic")
+            .expect("list")
+    };
+    assert_eq!(listed.len(), 2);
+    let chosen: Vec<_> = listed
+        .into_iter()
+        .filter(|r| (r.partition, r.offset) == (good_partition, good_offset))
+        .collect();
+    assert_eq!(chosen.len(), 1);
+    assert_eq!(chosen[0].header("dlq_error_class"), Some("permanent"));
+    let mut progress = Vec::new();
+    let sent = kafka::dlq::redrive(&kafka, &chosen, |n| progress.push(n))
+        .await
+        .expect("redrive");
+    assert_eq!((sent, progress), (1, vec![1]));
+
+    eventually("the redriven event applied", || async {
+        (activity(&app, &wallet).await["total_in"] == "3.00").then_some(())
+    })
+    .await;
+    let back = crate::helpers::read_records(&app.settings.kafka.brokers, &topic, 1).await;
+    assert_eq!(
+        header(&back[0], "ce_id"),
+        Some(added.metadata().event_id.to_string()),
+        "same CloudEvent id"
+    );
+    assert_eq!(
+        header(&back[0], "dlq_original_topic"),
+        None,
+        "dlq headers stripped"
+    );
+    assert_eq!(consumed(&app, "dead_lettered").await, 0);
 }
