@@ -136,3 +136,94 @@ async fn while_the_broker_is_down_the_api_answers_the_backlog_grows_and_drains_a
         );
     }
 }
+
+#[tokio::test]
+async fn while_postgres_is_down_consumers_retry_and_apply_everything_once_after() {
+    use chrono::Utc;
+    use domain::{DomainEvent, EventContext, Money, Wallet, WalletName, WalletStatus};
+
+    let _servers = SERVERS.lock().await;
+    let app = spawn_app_with(|s| {
+        s.relay.enabled = false;
+        s.database.acquire_timeout_ms = 1_000;
+    })
+    .await;
+    let wallet_id = uuid::Uuid::now_v7();
+    let usd = "USD".parse().expect("ISO 4217");
+    let mut wallet = Wallet::restore(
+        wallet_id,
+        uuid::Uuid::now_v7(),
+        WalletName::parse("Outage").expect("valid"),
+        Money::zero(usd),
+        WalletStatus::Active,
+        1,
+        Utc::now(),
+    );
+    let events: Vec<DomainEvent> = (1..=3)
+        .map(|i| {
+            wallet
+                .add_funds(
+                    Money::from_minor(100 * i, usd),
+                    uuid::Uuid::now_v7(),
+                    &EventContext::new(Utc::now(), "outage"),
+                )
+                .expect("deposit")
+                .into()
+        })
+        .collect();
+
+    script("postgres", "stop");
+    let producer = kafka::EventProducer::new(&app.settings.kafka).expect("producer");
+    for event in &events {
+        let payload = event.to_json().expect("JSON");
+        let meta = event.metadata();
+        let ce = event_bindings::encode(&event_bindings::OutgoingEvent {
+            event_id: meta.event_id,
+            event_type: event.event_type(),
+            aggregate_id: meta.aggregate_id,
+            occurred_at: meta.occurred_at,
+            payload: &payload,
+            traceparent: None,
+            tracestate: None,
+        })
+        .expect("CloudEvent");
+        producer
+            .send(
+                &app.topics.funds_added,
+                &wallet_id.to_string(),
+                ce,
+                &telemetry::TraceHeaders::default(),
+            )
+            .expect("enqueued")
+            .await
+            .expect("delivered");
+    }
+    let metric = |text: &str, outcome: &str| -> f64 {
+        text.lines()
+            .filter(|l| {
+                l.starts_with("events_consumed_total{") && l.contains(&app.topics.funds_added)
+            })
+            .filter(|l| l.contains(&format!("outcome=\"{outcome}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    eventually("the consumer to retry", || async {
+        let text = app.admin_get("/metrics").await.text().await.ok()?;
+        (metric(&text, "retried") > 0.0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    script("postgres", "start");
+
+    let activity = eventually("all three applied", || async {
+        let found = consumers::activity::find(&app.pool, wallet_id)
+            .await
+            .ok()??;
+        (found.events_applied == 3).then_some(found)
+    })
+    .await;
+    assert_eq!(activity.total_in_minor, 600, "each once");
+    let text = app.admin_get("/metrics").await.text().await.expect("text");
+    assert_eq!(metric(&text, "dead_lettered"), 0.0, "nothing dead-lettered");
+    assert_eq!(metric(&text, "ok"), 3.0);
+}

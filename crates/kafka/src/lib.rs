@@ -11,6 +11,7 @@
 pub mod config;
 pub mod consumer;
 pub mod dlq;
+pub mod failpoint;
 pub mod probe;
 pub mod producer;
 pub mod status;

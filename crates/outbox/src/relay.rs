@@ -263,6 +263,9 @@ impl Relay {
                 }
             }
         }
+        if !sent_ids.is_empty() {
+            kafka::failpoint::hit(kafka::failpoint::RELAY_AFTER_PRODUCE);
+        }
         outcome.published = sent_ids.len();
         outcome.failed = failed_ids.len();
         store::mark_sent(&mut tx, &sent_ids).await?;

@@ -462,3 +462,83 @@ async fn operators_list_dead_letters_and_redrive_chosen_ones_to_their_topic() {
     );
     assert_eq!(consumed(&app, "dead_lettered").await, 0);
 }
+
+#[tokio::test]
+async fn two_instances_share_partitions_and_a_rebalance_mid_stream_loses_and_doubles_nothing() {
+    let first = spawn_app_with(|settings| settings.relay.enabled = false).await;
+    let second = crate::helpers::start(first.settings.clone(), first.topics.clone()).await;
+    let producer = EventProducer::new(&first.settings.kafka).expect("producer");
+    let currency: domain::Currency = "USD".parse().expect("ISO 4217");
+    let mut wallets: Vec<Wallet> = (0..12)
+        .map(|_| {
+            Wallet::restore(
+                Uuid::now_v7(),
+                Uuid::now_v7(),
+                WalletName::parse("Shared").expect("valid"),
+                domain::Money::zero(currency),
+                domain::WalletStatus::Active,
+                1,
+                Utc::now(),
+            )
+        })
+        .collect();
+    let send_round = async |wallets: &mut Vec<Wallet>| {
+        for wallet in wallets.iter_mut() {
+            let event: DomainEvent = wallet
+                .add_funds(
+                    domain::Money::from_minor(100, currency),
+                    Uuid::now_v7(),
+                    &EventContext::new(Utc::now(), "rebalance"),
+                )
+                .expect("deposit")
+                .into();
+            producer
+                .send(
+                    &first.topics.funds_added,
+                    &wallet.id().to_string(),
+                    cloud_event(&event),
+                    &TraceHeaders::default(),
+                )
+                .expect("enqueued")
+                .await
+                .expect("delivered");
+        }
+    };
+    for _ in 0..3 {
+        send_round(&mut wallets).await;
+    }
+    // One instance leaves in the middle of the stream: its partitions move to the other.
+    second.stop().await.expect("clean stop");
+    for _ in 0..3 {
+        send_round(&mut wallets).await;
+    }
+
+    eventually("every event applied", || async {
+        let applied: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(sum(events_applied), 0)::bigint FROM wallet_activity",
+        )
+        .fetch_one(&first.pool)
+        .await
+        .ok()?;
+        (applied >= 72).then_some(())
+    })
+    .await;
+    for wallet in &wallets {
+        let activity = consumers::activity::find(&first.pool, wallet.id())
+            .await
+            .expect("query")
+            .expect("projected");
+        assert_eq!(
+            (activity.events_applied, activity.total_in_minor),
+            (6, 600),
+            "wallet {}",
+            wallet.id()
+        );
+    }
+    let inbox: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM inbox WHERE consumer = 'wallet-activity'")
+            .fetch_one(&first.pool)
+            .await
+            .expect("count");
+    assert_eq!(inbox, 72);
+}
