@@ -294,6 +294,33 @@ pub async fn read_records(brokers: &str, topic: &str, count: usize) -> Vec<Owned
     records
 }
 
+/// Reads at least `min` records from `topic`, then whatever else arrives until it has
+/// been quiet for two seconds (for topics that may hold duplicates).
+pub async fn read_all_records(brokers: &str, topic: &str, min: usize) -> Vec<OwnedMessage> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("test-reader-{}", Uuid::now_v7()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("test consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut records = Vec::new();
+    let deadline = tokio::time::Instant::now() + KAFKA_WAIT;
+    loop {
+        let wait = if records.len() < min {
+            deadline
+        } else {
+            tokio::time::Instant::now() + Duration::from_secs(2)
+        };
+        match tokio::time::timeout_at(wait, consumer.recv()).await {
+            Ok(message) => records.push(message.expect("receive").detach()),
+            Err(_) if records.len() >= min => return records,
+            Err(_) => panic!("only {} of {min} records arrived on {topic}", records.len()),
+        }
+    }
+}
+
 /// Header value of a Kafka record, as text.
 pub fn header(message: &OwnedMessage, name: &str) -> Option<String> {
     use rdkafka::message::Headers;

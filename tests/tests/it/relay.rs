@@ -368,3 +368,104 @@ async fn operators_see_parked_rows_redrive_them_and_replay_exactly_the_selected_
     let added = read_records(&app.settings.kafka.brokers, &app.topics.funds_added, 2).await;
     assert_eq!(header(&added[0], "ce_id"), header(&added[1], "ce_id"));
 }
+
+#[tokio::test]
+async fn three_relays_drain_a_mixed_backlog_in_order_per_wallet_even_when_one_is_killed() {
+    use std::collections::HashMap;
+
+    let app = app_without_relay().await;
+    let user = app.fixture_user().await;
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        ids.push(
+            app.create_wallet_for(user, "USD").await["id"]
+                .as_str()
+                .expect("id")
+                .to_owned(),
+        );
+    }
+    for round in 1..=10 {
+        for id in &ids {
+            assert_eq!(app.deposit(id, &format!("{round}.00")).await.status(), 201);
+        }
+    }
+    let total = outbox::store::pending_count(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(total, 88);
+
+    // Three relays, each with its own pool, small batches so they interleave.
+    let mut handles = Vec::new();
+    for _ in 0..3 {
+        let pool = wallet_hub::startup::connect_database(&app.settings.database)
+            .await
+            .expect("pool");
+        let mut kafka = app.settings.kafka.clone();
+        kafka.message_timeout_ms = 10_000;
+        let relay = Relay::new(
+            pool,
+            EventProducer::new(&kafka).expect("producer"),
+            EventBindings::new(&app.settings.bindings).expect("bindings"),
+            RelayConfig {
+                enabled: true,
+                poll_interval_ms: 50,
+                batch_size: 5,
+                notify: false,
+                max_attempts: 10,
+                retry_base_ms: 10,
+                retry_max_ms: 100,
+            },
+        );
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        handles.push((tokio::spawn(relay.run(shutdown.clone())), shutdown));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    handles[0].0.abort(); // killed, not stopped: whatever it held is released by PostgreSQL
+
+    crate::helpers::eventually("the backlog drained by the survivors", || async {
+        (outbox::store::pending_count(&app.pool).await.ok()? == 0).then_some(())
+    })
+    .await;
+    for (handle, shutdown) in handles.into_iter().skip(1) {
+        shutdown.cancel();
+        handle.await.expect("relay stops");
+    }
+
+    let records =
+        crate::helpers::read_all_records(&app.settings.kafka.brokers, &app.topics.funds_added, 80)
+            .await;
+    let mut per_wallet: HashMap<String, Vec<(i32, i64, String)>> = HashMap::new();
+    for record in &records {
+        let body: serde_json::Value =
+            serde_json::from_slice(record.payload().expect("payload")).expect("JSON");
+        per_wallet
+            .entry(body["wallet_id"].as_str().expect("wallet").to_owned())
+            .or_default()
+            .push((
+                record.partition(),
+                record.offset(),
+                body["balance_after"]["value"]
+                    .as_str()
+                    .expect("balance")
+                    .to_owned(),
+            ));
+    }
+    assert_eq!(per_wallet.len(), 8);
+    for (wallet, mut events) in per_wallet {
+        assert!(
+            events.windows(2).all(|w| w[0].0 == w[1].0),
+            "one partition per wallet"
+        );
+        events.sort_by_key(|e| e.1);
+        events.dedup_by(|a, b| a.2 == b.2); // a re-send after the kill is a duplicate, not a reorder
+        let balances: Vec<f64> = events
+            .iter()
+            .map(|e| e.2.parse().expect("decimal"))
+            .collect();
+        assert_eq!(balances.len(), 10, "{wallet}: every deposit published");
+        assert!(
+            balances.windows(2).all(|w| w[0] < w[1]),
+            "{wallet}: in order {balances:?}"
+        );
+    }
+}
