@@ -51,10 +51,13 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         url.path = %request.uri().path(),
         http.response.status_code = tracing::field::Empty,
         correlation_id = %correlation_id,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
     );
     let headers = request.headers();
     TraceHeaders::from_lookup(|name| headers.get(name).and_then(|v| v.to_str().ok()))
         .continue_in(&span);
+    telemetry::record_trace_ids(&span);
 
     request.extensions_mut().insert(RequestContext {
         correlation_id: correlation_id.clone(),

@@ -254,8 +254,11 @@ impl<H: EventHandler> Runtime<'_, H> {
             messaging.kafka.offset = message.offset(),
             messaging.message.id = tracing::field::Empty,
             consumer = handler.name(),
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
         );
         trace.continue_in(&span);
+        telemetry::record_trace_ids(&span);
         let count = |outcome: &'static str| {
             metrics::counter!(
                 EVENTS_CONSUMED_TOTAL,

@@ -306,12 +306,15 @@ impl Relay {
                 messaging.message.id = %row.event_id,
                 messaging.kafka.message.key = %row.aggregate_id,
                 outbox_id = row.id,
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
             );
             TraceHeaders {
                 traceparent: row.traceparent.clone(),
                 tracestate: row.tracestate.clone(),
             }
             .continue_in(&span);
+            telemetry::record_trace_ids(&span);
             let _entered = span.enter();
             let event = event_bindings::encode(&OutgoingEvent {
                 event_id: row.event_id,

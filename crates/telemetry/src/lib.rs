@@ -8,7 +8,10 @@
 //!   captures the current span's context (stored on outbox rows), and
 //!   [`TraceHeaders::continue_in`] makes a span continue a received context.
 
+mod json_log;
 pub mod metrics;
+
+pub use json_log::JsonWithTraceIds;
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -160,8 +163,7 @@ pub fn init(
         LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
-            .flatten_event(true)
-            .with_current_span(false)
+            .event_format(JsonWithTraceIds::default())
             .boxed(),
     };
     // Spans that carry trace context are at INFO or above; keep them regardless of log level.
@@ -239,6 +241,19 @@ impl TraceHeaders {
         if let Err(error) = span.set_parent(context) {
             tracing::debug!(%error, "cannot continue remote trace");
         }
+    }
+}
+
+/// Records the OpenTelemetry `trace_id` and `span_id` of `span` into its fields of those
+/// names (declare them `tracing::field::Empty`), so that JSON logs can carry them. Call
+/// after [`TraceHeaders::continue_in`].
+pub fn record_trace_ids(span: &tracing::Span) {
+    use opentelemetry::trace::TraceContextExt;
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    if span_context.is_valid() {
+        span.record("trace_id", span_context.trace_id().to_string());
+        span.record("span_id", span_context.span_id().to_string());
     }
 }
 
