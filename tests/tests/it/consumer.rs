@@ -542,3 +542,55 @@ async fn two_instances_share_partitions_and_a_rebalance_mid_stream_loses_and_dou
             .expect("count");
     assert_eq!(inbox, 72);
 }
+
+#[tokio::test]
+async fn a_cloud_event_in_structured_mode_is_accepted_too() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use std::time::Duration;
+
+    let app = spawn_app_with(|settings| settings.relay.enabled = false).await;
+    let wallet_id = Uuid::now_v7();
+    let currency = "USD".parse().expect("ISO 4217");
+    let mut wallet = Wallet::restore(
+        wallet_id,
+        Uuid::now_v7(),
+        WalletName::parse("Structured").expect("valid"),
+        domain::Money::zero(currency),
+        domain::WalletStatus::Active,
+        1,
+        Utc::now(),
+    );
+    let added: DomainEvent = wallet
+        .add_funds(
+            domain::Money::from_minor(250, currency),
+            Uuid::now_v7(),
+            &EventContext::new(Utc::now(), "structured"),
+        )
+        .expect("deposit")
+        .into();
+    let body = serde_json::to_string(&cloud_event(&added)).expect("structured JSON");
+    let raw: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &app.settings.kafka.brokers)
+        .create()
+        .expect("producer");
+    let headers = OwnedHeaders::new().insert(Header {
+        key: "content-type",
+        value: Some("application/cloudevents+json"),
+    });
+    raw.send(
+        FutureRecord::to(&app.topics.funds_added)
+            .key(&wallet_id.to_string())
+            .payload(&body)
+            .headers(headers),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("delivered");
+    let activity = eventually("the structured event applied", || async {
+        consumers::activity::find(&app.pool, wallet_id).await.ok()?
+    })
+    .await;
+    assert_eq!((activity.events_applied, activity.total_in_minor), (1, 250));
+    assert_eq!(consumed(&app, "dead_lettered").await, 0);
+}
