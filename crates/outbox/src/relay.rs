@@ -56,6 +56,10 @@ pub struct RelayConfig {
     pub retry_base_ms: i64,
     /// Longest retry delay.
     pub retry_max_ms: i64,
+    /// Sent rows are kept this long (for `outbox replay`), then deleted.
+    pub retention_hours: u32,
+    /// Rows deleted per poll tick at most, so retention never competes with publishing.
+    pub retention_batch: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,12 +80,16 @@ pub struct BatchOutcome {
     pub held: usize,
     /// Rows that reached the attempt limit in this batch and parked.
     pub parked: u64,
+    /// The producer reported a fatal error (e.g. fenced): it must be recreated.
+    pub producer_fatal: bool,
 }
 
 #[derive(Debug)]
 pub struct Relay {
     pool: PgPool,
     producer: EventProducer,
+    /// To recreate the producer after a fatal error.
+    kafka: kafka::KafkaConfig,
     bindings: EventBindings,
     config: RelayConfig,
 }
@@ -89,20 +97,21 @@ pub struct Relay {
 impl Relay {
     pub fn new(
         pool: PgPool,
-        producer: EventProducer,
+        kafka: kafka::KafkaConfig,
         bindings: EventBindings,
         config: RelayConfig,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, ProduceError> {
+        Ok(Self {
             pool,
-            producer,
+            producer: EventProducer::new(&kafka)?,
+            kafka,
             bindings,
             config,
-        }
+        })
     }
 
     /// Runs until `shutdown` is cancelled. A batch in progress is finished first.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
         let mut listener = if self.config.notify {
             self.listen().await
         } else {
@@ -122,8 +131,11 @@ impl Relay {
                 _ = interval.tick() => {}
                 () = next_notification(&mut listener) => {}
             }
-            self.drain(&shutdown).await;
+            if self.drain(&shutdown).await {
+                self.recreate_producer();
+            }
             self.sample_gauges().await;
+            self.apply_retention().await;
         }
         if let Err(error) = self.producer.flush(Duration::from_secs(5)) {
             tracing::warn!(
@@ -179,20 +191,55 @@ impl Relay {
         }
     }
 
-    /// Publishes batches while full batches make progress.
-    async fn drain(&self, shutdown: &CancellationToken) {
+    /// Publishes batches while full batches make progress. Returns true if the producer
+    /// reported a fatal error.
+    async fn drain(&self, shutdown: &CancellationToken) -> bool {
         loop {
             match self.publish_batch().await {
+                Ok(outcome) if outcome.producer_fatal => return true,
                 Ok(outcome) => {
                     let full = outcome.fetched >= self.config.batch_size as usize;
                     if !full || outcome.published == 0 || shutdown.is_cancelled() {
-                        return;
+                        return false;
                     }
                 }
                 Err(error) => {
                     tracing::error!(error = &error as &dyn StdError, "outbox batch failed");
-                    return;
+                    return false;
                 }
+            }
+        }
+    }
+
+    /// Replaces a producer that librdkafka declared unusable (fatal error, fenced).
+    fn recreate_producer(&mut self) {
+        match EventProducer::new(&self.kafka) {
+            Ok(producer) => {
+                tracing::warn!("Kafka producer hit a fatal error; recreated it");
+                self.producer = producer;
+            }
+            Err(error) => {
+                tracing::error!(
+                    error = &error as &dyn StdError,
+                    "cannot recreate the Kafka producer; retrying next round"
+                );
+            }
+        }
+    }
+
+    /// Deletes one bounded batch of rows past their retention.
+    async fn apply_retention(&self) {
+        match store::delete_sent_before(
+            &self.pool,
+            self.config.retention_hours,
+            self.config.retention_batch,
+        )
+        .await
+        {
+            Ok(0) => {}
+            Ok(deleted) => tracing::debug!(deleted, "outbox retention"),
+            Err(error) => {
+                tracing::warn!(error = &error as &dyn StdError, "outbox retention failed")
             }
         }
     }
@@ -251,6 +298,7 @@ impl Relay {
                     sent_ids.push(row.id);
                 }
                 Err(error) => {
+                    outcome.producer_fatal |= error.is_fatal();
                     count_published(topic, "failed");
                     tracing::warn!(
                         outbox_id = row.id,

@@ -140,3 +140,22 @@ pub async fn oldest_pending_age_seconds<'e>(db: impl PgExecutor<'e>) -> Result<u
     .await?;
     Ok(u64::try_from(age).unwrap_or(0))
 }
+
+/// Deletes up to `batch` rows sent more than `retention_hours` ago; returns how many.
+pub async fn delete_sent_before<'e>(
+    db: impl PgExecutor<'e>,
+    retention_hours: u32,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM outbox WHERE id = ANY(ARRAY( \
+             SELECT id FROM outbox \
+             WHERE sent AND sent_at < now() - make_interval(hours => $1) \
+             ORDER BY sent_at LIMIT $2))",
+    )
+    .bind(i32::try_from(retention_hours).unwrap_or(i32::MAX))
+    .bind(batch)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -10,7 +10,7 @@ use api::admin::AdminState;
 use consumers::{WalletActivityProjection, WalletCreatedEventConsumer};
 use domain::EventType;
 use event_bindings::EventBindings;
-use kafka::{ConsumerOptions, ConsumerStatus, EventProducer, KafkaProbe};
+use kafka::{ConsumerOptions, ConsumerStatus, KafkaProbe};
 use outbox::{DomainEventPublisher, Relay};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
@@ -157,6 +157,7 @@ impl Application {
             let app = api::router(state, &settings.api);
             let api_shutdown = shutdown.clone();
             tracing::info!(address = %listener.local_addr()?, "API listening");
+            tasks.spawn(expire_idempotency_keys(pool.clone(), shutdown.clone()));
             tasks.spawn(async move {
                 axum::serve(listener, app)
                     .with_graceful_shutdown(api_shutdown.cancelled_owned())
@@ -166,14 +167,13 @@ impl Application {
         }
 
         if parts.relay {
-            let producer =
-                EventProducer::new(&settings.kafka).context("cannot create Kafka producer")?;
             let relay = Relay::new(
                 pool.clone(),
-                producer,
+                settings.kafka.clone(),
                 bindings.clone(),
                 settings.relay.clone(),
-            );
+            )
+            .context("cannot create Kafka producer")?;
             let relay_shutdown = shutdown.clone();
             tasks.spawn(async move {
                 relay.run(relay_shutdown).await;
@@ -291,6 +291,23 @@ fn spawn_consumer<H: kafka::EventHandler + 'static>(
             .with_context(|| format!("consumer {name} failed"))
     });
     (name, status)
+}
+
+/// Deletes expired Idempotency-Key records once a minute, in bounded batches.
+async fn expire_idempotency_keys(pool: PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut interval = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            _ = interval.tick() => {}
+        }
+        if let Err(error) = api::write::delete_expired_keys(&pool, 1000).await {
+            tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                "cannot delete expired idempotency keys"
+            );
+        }
+    }
 }
 
 /// Exports pool usage every few seconds until shutdown.

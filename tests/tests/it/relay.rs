@@ -36,13 +36,10 @@ fn relay(app: &TestApp, brokers: &str) -> Relay {
         // Retry at once: these tests step the relay by hand.
         retry_base_ms: 0,
         retry_max_ms: 0,
+        retention_hours: 1,
+        retention_batch: 2,
     };
-    Relay::new(
-        app.pool.clone(),
-        EventProducer::new(&kafka).expect("producer"),
-        bindings,
-        config,
-    )
+    Relay::new(app.pool.clone(), kafka, bindings, config).expect("producer")
 }
 
 /// `(id, sent, attempts, last_error)` of every outbox row, by id.
@@ -404,7 +401,7 @@ async fn three_relays_drain_a_mixed_backlog_in_order_per_wallet_even_when_one_is
         kafka.message_timeout_ms = 10_000;
         let relay = Relay::new(
             pool,
-            EventProducer::new(&kafka).expect("producer"),
+            kafka,
             EventBindings::new(&app.settings.bindings).expect("bindings"),
             RelayConfig {
                 enabled: true,
@@ -414,8 +411,11 @@ async fn three_relays_drain_a_mixed_backlog_in_order_per_wallet_even_when_one_is
                 max_attempts: 10,
                 retry_base_ms: 10,
                 retry_max_ms: 100,
+                retention_hours: 168,
+                retention_batch: 1000,
             },
-        );
+        )
+        .expect("producer");
         let shutdown = tokio_util::sync::CancellationToken::new();
         handles.push((tokio::spawn(relay.run(shutdown.clone())), shutdown));
     }
@@ -468,4 +468,94 @@ async fn three_relays_drain_a_mixed_backlog_in_order_per_wallet_even_when_one_is
             "{wallet}: in order {balances:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn sent_rows_past_retention_are_deleted_in_bounded_batches_and_pending_rows_stay() {
+    let app = app_without_relay().await;
+    let user = app.fixture_user().await;
+    for _ in 0..5 {
+        app.create_wallet_for(user, "USD").await;
+    }
+    assert_eq!(
+        relay(&app, &app.settings.kafka.brokers)
+            .publish_batch()
+            .await
+            .expect("batch")
+            .published,
+        5
+    );
+    // Three rows were sent two hours ago, two just now; one more is still pending.
+    sqlx::query("UPDATE outbox SET sent_at = now() - interval '2 hours' WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT 3)")
+        .execute(&app.pool)
+        .await
+        .expect("age rows");
+    app.create_wallet_for(user, "USD").await;
+    sqlx::query("UPDATE outbox SET created_at = now() - interval '3 hours' WHERE NOT sent")
+        .execute(&app.pool)
+        .await
+        .expect("age pending row");
+
+    let first = outbox::store::delete_sent_before(&app.pool, 1, 2)
+        .await
+        .expect("delete");
+    let second = outbox::store::delete_sent_before(&app.pool, 1, 2)
+        .await
+        .expect("delete");
+    let third = outbox::store::delete_sent_before(&app.pool, 1, 2)
+        .await
+        .expect("delete");
+    assert_eq!((first, second, third), (2, 1, 0), "bounded batches");
+    let left: Vec<bool> = sqlx::query_scalar("SELECT sent FROM outbox ORDER BY id")
+        .fetch_all(&app.pool)
+        .await
+        .expect("rows");
+    assert_eq!(
+        left,
+        [true, true, false],
+        "recent sent rows and the pending row stay"
+    );
+}
+
+#[tokio::test]
+async fn expired_idempotency_keys_are_deleted_in_bounded_batches() {
+    let app = app_without_relay().await;
+    let id = app.create_wallet_for(app.fixture_user().await, "USD").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    for key in ["a", "b", "c"] {
+        let response = app
+            .client
+            .post(app.url(&format!("/v1/wallets/{id}/deposits")))
+            .header("idempotency-key", key)
+            .json(&serde_json::json!({"amount": "1.00"}))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 201);
+    }
+    sqlx::query(
+        "UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE key <> 'c'",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("expire");
+    assert_eq!(
+        api::write::delete_expired_keys(&app.pool, 1)
+            .await
+            .expect("delete"),
+        1
+    );
+    assert_eq!(
+        api::write::delete_expired_keys(&app.pool, 10)
+            .await
+            .expect("delete"),
+        1
+    );
+    let left: Vec<String> = sqlx::query_scalar("SELECT key FROM idempotency_keys")
+        .fetch_all(&app.pool)
+        .await
+        .expect("keys");
+    assert_eq!(left, ["c"]);
 }
