@@ -139,9 +139,6 @@ async fn while_the_broker_is_down_the_api_answers_the_backlog_grows_and_drains_a
 
 #[tokio::test]
 async fn while_postgres_is_down_consumers_retry_and_apply_everything_once_after() {
-    use chrono::Utc;
-    use domain::{DomainEvent, EventContext, Money, Wallet, WalletName, WalletStatus};
-
     let _servers = SERVERS.lock().await;
     let app = spawn_app_with(|s| {
         s.relay.enabled = false;
@@ -149,44 +146,14 @@ async fn while_postgres_is_down_consumers_retry_and_apply_everything_once_after(
     })
     .await;
     let wallet_id = uuid::Uuid::now_v7();
-    let usd = "USD".parse().expect("ISO 4217");
-    let mut wallet = Wallet::restore(
-        wallet_id,
-        uuid::Uuid::now_v7(),
-        WalletName::parse("Outage").expect("valid"),
-        Money::zero(usd),
-        WalletStatus::Active,
-        1,
-        Utc::now(),
-    );
-    let events: Vec<DomainEvent> = (1..=3)
-        .map(|i| {
-            wallet
-                .add_funds(
-                    Money::from_minor(100 * i, usd),
-                    uuid::Uuid::now_v7(),
-                    &EventContext::new(Utc::now(), "outage"),
-                )
-                .expect("deposit")
-                .into()
-        })
+    let events: Vec<_> = (1..=3)
+        .map(|i| helpers::deposit_event(wallet_id, 100 * i))
         .collect();
 
     script("postgres", "stop");
     let producer = kafka::EventProducer::new(&app.settings.kafka).expect("producer");
     for event in &events {
-        let payload = event.to_json().expect("JSON");
-        let meta = event.metadata();
-        let ce = event_bindings::encode(&event_bindings::OutgoingEvent {
-            event_id: meta.event_id,
-            event_type: event.event_type(),
-            aggregate_id: meta.aggregate_id,
-            occurred_at: meta.occurred_at,
-            payload: &payload,
-            traceparent: None,
-            tracestate: None,
-        })
-        .expect("CloudEvent");
+        let ce = helpers::cloud_event(event);
         producer
             .send(
                 &app.topics.funds_added,

@@ -77,6 +77,14 @@ impl ApiError {
         }
     }
 
+    /// True when `error` is a violation of the database constraint `name`.
+    pub fn violates(error: &sqlx::Error, name: &str) -> bool {
+        error
+            .as_database_error()
+            .and_then(|d| d.constraint())
+            .is_some_and(|c| c == name)
+    }
+
     /// Outcomes of a request that ran (not of its validation): stored with its
     /// Idempotency-Key so that a retry gets the same answer.
     pub fn is_recorded_outcome(&self) -> bool {

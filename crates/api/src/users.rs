@@ -143,14 +143,7 @@ async fn insert_user(conn: &mut PgConnection, user: &User) -> Result<(), ApiErro
     .await;
     match result {
         Ok(_) => Ok(()),
-        Err(error)
-            if error
-                .as_database_error()
-                .and_then(|d| d.constraint())
-                .is_some_and(|c| c == "users_email_unique") =>
-        {
-            Err(ApiError::EmailTaken)
-        }
+        Err(error) if ApiError::violates(&error, "users_email_unique") => Err(ApiError::EmailTaken),
         Err(error) => Err(ApiError::database(error)),
     }
 }

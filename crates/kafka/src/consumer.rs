@@ -330,7 +330,7 @@ impl<H: EventHandler> Runtime<'_, H> {
                 Err(HandlerError::Permanent(error)) => {
                     let rejection = Rejection {
                         class: "permanent",
-                        message: error_chain(&*error),
+                        message: telemetry::error_chain(&*error),
                     };
                     let moved_on = self.dead_letter(message, rejection, &span).await;
                     if moved_on {
@@ -430,18 +430,6 @@ impl<H: EventHandler> Runtime<'_, H> {
             }
         }
     }
-}
-
-/// `error: cause: cause`.
-fn error_chain(error: &dyn StdError) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The W3C context of a message: plain `traceparent` first, then the CloudEvents extension.

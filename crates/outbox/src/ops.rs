@@ -2,11 +2,10 @@
 //! replay.
 
 use chrono::{DateTime, Utc};
-use event_bindings::{EventBindings, OutgoingEvent};
+use event_bindings::EventBindings;
 use futures::future::join_all;
 use kafka::EventProducer;
 use sqlx::{PgExecutor, PgPool, Postgres, QueryBuilder};
-use telemetry::TraceHeaders;
 use uuid::Uuid;
 
 use crate::store::PendingRow;
@@ -196,20 +195,9 @@ pub async fn replay(
             let (event_type, topic) = bindings
                 .resolve(&row.event_type)
                 .map_err(|e| fail(e.to_string()))?;
-            let event = event_bindings::encode(&OutgoingEvent {
-                event_id: row.event_id,
-                event_type,
-                aggregate_id: row.aggregate_id,
-                occurred_at: row.occurred_at,
-                payload: &row.payload,
-                traceparent: row.traceparent.as_deref(),
-                tracestate: row.tracestate.as_deref(),
-            })
-            .map_err(|e| fail(e.to_string()))?;
-            let trace = TraceHeaders {
-                traceparent: row.traceparent.clone(),
-                tracestate: row.tracestate.clone(),
-            };
+            let event = event_bindings::encode(&row.outgoing(event_type))
+                .map_err(|e| fail(e.to_string()))?;
+            let trace = row.trace();
             let pending = producer
                 .send(topic, &row.aggregate_id.to_string(), event, &trace)
                 .map_err(|e| fail(e.to_string()))?;

@@ -21,7 +21,7 @@ use std::collections::HashSet;
 use std::error::Error as StdError;
 use std::time::Duration;
 
-use event_bindings::{EventBindings, OutgoingEvent};
+use event_bindings::EventBindings;
 use futures::future::join_all;
 use kafka::{EventProducer, ProduceError};
 use serde::Deserialize;
@@ -307,7 +307,7 @@ impl Relay {
                         "outbox row not delivered; will retry"
                     );
                     failed_ids.push(row.id);
-                    errors.push(error_chain(&error));
+                    errors.push(telemetry::error_chain(&error));
                 }
             }
         }
@@ -357,23 +357,11 @@ impl Relay {
                 trace_id = tracing::field::Empty,
                 span_id = tracing::field::Empty,
             );
-            TraceHeaders {
-                traceparent: row.traceparent.clone(),
-                tracestate: row.tracestate.clone(),
-            }
-            .continue_in(&span);
+            row.trace().continue_in(&span);
             telemetry::record_trace_ids(&span);
             let _entered = span.enter();
-            let event = event_bindings::encode(&OutgoingEvent {
-                event_id: row.event_id,
-                event_type,
-                aggregate_id: row.aggregate_id,
-                occurred_at: row.occurred_at,
-                payload: &row.payload,
-                traceparent: row.traceparent.as_deref(),
-                tracestate: row.tracestate.as_deref(),
-            })
-            .map_err(|e| error_chain(&e))?;
+            let event = event_bindings::encode(&row.outgoing(event_type))
+                .map_err(|e| telemetry::error_chain(&e))?;
             // Headers carry this publish span's context: the consumer continues from it,
             // within the originating request's trace.
             let pending = self
@@ -384,7 +372,7 @@ impl Relay {
                     event,
                     &TraceHeaders::current(),
                 )
-                .map_err(|e| error_chain(&e))?;
+                .map_err(|e| telemetry::error_chain(&e))?;
             Ok((topic, Box::pin(pending) as DeliveryFuture))
         });
         if let Err(error) = &result {
@@ -421,16 +409,4 @@ async fn next_notification(listener: &mut Option<PgListener>) {
         }
         None => futures::future::pending().await,
     }
-}
-
-/// `error: cause: cause`, for the `last_error` column.
-fn error_chain(error: &dyn StdError) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -24,6 +24,29 @@ pub struct PendingRow {
     pub created_at: DateTime<Utc>,
 }
 
+impl PendingRow {
+    /// The row as an event to encode, once its type is resolved.
+    pub fn outgoing(&self, event_type: domain::EventType) -> event_bindings::OutgoingEvent<'_> {
+        event_bindings::OutgoingEvent {
+            event_id: self.event_id,
+            event_type,
+            aggregate_id: self.aggregate_id,
+            occurred_at: self.occurred_at,
+            payload: &self.payload,
+            traceparent: self.traceparent.as_deref(),
+            tracestate: self.tracestate.as_deref(),
+        }
+    }
+
+    /// The W3C context stored with the row.
+    pub fn trace(&self) -> telemetry::TraceHeaders {
+        telemetry::TraceHeaders {
+            traceparent: self.traceparent.clone(),
+            tracestate: self.tracestate.clone(),
+        }
+    }
+}
+
 /// Takes the relay lock for the current transaction; false if another relay holds it.
 pub async fn try_lock_relay(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")

@@ -244,6 +244,19 @@ impl TraceHeaders {
     }
 }
 
+/// `error: cause: cause ...`: the whole chain on one line, for stored or forwarded
+/// errors (outbox `last_error`, dead-letter headers). Logs use the error value itself.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Records the OpenTelemetry `trace_id` and `span_id` of `span` into its fields of those
 /// names (declare them `tracing::field::Empty`), so that JSON logs can carry them. Call
 /// after [`TraceHeaders::continue_in`].

@@ -7,7 +7,7 @@ use rdkafka::Message;
 use telemetry::TraceHeaders;
 use uuid::Uuid;
 
-use crate::helpers::{eventually, header, spawn_app_with};
+use crate::helpers::{cloud_event, deposit_event, eventually, header, spawn_app_with};
 
 fn wallet_created(user_id: Uuid) -> DomainEvent {
     let ctx = EventContext::new(Utc::now(), "dup");
@@ -16,21 +16,6 @@ fn wallet_created(user_id: Uuid) -> DomainEvent {
     Wallet::create(Uuid::now_v7(), user_id, name, currency, &ctx)
         .1
         .into()
-}
-
-fn cloud_event(event: &DomainEvent) -> cloudevents::Event {
-    let payload = event.to_json().expect("serializes");
-    let meta = event.metadata();
-    event_bindings::encode(&event_bindings::OutgoingEvent {
-        event_id: meta.event_id,
-        event_type: event.event_type(),
-        aggregate_id: meta.aggregate_id,
-        occurred_at: meta.occurred_at,
-        payload: &payload,
-        traceparent: None,
-        tracestate: None,
-    })
-    .expect("valid CloudEvent")
 }
 
 #[tokio::test]
@@ -103,30 +88,7 @@ async fn redelivery_from_the_earliest_offset_and_replays_apply_every_effect_once
     use rdkafka::client::DefaultClientContext;
 
     let app = spawn_app_with(|_| {}).await;
-    let user = app.create_user().await;
-    let a = app.create_wallet_for(user, "USD").await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let b = app.create_wallet_for(user, "USD").await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    assert_eq!(app.deposit(&a, "10.00").await.status(), 201);
-    let withdraw = app
-        .post_json(
-            &format!("/v1/wallets/{a}/withdrawals"),
-            &serde_json::json!({"amount": "1.00"}),
-        )
-        .await;
-    assert_eq!(withdraw.status(), 201);
-    let transfer = app
-        .post_json(
-            "/v1/transfers",
-            &serde_json::json!({"from_wallet_id": a, "to_wallet_id": b, "amount": "2.00"}),
-        )
-        .await;
-    assert_eq!(transfer.status(), 201);
+    let (user, a, b) = app.money_scenario().await;
 
     let expected_a = serde_json::json!({"in": "10.00", "out": "3.00", "events": 3});
     let expected_b = serde_json::json!({"in": "2.00", "out": "0.00", "events": 1});
@@ -268,25 +230,7 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_later_messages_are_proc
         .as_str()
         .expect("id")
         .to_owned();
-    let ctx = EventContext::new(Utc::now(), "good");
-    let currency = "USD".parse().expect("ISO 4217");
-    let mut domain_wallet = Wallet::restore(
-        wallet.parse().expect("uuid"),
-        user,
-        WalletName::parse("Main").expect("valid"),
-        domain::Money::zero(currency),
-        domain::WalletStatus::Active,
-        1,
-        Utc::now(),
-    );
-    let added: DomainEvent = domain_wallet
-        .add_funds(
-            domain::Money::from_minor(700, currency),
-            Uuid::now_v7(),
-            &ctx,
-        )
-        .expect("deposit")
-        .into();
+    let added = deposit_event(wallet.parse().expect("uuid"), 700);
     let producer = EventProducer::new(&app.settings.kafka).expect("producer");
     producer
         .send(&topic, &key, cloud_event(&added), &TraceHeaders::default())
@@ -359,24 +303,7 @@ async fn operators_list_dead_letters_and_redrive_chosen_ones_to_their_topic() {
         .as_str()
         .expect("id")
         .to_owned();
-    let currency = "USD".parse().expect("ISO 4217");
-    let mut domain_wallet = Wallet::restore(
-        wallet.parse().expect("uuid"),
-        user,
-        WalletName::parse("Main").expect("valid"),
-        domain::Money::zero(currency),
-        domain::WalletStatus::Active,
-        1,
-        Utc::now(),
-    );
-    let added: DomainEvent = domain_wallet
-        .add_funds(
-            domain::Money::from_minor(300, currency),
-            Uuid::now_v7(),
-            &EventContext::new(Utc::now(), "dlq"),
-        )
-        .expect("deposit")
-        .into();
+    let added = deposit_event(wallet.parse().expect("uuid"), 300);
     let message = cloudevents::binding::rdkafka::MessageRecord::from_event(cloud_event(&added))
         .expect("record");
     let raw: FutureProducer = rdkafka::ClientConfig::new()
@@ -468,34 +395,14 @@ async fn two_instances_share_partitions_and_a_rebalance_mid_stream_loses_and_dou
     let first = spawn_app_with(|settings| settings.relay.enabled = false).await;
     let second = crate::helpers::start(first.settings.clone(), first.topics.clone()).await;
     let producer = EventProducer::new(&first.settings.kafka).expect("producer");
-    let currency: domain::Currency = "USD".parse().expect("ISO 4217");
-    let mut wallets: Vec<Wallet> = (0..12)
-        .map(|_| {
-            Wallet::restore(
-                Uuid::now_v7(),
-                Uuid::now_v7(),
-                WalletName::parse("Shared").expect("valid"),
-                domain::Money::zero(currency),
-                domain::WalletStatus::Active,
-                1,
-                Utc::now(),
-            )
-        })
-        .collect();
-    let send_round = async |wallets: &mut Vec<Wallet>| {
-        for wallet in wallets.iter_mut() {
-            let event: DomainEvent = wallet
-                .add_funds(
-                    domain::Money::from_minor(100, currency),
-                    Uuid::now_v7(),
-                    &EventContext::new(Utc::now(), "rebalance"),
-                )
-                .expect("deposit")
-                .into();
+    let wallets: Vec<Uuid> = (0..12).map(|_| Uuid::now_v7()).collect();
+    let send_round = async || {
+        for wallet in &wallets {
+            let event = deposit_event(*wallet, 100);
             producer
                 .send(
                     &first.topics.funds_added,
-                    &wallet.id().to_string(),
+                    &wallet.to_string(),
                     cloud_event(&event),
                     &TraceHeaders::default(),
                 )
@@ -505,12 +412,12 @@ async fn two_instances_share_partitions_and_a_rebalance_mid_stream_loses_and_dou
         }
     };
     for _ in 0..3 {
-        send_round(&mut wallets).await;
+        send_round().await;
     }
     // One instance leaves in the middle of the stream: its partitions move to the other.
     second.stop().await.expect("clean stop");
     for _ in 0..3 {
-        send_round(&mut wallets).await;
+        send_round().await;
     }
 
     eventually("every event applied", || async {
@@ -524,15 +431,14 @@ async fn two_instances_share_partitions_and_a_rebalance_mid_stream_loses_and_dou
     })
     .await;
     for wallet in &wallets {
-        let activity = consumers::activity::find(&first.pool, wallet.id())
+        let activity = consumers::activity::find(&first.pool, *wallet)
             .await
             .expect("query")
             .expect("projected");
         assert_eq!(
             (activity.events_applied, activity.total_in_minor),
             (6, 600),
-            "wallet {}",
-            wallet.id()
+            "wallet {wallet}"
         );
     }
     let inbox: i64 =
@@ -551,24 +457,7 @@ async fn a_cloud_event_in_structured_mode_is_accepted_too() {
 
     let app = spawn_app_with(|settings| settings.relay.enabled = false).await;
     let wallet_id = Uuid::now_v7();
-    let currency = "USD".parse().expect("ISO 4217");
-    let mut wallet = Wallet::restore(
-        wallet_id,
-        Uuid::now_v7(),
-        WalletName::parse("Structured").expect("valid"),
-        domain::Money::zero(currency),
-        domain::WalletStatus::Active,
-        1,
-        Utc::now(),
-    );
-    let added: DomainEvent = wallet
-        .add_funds(
-            domain::Money::from_minor(250, currency),
-            Uuid::now_v7(),
-            &EventContext::new(Utc::now(), "structured"),
-        )
-        .expect("deposit")
-        .into();
+    let added = deposit_event(wallet_id, 250);
     let body = serde_json::to_string(&cloud_event(&added)).expect("structured JSON");
     let raw: FutureProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &app.settings.kafka.brokers)

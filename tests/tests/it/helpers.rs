@@ -201,6 +201,35 @@ impl TestApp {
         .await
     }
 
+    pub async fn withdraw(&self, wallet_id: &str, amount: &str) -> reqwest::Response {
+        self.post_json(
+            &format!("/v1/wallets/{wallet_id}/withdrawals"),
+            &serde_json::json!({"amount": amount}),
+        )
+        .await
+    }
+
+    pub async fn transfer(&self, from: &str, to: &str, amount: &str) -> reqwest::Response {
+        self.post_json(
+            "/v1/transfers",
+            &serde_json::json!({"from_wallet_id": from, "to_wallet_id": to, "amount": amount}),
+        )
+        .await
+    }
+
+    /// One user with two USD wallets `a` and `b`: 10.00 deposited into `a`, 1.00 withdrawn,
+    /// 2.00 transferred to `b`. Returns (user, a, b).
+    pub async fn money_scenario(&self) -> (Uuid, String, String) {
+        let user = self.create_user().await;
+        let id = |wallet: serde_json::Value| wallet["id"].as_str().expect("id").to_owned();
+        let a = id(self.create_wallet_for(user, "USD").await);
+        let b = id(self.create_wallet_for(user, "USD").await);
+        assert_eq!(self.deposit(&a, "10.00").await.status(), 201);
+        assert_eq!(self.withdraw(&a, "1.00").await.status(), 201);
+        assert_eq!(self.transfer(&a, &b, "2.00").await.status(), 201);
+        (user, a, b)
+    }
+
     /// Stops the service the way SIGTERM does and waits for it to finish.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.shutdown.cancel();
@@ -349,4 +378,40 @@ where
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A `FundsAdded` of `minor` cents to an empty, active USD wallet `wallet_id`, built by the
+/// domain (for tests that put events on Kafka themselves).
+pub fn deposit_event(wallet_id: Uuid, minor: i64) -> domain::DomainEvent {
+    let usd: domain::Currency = "USD".parse().expect("ISO 4217");
+    let mut wallet = domain::Wallet::restore(
+        wallet_id,
+        Uuid::now_v7(),
+        domain::WalletName::parse("Fixture").expect("valid"),
+        domain::Money::zero(usd),
+        domain::WalletStatus::Active,
+        1,
+        chrono::Utc::now(),
+    );
+    let ctx = domain::EventContext::new(chrono::Utc::now(), "fixture");
+    wallet
+        .add_funds(domain::Money::from_minor(minor, usd), Uuid::now_v7(), &ctx)
+        .expect("deposit")
+        .into()
+}
+
+/// The CloudEvent the relay would publish for `event`.
+pub fn cloud_event(event: &domain::DomainEvent) -> cloudevents::Event {
+    let payload = event.to_json().expect("serializes");
+    let meta = event.metadata();
+    event_bindings::encode(&event_bindings::OutgoingEvent {
+        event_id: meta.event_id,
+        event_type: event.event_type(),
+        aggregate_id: meta.aggregate_id,
+        occurred_at: meta.occurred_at,
+        payload: &payload,
+        traceparent: None,
+        tracestate: None,
+    })
+    .expect("valid CloudEvent")
 }

@@ -181,30 +181,7 @@ async fn a_request_without_traceparent_starts_a_new_trace_that_the_event_carries
 #[tokio::test]
 async fn every_event_type_reaches_its_topic_as_a_cloud_event_keyed_to_keep_order() {
     let app = spawn_app().await;
-    let user = app.create_user().await;
-    let a = app.create_wallet_for(user, "USD").await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let b = app.create_wallet_for(user, "USD").await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    assert_eq!(app.deposit(&a, "10.00").await.status(), 201);
-    let withdraw = app
-        .post_json(
-            &format!("/v1/wallets/{a}/withdrawals"),
-            &serde_json::json!({"amount": "1.00"}),
-        )
-        .await;
-    assert_eq!(withdraw.status(), 201);
-    let transfer = app
-        .post_json(
-            "/v1/transfers",
-            &serde_json::json!({"from_wallet_id": a, "to_wallet_id": b, "amount": "2.00"}),
-        )
-        .await;
-    assert_eq!(transfer.status(), 201);
+    let (user, a, b) = app.money_scenario().await;
     let freeze = app
         .client
         .post(app.url(&format!("/v1/wallets/{b}/freeze")))

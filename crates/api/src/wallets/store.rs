@@ -78,12 +78,7 @@ pub async fn insert_wallet(conn: &mut PgConnection, wallet: &Wallet) -> Result<(
     .await;
     match result {
         Ok(_) => Ok(()),
-        Err(error)
-            if error
-                .as_database_error()
-                .and_then(|d| d.constraint())
-                .is_some_and(|c| c == "wallets_user_exists") =>
-        {
+        Err(error) if ApiError::violates(&error, "wallets_user_exists") => {
             Err(ApiError::UnknownUser(wallet.user_id()))
         }
         Err(error) => Err(ApiError::database(error)),
