@@ -18,7 +18,7 @@ pub fn router() -> Router<AppState> {
 }
 
 #[utoipa::path(get, path = "/v1/users/{id}/notifications", tag = "users", params(("id" = Uuid, Path)), responses((status = 200, body = [consumers::Notification])))]
-#[tracing::instrument(skip_all, fields(user_id = %user_id), err(Debug))]
+#[tracing::instrument(skip_all, fields(user_id = %user_id))]
 async fn list(
     State(state): State<AppState>,
     ValidPath(user_id): ValidPath<Uuid>,

@@ -42,7 +42,7 @@ pub struct TransferResponse {
 }
 
 #[utoipa::path(post, path = "/v1/transfers", tag = "transfers", request_body = TransferRequest, params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the first answer to a key is stored for 24 h and replayed"), ("X-Client-Id" = Option<String>, Header, description = "Scopes Idempotency-Keys to a caller")), responses((status = 201, body = TransferResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "wallet-not-active", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "insufficient-funds, currency-mismatch, same-wallet, validation-error", body = crate::error::Problem, content_type = "application/problem+json")))]
-#[tracing::instrument(skip_all, fields(from = %request.from_wallet_id, to = %request.to_wallet_id), err(Debug))]
+#[tracing::instrument(skip_all, fields(from = %request.from_wallet_id, to = %request.to_wallet_id))]
 async fn transfer(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,

@@ -51,7 +51,7 @@ impl From<&User> for UserResponse {
 }
 
 #[utoipa::path(post, path = "/v1/users", tag = "users", request_body = CreateUserRequest, params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the first answer to a key is stored for 24 h and replayed"), ("X-Client-Id" = Option<String>, Header, description = "Scopes Idempotency-Keys to a caller")), responses((status = 201, description = "Created", body = UserResponse), (status = 409, description = "email-taken", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "validation-error", body = crate::error::Problem, content_type = "application/problem+json")))]
-#[tracing::instrument(skip_all, err(Debug))]
+#[tracing::instrument(skip_all)]
 async fn create_user(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
@@ -91,7 +91,7 @@ async fn create_user(
 }
 
 #[utoipa::path(get, path = "/v1/users/{id}", tag = "users", params(("id" = Uuid, Path)), responses((status = 200, body = UserResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json")))]
-#[tracing::instrument(skip_all, fields(user_id = %id), err(Debug))]
+#[tracing::instrument(skip_all, fields(user_id = %id))]
 async fn get_user(
     State(state): State<AppState>,
     ValidPath(id): ValidPath<Uuid>,
@@ -103,7 +103,7 @@ async fn get_user(
 }
 
 #[utoipa::path(get, path = "/v1/users/{id}/wallets", tag = "users", params(("id" = Uuid, Path)), responses((status = 200, body = [WalletResponse]), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json")))]
-#[tracing::instrument(skip_all, fields(user_id = %id), err(Debug))]
+#[tracing::instrument(skip_all, fields(user_id = %id))]
 async fn list_wallets(
     State(state): State<AppState>,
     ValidPath(id): ValidPath<Uuid>,

@@ -150,7 +150,7 @@ pub(crate) async fn publish(
 }
 
 #[utoipa::path(post, path = "/v1/wallets", tag = "wallets", request_body = CreateWalletRequest, params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the first answer to a key is stored for 24 h and replayed"), ("X-Client-Id" = Option<String>, Header, description = "Scopes Idempotency-Keys to a caller")), responses((status = 201, body = WalletResponse), (status = 422, description = "validation-error, unknown-user", body = crate::error::Problem, content_type = "application/problem+json")))]
-#[tracing::instrument(skip_all, err(Debug))]
+#[tracing::instrument(skip_all)]
 async fn create_wallet(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
@@ -192,7 +192,7 @@ async fn create_wallet(
 }
 
 #[utoipa::path(get, path = "/v1/wallets/{id}", tag = "wallets", params(("id" = Uuid, Path)), responses((status = 200, body = WalletResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json")))]
-#[tracing::instrument(skip_all, fields(wallet_id = %id), err(Debug))]
+#[tracing::instrument(skip_all, fields(wallet_id = %id))]
 async fn get_wallet(
     State(state): State<AppState>,
     ValidPath(id): ValidPath<Uuid>,
@@ -204,7 +204,7 @@ async fn get_wallet(
 }
 
 #[utoipa::path(post, path = "/v1/wallets/{id}/deposits", tag = "wallets", request_body = AmountRequest, params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the first answer to a key is stored for 24 h and replayed"), ("X-Client-Id" = Option<String>, Header, description = "Scopes Idempotency-Keys to a caller")), responses((status = 201, body = MovementResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "wallet-not-active", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "validation-error", body = crate::error::Problem, content_type = "application/problem+json")))]
-#[tracing::instrument(skip_all, fields(wallet_id = %id), err(Debug))]
+#[tracing::instrument(skip_all, fields(wallet_id = %id))]
 async fn deposit(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
@@ -216,7 +216,7 @@ async fn deposit(
 }
 
 #[utoipa::path(post, path = "/v1/wallets/{id}/withdrawals", tag = "wallets", request_body = AmountRequest, params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the first answer to a key is stored for 24 h and replayed"), ("X-Client-Id" = Option<String>, Header, description = "Scopes Idempotency-Keys to a caller")), responses((status = 201, body = MovementResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "wallet-not-active", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "insufficient-funds, validation-error", body = crate::error::Problem, content_type = "application/problem+json")))]
-#[tracing::instrument(skip_all, fields(wallet_id = %id), err(Debug))]
+#[tracing::instrument(skip_all, fields(wallet_id = %id))]
 async fn withdraw(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
@@ -336,7 +336,7 @@ async fn close(
     change_status(state, ctx, key, id, StatusAction::Close).await
 }
 
-#[tracing::instrument(skip_all, fields(wallet_id = %wallet_id, action = %action), err(Debug))]
+#[tracing::instrument(skip_all, fields(wallet_id = %wallet_id, action = %action))]
 async fn change_status(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
@@ -409,7 +409,7 @@ pub struct HistoryPage {
 }
 
 #[utoipa::path(get, path = "/v1/wallets/{id}/transactions", tag = "wallets", params(("id" = Uuid, Path), ("limit" = Option<i64>, Query, description = "1-200, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, body = HistoryPage), (status = 400, description = "malformed-request", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json")))]
-#[tracing::instrument(skip_all, fields(wallet_id = %id), err(Debug))]
+#[tracing::instrument(skip_all, fields(wallet_id = %id))]
 async fn history(
     State(state): State<AppState>,
     ValidPath(id): ValidPath<Uuid>,
@@ -474,7 +474,7 @@ pub struct ActivityResponse {
 }
 
 #[utoipa::path(get, path = "/v1/wallets/{id}/activity", tag = "wallets", params(("id" = Uuid, Path)), responses((status = 200, body = ActivityResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json")))]
-#[tracing::instrument(skip_all, fields(wallet_id = %id), err(Debug))]
+#[tracing::instrument(skip_all, fields(wallet_id = %id))]
 async fn activity(
     State(state): State<AppState>,
     ValidPath(id): ValidPath<Uuid>,
