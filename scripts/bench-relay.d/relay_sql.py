@@ -4,7 +4,7 @@
     relay_sql.py STORE_RS fetch|mark|lock-key
 
 fetch: the query of `fetch_pending` (the relay's batch read), `$1` kept;
-mark: the UPDATE of `mark_sent`, `$1` kept;
+mark: the DELETE of `mark_sent`, `$1` kept;
 lock-key: the value of RELAY_LOCK_KEY as a decimal integer.
 
 Read from the source at run time so the benchmark runs the relay's SQL as it is now, even
@@ -40,12 +40,12 @@ def main() -> int:
         if what == "fetch":
             body = function_body(src, "fetch_pending")
             sql = rust_string(body[body.index("query_as(") :])
-            if not sql.startswith("SELECT") or "$1" not in sql or "$2" in sql:
+            if not sql.startswith("WITH batch") or "$1" not in sql or "$2" in sql:
                 raise ValueError("fetch_pending query has an unexpected shape: " + sql)
         elif what == "mark":
             body = function_body(src, "mark_sent")
             sql = rust_string(body[body.index("query(") :])
-            if not sql.startswith("UPDATE outbox") or "ANY($1)" not in sql or "$2" in sql:
+            if not sql.startswith("DELETE FROM outbox_pending") or "ANY($1)" not in sql or "$2" in sql:
                 raise ValueError("mark_sent query has an unexpected shape: " + sql)
         elif what == "lock-key":
             m = re.search(r"const RELAY_LOCK_KEY: i64 = ([0-9a-fA-Fx_]+);", src)

@@ -33,7 +33,7 @@ impl KafkaConfig {
             .set("max.in.flight.requests.per.connection", "5")
             .set("message.timeout.ms", self.message_timeout_ms.to_string())
             .set("compression.type", "lz4")
-            .set("linger.ms", "5");
+            .set("linger.ms", "1");
         for (key, value) in &self.producer {
             config.set(key, value);
         }

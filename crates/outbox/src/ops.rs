@@ -19,7 +19,8 @@ pub struct Status {
     pub oldest_pending_age_seconds: i64,
 }
 
-/// Events sent per event type over the last minute and the last five.
+/// Per event type: events written in the last minute and the last five that have been
+/// published (have left the queue) by now.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Rate {
     pub event_type: String,
@@ -31,8 +32,11 @@ pub async fn status<'e>(db: impl PgExecutor<'e>) -> Result<Status, sqlx::Error> 
     sqlx::query_as(
         "SELECT count(*) AS pending, \
                 count(*) FILTER (WHERE parked_at IS NOT NULL) AS parked, \
-                COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::bigint, 0) AS oldest_pending_age_seconds \
-         FROM outbox WHERE NOT sent",
+                COALESCE(( \
+                    SELECT EXTRACT(EPOCH FROM now() - o.created_at)::bigint FROM outbox o \
+                    WHERE o.id = (SELECT min(id) FROM outbox_pending)), 0) \
+                    AS oldest_pending_age_seconds \
+         FROM outbox_pending",
     )
     .fetch_one(db)
     .await
@@ -40,11 +44,13 @@ pub async fn status<'e>(db: impl PgExecutor<'e>) -> Result<Status, sqlx::Error> 
 
 pub async fn rates<'e>(db: impl PgExecutor<'e>) -> Result<Vec<Rate>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT event_type, \
-                count(*) FILTER (WHERE sent_at > now() - interval '1 minute') AS last_minute, \
+        "SELECT o.event_type, \
+                count(*) FILTER (WHERE o.created_at > now() - interval '1 minute') AS last_minute, \
                 count(*) AS last_five_minutes \
-         FROM outbox WHERE sent AND sent_at > now() - interval '5 minutes' \
-         GROUP BY event_type ORDER BY event_type",
+         FROM outbox o \
+         WHERE o.created_at > now() - interval '5 minutes' \
+           AND NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.id = o.id) \
+         GROUP BY o.event_type ORDER BY o.event_type",
     )
     .fetch_all(db)
     .await
@@ -64,8 +70,10 @@ pub struct Parked {
 
 pub async fn parked<'e>(db: impl PgExecutor<'e>, limit: i64) -> Result<Vec<Parked>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, event_id, event_type, aggregate_id, attempts, parked_at, last_error \
-         FROM outbox WHERE NOT sent AND parked_at IS NOT NULL ORDER BY id LIMIT $1",
+        "SELECT p.id, o.event_id, o.event_type, p.aggregate_id, p.attempts, p.parked_at, \
+                p.last_error \
+         FROM outbox_pending p JOIN outbox o ON o.id = p.id \
+         WHERE p.parked_at IS NOT NULL ORDER BY p.id LIMIT $1",
     )
     .bind(limit)
     .fetch_all(db)
@@ -87,8 +95,8 @@ pub async fn redrive<'e>(
     selection: &RedriveSelection,
 ) -> Result<u64, sqlx::Error> {
     let mut query = QueryBuilder::<Postgres>::new(
-        "UPDATE outbox SET parked_at = NULL, attempts = 0, next_attempt_at = NULL \
-         WHERE NOT sent AND parked_at IS NOT NULL",
+        "UPDATE outbox_pending SET parked_at = NULL, attempts = 0, next_attempt_at = NULL \
+         WHERE parked_at IS NOT NULL",
     );
     match selection {
         RedriveSelection::Id(id) => {
@@ -115,7 +123,7 @@ pub struct ReplaySelection {
 
 impl ReplaySelection {
     fn push_filters(&self, query: &mut QueryBuilder<Postgres>) {
-        query.push(" WHERE sent");
+        query.push(" WHERE NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.id = outbox.id)");
         if let Some(from) = self.from_id {
             query.push(" AND id >= ").push_bind(from);
         }

@@ -9,16 +9,24 @@
 //! 2. read the oldest unsent rows by id;
 //! 3. enqueue every row as a CloudEvent keyed by its aggregate id, in id order (the
 //!    idempotent producer keeps that order per partition), then await all delivery reports;
-//! 4. mark the delivered rows sent in one UPDATE, and record an attempt and the error on
+//! 4. mark the delivered rows sent in one statement (they leave the `outbox_pending`
+//!    queue; the `outbox` log keeps them for replay), and record an attempt and the error on
 //!    the others; a row whose key already failed in this batch is held back, not sent, so
 //!    one wallet's events never overtake each other; a failed row backs off exponentially
 //!    with jitter and parks after `relay.max_attempts` (later rows of its key wait behind
 //!    it, other keys flow) until an operator redrives it;
 //! 5. commit. A crash before the commit re-sends the batch with the same CloudEvent ids
 //!    (at least once; consumers dedupe).
+//!
+//! Beside the publishing loop, a maintenance task wakes once a second: it samples the
+//! outbox gauges, deletes rows past their retention in bounded batches and, after
+//! `relay.vacuum_after_rows` rows left the queue, vacuums it. None of that runs between
+//! batches, so it never adds to an event's latency.
 
 use std::collections::HashSet;
 use std::error::Error as StdError;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use event_bindings::EventBindings;
@@ -46,7 +54,7 @@ pub struct RelayConfig {
     pub enabled: bool,
     /// Safety-net poll interval.
     pub poll_interval_ms: u64,
-    /// Rows per batch (one transaction, one UPDATE).
+    /// Rows per batch (one transaction, one statement marking them sent).
     pub batch_size: u32,
     /// Wake the relay when outbox rows commit (LISTEN/NOTIFY); also makes writers notify.
     pub notify: bool,
@@ -58,8 +66,12 @@ pub struct RelayConfig {
     pub retry_max_ms: i64,
     /// Sent rows are kept this long (for `outbox replay`), then deleted.
     pub retention_hours: u32,
-    /// Rows deleted per poll tick at most, so retention never competes with publishing.
+    /// Rows deleted per retention statement; at most ten such statements a second, so
+    /// retention never competes with publishing.
     pub retention_batch: i64,
+    /// Vacuum the queue table once this many rows left it since the last vacuum (0: leave
+    /// it to autovacuum).
+    pub vacuum_after_rows: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +104,8 @@ pub struct Relay {
     kafka: kafka::KafkaConfig,
     bindings: EventBindings,
     config: RelayConfig,
+    /// Rows that left the queue since its last vacuum (read by the maintenance task).
+    dequeued: Arc<AtomicU64>,
 }
 
 impl Relay {
@@ -107,11 +121,20 @@ impl Relay {
             kafka,
             bindings,
             config,
+            dequeued: Arc::new(AtomicU64::new(0)),
         })
     }
 
     /// Runs until `shutdown` is cancelled. A batch in progress is finished first.
     pub async fn run(mut self, shutdown: CancellationToken) {
+        let maintenance = tokio::spawn(
+            Maintenance {
+                pool: self.pool.clone(),
+                config: self.config.clone(),
+                dequeued: Arc::clone(&self.dequeued),
+            }
+            .run(shutdown.clone()),
+        );
         let mut listener = if self.config.notify {
             self.listen().await
         } else {
@@ -134,8 +157,13 @@ impl Relay {
             if self.drain(&shutdown).await {
                 self.recreate_producer();
             }
-            self.sample_gauges().await;
-            self.apply_retention().await;
+            metrics::gauge!(KAFKA_PRODUCER_QUEUE_DEPTH).set(f64::from(self.producer.in_flight()));
+        }
+        if let Err(error) = maintenance.await {
+            tracing::error!(
+                error = &error as &dyn StdError,
+                "outbox maintenance task failed"
+            );
         }
         if let Err(error) = self.producer.flush(Duration::from_secs(5)) {
             tracing::warn!(
@@ -144,32 +172,6 @@ impl Relay {
             );
         }
         tracing::info!("outbox relay stopped");
-    }
-
-    /// Updates the outbox and producer gauges.
-    async fn sample_gauges(&self) {
-        let sampled = async {
-            let size = store::pending_count(&self.pool).await?;
-            let age = store::oldest_pending_age_seconds(&self.pool).await?;
-            let parked = store::parked_count(&self.pool).await?;
-            Ok::<_, sqlx::Error>((size, age, parked))
-        }
-        .await;
-        match sampled {
-            #[allow(clippy::cast_precision_loss)] // counts and ages far below 2^53
-            Ok((size, age, parked)) => {
-                metrics::gauge!(OUTBOX_QUEUE_SIZE).set(size as f64);
-                metrics::gauge!(OUTBOX_PARKED_TOTAL).set(parked as f64);
-                metrics::gauge!(OUTBOX_OLDEST_PENDING_AGE_SECONDS).set(age as f64);
-            }
-            Err(error) => {
-                tracing::warn!(
-                    error = &error as &dyn StdError,
-                    "cannot sample outbox gauges"
-                );
-            }
-        }
-        metrics::gauge!(KAFKA_PRODUCER_QUEUE_DEPTH).set(f64::from(self.producer.in_flight()));
     }
 
     async fn listen(&self) -> Option<PgListener> {
@@ -223,23 +225,6 @@ impl Relay {
                     error = &error as &dyn StdError,
                     "cannot recreate the Kafka producer; retrying next round"
                 );
-            }
-        }
-    }
-
-    /// Deletes one bounded batch of rows past their retention.
-    async fn apply_retention(&self) {
-        match store::delete_sent_before(
-            &self.pool,
-            self.config.retention_hours,
-            self.config.retention_batch,
-        )
-        .await
-        {
-            Ok(0) => {}
-            Ok(deleted) => tracing::debug!(deleted, "outbox retention"),
-            Err(error) => {
-                tracing::warn!(error = &error as &dyn StdError, "outbox retention failed")
             }
         }
     }
@@ -316,7 +301,7 @@ impl Relay {
         }
         outcome.published = sent_ids.len();
         outcome.failed = failed_ids.len();
-        store::mark_sent(&mut tx, &sent_ids).await?;
+        let dequeued = store::mark_sent(&mut tx, &sent_ids).await?;
         let policy = store::RetryPolicy {
             max_attempts: self.config.max_attempts,
             base_ms: self.config.retry_base_ms,
@@ -324,6 +309,7 @@ impl Relay {
         };
         outcome.parked = store::record_failures(&mut tx, &failed_ids, &errors, policy).await?;
         tx.commit().await?;
+        self.dequeued.fetch_add(dequeued, Ordering::Relaxed);
         if outcome.parked > 0 {
             tracing::error!(
                 parked = outcome.parked,
@@ -379,6 +365,108 @@ impl Relay {
             tracing::warn!(outbox_id = row.id, event_id = %row.event_id, %error, "outbox row cannot be sent; will retry");
         }
         result
+    }
+}
+
+/// The relay's housekeeping, off the publishing path.
+struct Maintenance {
+    pool: PgPool,
+    config: RelayConfig,
+    dequeued: Arc<AtomicU64>,
+}
+
+/// How often the maintenance task wakes.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Retention statements per maintenance round at most.
+const RETENTION_ROUNDS: u32 = 10;
+
+impl Maintenance {
+    async fn run(self, shutdown: CancellationToken) {
+        let mut interval = tokio::time::interval(MAINTENANCE_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = interval.tick() => {}
+            }
+            self.vacuum_if_due().await;
+            self.sample_gauges().await;
+            self.apply_retention(&shutdown).await;
+        }
+    }
+
+    /// Updates the outbox gauges.
+    async fn sample_gauges(&self) {
+        let sampled = async {
+            let size = store::pending_count(&self.pool).await?;
+            let age = store::oldest_pending_age_seconds(&self.pool).await?;
+            let parked = store::parked_count(&self.pool).await?;
+            Ok::<_, sqlx::Error>((size, age, parked))
+        }
+        .await;
+        match sampled {
+            #[allow(clippy::cast_precision_loss)] // counts and ages far below 2^53
+            Ok((size, age, parked)) => {
+                metrics::gauge!(OUTBOX_QUEUE_SIZE).set(size as f64);
+                metrics::gauge!(OUTBOX_PARKED_TOTAL).set(parked as f64);
+                metrics::gauge!(OUTBOX_OLDEST_PENDING_AGE_SECONDS).set(age as f64);
+            }
+            Err(error) => {
+                tracing::warn!(
+                    error = &error as &dyn StdError,
+                    "cannot sample outbox gauges"
+                );
+            }
+        }
+    }
+
+    /// Deletes rows past their retention, a bounded batch at a time.
+    async fn apply_retention(&self, shutdown: &CancellationToken) {
+        for _ in 0..RETENTION_ROUNDS {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            match store::delete_sent_before(
+                &self.pool,
+                self.config.retention_hours,
+                self.config.retention_batch,
+            )
+            .await
+            {
+                Ok(deleted) => {
+                    if deleted > 0 {
+                        tracing::debug!(deleted, "outbox retention");
+                    }
+                    if i64::try_from(deleted).unwrap_or(i64::MAX) < self.config.retention_batch {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(error = &error as &dyn StdError, "outbox retention failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Vacuums the queue once enough rows left it.
+    async fn vacuum_if_due(&self) {
+        let threshold = self.config.vacuum_after_rows;
+        let dequeued = self.dequeued.load(Ordering::Relaxed);
+        if threshold == 0 || dequeued < threshold {
+            return;
+        }
+        self.dequeued.fetch_sub(dequeued, Ordering::Relaxed);
+        match store::vacuum_queue(&self.pool).await {
+            Ok(()) => tracing::debug!("outbox queue vacuumed"),
+            Err(error) => {
+                tracing::warn!(
+                    error = &error as &dyn StdError,
+                    "outbox queue vacuum failed"
+                )
+            }
+        }
     }
 }
 

@@ -55,43 +55,48 @@ pub async fn try_lock_relay(conn: &mut PgConnection) -> Result<bool, sqlx::Error
         .await
 }
 
-/// The oldest publishable rows, by id. Claimed by state (`NOT sent`), never by an id
-/// high-water mark, so a transaction that commits late with a lower id is still found.
-/// A row is publishable unless it is parked or backing off, or an earlier unsent row of
-/// its key is (then it waits, keeping the key's order).
+/// The oldest publishable rows, by id. Claimed by state (queued in `outbox_pending`),
+/// never by an id high-water mark, so a transaction that commits late with a lower id is
+/// still found. A row is publishable unless it is parked or backing off, or an earlier
+/// queued row of its key is (then it waits, keeping the key's order); that check probes
+/// `outbox_pending_blocked`, which holds only such rows.
+///
+/// The batch's ids are chosen from the narrow queue first and only then joined to the log,
+/// so the log (kept for replay) is read by primary key for exactly the rows claimed.
 pub async fn fetch_pending(
     conn: &mut PgConnection,
     limit: i64,
 ) -> Result<Vec<PendingRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT o.id, o.event_id, o.event_type, o.aggregate_id, o.payload, o.traceparent, \
+        "WITH batch AS MATERIALIZED ( \
+             SELECT p.id FROM outbox_pending p \
+             WHERE p.parked_at IS NULL \
+               AND (p.next_attempt_at IS NULL OR p.next_attempt_at <= now()) \
+               AND NOT EXISTS ( \
+                   SELECT 1 FROM outbox_pending e \
+                   WHERE e.aggregate_id = p.aggregate_id AND e.id < p.id \
+                     AND (e.parked_at IS NOT NULL OR e.next_attempt_at > now())) \
+             ORDER BY p.id LIMIT $1) \
+         SELECT o.id, o.event_id, o.event_type, o.aggregate_id, o.payload, o.traceparent, \
                 o.tracestate, o.occurred_at, o.created_at \
-         FROM outbox o \
-         WHERE NOT o.sent AND o.parked_at IS NULL \
-           AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= now()) \
-           AND NOT EXISTS ( \
-               SELECT 1 FROM outbox e \
-               WHERE e.aggregate_id = o.aggregate_id AND NOT e.sent AND e.id < o.id \
-                 AND (e.parked_at IS NOT NULL OR e.next_attempt_at > now())) \
-         ORDER BY o.id LIMIT $1",
+         FROM batch JOIN outbox o ON o.id = batch.id \
+         ORDER BY o.id",
     )
     .bind(limit)
     .fetch_all(conn)
     .await
 }
 
-/// Marks rows sent, in one statement.
+/// Marks rows sent, in one statement: they leave the queue (the log keeps them for
+/// replay). Returns how many were still queued.
 pub async fn mark_sent(conn: &mut PgConnection, ids: &[i64]) -> Result<u64, sqlx::Error> {
     if ids.is_empty() {
         return Ok(0);
     }
-    let done = sqlx::query(
-        "UPDATE outbox SET sent = TRUE, sent_at = now(), last_error = NULL, next_attempt_at = NULL \
-         WHERE id = ANY($1) AND NOT sent",
-    )
-    .bind(ids)
-    .execute(conn)
-    .await?;
+    let done = sqlx::query("DELETE FROM outbox_pending WHERE id = ANY($1)")
+        .bind(ids)
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected())
 }
 
@@ -119,13 +124,13 @@ pub async fn record_failures(
     }
     let parked: i64 = sqlx::query_scalar(
         "WITH failed AS ( \
-             UPDATE outbox SET attempts = attempts + 1, last_error = failed.error, \
+             UPDATE outbox_pending p SET attempts = attempts + 1, last_error = failed.error, \
                  next_attempt_at = now() + make_interval(secs => \
                      least($5::float8, $4::float8 * power(2, least(attempts, 30))) \
                      * (0.5 + random()) / 1000.0), \
                  parked_at = CASE WHEN attempts + 1 >= $3 THEN now() END \
              FROM unnest($1::bigint[], $2::text[]) AS failed(id, error) \
-             WHERE outbox.id = failed.id \
+             WHERE p.id = failed.id \
              RETURNING parked_at) \
          SELECT count(*) FROM failed WHERE parked_at IS NOT NULL",
     )
@@ -141,30 +146,34 @@ pub async fn record_failures(
 
 /// Number of parked rows.
 pub async fn parked_count<'e>(db: impl PgExecutor<'e>) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE NOT sent AND parked_at IS NOT NULL")
+    sqlx::query_scalar("SELECT count(*) FROM outbox_pending WHERE parked_at IS NOT NULL")
         .fetch_one(db)
         .await
 }
 
 /// Number of unsent rows.
 pub async fn pending_count<'e>(db: impl PgExecutor<'e>) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE NOT sent")
+    sqlx::query_scalar("SELECT count(*) FROM outbox_pending")
         .fetch_one(db)
         .await
 }
 
-/// Seconds since the oldest unsent row was written; 0 when nothing is pending.
+/// Seconds since the oldest unsent row (the lowest queued id) was written; 0 when nothing
+/// is pending.
 pub async fn oldest_pending_age_seconds<'e>(db: impl PgExecutor<'e>) -> Result<u64, sqlx::Error> {
     let age: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::bigint, 0) \
-         FROM outbox WHERE NOT sent",
+        "SELECT COALESCE(( \
+             SELECT EXTRACT(EPOCH FROM now() - o.created_at)::bigint FROM outbox o \
+             WHERE o.id = (SELECT min(id) FROM outbox_pending)), 0)",
     )
     .fetch_one(db)
     .await?;
     Ok(u64::try_from(age).unwrap_or(0))
 }
 
-/// Deletes up to `batch` rows sent more than `retention_hours` ago; returns how many.
+/// Deletes up to `batch` published rows written more than `retention_hours` ago, oldest
+/// first; a row still queued (pending, backing off or parked) is never deleted. Returns
+/// how many went.
 pub async fn delete_sent_before<'e>(
     db: impl PgExecutor<'e>,
     retention_hours: u32,
@@ -172,13 +181,25 @@ pub async fn delete_sent_before<'e>(
 ) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
         "DELETE FROM outbox WHERE id = ANY(ARRAY( \
-             SELECT id FROM outbox \
-             WHERE sent AND sent_at < now() - make_interval(hours => $1) \
-             ORDER BY sent_at LIMIT $2))",
+             SELECT o.id FROM outbox o \
+             WHERE o.created_at < now() - make_interval(hours => $1) \
+               AND NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.id = o.id) \
+             ORDER BY o.id LIMIT $2))",
     )
     .bind(i32::try_from(retention_hours).unwrap_or(i32::MAX))
     .bind(batch)
     .execute(db)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// Vacuums the queue table: every published row leaves a dead tuple and a dead index
+/// entry there, which the relay's ordered scan would otherwise step over on every batch
+/// until autovacuum comes round. Needs table ownership (else PostgreSQL skips it with a
+/// warning).
+pub async fn vacuum_queue<'e>(db: impl PgExecutor<'e>) -> Result<(), sqlx::Error> {
+    sqlx::query("VACUUM (ANALYZE) outbox_pending")
+        .execute(db)
+        .await?;
+    Ok(())
 }

@@ -84,7 +84,7 @@ pub async fn run(settings: Settings, command: OutboxCommand) -> anyhow::Result<(
                     .resolve(&rate.event_type)
                     .map_or("(unbound)", |(_, topic)| topic);
                 println!(
-                    "sent to {topic}: {} in the last minute, {} in the last 5 minutes",
+                    "published to {topic}: {} written in the last minute, {} in the last 5 minutes",
                     rate.last_minute, rate.last_five_minutes
                 );
             }

@@ -119,11 +119,10 @@ async fn wallet_and_deposit_events_reach_kafka_as_cloud_events_with_the_request_
     );
     assert_eq!(payloads[1].1["balance_after"]["value"], "10.50");
 
-    let unsent: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE NOT sent OR sent_at IS NULL")
-            .fetch_one(&app.pool)
-            .await
-            .expect("count");
+    let unsent: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox_pending")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
     assert_eq!(unsent, 0, "both outbox rows are marked sent");
 
     let notifications = eventually("the welcome notification", || async {

@@ -38,16 +38,21 @@ fn relay(app: &TestApp, brokers: &str) -> Relay {
         retry_max_ms: 0,
         retention_hours: 1,
         retention_batch: 2,
+        vacuum_after_rows: 0,
     };
     Relay::new(app.pool.clone(), kafka, bindings, config).expect("producer")
 }
 
-/// `(id, sent, attempts, last_error)` of every outbox row, by id.
+/// `(id, sent, attempts, last_error)` of every outbox row, by id: a row is sent once it
+/// left the queue.
 async fn rows(app: &TestApp) -> Vec<(i64, bool, i32, Option<String>)> {
-    sqlx::query_as("SELECT id, sent, attempts, last_error FROM outbox ORDER BY id")
-        .fetch_all(&app.pool)
-        .await
-        .expect("outbox rows")
+    sqlx::query_as(
+        "SELECT o.id, p.id IS NULL, COALESCE(p.attempts, 0), p.last_error \
+         FROM outbox o LEFT JOIN outbox_pending p ON p.id = o.id ORDER BY o.id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("outbox rows")
 }
 
 #[tokio::test]
@@ -173,11 +178,13 @@ async fn a_transaction_that_commits_late_with_a_lower_id_is_still_published() {
         outcome.published, 1,
         "the lower id is found by state, not skipped"
     );
-    let ids: Vec<(i64, Uuid, bool)> =
-        sqlx::query_as("SELECT id, event_id, sent FROM outbox ORDER BY id")
-            .fetch_all(&app.pool)
-            .await
-            .expect("rows");
+    let ids: Vec<(i64, Uuid, bool)> = sqlx::query_as(
+        "SELECT o.id, o.event_id, p.id IS NULL FROM outbox o \
+             LEFT JOIN outbox_pending p ON p.id = o.id ORDER BY o.id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("rows");
     assert_eq!(
         ids[0].1,
         late_event.metadata().event_id,
@@ -309,7 +316,8 @@ async fn operators_see_parked_rows_redrive_them_and_replay_exactly_the_selected_
         0
     );
     let after: (i32, Option<chrono::DateTime<chrono::Utc>>) = sqlx::query_as(
-        "SELECT attempts, parked_at FROM outbox WHERE event_type = 'WalletExploded'",
+        "SELECT p.attempts, p.parked_at FROM outbox_pending p JOIN outbox o ON o.id = p.id \
+         WHERE o.event_type = 'WalletExploded'",
     )
     .fetch_one(&app.pool)
     .await
@@ -413,6 +421,7 @@ async fn three_relays_drain_a_mixed_backlog_in_order_per_wallet_even_when_one_is
                 retry_max_ms: 100,
                 retention_hours: 168,
                 retention_batch: 1000,
+                vacuum_after_rows: 20,
             },
         )
         .expect("producer");
@@ -485,13 +494,14 @@ async fn sent_rows_past_retention_are_deleted_in_bounded_batches_and_pending_row
             .published,
         5
     );
-    // Three rows were sent two hours ago, two just now; one more is still pending.
-    sqlx::query("UPDATE outbox SET sent_at = now() - interval '2 hours' WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT 3)")
+    // Three published rows were written two hours ago, two just now; one more is still
+    // pending.
+    sqlx::query("UPDATE outbox SET created_at = now() - interval '2 hours' WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT 3)")
         .execute(&app.pool)
         .await
         .expect("age rows");
     app.create_wallet_for(user, "USD").await;
-    sqlx::query("UPDATE outbox SET created_at = now() - interval '3 hours' WHERE NOT sent")
+    sqlx::query("UPDATE outbox SET created_at = now() - interval '3 hours' WHERE id IN (SELECT id FROM outbox_pending)")
         .execute(&app.pool)
         .await
         .expect("age pending row");
@@ -506,10 +516,12 @@ async fn sent_rows_past_retention_are_deleted_in_bounded_batches_and_pending_row
         .await
         .expect("delete");
     assert_eq!((first, second, third), (2, 1, 0), "bounded batches");
-    let left: Vec<bool> = sqlx::query_scalar("SELECT sent FROM outbox ORDER BY id")
-        .fetch_all(&app.pool)
-        .await
-        .expect("rows");
+    let left: Vec<bool> = sqlx::query_scalar(
+        "SELECT p.id IS NULL FROM outbox o LEFT JOIN outbox_pending p ON p.id = o.id ORDER BY o.id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("rows");
     assert_eq!(
         left,
         [true, true, false],
