@@ -3,7 +3,8 @@
 
     relay_sql.py STORE_RS fetch|mark|lock-key
 
-fetch: the query of `fetch_pending` (the relay's batch read), `$1` kept;
+fetch: the query of `fetch_pending` (the relay's batch read), `$1` kept, `$2` (rows in
+       flight) an empty array;
 mark: the DELETE of `mark_sent`, `$1` kept;
 lock-key: the value of RELAY_LOCK_KEY as a decimal integer.
 
@@ -40,8 +41,10 @@ def main() -> int:
         if what == "fetch":
             body = function_body(src, "fetch_pending")
             sql = rust_string(body[body.index("query_as(") :])
-            if not sql.startswith("WITH batch") or "$1" not in sql or "$2" in sql:
+            if not sql.startswith("WITH batch") or "$1" not in sql or "$3" in sql:
                 raise ValueError("fetch_pending query has an unexpected shape: " + sql)
+            # $2: rows in flight, which the relay excludes; none in a serial batch.
+            sql = sql.replace("$2", "'{}'::bigint[]")
         elif what == "mark":
             body = function_body(src, "mark_sent")
             sql = rust_string(body[body.index("query(") :])

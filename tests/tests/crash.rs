@@ -156,3 +156,48 @@ async fn a_relay_that_dies_between_produce_and_mark_sent_republishes_with_the_sa
         "published again, same id"
     );
 }
+
+#[tokio::test]
+async fn a_producer_that_hits_a_fatal_error_is_recreated_and_the_event_still_goes_out() {
+    if std::env::var(CHILD).is_err() {
+        // The whole scenario runs in a child: the fault point fires once per process.
+        let status = Command::new(std::env::current_exe().expect("own path"))
+            .args([
+                "--exact",
+                "a_producer_that_hits_a_fatal_error_is_recreated_and_the_event_still_goes_out",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .env("WALLET_HUB_FAILPOINT", kafka::failpoint::PRODUCER_FATAL)
+            .status()
+            .expect("child runs");
+        assert!(status.success(), "the child's checks failed: {status}");
+        return;
+    }
+    let (mut settings, topics) = test_settings().await;
+    settings.consumer.enabled = false;
+    let app = start(settings, topics).await;
+    let user = app.fixture_user().await;
+    app.create_wallet_for(user, "USD").await;
+
+    // The first enqueue fails as librdkafka's fatal error; the relay replaces the producer
+    // and the row, retried after its back-off, goes out with the new one.
+    let records = read_records(&app.settings.kafka.brokers, &app.topics.wallet_created, 1).await;
+    assert_eq!(records.len(), 1);
+    eventually("the row to leave the queue", || async {
+        (outbox::store::pending_count(&app.pool).await.ok()? == 0).then_some(())
+    })
+    .await;
+    let text = app.admin_get("/metrics").await.text().await.expect("text");
+    assert!(
+        text.lines()
+            .any(|l| l == "kafka_producer_recreated_total 1"),
+        "one producer replaced:\n{text}"
+    );
+    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(attempts, 1, "one event, published once it could be");
+}

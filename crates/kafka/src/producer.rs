@@ -86,6 +86,12 @@ impl EventProducer {
         trace: &TraceHeaders,
     ) -> Result<impl Future<Output = Result<Delivered, ProduceError>> + Send + 'static, ProduceError>
     {
+        if crate::failpoint::fire_once(crate::failpoint::PRODUCER_FATAL) {
+            return Err(ProduceError::Enqueue {
+                topic: topic.to_owned(),
+                source: KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::Fatal),
+            });
+        }
         let message = MessageRecord::from_event(event).map_err(ProduceError::Encode)?;
         let mut record = FutureRecord::to(topic).key(key).message_record(&message);
         let mut headers = record.headers.take().unwrap_or_else(OwnedHeaders::new);

@@ -183,7 +183,7 @@ pub async fn replay(
     let mut published = 0_u64;
     loop {
         let mut query = QueryBuilder::<Postgres>::new(
-            "SELECT id, event_id, event_type, aggregate_id, payload, traceparent, tracestate, \
+            "SELECT id, event_id, event_type, aggregate_id, payload::text AS payload, traceparent, tracestate, \
                     occurred_at, created_at FROM outbox",
         );
         selection.push_filters(&mut query);

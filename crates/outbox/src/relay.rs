@@ -2,21 +2,34 @@
 //!
 //! It wakes on a tokio interval (`relay.poll_interval_ms`, 5 s by default) and, when
 //! `relay.notify` is on, as soon as a transaction that wrote outbox rows commits
-//! (LISTEN/NOTIFY). While a full batch was published it goes again at once.
+//! (LISTEN/NOTIFY); once awake it publishes until the queue is empty.
 //!
-//! One batch is one database transaction:
-//! 1. take the relay advisory lock (another relay holding it means: skip this round);
-//! 2. read the oldest unsent rows by id;
-//! 3. enqueue every row as a CloudEvent keyed by its aggregate id, in id order (the
-//!    idempotent producer keeps that order per partition), then await all delivery reports;
-//! 4. mark the delivered rows sent in one statement (they leave the `outbox_pending`
-//!    queue; the `outbox` log keeps them for replay), and record an attempt and the error on
-//!    the others; a row whose key already failed in this batch is held back, not sent, so
-//!    one wallet's events never overtake each other; a failed row backs off exponentially
-//!    with jitter and parks after `relay.max_attempts` (later rows of its key wait behind
-//!    it, other keys flow) until an operator redrives it;
-//! 5. commit. A crash before the commit re-sends the batch with the same CloudEvent ids
-//!    (at least once; consumers dedupe).
+//! **One publisher at a time.** Per-wallet order across several relay processes comes
+//! from leadership, not from row locks: the relay that holds a PostgreSQL session advisory
+//! lock on its own connection publishes; the others stand by and try the lock on every
+//! poll tick. Every batch runs on that same connection, so if the leader dies its
+//! connection closes, PostgreSQL frees the lock, and a standby takes over within one
+//! `poll_interval_ms`. (Plain `SKIP LOCKED` over rows would let two relays send one
+//! wallet's consecutive events at once, in either order.)
+//!
+//! **A batch:**
+//! 1. read the oldest queued rows by id (`outbox_pending`: by state, never by an id
+//!    high-water mark, so a late commit with a lower id is still found), skipping parked
+//!    or backing-off rows and every later row of their keys;
+//! 2. enqueue every row as a CloudEvent keyed by its aggregate id, in id order (the
+//!    idempotent producer keeps that order per partition); a row whose key already failed
+//!    is held back, unsent, so one wallet's events never overtake each other;
+//! 3. await all delivery reports, then in one transaction delete the delivered rows from
+//!    the queue (the `outbox` log keeps them for replay) and record an attempt and the
+//!    error on the others: a failed row backs off exponentially with jitter and parks after
+//!    `relay.max_attempts` (later rows of its key wait behind it, other keys flow) until an
+//!    operator redrives it. A crash before that commit re-sends the batch with the same
+//!    CloudEvent ids (at least once; consumers dedupe).
+//!
+//! **Pipelined:** while batch N is encoded and enqueued, PostgreSQL already reads batch
+//! N+1 (excluding N's rows); N+1 is enqueued only after N's reports are recorded, and
+//! without the keys that failed in N. So Kafka, PostgreSQL and the encoder work at once
+//! and the order guarantees are those of one batch at a time.
 //!
 //! Beside the publishing loop, a maintenance task wakes once a second: it samples the
 //! outbox gauges, deletes rows past their retention in bounded batches and, after
@@ -33,12 +46,13 @@ use event_bindings::EventBindings;
 use futures::future::join_all;
 use kafka::{EventProducer, ProduceError};
 use serde::Deserialize;
-use sqlx::PgPool;
 use sqlx::postgres::PgListener;
+use sqlx::{Connection, PgConnection, PgPool};
 use telemetry::TraceHeaders;
 use telemetry::metrics::{
-    EVENTS_PUBLISHED_TOTAL, KAFKA_PRODUCER_QUEUE_DEPTH, OUTBOX_OLDEST_PENDING_AGE_SECONDS,
-    OUTBOX_PARKED_TOTAL, OUTBOX_PUBLISH_LATENCY_SECONDS, OUTBOX_QUEUE_SIZE,
+    EVENTS_PUBLISHED_TOTAL, KAFKA_PRODUCER_QUEUE_DEPTH, KAFKA_PRODUCER_RECREATED_TOTAL,
+    OUTBOX_OLDEST_PENDING_AGE_SECONDS, OUTBOX_PARKED_TOTAL, OUTBOX_PUBLISH_LATENCY_SECONDS,
+    OUTBOX_QUEUE_SIZE,
 };
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -106,6 +120,12 @@ pub struct Relay {
     config: RelayConfig,
     /// Rows that left the queue since its last vacuum (read by the maintenance task).
     dequeued: Arc<AtomicU64>,
+    /// The relay's own connection (outside the pool). While this relay leads, it holds
+    /// the relay lock for the session and every batch runs on it, so the lock and the
+    /// work die together.
+    session: Option<PgConnection>,
+    /// This relay holds the session lock on `session`.
+    leading: bool,
 }
 
 impl Relay {
@@ -122,10 +142,15 @@ impl Relay {
             bindings,
             config,
             dequeued: Arc::new(AtomicU64::new(0)),
+            session: None,
+            leading: false,
         })
     }
 
-    /// Runs until `shutdown` is cancelled. A batch in progress is finished first.
+    /// Runs until `shutdown` is cancelled. The batches in flight are finished first.
+    ///
+    /// A relay that does not lead (another holds the lock) tries again on every poll tick,
+    /// so it takes over within `relay.poll_interval_ms` of the leader's death.
     pub async fn run(mut self, shutdown: CancellationToken) {
         let maintenance = tokio::spawn(
             Maintenance {
@@ -149,12 +174,37 @@ impl Relay {
             "outbox relay started"
         );
         loop {
-            tokio::select! {
+            let ticked = tokio::select! {
                 () = shutdown.cancelled() => break,
-                _ = interval.tick() => {}
-                () = next_notification(&mut listener) => {}
+                _ = interval.tick() => true,
+                () = next_notification(&mut listener) => false,
+            };
+            // A standby relay only competes for the lock on ticks: commits wake every relay.
+            if !self.leading && !ticked {
+                continue;
             }
-            if self.drain(&shutdown).await {
+            let fatal = match self.take_lead().await {
+                Ok(Some(mut conn)) => {
+                    let drained = self.drain(&mut conn, &shutdown).await;
+                    self.keep_lead(conn, drained.is_ok());
+                    drained.unwrap_or_else(|error| {
+                        tracing::error!(
+                            error = &error as &dyn StdError,
+                            "outbox relay failed; reconnecting"
+                        );
+                        false
+                    })
+                }
+                Ok(None) => false,
+                Err(error) => {
+                    tracing::warn!(
+                        error = &error as &dyn StdError,
+                        "cannot reach the database for the relay lock; retrying next tick"
+                    );
+                    false
+                }
+            };
+            if fatal {
                 self.recreate_producer();
             }
             metrics::gauge!(KAFKA_PRODUCER_QUEUE_DEPTH).set(f64::from(self.producer.in_flight()));
@@ -170,6 +220,10 @@ impl Relay {
                 error = &error as &dyn StdError,
                 "producer flush at shutdown failed"
             );
+        }
+        if let Some(conn) = self.session.take() {
+            // Closing ends the session and frees the lock for a standby at once.
+            let _ = conn.close().await;
         }
         tracing::info!("outbox relay stopped");
     }
@@ -193,23 +247,86 @@ impl Relay {
         }
     }
 
-    /// Publishes batches while full batches make progress. Returns true if the producer
-    /// reported a fatal error.
-    async fn drain(&self, shutdown: &CancellationToken) -> bool {
-        loop {
-            match self.publish_batch().await {
-                Ok(outcome) if outcome.producer_fatal => return true,
-                Ok(outcome) => {
-                    let full = outcome.fetched >= self.config.batch_size as usize;
-                    if !full || outcome.published == 0 || shutdown.is_cancelled() {
-                        return false;
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(error = &error as &dyn StdError, "outbox batch failed");
-                    return false;
-                }
+    /// The session connection, taken out while this relay leads (give it back with
+    /// `keep_lead`); `None` while another relay holds the lock.
+    async fn take_lead(&mut self) -> Result<Option<PgConnection>, RelayError> {
+        let mut conn = match self.session.take() {
+            Some(conn) => conn,
+            None => {
+                let mut conn = PgConnection::connect_with(&self.pool.connect_options()).await?;
+                store::prepare_relay_session(&mut conn).await?;
+                self.leading = false;
+                conn
             }
+        };
+        if !self.leading {
+            match store::try_lock_relay(&mut conn).await {
+                Ok(true) => {
+                    tracing::info!("this relay now publishes the outbox");
+                    self.leading = true;
+                }
+                Ok(false) => {
+                    self.session = Some(conn);
+                    return Ok(None);
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(Some(conn))
+    }
+
+    /// Gives the session back after a drain; a session whose work failed is dropped (its
+    /// lock with it) and the next round reconnects.
+    fn keep_lead(&mut self, conn: PgConnection, healthy: bool) {
+        if healthy {
+            self.session = Some(conn);
+        } else {
+            self.leading = false;
+        }
+    }
+
+    /// Publishes until the queue is empty (see the module docs): while one batch is
+    /// encoded and enqueued, the next is read; a batch is sent only once the previous
+    /// one's delivery reports are recorded. Returns true if the producer reported a fatal
+    /// error.
+    async fn drain(
+        &self,
+        conn: &mut PgConnection,
+        shutdown: &CancellationToken,
+    ) -> Result<bool, RelayError> {
+        let limit = i64::from(self.config.batch_size);
+        let mut next = store::fetch_pending(&mut *conn, limit, &[]).await?;
+        let mut in_flight: Option<InFlight<'_>> = None;
+        loop {
+            let mut failed_keys = HashSet::new();
+            if let Some(batch) = in_flight.take() {
+                let mut tx = conn.begin().await?;
+                let settled = self.settle(&mut tx, batch).await?;
+                tx.commit().await?;
+                self.after_commit(&settled);
+                if settled.outcome.producer_fatal {
+                    // The rows read meanwhile stay queued for the new producer.
+                    return Ok(true);
+                }
+                failed_keys = settled.failed_keys;
+            }
+            if next.is_empty() {
+                return Ok(false);
+            }
+            let rows = std::mem::take(&mut next);
+            let exclude: Vec<i64> = rows.iter().map(|row| row.id).collect();
+            let read_next = async {
+                if shutdown.is_cancelled() {
+                    Ok(Vec::new())
+                } else {
+                    store::fetch_pending(&mut *conn, limit, &exclude).await
+                }
+            };
+            // The read is sent first; PostgreSQL runs it while this task encodes.
+            let (read, batch) =
+                tokio::join!(read_next, async { self.dispatch(rows, &failed_keys) });
+            in_flight = Some(batch);
+            next = read?;
         }
     }
 
@@ -218,6 +335,7 @@ impl Relay {
         match EventProducer::new(&self.kafka) {
             Ok(producer) => {
                 tracing::warn!("Kafka producer hit a fatal error; recreated it");
+                metrics::counter!(KAFKA_PRODUCER_RECREATED_TOTAL).increment(1);
                 self.producer = producer;
             }
             Err(error) => {
@@ -229,57 +347,100 @@ impl Relay {
         }
     }
 
-    /// Publishes one batch (see the module docs). Public so tests and tools can step it.
+    /// Publishes one batch, start to end, in one transaction holding the relay lock for
+    /// the batch only: read, send, await the reports, record. For tests and tools that
+    /// step the relay; `run` pipelines the same steps.
     #[tracing::instrument(name = "outbox.publish_batch", skip_all, err)]
-    pub async fn publish_batch(&self) -> Result<BatchOutcome, RelayError> {
-        let mut tx = self.pool.begin().await?;
-        if !store::try_lock_relay(&mut tx).await? {
+    pub async fn publish_batch(&mut self) -> Result<BatchOutcome, RelayError> {
+        let Some(mut conn) = self.take_lead().await? else {
             return Ok(BatchOutcome {
                 skipped_locked: true,
                 ..BatchOutcome::default()
             });
-        }
-        let rows = store::fetch_pending(&mut tx, i64::from(self.config.batch_size)).await?;
-        let mut outcome = BatchOutcome {
-            fetched: rows.len(),
-            ..BatchOutcome::default()
         };
-        if rows.is_empty() {
-            return Ok(outcome);
-        }
+        let result = self.one_batch(&mut conn).await;
+        let released = store::unlock_relay(&mut conn).await;
+        self.leading = false;
+        self.keep_lead(conn, result.is_ok() && released.is_ok());
+        released?;
+        result
+    }
 
-        let mut failed_keys: HashSet<Uuid> = HashSet::new();
-        let mut in_flight = Vec::with_capacity(rows.len());
-        let mut failed_ids = Vec::new();
-        let mut errors = Vec::new();
-        for row in &rows {
-            if failed_keys.contains(&row.aggregate_id) {
-                outcome.held += 1;
+    async fn one_batch(&self, conn: &mut PgConnection) -> Result<BatchOutcome, RelayError> {
+        let mut tx = conn.begin().await?;
+        let rows = store::fetch_pending(&mut tx, i64::from(self.config.batch_size), &[]).await?;
+        let batch = self.dispatch(rows, &HashSet::new());
+        let settled = self.settle(&mut tx, batch).await?;
+        tx.commit().await?;
+        self.after_commit(&settled);
+        Ok(settled.outcome)
+    }
+
+    /// Encodes and enqueues `rows` in id order (the idempotent producer keeps that order
+    /// per partition). A row is held back, unsent and without an attempt counted, when its
+    /// key is in `failed_keys` (an earlier row of it failed in the previous batch) or failed
+    /// earlier in this one, or after a fatal producer error.
+    fn dispatch(&self, rows: Vec<PendingRow>, failed_keys: &HashSet<Uuid>) -> InFlight<'_> {
+        let mut batch = InFlight {
+            outcome: BatchOutcome {
+                fetched: rows.len(),
+                ..BatchOutcome::default()
+            },
+            sent: Vec::with_capacity(rows.len()),
+            failed_ids: Vec::new(),
+            errors: Vec::new(),
+            failed_keys: HashSet::new(),
+        };
+        for row in rows {
+            if batch.outcome.producer_fatal
+                || failed_keys.contains(&row.aggregate_id)
+                || batch.failed_keys.contains(&row.aggregate_id)
+            {
+                batch.outcome.held += 1;
                 continue;
             }
-            match self.send(row) {
-                Ok((topic, pending)) => in_flight.push(((row, topic), pending)),
-                Err(error) => {
+            match self.send(&row) {
+                Ok((topic, pending)) => batch.sent.push((row, topic, pending)),
+                Err(failure) => {
                     count_published(UNRESOLVED_TOPIC, "failed");
-                    failed_keys.insert(row.aggregate_id);
-                    failed_ids.push(row.id);
-                    errors.push(error);
+                    batch.outcome.producer_fatal |= failure.fatal;
+                    batch.failed_keys.insert(row.aggregate_id);
+                    batch.failed_ids.push(row.id);
+                    batch.errors.push(failure.error);
                 }
             }
         }
+        batch
+    }
 
-        let (sent_rows, pending): (Vec<_>, Vec<_>) = in_flight.into_iter().unzip();
+    /// Awaits a batch's delivery reports and records them in the open transaction:
+    /// delivered rows leave the queue in one statement; failed ones get an attempt, back
+    /// off, and park after `relay.max_attempts`.
+    async fn settle(
+        &self,
+        tx: &mut PgConnection,
+        batch: InFlight<'_>,
+    ) -> Result<Settled, RelayError> {
+        let InFlight {
+            mut outcome,
+            sent,
+            mut failed_ids,
+            mut errors,
+            mut failed_keys,
+        } = batch;
+        let (sent_rows, pending): (Vec<_>, Vec<_>) = sent
+            .into_iter()
+            .map(|(row, topic, pending)| ((row, topic), pending))
+            .unzip();
         let reports = join_all(pending).await;
+        let acked_at = chrono::Utc::now();
+        let mut delivered = DeliveredByTopic::default();
         let mut sent_ids = Vec::with_capacity(sent_rows.len());
         for ((row, topic), report) in sent_rows.into_iter().zip(reports) {
             match report {
                 Ok(_delivered) => {
-                    count_published(topic, "ok");
-                    let latency = (chrono::Utc::now() - row.created_at)
-                        .to_std()
-                        .unwrap_or_default();
-                    metrics::histogram!(OUTBOX_PUBLISH_LATENCY_SECONDS, "topic" => topic.to_owned())
-                        .record(latency.as_secs_f64());
+                    let latency = (acked_at - row.created_at).to_std().unwrap_or_default();
+                    delivered.record(topic, latency);
                     sent_ids.push(row.id);
                 }
                 Err(error) => {
@@ -291,25 +452,36 @@ impl Relay {
                         error = &error as &dyn StdError,
                         "outbox row not delivered; will retry"
                     );
+                    failed_keys.insert(row.aggregate_id);
                     failed_ids.push(row.id);
                     errors.push(telemetry::error_chain(&error));
                 }
             }
         }
+        delivered.count();
         if !sent_ids.is_empty() {
             kafka::failpoint::hit(kafka::failpoint::RELAY_AFTER_PRODUCE);
         }
         outcome.published = sent_ids.len();
         outcome.failed = failed_ids.len();
-        let dequeued = store::mark_sent(&mut tx, &sent_ids).await?;
+        let dequeued = store::mark_sent(&mut *tx, &sent_ids).await?;
         let policy = store::RetryPolicy {
             max_attempts: self.config.max_attempts,
             base_ms: self.config.retry_base_ms,
             max_ms: self.config.retry_max_ms,
         };
-        outcome.parked = store::record_failures(&mut tx, &failed_ids, &errors, policy).await?;
-        tx.commit().await?;
-        self.dequeued.fetch_add(dequeued, Ordering::Relaxed);
+        outcome.parked = store::record_failures(&mut *tx, &failed_ids, &errors, policy).await?;
+        Ok(Settled {
+            outcome,
+            failed_keys,
+            dequeued,
+        })
+    }
+
+    /// Logs and counts what a committed batch did.
+    fn after_commit(&self, settled: &Settled) {
+        let outcome = &settled.outcome;
+        self.dequeued.fetch_add(settled.dequeued, Ordering::Relaxed);
         if outcome.parked > 0 {
             tracing::error!(
                 parked = outcome.parked,
@@ -319,16 +491,15 @@ impl Relay {
         if outcome.failed > 0 || outcome.held > 0 {
             tracing::info!(?outcome, "outbox batch left rows pending");
         }
-        Ok(outcome)
     }
 
     /// Enqueues one row and returns its topic and delivery report, or says why it cannot
     /// be sent.
-    fn send(&self, row: &PendingRow) -> Result<(&str, DeliveryFuture), String> {
+    fn send(&self, row: &PendingRow) -> Result<(&str, DeliveryFuture), SendFailure> {
         let result = self
             .bindings
             .resolve(&row.event_type)
-            .map_err(|e| e.to_string());
+            .map_err(|e| SendFailure::from(e.to_string()));
         let result = result.and_then(|(event_type, topic)| {
             let span = tracing::info_span!(
                 "publish",
@@ -347,7 +518,7 @@ impl Relay {
             telemetry::record_trace_ids(&span);
             let _entered = span.enter();
             let event = event_bindings::encode(&row.outgoing(event_type))
-                .map_err(|e| telemetry::error_chain(&e))?;
+                .map_err(|e| SendFailure::from(telemetry::error_chain(&e)))?;
             // Headers carry this publish span's context: the consumer continues from it,
             // within the originating request's trace.
             let pending = self
@@ -358,13 +529,54 @@ impl Relay {
                     event,
                     &TraceHeaders::current(),
                 )
-                .map_err(|e| telemetry::error_chain(&e))?;
+                .map_err(|e| SendFailure {
+                    fatal: e.is_fatal(),
+                    error: telemetry::error_chain(&e),
+                })?;
             Ok((topic, Box::pin(pending) as DeliveryFuture))
         });
-        if let Err(error) = &result {
-            tracing::warn!(outbox_id = row.id, event_id = %row.event_id, %error, "outbox row cannot be sent; will retry");
+        if let Err(failure) = &result {
+            tracing::warn!(outbox_id = row.id, event_id = %row.event_id, error = %failure.error, "outbox row cannot be sent; will retry");
         }
         result
+    }
+}
+
+/// A batch handed to the producer, its delivery reports pending.
+struct InFlight<'r> {
+    outcome: BatchOutcome,
+    /// Rows enqueued, with their topic and delivery report, in id order.
+    sent: Vec<(PendingRow, &'r str, DeliveryFuture)>,
+    /// Rows that could not be enqueued, and why.
+    failed_ids: Vec<i64>,
+    errors: Vec<String>,
+    /// Keys with a failed row in this batch.
+    failed_keys: HashSet<Uuid>,
+}
+
+/// A batch whose delivery reports are recorded.
+struct Settled {
+    outcome: BatchOutcome,
+    /// Keys with a failed row: their later rows wait.
+    failed_keys: HashSet<Uuid>,
+    /// Rows that left the queue.
+    dequeued: u64,
+}
+
+/// Why a row could not be enqueued.
+struct SendFailure {
+    /// The error chain, kept on the row.
+    error: String,
+    /// librdkafka declared the producer unusable: recreate it.
+    fatal: bool,
+}
+
+impl From<String> for SendFailure {
+    fn from(error: String) -> Self {
+        Self {
+            error,
+            fatal: false,
+        }
     }
 }
 
@@ -473,6 +685,39 @@ impl Maintenance {
 type DeliveryFuture = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<kafka::Delivered, ProduceError>> + Send>,
 >;
+
+/// One batch's delivered rows by topic: metric handles are looked up (and their label
+/// strings built) once per topic and batch, not once per row.
+#[derive(Default)]
+struct DeliveredByTopic<'a> {
+    topics: Vec<(&'a str, u64, metrics::Histogram)>,
+}
+
+impl<'a> DeliveredByTopic<'a> {
+    fn record(&mut self, topic: &'a str, commit_to_ack: Duration) {
+        let index = match self.topics.iter().position(|(t, ..)| *t == topic) {
+            Some(index) => index,
+            None => {
+                let histogram = metrics::histogram!(
+                    OUTBOX_PUBLISH_LATENCY_SECONDS, "topic" => topic.to_owned()
+                );
+                self.topics.push((topic, 0, histogram));
+                self.topics.len() - 1
+            }
+        };
+        let (_, count, histogram) = &mut self.topics[index];
+        *count += 1;
+        histogram.record(commit_to_ack.as_secs_f64());
+    }
+
+    /// Adds the batch's counts to `events_published_total{outcome="ok"}`.
+    fn count(&self) {
+        for (topic, count, _) in &self.topics {
+            metrics::counter!(EVENTS_PUBLISHED_TOTAL, "topic" => (*topic).to_owned(), "outcome" => "ok")
+                .increment(*count);
+        }
+    }
+}
 
 /// Topic label of rows whose event type has no binding.
 const UNRESOLVED_TOPIC: &str = "unresolved";

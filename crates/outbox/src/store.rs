@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-/// Advisory lock key held (per transaction) by the relay that is publishing. One relay
+/// Advisory lock key held, for its session, by the relay that is publishing. One relay
 /// publishes at a time, so one wallet's events reach Kafka in commit order even when
 /// several service instances run a relay.
 const RELAY_LOCK_KEY: i64 = 0x7761_6c6c_6574; // "wallet"
@@ -16,7 +16,8 @@ pub struct PendingRow {
     pub event_id: Uuid,
     pub event_type: String,
     pub aggregate_id: Uuid,
-    pub payload: serde_json::Value,
+    /// The JSON payload as PostgreSQL prints it (`payload::text`), sent as is.
+    pub payload: String,
     pub traceparent: Option<String>,
     pub tracestate: Option<String>,
     pub occurred_at: DateTime<Utc>,
@@ -47,12 +48,30 @@ impl PendingRow {
     }
 }
 
-/// Takes the relay lock for the current transaction; false if another relay holds it.
+/// Takes the relay lock for this session (until `unlock_relay` or the connection ends);
+/// false if another relay holds it.
 pub async fn try_lock_relay(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+    sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(RELAY_LOCK_KEY)
         .fetch_one(conn)
         .await
+}
+
+/// Releases the session's relay lock.
+pub async fn unlock_relay(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_unlock_all()")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Settings of the relay's own session: plan every fetch for its actual excluded ids, so
+/// `<> ALL($2)` is a hash probe rather than a scan of the array per row.
+pub async fn prepare_relay_session(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SET plan_cache_mode = force_custom_plan")
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// The oldest publishable rows, by id. Claimed by state (queued in `outbox_pending`),
@@ -63,26 +82,30 @@ pub async fn try_lock_relay(conn: &mut PgConnection) -> Result<bool, sqlx::Error
 ///
 /// The batch's ids are chosen from the narrow queue first and only then joined to the log,
 /// so the log (kept for replay) is read by primary key for exactly the rows claimed.
+/// `exclude` are rows already in flight (enqueued, not yet recorded).
 pub async fn fetch_pending(
     conn: &mut PgConnection,
     limit: i64,
+    exclude: &[i64],
 ) -> Result<Vec<PendingRow>, sqlx::Error> {
     sqlx::query_as(
         "WITH batch AS MATERIALIZED ( \
              SELECT p.id FROM outbox_pending p \
              WHERE p.parked_at IS NULL \
                AND (p.next_attempt_at IS NULL OR p.next_attempt_at <= now()) \
+               AND p.id <> ALL($2) \
                AND NOT EXISTS ( \
                    SELECT 1 FROM outbox_pending e \
                    WHERE e.aggregate_id = p.aggregate_id AND e.id < p.id \
                      AND (e.parked_at IS NOT NULL OR e.next_attempt_at > now())) \
              ORDER BY p.id LIMIT $1) \
-         SELECT o.id, o.event_id, o.event_type, o.aggregate_id, o.payload, o.traceparent, \
+         SELECT o.id, o.event_id, o.event_type, o.aggregate_id, o.payload::text AS payload, o.traceparent, \
                 o.tracestate, o.occurred_at, o.created_at \
          FROM batch JOIN outbox o ON o.id = batch.id \
          ORDER BY o.id",
     )
     .bind(limit)
+    .bind(exclude)
     .fetch_all(conn)
     .await
 }

@@ -35,6 +35,8 @@ pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
 pub const DB_POOL_MAX_CONNECTIONS: &str = "db_pool_max_connections";
 /// Messages the producer has enqueued but the broker has not acknowledged.
 pub const KAFKA_PRODUCER_QUEUE_DEPTH: &str = "kafka_producer_queue_depth";
+/// Producers the relay replaced after librdkafka declared them unusable (fatal error).
+pub const KAFKA_PRODUCER_RECREATED_TOTAL: &str = "kafka_producer_recreated_total";
 /// Always 1, labelled with `version`.
 pub const BUILD_INFO: &str = "wallet_hub_build_info";
 

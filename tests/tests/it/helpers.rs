@@ -402,7 +402,7 @@ pub fn deposit_event(wallet_id: Uuid, minor: i64) -> domain::DomainEvent {
 
 /// The CloudEvent the relay would publish for `event`.
 pub fn cloud_event(event: &domain::DomainEvent) -> cloudevents::Event {
-    let payload = event.to_json().expect("serializes");
+    let payload = event.to_json().expect("serializes").to_string();
     let meta = event.metadata();
     event_bindings::encode(&event_bindings::OutgoingEvent {
         event_id: meta.event_id,

@@ -117,7 +117,7 @@ async fn an_unknown_event_type_stays_unsent_holds_back_its_key_and_lets_other_ke
     assert_eq!(app.deposit(&x_id.to_string(), "1.00").await.status(), 201);
     app.create_wallet_for(app.fixture_user().await, "EUR").await;
 
-    let relay = relay(&app, &app.settings.kafka.brokers);
+    let mut relay = relay(&app, &app.settings.kafka.brokers);
     let outcome = relay.publish_batch().await.expect("batch runs");
     assert_eq!(
         (
@@ -169,7 +169,7 @@ async fn a_transaction_that_commits_late_with_a_lower_id_is_still_published() {
         .expect("insert");
     // A later transaction commits first and is published.
     app.create_wallet_for(app.fixture_user().await, "USD").await;
-    let relay = relay(&app, &app.settings.kafka.brokers);
+    let mut relay = relay(&app, &app.settings.kafka.brokers);
     assert_eq!(relay.publish_batch().await.expect("batch").published, 1);
 
     late.commit().await.expect("late commit");
@@ -207,7 +207,7 @@ async fn a_second_relay_skips_while_the_first_holds_the_lock() {
         .await
         .expect("lock");
     assert!(locked);
-    let relay = relay(&app, &app.settings.kafka.brokers);
+    let mut relay = relay(&app, &app.settings.kafka.brokers);
     let outcome = relay.publish_batch().await.expect("batch");
     assert!(outcome.skipped_locked);
     assert_eq!(
@@ -227,22 +227,24 @@ async fn a_second_relay_skips_while_the_first_holds_the_lock() {
 }
 
 #[tokio::test]
-async fn a_row_that_keeps_failing_parks_and_its_wallet_waits_while_others_flow() {
+async fn a_row_that_keeps_failing_parks_its_wallet_waits_others_flow_and_redrive_releases_it_in_order()
+ {
     let app = app_without_relay().await;
     let x = app.create_wallet_for(app.fixture_user().await, "USD").await;
     let x_id: Uuid = x["id"].as_str().expect("id").parse().expect("uuid");
+    let poison_id = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO outbox (event_id, event_type, aggregate_id, payload, occurred_at) \
          VALUES ($1, 'WalletExploded', $2, '{}', now())",
     )
-    .bind(Uuid::now_v7())
+    .bind(poison_id)
     .bind(x_id)
     .execute(&app.pool)
     .await
     .expect("insert poison row");
     assert_eq!(app.deposit(&x_id.to_string(), "1.00").await.status(), 201);
 
-    let relay = relay(&app, &app.settings.kafka.brokers);
+    let mut relay = relay(&app, &app.settings.kafka.brokers);
     let mut parked = 0;
     for _ in 0..3 {
         parked += relay.publish_batch().await.expect("batch").parked;
@@ -259,6 +261,44 @@ async fn a_row_that_keeps_failing_parks_and_its_wallet_waits_while_others_flow()
     assert_eq!((outcome.fetched, outcome.published), (1, 1));
     let state: Vec<bool> = rows(&app).await.iter().map(|r| r.1).collect();
     assert_eq!(state, [true, false, false, true]);
+
+    // The cause is fixed (here: the row gets a type the relay knows, the deposit's) and an
+    // operator redrives X: the parked row goes first, then the deposit that waited behind
+    // it, on the same partition, in that order.
+    sqlx::query("UPDATE outbox SET event_type = 'FundsAdded' WHERE event_id = $1")
+        .bind(poison_id)
+        .execute(&app.pool)
+        .await
+        .expect("fix the row");
+    let released = outbox::ops::redrive(&app.pool, &outbox::ops::RedriveSelection::Key(x_id))
+        .await
+        .expect("redrive");
+    assert_eq!(released, 1, "only the parked row is redriven");
+    let outcome = relay.publish_batch().await.expect("batch");
+    assert_eq!((outcome.fetched, outcome.published), (2, 2));
+    let deposit_id: Uuid = sqlx::query_scalar(
+        "SELECT event_id FROM outbox WHERE aggregate_id = $1 AND event_type = 'FundsAdded' \
+         AND event_id <> $2",
+    )
+    .bind(x_id)
+    .bind(poison_id)
+    .fetch_one(&app.pool)
+    .await
+    .expect("deposit row");
+    let records = read_records(&app.settings.kafka.brokers, &app.topics.funds_added, 2).await;
+    let ids: Vec<Option<String>> = records.iter().map(|r| header(r, "ce_id")).collect();
+    assert_eq!(
+        ids,
+        [Some(poison_id.to_string()), Some(deposit_id.to_string())],
+        "X's events in outbox order"
+    );
+    assert_eq!(records[0].partition(), records[1].partition());
+    assert_eq!(
+        outbox::store::pending_count(&app.pool)
+            .await
+            .expect("count"),
+        0
+    );
 }
 
 #[tokio::test]
@@ -277,7 +317,7 @@ async fn operators_see_parked_rows_redrive_them_and_replay_exactly_the_selected_
     .execute(&app.pool)
     .await
     .expect("insert poison row");
-    let relay = relay(&app, &app.settings.kafka.brokers);
+    let mut relay = relay(&app, &app.settings.kafka.brokers);
     for _ in 0..3 {
         relay.publish_batch().await.expect("batch");
     }
