@@ -727,7 +727,8 @@ fn count_published(topic: &str, outcome: &'static str) {
         .increment(1);
 }
 
-/// Waits for the next NOTIFY; never returns without a listener. A broken connection is
+/// Waits for the next NOTIFY and swallows those already buffered; never returns without
+/// a listener. A broken connection is
 /// logged and retried a second later (polling covers the gap).
 async fn next_notification(listener: &mut Option<PgListener>) {
     match listener {
@@ -739,6 +740,8 @@ async fn next_notification(listener: &mut Option<PgListener>) {
                 );
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
+            // Commits that arrived meanwhile are covered by the same drain: one wake-up.
+            while listener.next_buffered().is_some() {}
         }
         None => futures::future::pending().await,
     }
