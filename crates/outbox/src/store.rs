@@ -214,7 +214,7 @@ pub async fn delete_sent_before<'e>(
              SELECT o.id FROM outbox o \
              WHERE o.created_at < now() - make_interval(hours => $1) \
                AND NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.id = o.id) \
-             ORDER BY o.id LIMIT $2))",
+             ORDER BY o.created_at LIMIT $2))",
     )
     .bind(i32::try_from(retention_hours).unwrap_or(i32::MAX))
     .bind(batch)

@@ -415,8 +415,11 @@ async fn operators_see_parked_rows_redrive_them_and_replay_exactly_the_selected_
 }
 
 #[tokio::test]
-async fn three_relays_drain_a_mixed_backlog_in_order_per_wallet_even_when_one_is_killed() {
+async fn three_relays_drain_a_mixed_backlog_in_order_per_wallet_even_when_the_leader_is_killed() {
+    use secrecy::ExposeSecret;
     use std::collections::HashMap;
+
+    const ROUNDS: u32 = 25;
 
     let app = app_without_relay().await;
     let user = app.fixture_user().await;
@@ -429,7 +432,7 @@ async fn three_relays_drain_a_mixed_backlog_in_order_per_wallet_even_when_one_is
                 .to_owned(),
         );
     }
-    for round in 1..=10 {
+    for round in 1..=ROUNDS {
         for id in &ids {
             assert_eq!(app.deposit(id, &format!("{round}.00")).await.status(), 201);
         }
@@ -437,12 +440,23 @@ async fn three_relays_drain_a_mixed_backlog_in_order_per_wallet_even_when_one_is
     let total = outbox::store::pending_count(&app.pool)
         .await
         .expect("count");
-    assert_eq!(total, 88);
+    assert_eq!(total, 8 + 8 * i64::from(ROUNDS));
 
-    // Three relays, each with its own pool, small batches so they interleave.
+    // Three relays, each with its own pool named after it (so the test can see which one
+    // leads), small batches so the drain takes many rounds.
     let mut handles = Vec::new();
-    for _ in 0..3 {
-        let pool = wallet_hub::startup::connect_database(&app.settings.database)
+    for i in 0..3 {
+        let options: sqlx::postgres::PgConnectOptions = app
+            .settings
+            .database
+            .url
+            .expose_secret()
+            .parse::<sqlx::postgres::PgConnectOptions>()
+            .expect("url")
+            .application_name(&format!("relay-{i}"));
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
             .await
             .expect("pool");
         let mut kafka = app.settings.kafka.clone();
@@ -468,21 +482,52 @@ async fn three_relays_drain_a_mixed_backlog_in_order_per_wallet_even_when_one_is
         let shutdown = tokio_util::sync::CancellationToken::new();
         handles.push((tokio::spawn(relay.run(shutdown.clone())), shutdown));
     }
-    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-    handles[0].0.abort(); // killed, not stopped: whatever it held is released by PostgreSQL
+    // Once the leader has published part of the backlog, kill it (abort, not a graceful
+    // stop): its session ends with it and PostgreSQL frees the lock.
+    let leader = loop {
+        let pending = outbox::store::pending_count(&app.pool)
+            .await
+            .expect("count");
+        if pending < total {
+            let leader: Option<String> = sqlx::query_scalar(
+                "SELECT a.application_name FROM pg_locks l \
+                 JOIN pg_stat_activity a ON a.pid = l.pid \
+                 WHERE l.locktype = 'advisory' AND l.granted AND l.database = \
+                     (SELECT oid FROM pg_database WHERE datname = current_database())",
+            )
+            .fetch_optional(&app.pool)
+            .await
+            .expect("lock holder");
+            if let Some(leader) = leader {
+                assert!(pending > 0, "the kill must land mid-drain");
+                break leader;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    };
+    let killed: usize = leader
+        .strip_prefix("relay-")
+        .and_then(|i| i.parse().ok())
+        .expect("a relay leads");
+    handles[killed].0.abort();
 
     crate::helpers::eventually("the backlog drained by the survivors", || async {
         (outbox::store::pending_count(&app.pool).await.ok()? == 0).then_some(())
     })
     .await;
-    for (handle, shutdown) in handles.into_iter().skip(1) {
-        shutdown.cancel();
-        handle.await.expect("relay stops");
+    for (i, (handle, shutdown)) in handles.into_iter().enumerate() {
+        if i != killed {
+            shutdown.cancel();
+            handle.await.expect("relay stops");
+        }
     }
 
-    let records =
-        crate::helpers::read_all_records(&app.settings.kafka.brokers, &app.topics.funds_added, 80)
-            .await;
+    let records = crate::helpers::read_all_records(
+        &app.settings.kafka.brokers,
+        &app.topics.funds_added,
+        8 * usize::try_from(ROUNDS).expect("small"),
+    )
+    .await;
     let mut per_wallet: HashMap<String, Vec<(i32, i64, String)>> = HashMap::new();
     for record in &records {
         let body: serde_json::Value =
@@ -511,7 +556,11 @@ async fn three_relays_drain_a_mixed_backlog_in_order_per_wallet_even_when_one_is
             .iter()
             .map(|e| e.2.parse().expect("decimal"))
             .collect();
-        assert_eq!(balances.len(), 10, "{wallet}: every deposit published");
+        assert_eq!(
+            balances.len(),
+            usize::try_from(ROUNDS).expect("small"),
+            "{wallet}: every deposit published"
+        );
         assert!(
             balances.windows(2).all(|w| w[0] < w[1]),
             "{wallet}: in order {balances:?}"
