@@ -160,8 +160,20 @@ impl Relay {
             }
             .run(shutdown.clone()),
         );
-        let mut listener = if self.config.notify {
-            self.listen().await
+        // The listener runs in its own task, reading every notification as it arrives: a
+        // listening backend whose client stops reading blocks mid-send inside a
+        // transaction, and its snapshot would keep VACUUM from cleaning the queue for as
+        // long as a drain lasts.
+        let wake = if self.config.notify {
+            self.listen().await.map(|listener| {
+                let wake = Arc::new(tokio::sync::Notify::new());
+                tokio::spawn(forward_notifications(
+                    listener,
+                    Arc::clone(&wake),
+                    shutdown.clone(),
+                ));
+                wake
+            })
         } else {
             None
         };
@@ -170,14 +182,14 @@ impl Relay {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(
             poll_interval_ms = self.config.poll_interval_ms,
-            notify = listener.is_some(),
+            notify = wake.is_some(),
             "outbox relay started"
         );
         loop {
             let ticked = tokio::select! {
                 () = shutdown.cancelled() => break,
                 _ = interval.tick() => true,
-                () = next_notification(&mut listener) => false,
+                () = woken(wake.as_deref()) => false,
             };
             // A standby relay only competes for the lock on ticks: commits wake every relay.
             if !self.leading && !ticked {
@@ -727,22 +739,40 @@ fn count_published(topic: &str, outcome: &'static str) {
         .increment(1);
 }
 
-/// Waits for the next NOTIFY and swallows those already buffered; never returns without
-/// a listener. A broken connection is
-/// logged and retried a second later (polling covers the gap).
-async fn next_notification(listener: &mut Option<PgListener>) {
-    match listener {
-        Some(listener) => {
-            if let Err(error) = listener.recv().await {
+/// Reads the outbox channel until shutdown and turns every burst of notifications into
+/// one wake-up (a `Notify` permit: commits that arrive during a drain are covered by it or
+/// by the next one). A broken connection is logged and retried a second later; polling
+/// covers the gap.
+async fn forward_notifications(
+    mut listener: PgListener,
+    wake: Arc<tokio::sync::Notify>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let received = tokio::select! {
+            () = shutdown.cancelled() => return,
+            received = listener.recv() => received,
+        };
+        match received {
+            Ok(_notification) => wake.notify_one(),
+            Err(error) => {
                 tracing::warn!(
                     error = &error as &dyn StdError,
                     "outbox LISTEN connection lost; reconnecting"
                 );
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
             }
-            // Commits that arrived meanwhile are covered by the same drain: one wake-up.
-            while listener.next_buffered().is_some() {}
         }
+    }
+}
+
+/// Resolves at the next wake-up; never without a listener.
+async fn woken(wake: Option<&tokio::sync::Notify>) {
+    match wake {
+        Some(wake) => wake.notified().await,
         None => futures::future::pending().await,
     }
 }
