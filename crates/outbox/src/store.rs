@@ -225,10 +225,10 @@ pub async fn delete_sent_before<'e>(
 
 /// Vacuums the queue table: every published row leaves a dead tuple and a dead index
 /// entry there, which the relay's ordered scan would otherwise step over on every batch
-/// until autovacuum comes round. Needs table ownership (else PostgreSQL skips it with a
-/// warning).
+/// until autovacuum comes round. Skipped when autovacuum is already at it. Needs table
+/// ownership (else PostgreSQL skips it with a warning).
 pub async fn vacuum_queue<'e>(db: impl PgExecutor<'e>) -> Result<(), sqlx::Error> {
-    sqlx::query("VACUUM (ANALYZE) outbox_pending")
+    sqlx::query("VACUUM (ANALYZE, SKIP_LOCKED) outbox_pending")
         .execute(db)
         .await?;
     Ok(())
