@@ -9,6 +9,7 @@ mod helpers;
 mod idempotency;
 mod kafka_e2e;
 mod metrics;
+mod migrations;
 mod model;
 mod relay;
 mod service;
