@@ -620,21 +620,15 @@ impl Maintenance {
         }
     }
 
-    /// Updates the outbox gauges.
+    /// Updates the outbox gauges from one `outbox status` query.
     async fn sample_gauges(&self) {
-        let sampled = async {
-            let size = store::pending_count(&self.pool).await?;
-            let age = store::oldest_pending_age_seconds(&self.pool).await?;
-            let parked = store::parked_count(&self.pool).await?;
-            Ok::<_, sqlx::Error>((size, age, parked))
-        }
-        .await;
-        match sampled {
+        match crate::ops::status(&self.pool).await {
             #[allow(clippy::cast_precision_loss)] // counts and ages far below 2^53
-            Ok((size, age, parked)) => {
-                metrics::gauge!(OUTBOX_QUEUE_SIZE).set(size as f64);
-                metrics::gauge!(OUTBOX_PARKED_TOTAL).set(parked as f64);
-                metrics::gauge!(OUTBOX_OLDEST_PENDING_AGE_SECONDS).set(age as f64);
+            Ok(status) => {
+                metrics::gauge!(OUTBOX_QUEUE_SIZE).set(status.pending as f64);
+                metrics::gauge!(OUTBOX_PARKED_TOTAL).set(status.parked as f64);
+                metrics::gauge!(OUTBOX_OLDEST_PENDING_AGE_SECONDS)
+                    .set(status.oldest_pending_age_seconds as f64);
             }
             Err(error) => {
                 tracing::warn!(

@@ -59,7 +59,8 @@ pub async fn try_lock_relay(conn: &mut PgConnection) -> Result<bool, sqlx::Error
 
 /// Releases the session's relay lock.
 pub async fn unlock_relay(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_unlock_all()")
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(RELAY_LOCK_KEY)
         .execute(conn)
         .await?;
     Ok(())
