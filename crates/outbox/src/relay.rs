@@ -48,7 +48,7 @@ use kafka::{EventProducer, ProduceError};
 use serde::Deserialize;
 use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection, PgPool};
-use telemetry::TraceHeaders;
+use telemetry::KeyValue;
 use telemetry::metrics::{
     EVENTS_PUBLISHED_TOTAL, KAFKA_PRODUCER_QUEUE_DEPTH, KAFKA_PRODUCER_RECREATED_TOTAL,
     OUTBOX_OLDEST_PENDING_AGE_SECONDS, OUTBOX_PARKED_TOTAL, OUTBOX_PUBLISH_LATENCY_SECONDS,
@@ -513,34 +513,25 @@ impl Relay {
             .resolve(&row.event_type)
             .map_err(|e| SendFailure::from(e.to_string()));
         let result = result.and_then(|(event_type, topic)| {
-            let span = tracing::info_span!(
-                "publish",
-                otel.kind = "producer",
-                otel.name = format!("send {topic}"),
-                messaging.system = "kafka",
-                messaging.operation.type = "send",
-                messaging.destination.name = topic,
-                messaging.message.id = %row.event_id,
-                messaging.kafka.message.key = %row.aggregate_id,
-                outbox_id = row.id,
-                trace_id = tracing::field::Empty,
-                span_id = tracing::field::Empty,
+            // The message carries this span's context: the consumer continues from it,
+            // within the originating request's trace.
+            let span = telemetry::ProducerSpan::start(
+                &row.trace(),
+                format!("send {topic}"),
+                vec![
+                    KeyValue::new("messaging.system", "kafka"),
+                    KeyValue::new("messaging.operation.type", "send"),
+                    KeyValue::new("messaging.destination.name", topic.to_owned()),
+                    KeyValue::new("messaging.message.id", row.event_id.to_string()),
+                    KeyValue::new("messaging.kafka.message.key", row.aggregate_id.to_string()),
+                    KeyValue::new("outbox_id", row.id),
+                ],
             );
-            row.trace().continue_in(&span);
-            telemetry::record_trace_ids(&span);
-            let _entered = span.enter();
             let event = event_bindings::encode(&row.outgoing(event_type))
                 .map_err(|e| SendFailure::from(telemetry::error_chain(&e)))?;
-            // Headers carry this publish span's context: the consumer continues from it,
-            // within the originating request's trace.
             let pending = self
                 .producer
-                .send(
-                    topic,
-                    &row.aggregate_id.to_string(),
-                    event,
-                    &TraceHeaders::current(),
-                )
+                .send(topic, &row.aggregate_id.to_string(), event, &span.headers())
                 .map_err(|e| SendFailure {
                     fatal: e.is_fatal(),
                     error: telemetry::error_chain(&e),
