@@ -9,6 +9,9 @@ use wallet_hub::ops::{DlqCommand, OutboxCommand};
 use wallet_hub::startup::{MIGRATOR, Role, connect_database};
 use wallet_hub::{Application, Settings};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     version,
