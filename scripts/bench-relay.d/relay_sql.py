@@ -41,7 +41,7 @@ def main() -> int:
         if what == "fetch":
             body = function_body(src, "fetch_pending")
             sql = rust_string(body[body.index("query_as(") :])
-            if not sql.startswith("WITH batch") or "$1" not in sql or "$3" in sql:
+            if not sql.startswith("SELECT o.id") or "FROM outbox_pending" not in sql or "$1" not in sql or "$3" in sql:
                 raise ValueError("fetch_pending query has an unexpected shape: " + sql)
             # $2: rows in flight, which the relay excludes; none in a serial batch.
             sql = sql.replace("$2", "'{}'::bigint[]")

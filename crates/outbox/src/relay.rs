@@ -26,10 +26,13 @@
 //!    operator redrives it. A crash before that commit re-sends the batch with the same
 //!    CloudEvent ids (at least once; consumers dedupe).
 //!
-//! **Pipelined:** while batch N is encoded and enqueued, PostgreSQL already reads batch
-//! N+1 (excluding N's rows); N+1 is enqueued only after N's reports are recorded, and
-//! without the keys that failed in N. So Kafka, PostgreSQL and the encoder work at once
-//! and the order guarantees are those of one batch at a time.
+//! **Pipelined:** batch N+1 is enqueued as soon as all of N's delivery reports are in,
+//! without the keys that failed in N. While it is encoded and enqueued, the relay's
+//! connection records N's outcome, commits, and reads N+2 (excluding N+1's rows). So
+//! Kafka, PostgreSQL and the encoder work at once, and the order guarantees are those of
+//! one batch at a time: no row is enqueued before every earlier row of its key was
+//! acknowledged or held back. (A crash before N's record commits re-sends N and N+1 with
+//! the same CloudEvent ids.)
 //!
 //! Beside the publishing loop, a maintenance task wakes once a second: it samples the
 //! outbox gauges, deletes rows past their retention in bounded batches and, after
@@ -297,10 +300,10 @@ impl Relay {
         }
     }
 
-    /// Publishes until the queue is empty (see the module docs): while one batch is
-    /// encoded and enqueued, the next is read; a batch is sent only once the previous
-    /// one's delivery reports are recorded. Returns true if the producer reported a fatal
-    /// error.
+    /// Publishes until the queue is empty (see the module docs). Once batch N's delivery
+    /// reports are in, batch N+1 is encoded and enqueued while, on the session, N's
+    /// outcome is recorded and committed and then N+2 is read. Returns true if the producer
+    /// reported a fatal error.
     async fn drain(
         &self,
         conn: &mut PgConnection,
@@ -310,36 +313,65 @@ impl Relay {
         let mut next = store::fetch_pending(&mut *conn, limit, &[]).await?;
         let mut in_flight: Option<InFlight<'_>> = None;
         loop {
-            let mut failed_keys = HashSet::new();
-            if let Some(batch) = in_flight.take() {
-                let mut tx = conn.begin().await?;
-                let settled = self.settle(&mut tx, batch).await?;
-                tx.commit().await?;
-                self.after_commit(&settled);
-                if settled.outcome.producer_fatal {
-                    // The rows read meanwhile stay queued for the new producer.
-                    return Ok(true);
+            let mut acked = match in_flight.take() {
+                Some(batch) => Some(self.await_reports(batch).await),
+                None => None,
+            };
+            let failed_keys = acked
+                .as_mut()
+                .map(|acked| std::mem::take(&mut acked.failed_keys))
+                .unwrap_or_default();
+            let fatal = acked
+                .as_ref()
+                .is_some_and(|acked| acked.outcome.producer_fatal);
+            if fatal || next.is_empty() {
+                if let Some(acked) = acked {
+                    self.record(&mut *conn, acked).await?;
                 }
-                failed_keys = settled.failed_keys;
-            }
-            if next.is_empty() {
-                return Ok(false);
+                // After a fatal error the rows read meanwhile stay queued for the new
+                // producer.
+                return Ok(fatal);
             }
             let rows = std::mem::take(&mut next);
-            let exclude: Vec<i64> = rows.iter().map(|row| row.id).collect();
-            let read_next = async {
-                if shutdown.is_cancelled() {
-                    Ok(Vec::new())
-                } else {
-                    store::fetch_pending(&mut *conn, limit, &exclude).await
-                }
+            // Read ahead only behind a full batch: a short one means the queue was empty
+            // a moment ago, and whatever commits meanwhile wakes the relay again. At
+            // moderate rates that halves the relay's statements per wake-up.
+            let read_ahead = i64::try_from(rows.len()).is_ok_and(|n| n >= limit);
+            let exclude: Vec<i64> = if read_ahead {
+                rows.iter().map(|row| row.id).collect()
+            } else {
+                Vec::new()
             };
-            // The read is sent first; PostgreSQL runs it while this task encodes.
+            let on_session = async {
+                if let Some(acked) = acked {
+                    self.record(&mut *conn, acked).await?;
+                }
+                if !read_ahead || shutdown.is_cancelled() {
+                    return Ok::<_, RelayError>(Vec::new());
+                }
+                Ok(store::fetch_pending(&mut *conn, limit, &exclude).await?)
+            };
+            // The statements are sent first; PostgreSQL runs them while this task encodes.
             let (read, batch) =
-                tokio::join!(read_next, async { self.dispatch(rows, &failed_keys) });
+                tokio::join!(on_session, async { self.dispatch(rows, &failed_keys) });
             in_flight = Some(batch);
             next = read?;
         }
+    }
+
+    /// Records an acknowledged batch: one statement when every row was delivered, else a
+    /// transaction that also records the failures.
+    async fn record(&self, conn: &mut PgConnection, acked: Acked) -> Result<(), RelayError> {
+        let settled = if acked.failed_ids.is_empty() {
+            self.settle(conn, acked).await?
+        } else {
+            let mut tx = conn.begin().await?;
+            let settled = self.settle(&mut tx, acked).await?;
+            tx.commit().await?;
+            settled
+        };
+        self.after_commit(&settled);
+        Ok(())
     }
 
     /// Replaces a producer that librdkafka declared unusable (fatal error, fenced).
@@ -382,7 +414,8 @@ impl Relay {
         let mut tx = conn.begin().await?;
         let rows = store::fetch_pending(&mut tx, i64::from(self.config.batch_size), &[]).await?;
         let batch = self.dispatch(rows, &HashSet::new());
-        let settled = self.settle(&mut tx, batch).await?;
+        let acked = self.await_reports(batch).await;
+        let settled = self.settle(&mut tx, acked).await?;
         tx.commit().await?;
         self.after_commit(&settled);
         Ok(settled.outcome)
@@ -425,14 +458,8 @@ impl Relay {
         batch
     }
 
-    /// Awaits a batch's delivery reports and records them in the open transaction:
-    /// delivered rows leave the queue in one statement; failed ones get an attempt, back
-    /// off, and park after `relay.max_attempts`.
-    async fn settle(
-        &self,
-        tx: &mut PgConnection,
-        batch: InFlight<'_>,
-    ) -> Result<Settled, RelayError> {
+    /// Awaits a batch's delivery reports and sorts its rows into delivered and failed.
+    async fn await_reports(&self, batch: InFlight<'_>) -> Acked {
         let InFlight {
             mut outcome,
             sent,
@@ -476,6 +503,26 @@ impl Relay {
         }
         outcome.published = sent_ids.len();
         outcome.failed = failed_ids.len();
+        Acked {
+            outcome,
+            sent_ids,
+            failed_ids,
+            errors,
+            failed_keys,
+        }
+    }
+
+    /// Records an acknowledged batch in the open transaction: delivered rows leave the
+    /// queue in one statement; failed ones get an attempt, back off, and park after
+    /// `relay.max_attempts`.
+    async fn settle(&self, tx: &mut PgConnection, acked: Acked) -> Result<Settled, RelayError> {
+        let Acked {
+            mut outcome,
+            sent_ids,
+            failed_ids,
+            errors,
+            failed_keys: _,
+        } = acked;
         let dequeued = store::mark_sent(&mut *tx, &sent_ids).await?;
         let policy = store::RetryPolicy {
             max_attempts: self.config.max_attempts,
@@ -483,11 +530,7 @@ impl Relay {
             max_ms: self.config.retry_max_ms,
         };
         outcome.parked = store::record_failures(&mut *tx, &failed_ids, &errors, policy).await?;
-        Ok(Settled {
-            outcome,
-            failed_keys,
-            dequeued,
-        })
+        Ok(Settled { outcome, dequeued })
     }
 
     /// Logs and counts what a committed batch did.
@@ -557,11 +600,21 @@ struct InFlight<'r> {
     failed_keys: HashSet<Uuid>,
 }
 
+/// A batch whose delivery reports are all in, not yet recorded.
+struct Acked {
+    outcome: BatchOutcome,
+    /// Delivered rows.
+    sent_ids: Vec<i64>,
+    /// Rows not delivered, with their errors (same order).
+    failed_ids: Vec<i64>,
+    errors: Vec<String>,
+    /// Keys with a failed row: their later rows wait.
+    failed_keys: HashSet<Uuid>,
+}
+
 /// A batch whose delivery reports are recorded.
 struct Settled {
     outcome: BatchOutcome,
-    /// Keys with a failed row: their later rows wait.
-    failed_keys: HashSet<Uuid>,
     /// Rows that left the queue.
     dequeued: u64,
 }

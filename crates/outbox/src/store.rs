@@ -66,16 +66,10 @@ pub async fn unlock_relay(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// Settings of the relay's own session:
-/// - plan every fetch for its actual excluded ids, so `<> ALL($2)` is a hash probe rather
-///   than a scan of the array per row;
-/// - commit without waiting for the WAL flush: a mark-sent lost in a database crash only
-///   means those events are published again, with the same CloudEvent ids (at least once
-///   holds), and every batch saves an fsync.
+/// Settings of the relay's own session: commit without waiting for the WAL flush. A
+/// mark-sent lost in a database crash only means those events are published again, with
+/// the same CloudEvent ids (at least once holds), and every batch saves an fsync.
 pub async fn prepare_relay_session(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SET plan_cache_mode = force_custom_plan")
-        .execute(&mut *conn)
-        .await?;
     sqlx::query("SET synchronous_commit = off")
         .execute(conn)
         .await?;
@@ -88,28 +82,31 @@ pub async fn prepare_relay_session(conn: &mut PgConnection) -> Result<(), sqlx::
 /// queued row of its key is (then it waits, keeping the key's order); that check probes
 /// `outbox_pending_blocked`, which holds only such rows.
 ///
-/// The batch's ids are chosen from the narrow queue first and only then joined to the log,
-/// so the log (kept for replay) is read by primary key for exactly the rows claimed.
-/// `exclude` are rows already in flight (enqueued, not yet recorded).
+/// The batch's ids are chosen from the narrow queue first, as an array, and only then is
+/// the log (kept for replay) read by primary key for exactly those rows, already in id
+/// order. `exclude` are rows already in flight (enqueued, not yet recorded); `NOT IN` over
+/// them is a hashed subplan. Both hold in the generic plan too, so PostgreSQL plans the
+/// statement once per session (a fetch at a quiet moment took 0.1-0.2 ms, against about
+/// 0.8 ms when every fetch was planned afresh for its ids).
 pub async fn fetch_pending(
     conn: &mut PgConnection,
     limit: i64,
     exclude: &[i64],
 ) -> Result<Vec<PendingRow>, sqlx::Error> {
     sqlx::query_as(
-        "WITH batch AS MATERIALIZED ( \
+        "SELECT o.id, o.event_id, o.event_type, o.aggregate_id, o.payload::text AS payload, \
+                o.traceparent, o.tracestate, o.occurred_at, o.created_at \
+         FROM outbox o \
+         WHERE o.id = ANY(ARRAY( \
              SELECT p.id FROM outbox_pending p \
              WHERE p.parked_at IS NULL \
                AND (p.next_attempt_at IS NULL OR p.next_attempt_at <= now()) \
-               AND p.id <> ALL($2) \
+               AND p.id NOT IN (SELECT unnest($2::bigint[])) \
                AND NOT EXISTS ( \
                    SELECT 1 FROM outbox_pending e \
                    WHERE e.aggregate_id = p.aggregate_id AND e.id < p.id \
                      AND (e.parked_at IS NOT NULL OR e.next_attempt_at > now())) \
-             ORDER BY p.id LIMIT $1) \
-         SELECT o.id, o.event_id, o.event_type, o.aggregate_id, o.payload::text AS payload, o.traceparent, \
-                o.tracestate, o.occurred_at, o.created_at \
-         FROM batch JOIN outbox o ON o.id = batch.id \
+             ORDER BY p.id LIMIT $1)) \
          ORDER BY o.id",
     )
     .bind(limit)

@@ -660,3 +660,56 @@ async fn expired_idempotency_keys_are_deleted_in_bounded_batches() {
         .expect("keys");
     assert_eq!(left, ["c"]);
 }
+
+#[tokio::test]
+async fn the_fetch_reads_the_oldest_publishable_rows_in_order_leaving_out_rows_in_flight_and_blocked_keys()
+ {
+    let app = app_without_relay().await;
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    let mut conn = app.pool.acquire().await.expect("connection");
+    let mut event_ids = Vec::new();
+    for (wallet, minor) in [(a, 1), (b, 2), (a, 3), (b, 4), (a, 5), (b, 6)] {
+        let event = crate::helpers::deposit_event(wallet, minor);
+        event_ids.push(event.metadata().event_id);
+        DomainEventPublisher::new(false)
+            .publish(&mut conn, &event, &TraceHeaders::default())
+            .await
+            .expect("insert");
+    }
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM outbox ORDER BY id")
+        .fetch_all(&app.pool)
+        .await
+        .expect("ids");
+    let fetched =
+        |rows: &[outbox::store::PendingRow]| rows.iter().map(|r| r.id).collect::<Vec<_>>();
+
+    let first = outbox::store::fetch_pending(&mut conn, 3, &[])
+        .await
+        .expect("fetch");
+    assert_eq!(fetched(&first), ids[..3]);
+    assert_eq!(first[0].event_id, event_ids[0]);
+    assert_eq!(first[0].aggregate_id, a);
+    let payload: serde_json::Value = serde_json::from_str(&first[0].payload).expect("JSON text");
+    assert_eq!(payload["event_id"], event_ids[0].to_string());
+
+    let ahead = outbox::store::fetch_pending(&mut conn, 10, &ids[..3])
+        .await
+        .expect("fetch");
+    assert_eq!(fetched(&ahead), ids[3..], "rows in flight are left out");
+
+    // A's first row backs off, then parks: A's later rows wait behind it, B's flow.
+    for blocked in [
+        "UPDATE outbox_pending SET next_attempt_at = now() + interval '1 hour' WHERE id = $1",
+        "UPDATE outbox_pending SET next_attempt_at = NULL, parked_at = now() WHERE id = $1",
+    ] {
+        sqlx::query(blocked)
+            .bind(ids[0])
+            .execute(&app.pool)
+            .await
+            .expect("block A");
+        let rows = outbox::store::fetch_pending(&mut conn, 10, &[])
+            .await
+            .expect("fetch");
+        assert_eq!(fetched(&rows), vec![ids[1], ids[3], ids[5]], "{blocked}");
+    }
+}
