@@ -53,6 +53,8 @@ pub struct ApiConfig {
 pub struct AppState {
     pub pool: PgPool,
     pub publisher: DomainEventPublisher,
+    /// Wakes the relays after a write commits.
+    pub waker: outbox::CommitWaker,
     pub idempotency_ttl_hours: u32,
 }
 

@@ -7,6 +7,8 @@
 //! the stored answer (`Idempotent-Replayed: true`) and changes nothing; the same key with
 //! another body is 422; a retry while the first is still running is 409. Requests that
 //! fail validation never reach this point, so they are not stored.
+//!
+//! After a commit the relays are woken ([`outbox::CommitWaker`]), outside the transaction.
 
 use std::time::Duration;
 
@@ -178,6 +180,7 @@ async fn attempt(
     let Some(key) = &write.key else {
         let reply = operation(&mut tx).await?;
         tx.commit().await.map_err(ApiError::database)?;
+        state.waker.wake();
         return Ok(reply.into_response());
     };
 
@@ -220,6 +223,7 @@ async fn attempt(
     .await
     .map_err(ApiError::database)?;
     tx.commit().await.map_err(ApiError::database)?;
+    state.waker.wake();
     outcome
 }
 

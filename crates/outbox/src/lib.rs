@@ -6,11 +6,14 @@
 //! - [`ops`]: operator actions: status, parked rows, redrive, replay.
 //! - [`relay`]: [`Relay`] publishes pending rows to Kafka as CloudEvents, in id order, and
 //!   marks a row sent only after its delivery report succeeded.
+//! - [`wake`]: [`CommitWaker`] wakes relays after writers' commits (LISTEN/NOTIFY).
 
 pub mod ops;
 pub mod publisher;
 pub mod relay;
 pub mod store;
+pub mod wake;
 
 pub use publisher::{DomainEventPublisher, OUTBOX_CHANNEL, OutboxError};
 pub use relay::{BatchOutcome, Relay, RelayConfig, RelayError};
+pub use wake::CommitWaker;

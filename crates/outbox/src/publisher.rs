@@ -4,8 +4,8 @@ use domain::DomainEvent;
 use sqlx::PgConnection;
 use telemetry::TraceHeaders;
 
-/// PostgreSQL channel the relay listens on; a transaction that writes outbox rows notifies
-/// it once (PostgreSQL folds identical notifications of one transaction into one) at commit.
+/// PostgreSQL channel the relay listens on; [`crate::CommitWaker`] notifies it after
+/// writers' commits.
 pub const OUTBOX_CHANNEL: &str = "wallet_hub_outbox";
 
 #[derive(Debug, thiserror::Error)]
@@ -40,23 +40,16 @@ const INSERT: &str = "INSERT INTO outbox \
      (event_id, event_type, aggregate_id, payload, correlation_id, traceparent, tracestate, occurred_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
-/// Same insert, plus a wake-up for the relay, in one round trip.
-const INSERT_AND_NOTIFY: &str = "INSERT INTO outbox \
-     (event_id, event_type, aggregate_id, payload, correlation_id, traceparent, tracestate, occurred_at) \
-     SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM (SELECT pg_notify('wallet_hub_outbox', '')) AS wake";
-
 /// Publishes domain events by writing them to the outbox (the design's
 /// `OutboxEventPublisher`). PostgreSQL is the only implementation, so this is a concrete
-/// type rather than a trait.
-#[derive(Debug, Clone, Copy)]
-pub struct DomainEventPublisher {
-    /// Wake the relay at commit (LISTEN/NOTIFY) instead of waiting for its next poll.
-    notify: bool,
-}
+/// type rather than a trait. After the transaction commits, wake the relay with
+/// [`crate::CommitWaker::wake`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DomainEventPublisher;
 
 impl DomainEventPublisher {
-    pub fn new(notify: bool) -> Self {
-        Self { notify }
+    pub fn new() -> Self {
+        Self
     }
 
     /// Inserts `event` into the outbox on `conn`, which must be inside the transaction that
@@ -87,12 +80,7 @@ impl DomainEventPublisher {
             event_id: meta.event_id,
             source,
         })?;
-        let sql = if self.notify {
-            INSERT_AND_NOTIFY
-        } else {
-            INSERT
-        };
-        sqlx::query(sql)
+        sqlx::query(INSERT)
             .bind(meta.event_id)
             .bind(event_type)
             .bind(meta.aggregate_id)

@@ -73,7 +73,8 @@ pub struct RelayConfig {
     pub poll_interval_ms: u64,
     /// Rows per batch (one transaction, one statement marking them sent).
     pub batch_size: u32,
-    /// Wake the relay when outbox rows commit (LISTEN/NOTIFY); also makes writers notify.
+    /// Wake the relay when outbox rows commit (LISTEN/NOTIFY); also makes the API notify
+    /// after its commits ([`crate::CommitWaker`]).
     pub notify: bool,
     /// Failed attempts after which a row parks until `wallet-hub outbox redrive`.
     pub max_attempts: i32,

@@ -11,7 +11,7 @@ use consumers::{WalletActivityProjection, WalletCreatedEventConsumer};
 use domain::EventType;
 use event_bindings::EventBindings;
 use kafka::{ConsumerOptions, ConsumerStatus, KafkaProbe};
-use outbox::{DomainEventPublisher, Relay};
+use outbox::{CommitWaker, DomainEventPublisher, Relay};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -151,7 +151,12 @@ impl Application {
         if let Some(listener) = api_listener {
             let state = AppState {
                 pool: pool.clone(),
-                publisher: DomainEventPublisher::new(settings.relay.notify),
+                publisher: DomainEventPublisher::new(),
+                waker: if settings.relay.notify {
+                    CommitWaker::spawn(pool.connect_options().as_ref().clone(), shutdown.clone())
+                } else {
+                    CommitWaker::disabled()
+                },
                 idempotency_ttl_hours: settings.api.idempotency_ttl_hours,
             };
             let app = api::router(state, &settings.api);

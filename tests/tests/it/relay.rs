@@ -163,7 +163,7 @@ async fn a_transaction_that_commits_late_with_a_lower_id_is_still_published() {
     let late_event = DomainEvent::from(late_event);
 
     let mut late = app.pool.begin().await.expect("begin");
-    DomainEventPublisher::new(false)
+    DomainEventPublisher::new()
         .publish(&mut late, &late_event, &TraceHeaders::default())
         .await
         .expect("insert");
@@ -671,7 +671,7 @@ async fn the_fetch_reads_the_oldest_publishable_rows_in_order_leaving_out_rows_i
     for (wallet, minor) in [(a, 1), (b, 2), (a, 3), (b, 4), (a, 5), (b, 6)] {
         let event = crate::helpers::deposit_event(wallet, minor);
         event_ids.push(event.metadata().event_id);
-        DomainEventPublisher::new(false)
+        DomainEventPublisher::new()
             .publish(&mut conn, &event, &TraceHeaders::default())
             .await
             .expect("insert");
@@ -712,4 +712,72 @@ async fn the_fetch_reads_the_oldest_publishable_rows_in_order_leaving_out_rows_i
             .expect("fetch");
         assert_eq!(fetched(&rows), vec![ids[1], ids[3], ids[5]], "{blocked}");
     }
+}
+
+#[tokio::test]
+async fn a_commit_through_the_api_wakes_the_relay_long_before_its_poll() {
+    let app = spawn_app_with(|settings| {
+        settings.relay.poll_interval_ms = 600_000;
+        settings.relay.notify = true;
+        settings.consumer.enabled = false;
+    })
+    .await;
+    // The relay's first poll runs at start; after that only a wake-up can move rows.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let wallet = app.create_wallet_for(app.fixture_user().await, "USD").await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox_pending")
+            .fetch_one(&app.pool)
+            .await
+            .expect("count");
+        if queued == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{queued} rows still queued: the commits did not wake the relay"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let records = read_records(&app.settings.kafka.brokers, &app.topics.wallet_created, 1).await;
+    assert_eq!(
+        header(&records[0], "ce_subject"),
+        wallet["id"].as_str().map(str::to_owned)
+    );
+}
+
+#[tokio::test]
+async fn the_commit_waker_notifies_the_relay_channel_and_folds_wake_ups() {
+    let app = app_without_relay().await;
+    let mut listener = sqlx::postgres::PgListener::connect_with(&app.pool)
+        .await
+        .expect("listener");
+    listener
+        .listen(outbox::OUTBOX_CHANNEL)
+        .await
+        .expect("listen");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let waker = outbox::CommitWaker::spawn(
+        app.pool.connect_options().as_ref().clone(),
+        shutdown.clone(),
+    );
+    for _ in 0..100 {
+        waker.wake();
+    }
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), listener.recv())
+        .await
+        .expect("a notification within 10 s")
+        .expect("notification");
+    assert_eq!(first.channel(), outbox::OUTBOX_CHANNEL);
+    // A hundred wake-ups while the first NOTIFY was on its way: at most one more follows.
+    let mut more = 0;
+    while let Ok(next) =
+        tokio::time::timeout(std::time::Duration::from_millis(500), listener.recv()).await
+    {
+        next.expect("notification");
+        more += 1;
+    }
+    assert!(more <= 1, "{more} notifications after the first");
+    shutdown.cancel();
 }
