@@ -1,6 +1,6 @@
 -- pgbench script of the sustained run (scripts/bench-relay, phase `sustained`): one writer
--- transaction of 10 FundsAdded outbox rows over :keys wallets, with the NOTIFY the service's
--- writers send. The trigger queues the rows in outbox_pending, as for the API's writes.
+-- transaction of 10 FundsAdded outbox rows over :keys wallets, then the NOTIFY the service
+-- sends after a writer's commit. The trigger queues the rows in outbox_pending, as for the API's writes.
 BEGIN;
 INSERT INTO outbox (event_id, event_type, aggregate_id, payload, correlation_id, occurred_at)
 SELECT s.event_id, 'FundsAdded', s.wallet,
@@ -12,5 +12,5 @@ SELECT s.event_id, 'FundsAdded', s.wallet,
   FROM (SELECT gen_random_uuid() AS event_id,
                ('00000000-0000-4000-8000-' || lpad((floor(random() * :keys))::bigint::text, 12, '0'))::uuid AS wallet
           FROM generate_series(1, 10)) s;
-SELECT pg_notify('wallet_hub_outbox', '');
 COMMIT;
+SELECT pg_notify('wallet_hub_outbox', '');

@@ -1,6 +1,8 @@
 -- pgbench script: one deposit, the same SQL transaction the API runs for
 -- POST /v1/wallets/{id}/deposits (see crates/api/src/wallets/mod.rs move_money,
--- wallets/store.rs, ledger.rs post and crates/outbox/src/publisher.rs INSERT_AND_NOTIFY).
+-- wallets/store.rs, ledger.rs post and crates/outbox/src/publisher.rs INSERT). The relay's
+-- wake-up is not part of it: the service sends that pg_notify after the commit, from its
+-- own connection (crates/outbox/src/wake.rs).
 -- Used by scripts/bench-deposits; run with -M prepared (sqlx prepares and caches
 -- every statement, so the API uses named prepared statements too) and
 --   -D wallets=N -D amount=100 -D kind=deposit -D event_type=FundsAdded
@@ -28,5 +30,5 @@ SELECT id, user_id, name, currency, balance_minor, status, version, created_at,
 UPDATE wallets SET balance_minor = :new_balance, status = :status, version = :new_version, updated_at = now() WHERE id = :id;
 INSERT INTO ledger_transactions (id, kind, currency, amount_minor, correlation_id, created_at) VALUES (:tx_id, :kind, :currency, :amount, :corr_id, :occurred_at);
 INSERT INTO ledger_entries (transaction_id, wallet_id, currency, amount_minor, balance_after_minor, created_at) SELECT :tx_id, e.wallet_id, :currency, e.amount_minor, e.balance_after_minor, :occurred_at FROM unnest(ARRAY[:id::uuid, NULL], ARRAY[:amount::bigint, :neg_amount::bigint], ARRAY[:new_balance::bigint, NULL]) WITH ORDINALITY AS e(wallet_id, amount_minor, balance_after_minor, n) ORDER BY e.n;
-INSERT INTO outbox (event_id, event_type, aggregate_id, payload, correlation_id, traceparent, tracestate, occurred_at) SELECT :event_id, :event_type, :id, jsonb_build_object('event_id', :event_id::text, 'occurred_at', :occurred_at::timestamptz, 'aggregate_id', :id::text, 'correlation_id', :corr_id::text, 'schema_version', 1, 'wallet_id', :id::text, 'transaction_id', :tx_id::text, 'amount', jsonb_build_object('value', to_char(:amount::bigint / 100.0, 'FM999999999999990.00'), 'currency', :currency::text), 'balance_after', jsonb_build_object('value', to_char(:new_balance::bigint / 100.0, 'FM999999999999990.00'), 'currency', :currency::text)), :corr_id, :traceparent, NULL, :occurred_at FROM (SELECT pg_notify('wallet_hub_outbox', '')) AS wake;
+INSERT INTO outbox (event_id, event_type, aggregate_id, payload, correlation_id, traceparent, tracestate, occurred_at) SELECT :event_id, :event_type, :id, jsonb_build_object('event_id', :event_id::text, 'occurred_at', :occurred_at::timestamptz, 'aggregate_id', :id::text, 'correlation_id', :corr_id::text, 'schema_version', 1, 'wallet_id', :id::text, 'transaction_id', :tx_id::text, 'amount', jsonb_build_object('value', to_char(:amount::bigint / 100.0, 'FM999999999999990.00'), 'currency', :currency::text), 'balance_after', jsonb_build_object('value', to_char(:new_balance::bigint / 100.0, 'FM999999999999990.00'), 'currency', :currency::text)), :corr_id, :traceparent, NULL, :occurred_at;
 COMMIT;
