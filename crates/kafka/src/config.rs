@@ -33,7 +33,11 @@ impl KafkaConfig {
             .set("max.in.flight.requests.per.connection", "5")
             .set("message.timeout.ms", self.message_timeout_ms.to_string())
             .set("compression.type", "lz4")
-            .set("linger.ms", "1");
+            // No waiting for more: the relay enqueues a whole batch at once and awaits its
+            // reports before the next, so a linger only delays it. Messages enqueued while a
+            // request is in flight still go out together (median latency at 1,000 events/s:
+            // 7.7-9.7 ms with 0, 12.2-12.7 ms with 1; drain rate unchanged).
+            .set("linger.ms", "0");
         for (key, value) in &self.producer {
             config.set(key, value);
         }
