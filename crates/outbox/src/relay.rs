@@ -787,25 +787,25 @@ async fn forward_notifications(
     wake: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) {
-    loop {
-        let received = tokio::select! {
-            () = shutdown.cancelled() => return,
-            received = listener.recv() => received,
-        };
-        match received {
-            Ok(_notification) => wake.notify_one(),
-            Err(error) => {
-                tracing::warn!(
-                    error = &error as &dyn StdError,
-                    "outbox LISTEN connection lost; reconnecting"
-                );
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
+    while let Some(received) = shutdown.run_until_cancelled(listener.recv()).await {
+        if let Err(error) = received {
+            tracing::warn!(
+                error = &error as &dyn StdError,
+                "outbox LISTEN connection lost; reconnecting"
+            );
+            if !retry_pause(&shutdown).await {
+                return;
             }
+        } else {
+            wake.notify_one();
         }
     }
+}
+
+/// Waits a second before a reconnect; false if shutdown came first.
+pub(crate) async fn retry_pause(shutdown: &CancellationToken) -> bool {
+    let pause = tokio::time::sleep(Duration::from_secs(1));
+    shutdown.run_until_cancelled(pause).await.is_some()
 }
 
 /// Resolves at the next wake-up; never without a listener.

@@ -2,7 +2,6 @@
 
 use std::error::Error as StdError;
 use std::sync::Arc;
-use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
@@ -16,8 +15,9 @@ use crate::publisher::OUTBOX_CHANNEL;
 /// Writers call [`wake`](CommitWaker::wake) after their commit; one task per process sends
 /// the `NOTIFY` on its own connection, never inside the writer's transaction. PostgreSQL
 /// serializes the commits of all transactions that notify on one database-wide lock, held
-/// through the commit's WAL flush: with the `NOTIFY` inside every deposit, writers queued
-/// behind each other at 1,000 deposits/s as soon as the machine was busy. Wake-ups that
+/// through the commit's WAL flush, so they cannot share a flush: 16 pgbench clients made
+/// about 3,000 one-row commits/s with a `pg_notify` inside against 8,000-10,000 without
+/// (`scripts/bench-relay`, write phase). Wake-ups that
 /// come while a `NOTIFY` is on its way fold into the next one, and that connection commits
 /// without waiting for the flush (a lost notification only leaves the rows to the relay's
 /// next poll).
@@ -56,9 +56,12 @@ async fn send_notifications(
 ) {
     let mut conn: Option<PgConnection> = None;
     loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = pending.notified() => {}
+        if shutdown
+            .run_until_cancelled(pending.notified())
+            .await
+            .is_none()
+        {
+            break;
         }
         if let Err(error) = notify(&mut conn, &connect).await {
             conn = None;
@@ -67,9 +70,8 @@ async fn send_notifications(
                 "cannot wake the outbox relay; it finds the rows on its next poll"
             );
             // The database is unreachable: try again a second later, whatever came since.
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            if !crate::relay::retry_pause(&shutdown).await {
+                break;
             }
         }
     }
