@@ -8,9 +8,7 @@
 //! - [`users`], [`wallets`], [`transfers`], [`notifications`]: the routes.
 //! - [`write`]: how a change runs: one transaction, retried on contention, idempotent.
 //! - [`ledger`]: the double-entry postings and wallet history.
-//! - [`admin`]: the admin server (`/metrics`, `/health/live`, `/health/ready`).
 
-pub mod admin;
 pub mod context;
 pub mod error;
 pub mod extract;

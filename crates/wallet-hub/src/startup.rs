@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use api::AppState;
-use api::admin::AdminState;
 use consumers::{WalletActivityProjection, WalletCreatedEventConsumer};
 use domain::EventType;
 use event_bindings::EventBindings;
@@ -20,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::{self, AdminState};
 use crate::config::{DatabaseConfig, Settings};
 
 /// Migrations compiled into the binary.
@@ -226,7 +226,7 @@ impl Application {
         } else {
             None
         };
-        let admin = api::admin::router(AdminState {
+        let admin = admin::router(AdminState {
             pool: pool.clone(),
             metrics,
             health: settings.health.clone(),
