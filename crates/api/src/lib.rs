@@ -6,13 +6,16 @@
 //! - [`extract`]: JSON and path extractors whose rejections are `ApiError`s.
 //! - [`context`]: the per-request middleware and [`RequestContext`].
 //! - [`users`], [`wallets`], [`transfers`], [`notifications`]: the routes.
-//! - [`write`]: how a change runs: one transaction, retried on contention, idempotent.
-//! - [`ledger`]: the double-entry postings and wallet history.
+//! - [`write`]: how a change runs: one transaction, retried on contention, idempotent, its
+//!   events written to the outbox.
+//! - [`openapi`]: the OpenAPI document and Swagger UI.
+//!
+//! Handlers never build SQL: every statement is in the `store` crate (the outbox's in
+//! `outbox`). This crate depends on `domain`, `store`, `outbox` and `telemetry` only.
 
 pub mod context;
 pub mod error;
 pub mod extract;
-pub mod ledger;
 pub mod notifications;
 pub mod openapi;
 pub mod transfers;

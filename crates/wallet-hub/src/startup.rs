@@ -306,7 +306,11 @@ async fn expire_idempotency_keys(pool: PgPool, shutdown: CancellationToken) -> a
             () = shutdown.cancelled() => return Ok(()),
             _ = interval.tick() => {}
         }
-        if let Err(error) = api::write::delete_expired_keys(&pool, 1000).await {
+        let deleted = match pool.acquire().await {
+            Ok(mut conn) => store::idempotency::delete_expired(&mut conn, 1000).await,
+            Err(error) => Err(error.into()),
+        };
+        if let Err(error) = deleted {
             tracing::warn!(
                 error = &error as &dyn std::error::Error,
                 "cannot delete expired idempotency keys"
