@@ -13,7 +13,8 @@ use axum::response::{IntoResponse, Response};
 use domain::WalletError;
 use serde::Serialize;
 
-const PROBLEM_JSON: &str = "application/problem+json";
+/// The media type of every error answer (RFC 9457).
+pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
 const TYPE_BASE: &str = "https://wallethub.io/problems/";
 
 type BoxError = Box<dyn StdError + Send + Sync>;

@@ -10,8 +10,7 @@ pub(crate) mod store;
 
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use domain::{
     Currency, DecimalAmount, DomainEvent, EventContext, Money, StatusAction, Wallet, WalletName,
@@ -21,25 +20,29 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use telemetry::TraceHeaders;
 use tracing::Instrument;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::extract::{ValidJson, ValidPath, ValidQuery};
 use crate::ledger::{self, Entry, Kind, Posting};
+use crate::openapi::headers::IdempotencyHeaders;
+use crate::openapi::problems;
 use crate::write::{self, MaybeIdempotencyKey, Reply, Write};
 use crate::{AppState, RequestContext};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/wallets", post(create_wallet))
-        .route("/v1/wallets/{id}", get(get_wallet))
-        .route("/v1/wallets/{id}/deposits", post(deposit))
-        .route("/v1/wallets/{id}/withdrawals", post(withdraw))
-        .route("/v1/wallets/{id}/freeze", post(freeze))
-        .route("/v1/wallets/{id}/unfreeze", post(unfreeze))
-        .route("/v1/wallets/{id}/close", post(close))
-        .route("/v1/wallets/{id}/transactions", get(history))
-        .route("/v1/wallets/{id}/activity", get(activity))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_wallet))
+        .routes(routes!(get_wallet))
+        .routes(routes!(deposit))
+        .routes(routes!(withdraw))
+        .routes(routes!(freeze))
+        .routes(routes!(unfreeze))
+        .routes(routes!(close))
+        .routes(routes!(history))
+        .routes(routes!(activity))
 }
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
@@ -149,7 +152,21 @@ pub(crate) async fn publish(
     }
 }
 
-#[utoipa::path(post, path = "/v1/wallets", tag = "wallets", request_body = CreateWalletRequest, params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the first answer to a key is stored for 24 h and replayed"), ("X-Client-Id" = Option<String>, Header, description = "Scopes Idempotency-Keys to a caller")), responses((status = 201, body = WalletResponse), (status = 422, description = "validation-error, unknown-user", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    post,
+    path = "/v1/wallets",
+    tag = "wallets",
+    request_body = CreateWalletRequest,
+    params(IdempotencyHeaders),
+    responses(
+        (status = 201, body = WalletResponse),
+        problems::Malformed,
+        problems::InFlight,
+        problems::InvalidWallet,
+        problems::BodyRejected,
+        problems::ServerErrors,
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn create_wallet(
     State(state): State<AppState>,
@@ -191,7 +208,18 @@ async fn create_wallet(
     write::execute(&state, write, &operation).await
 }
 
-#[utoipa::path(get, path = "/v1/wallets/{id}", tag = "wallets", params(("id" = Uuid, Path)), responses((status = 200, body = WalletResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    get,
+    path = "/v1/wallets/{id}",
+    tag = "wallets",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = WalletResponse),
+        problems::Malformed,
+        problems::NotFound,
+        problems::ServerErrors,
+    )
+)]
 #[tracing::instrument(skip_all, fields(wallet_id = %id))]
 async fn get_wallet(
     State(state): State<AppState>,
@@ -203,7 +231,22 @@ async fn get_wallet(
     Ok(Json(WalletResponse::from(&wallet)))
 }
 
-#[utoipa::path(post, path = "/v1/wallets/{id}/deposits", tag = "wallets", request_body = AmountRequest, params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the first answer to a key is stored for 24 h and replayed"), ("X-Client-Id" = Option<String>, Header, description = "Scopes Idempotency-Keys to a caller")), responses((status = 201, body = MovementResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "wallet-not-active", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "validation-error", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    post,
+    path = "/v1/wallets/{id}/deposits",
+    tag = "wallets",
+    request_body = AmountRequest,
+    params(("id" = Uuid, Path), IdempotencyHeaders),
+    responses(
+        (status = 201, body = MovementResponse),
+        problems::Malformed,
+        problems::NotFound,
+        problems::WalletNotActive,
+        problems::Invalid,
+        problems::BodyRejected,
+        problems::ServerErrors,
+    )
+)]
 #[tracing::instrument(skip_all, fields(wallet_id = %id))]
 async fn deposit(
     State(state): State<AppState>,
@@ -215,7 +258,22 @@ async fn deposit(
     move_money(state, ctx, key, id, request, Kind::Deposit).await
 }
 
-#[utoipa::path(post, path = "/v1/wallets/{id}/withdrawals", tag = "wallets", request_body = AmountRequest, params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the first answer to a key is stored for 24 h and replayed"), ("X-Client-Id" = Option<String>, Header, description = "Scopes Idempotency-Keys to a caller")), responses((status = 201, body = MovementResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "wallet-not-active", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "insufficient-funds, validation-error", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    post,
+    path = "/v1/wallets/{id}/withdrawals",
+    tag = "wallets",
+    request_body = AmountRequest,
+    params(("id" = Uuid, Path), IdempotencyHeaders),
+    responses(
+        (status = 201, body = MovementResponse),
+        problems::Malformed,
+        problems::NotFound,
+        problems::WalletNotActive,
+        problems::InvalidWithdrawal,
+        problems::BodyRejected,
+        problems::ServerErrors,
+    )
+)]
 #[tracing::instrument(skip_all, fields(wallet_id = %id))]
 async fn withdraw(
     State(state): State<AppState>,
@@ -306,7 +364,19 @@ async fn move_money(
     write::execute(&state, write, &operation).await
 }
 
-#[utoipa::path(post, path = "/v1/wallets/{id}/freeze", tag = "wallets", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the first answer to a key is stored for 24 h and replayed"), ("X-Client-Id" = Option<String>, Header, description = "Scopes Idempotency-Keys to a caller")), responses((status = 200, body = WalletResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "invalid-status-transition", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    post,
+    path = "/v1/wallets/{id}/freeze",
+    tag = "wallets",
+    params(("id" = Uuid, Path), IdempotencyHeaders),
+    responses(
+        (status = 200, body = WalletResponse),
+        problems::Malformed,
+        problems::NotFound,
+        problems::StatusConflict,
+        problems::ServerErrors,
+    )
+)]
 async fn freeze(
     state: State<AppState>,
     ctx: Extension<RequestContext>,
@@ -316,7 +386,19 @@ async fn freeze(
     change_status(state, ctx, key, id, StatusAction::Freeze).await
 }
 
-#[utoipa::path(post, path = "/v1/wallets/{id}/unfreeze", tag = "wallets", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the first answer to a key is stored for 24 h and replayed"), ("X-Client-Id" = Option<String>, Header, description = "Scopes Idempotency-Keys to a caller")), responses((status = 200, body = WalletResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "invalid-status-transition", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    post,
+    path = "/v1/wallets/{id}/unfreeze",
+    tag = "wallets",
+    params(("id" = Uuid, Path), IdempotencyHeaders),
+    responses(
+        (status = 200, body = WalletResponse),
+        problems::Malformed,
+        problems::NotFound,
+        problems::StatusConflict,
+        problems::ServerErrors,
+    )
+)]
 async fn unfreeze(
     state: State<AppState>,
     ctx: Extension<RequestContext>,
@@ -326,7 +408,19 @@ async fn unfreeze(
     change_status(state, ctx, key, id, StatusAction::Unfreeze).await
 }
 
-#[utoipa::path(post, path = "/v1/wallets/{id}/close", tag = "wallets", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the first answer to a key is stored for 24 h and replayed"), ("X-Client-Id" = Option<String>, Header, description = "Scopes Idempotency-Keys to a caller")), responses((status = 200, body = WalletResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "balance-not-zero, invalid-status-transition", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    post,
+    path = "/v1/wallets/{id}/close",
+    tag = "wallets",
+    params(("id" = Uuid, Path), IdempotencyHeaders),
+    responses(
+        (status = 200, body = WalletResponse),
+        problems::Malformed,
+        problems::NotFound,
+        problems::CloseConflict,
+        problems::ServerErrors,
+    )
+)]
 async fn close(
     state: State<AppState>,
     ctx: Extension<RequestContext>,
@@ -378,10 +472,12 @@ async fn change_status(
     write::execute(&state, write, &operation).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -408,7 +504,18 @@ pub struct HistoryPage {
     pub next_cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/wallets/{id}/transactions", tag = "wallets", params(("id" = Uuid, Path), ("limit" = Option<i64>, Query, description = "1-200, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, body = HistoryPage), (status = 400, description = "malformed-request", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    get,
+    path = "/v1/wallets/{id}/transactions",
+    tag = "wallets",
+    params(("id" = Uuid, Path), HistoryQuery),
+    responses(
+        (status = 200, body = HistoryPage),
+        problems::Malformed,
+        problems::NotFound,
+        problems::ServerErrors,
+    )
+)]
 #[tracing::instrument(skip_all, fields(wallet_id = %id))]
 async fn history(
     State(state): State<AppState>,
@@ -473,7 +580,18 @@ pub struct ActivityResponse {
     pub last_activity_at: Option<DateTime<Utc>>,
 }
 
-#[utoipa::path(get, path = "/v1/wallets/{id}/activity", tag = "wallets", params(("id" = Uuid, Path)), responses((status = 200, body = ActivityResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    get,
+    path = "/v1/wallets/{id}/activity",
+    tag = "wallets",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = ActivityResponse),
+        problems::Malformed,
+        problems::NotFound,
+        problems::ServerErrors,
+    )
+)]
 #[tracing::instrument(skip_all, fields(wallet_id = %id))]
 async fn activity(
     State(state): State<AppState>,
