@@ -135,7 +135,6 @@ async fn transfer(
         )
     });
     let write = Write {
-        route: "POST /v1/transfers",
         key,
         request: &body,
     };

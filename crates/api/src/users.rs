@@ -100,7 +100,6 @@ async fn create_user(
         })
     });
     let write = Write {
-        route: "POST /v1/users",
         key,
         request: &body,
     };

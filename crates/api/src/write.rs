@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -72,10 +72,13 @@ impl IntoResponse for Reply {
     }
 }
 
-/// The client's `Idempotency-Key` and caller scope, if it sent a key.
+/// The client's `Idempotency-Key` and its scope (caller and route), if it sent a key.
 #[derive(Debug, Clone)]
 pub struct IdempotencyKey {
     caller: String,
+    /// `POST /v1/wallets/{id}/deposits`: the method and the path the router matched, so a
+    /// route is named once, in its `#[utoipa::path]`.
+    route: String,
     key: String,
 }
 
@@ -86,12 +89,16 @@ pub struct MaybeIdempotencyKey(pub Option<IdempotencyKey>);
 impl<S: Send + Sync> FromRequestParts<S> for MaybeIdempotencyKey {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        idempotency_key(&parts.headers).map(MaybeIdempotencyKey)
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let path = MatchedPath::from_request_parts(parts, state)
+            .await
+            .map_err(ApiError::internal)?;
+        let route = format!("{} {}", parts.method, path.as_str());
+        idempotency_key(&parts.headers, route).map(MaybeIdempotencyKey)
     }
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+fn idempotency_key(headers: &HeaderMap, route: String) -> Result<Option<IdempotencyKey>, ApiError> {
     let Some(value) = headers.get(&IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
@@ -111,6 +118,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiErr
         .unwrap_or("anonymous");
     Ok(Some(IdempotencyKey {
         caller: caller.to_owned(),
+        route,
         key: key.to_owned(),
     }))
 }
@@ -118,7 +126,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiErr
 /// What one request asks the runner for.
 #[derive(Debug)]
 pub struct Write<'a> {
-    pub route: &'static str,
     pub key: Option<IdempotencyKey>,
     /// The request body (hashed to recognise a retry of the same request).
     pub request: &'a serde_json::Value,
@@ -184,8 +191,7 @@ async fn attempt(
         return Ok(reply.into_response());
     };
 
-    if let Some(stored) =
-        claim(&mut tx, key, write.route, hash, state.idempotency_ttl_hours).await?
+    if let Some(stored) = claim(&mut tx, key, &key.route, hash, state.idempotency_ttl_hours).await?
     {
         return Ok(stored);
     }
@@ -214,7 +220,7 @@ async fn attempt(
          WHERE caller = $1 AND route = $2 AND key = $3",
     )
     .bind(&key.caller)
-    .bind(write.route)
+    .bind(&key.route)
     .bind(&key.key)
     .bind(i16::try_from(reply.status.as_u16()).unwrap_or(i16::MAX))
     .bind(&reply.body)

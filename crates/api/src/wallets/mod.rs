@@ -201,7 +201,6 @@ async fn create_wallet(
         )
     });
     let write = Write {
-        route: "POST /v1/wallets",
         key,
         request: &body,
     };
@@ -352,12 +351,7 @@ async fn move_money(
             .instrument(db_transaction_span(kind.as_str())),
         )
     });
-    let route = match kind {
-        Kind::Deposit => "POST /v1/wallets/{id}/deposits",
-        _ => "POST /v1/wallets/{id}/withdrawals",
-    };
     let write = Write {
-        route,
         key,
         request: &body,
     };
@@ -459,13 +453,7 @@ async fn change_status(
             .instrument(db_transaction_span(action.as_str())),
         )
     });
-    let route = match action {
-        StatusAction::Freeze => "POST /v1/wallets/{id}/freeze",
-        StatusAction::Unfreeze => "POST /v1/wallets/{id}/unfreeze",
-        StatusAction::Close => "POST /v1/wallets/{id}/close",
-    };
     let write = Write {
-        route,
         key,
         request: &serde_json::Value::Null,
     };
