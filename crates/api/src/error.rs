@@ -15,7 +15,8 @@ use outbox::OutboxError;
 use serde::Serialize;
 use store::StoreError;
 
-const PROBLEM_JSON: &str = "application/problem+json";
+/// The media type of every error answer (RFC 9457).
+pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
 const TYPE_BASE: &str = "https://wallethub.io/problems/";
 
 type BoxError = Box<dyn StdError + Send + Sync>;

@@ -6,9 +6,9 @@
 //! - [`extract`]: JSON and path extractors whose rejections are `ApiError`s.
 //! - [`context`]: the per-request middleware and [`RequestContext`].
 //! - [`users`], [`wallets`], [`transfers`], [`notifications`]: the routes.
+//! - [`openapi`]: the contract, built with the routes from their `#[utoipa::path]`s.
 //! - [`write`]: how a change runs: one transaction, retried on contention, idempotent, its
 //!   events written to the outbox.
-//! - [`openapi`]: the OpenAPI document and Swagger UI.
 //!
 //! Handlers never build SQL: every statement is in the `store` crate (the outbox's in
 //! `outbox`). This crate depends on `domain`, `store`, `outbox` and `telemetry` only.
@@ -61,12 +61,7 @@ pub struct AppState {
 
 /// The whole API.
 pub fn router(state: AppState, config: &ApiConfig) -> Router {
-    Router::new()
-        .merge(users::router())
-        .merge(wallets::router())
-        .merge(transfers::router())
-        .merge(openapi::router())
-        .merge(notifications::router())
+    openapi::router()
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))

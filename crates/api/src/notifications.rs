@@ -1,22 +1,24 @@
 //! `GET /v1/users/{id}/notifications`: a user's notifications, newest first.
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use domain::{EventId, UserId, WalletId};
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::ValidPath;
+use crate::openapi::problems;
 
 /// At most this many are returned (pagination comes with the history endpoints).
 const LIMIT: i64 = 100;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/users/{id}/notifications", get(list))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -49,7 +51,17 @@ impl From<store::notifications::Notification> for NotificationResponse {
     }
 }
 
-#[utoipa::path(get, path = "/v1/users/{id}/notifications", tag = "users", params(("id" = Uuid, Path)), responses((status = 200, body = [NotificationResponse])))]
+#[utoipa::path(
+    get,
+    path = "/v1/users/{id}/notifications",
+    tag = "users",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = [NotificationResponse]),
+        problems::Malformed,
+        problems::ServerErrors,
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_id = %user_id))]
 async fn list(
     State(state): State<AppState>,

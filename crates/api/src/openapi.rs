@@ -1,48 +1,149 @@
 //! The API contract: an OpenAPI 3.1 document generated from the handlers and types, served
 //! at `/openapi.json`, and a Swagger UI at `/docs` whose assets are compiled in (works
 //! without internet access).
+//!
+//! A route is written once, in its handler's `#[utoipa::path]`: [`routes`] builds the axum
+//! routes and the document's paths from the same attributes (`utoipa_axum::routes!`), so the
+//! two cannot disagree. The pieces that operations share are derived once: [`headers`] for
+//! request headers, [`problems`] for the problem answers.
+
+pub mod headers;
+pub mod problems;
 
 use axum::Router;
 use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::AppState;
+use crate::{AppState, notifications, transfers, users, wallets};
 
+/// What the document says beyond its paths; [`routes`] adds those.
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Wallet Hub API",
-        description = "Wallets, deposits, withdrawals and transfers. Amounts are decimal strings with the currency's scale; errors are RFC 9457 problem+json with a stable `type` per kind; every POST accepts an `Idempotency-Key`."
-    ),
-    paths(
-        crate::users::create_user,
-        crate::users::get_user,
-        crate::users::list_wallets,
-        crate::wallets::create_wallet,
-        crate::wallets::get_wallet,
-        crate::wallets::deposit,
-        crate::wallets::withdraw,
-        crate::wallets::freeze,
-        crate::wallets::unfreeze,
-        crate::wallets::close,
-        crate::wallets::reads::history,
-        crate::wallets::reads::activity,
-        crate::transfers::transfer,
-        crate::notifications::list,
+        description = "Wallets, deposits, withdrawals and transfers. Amounts are decimal strings \
+                       with the currency's scale; errors are RFC 9457 problem+json with a stable \
+                       `type` per kind; every POST accepts an `Idempotency-Key`."
     ),
     components(schemas(crate::error::Problem)),
-    tags(
-        (name = "users"),
-        (name = "wallets"),
-        (name = "transfers"),
-    )
+    tags((name = "users"), (name = "wallets"), (name = "transfers"))
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
 
-/// `/openapi.json` and `/docs`.
+/// Every documented route with its handler, and the document describing them.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(users::router())
+        .merge(wallets::router())
+        .merge(transfers::router())
+        .merge(notifications::router())
+}
+
+/// The document served at `/openapi.json`.
+pub fn document() -> utoipa::openapi::OpenApi {
+    routes().into_openapi()
+}
+
+/// The API's routes, plus `/openapi.json` and `/docs`.
 pub fn router() -> Router<AppState> {
-    SwaggerUi::new("/docs")
-        .url("/openapi.json", ApiDoc::openapi())
-        .into()
+    let (routes, document) = routes().split_for_parts();
+    routes.merge(SwaggerUi::new("/docs").url("/openapi.json", document))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::document;
+
+    /// `(method, path, operation)` of every documented operation.
+    fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+        let paths = doc["paths"].as_object().expect("paths");
+        paths
+            .iter()
+            .flat_map(|(path, item)| {
+                let methods = item.as_object().expect("path item");
+                methods
+                    .iter()
+                    .map(|(method, operation)| (method.clone(), path.clone(), operation.clone()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_operation_documents_the_problems_that_any_request_can_cause() {
+        let doc = serde_json::to_value(document()).expect("document as JSON");
+        let operations = operations(&doc);
+        assert_eq!(operations.len(), 14, "every operation is in the document");
+        for (method, path, operation) in operations {
+            let responses = &operation["responses"];
+            // Every operation reads an id or a JSON body (400) and can fail on the server.
+            let mut expected = vec!["400", "500", "503"];
+            if operation.get("requestBody").is_some() {
+                expected.extend(["413", "415"]);
+            }
+            let parameters = operation["parameters"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if parameters.iter().any(|p| p["name"] == "Idempotency-Key") {
+                expected.push("409");
+                let conflict = responses["409"]["description"].as_str().unwrap_or_default();
+                assert!(
+                    conflict.contains("idempotency-in-flight"),
+                    "{method} {path}: 409 names idempotency-in-flight, got {conflict:?}"
+                );
+            }
+            for status in expected {
+                assert!(
+                    responses[status].is_object(),
+                    "{method} {path} documents {status}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_post_accepts_an_idempotency_key_and_a_client_id() {
+        let doc = serde_json::to_value(document()).expect("document as JSON");
+        for (method, path, operation) in operations(&doc) {
+            let headers: Vec<&str> = operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "header")
+                .filter_map(|p| p["name"].as_str())
+                .collect();
+            let expected: &[&str] = if method == "post" {
+                &["Idempotency-Key", "X-Client-Id"]
+            } else {
+                &[]
+            };
+            assert_eq!(headers, expected, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn every_error_answer_is_documented_as_a_problem() {
+        let doc = serde_json::to_value(document()).expect("document as JSON");
+        for (method, path, operation) in operations(&doc) {
+            let responses = operation["responses"].as_object().expect("responses");
+            for (status, response) in responses.iter().filter(|(s, _)| !s.starts_with('2')) {
+                let content = response["content"].as_object().expect("content");
+                assert_eq!(
+                    content.keys().collect::<Vec<_>>(),
+                    ["application/problem+json"],
+                    "{method} {path} {status}"
+                );
+                assert_eq!(
+                    content["application/problem+json"]["schema"]["$ref"],
+                    "#/components/schemas/Problem",
+                    "{method} {path} {status}"
+                );
+            }
+        }
+        assert!(doc["components"]["schemas"]["Problem"].is_object());
+    }
 }

@@ -1,23 +1,26 @@
 //! `POST /v1/transfers`: move money between two wallets of the same currency, atomically.
 
+use axum::Extension;
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::post;
-use axum::{Extension, Router};
 use chrono::{DateTime, Utc};
 use domain::{TransactionId, WalletError, WalletId};
 use serde::{Deserialize, Serialize};
 use store::ledger::{self, Entry, Kind, Posting};
 use tracing::Instrument;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::extract::ValidJson;
+use crate::openapi::headers::IdempotencyHeaders;
+use crate::openapi::problems;
 use crate::wallets;
 use crate::write::{self, MaybeIdempotencyKey, Reply, Write, publish};
 use crate::{AppState, RequestContext};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/transfers", post(transfer))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(transfer))
 }
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
@@ -45,7 +48,22 @@ pub struct TransferResponse {
     pub created_at: DateTime<Utc>,
 }
 
-#[utoipa::path(post, path = "/v1/transfers", tag = "transfers", request_body = TransferRequest, params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the first answer to a key is stored for 24 h and replayed"), ("X-Client-Id" = Option<String>, Header, description = "Scopes Idempotency-Keys to a caller")), responses((status = 201, body = TransferResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "wallet-not-active", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "insufficient-funds, currency-mismatch, same-wallet, validation-error", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    post,
+    path = "/v1/transfers",
+    tag = "transfers",
+    request_body = TransferRequest,
+    params(IdempotencyHeaders),
+    responses(
+        (status = 201, body = TransferResponse),
+        problems::Malformed,
+        problems::NotFound,
+        problems::WalletNotActive,
+        problems::InvalidTransfer,
+        problems::BodyRejected,
+        problems::ServerErrors,
+    )
+)]
 #[tracing::instrument(skip_all, fields(from = %request.from_wallet_id, to = %request.to_wallet_id))]
 async fn transfer(
     State(state): State<AppState>,
@@ -120,7 +138,6 @@ async fn transfer(
         )
     });
     let write = Write {
-        route: "POST /v1/transfers",
         key,
         request: &body,
     };

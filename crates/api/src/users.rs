@@ -2,24 +2,27 @@
 
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use domain::{Email, EventContext, User, UserId, UserName};
 use serde::{Deserialize, Serialize};
 use store::{users, wallets};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::extract::{ValidJson, ValidPath};
+use crate::openapi::headers::IdempotencyHeaders;
+use crate::openapi::problems;
 use crate::wallets::WalletResponse;
 use crate::write::{self, MaybeIdempotencyKey, Reply, Write, publish};
 use crate::{AppState, RequestContext};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/users", post(create_user))
-        .route("/v1/users/{id}", get(get_user))
-        .route("/v1/users/{id}/wallets", get(list_wallets))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_user))
+        .routes(routes!(get_user))
+        .routes(routes!(list_wallets))
 }
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
@@ -49,7 +52,21 @@ impl From<&User> for UserResponse {
     }
 }
 
-#[utoipa::path(post, path = "/v1/users", tag = "users", request_body = CreateUserRequest, params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the first answer to a key is stored for 24 h and replayed"), ("X-Client-Id" = Option<String>, Header, description = "Scopes Idempotency-Keys to a caller")), responses((status = 201, description = "Created", body = UserResponse), (status = 409, description = "email-taken", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "validation-error", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    post,
+    path = "/v1/users",
+    tag = "users",
+    request_body = CreateUserRequest,
+    params(IdempotencyHeaders),
+    responses(
+        (status = 201, description = "Created", body = UserResponse),
+        problems::Malformed,
+        problems::EmailTaken,
+        problems::Invalid,
+        problems::BodyRejected,
+        problems::ServerErrors,
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn create_user(
     State(state): State<AppState>,
@@ -75,14 +92,24 @@ async fn create_user(
         })
     });
     let write = Write {
-        route: "POST /v1/users",
         key,
         request: &body,
     };
     write::execute(&state, write, &operation).await
 }
 
-#[utoipa::path(get, path = "/v1/users/{id}", tag = "users", params(("id" = Uuid, Path)), responses((status = 200, body = UserResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    get,
+    path = "/v1/users/{id}",
+    tag = "users",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = UserResponse),
+        problems::Malformed,
+        problems::NotFound,
+        problems::ServerErrors,
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_id = %id))]
 async fn get_user(
     State(state): State<AppState>,
@@ -95,7 +122,18 @@ async fn get_user(
     Ok(Json(UserResponse::from(&user)))
 }
 
-#[utoipa::path(get, path = "/v1/users/{id}/wallets", tag = "users", params(("id" = Uuid, Path)), responses((status = 200, body = [WalletResponse]), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    get,
+    path = "/v1/users/{id}/wallets",
+    tag = "users",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = [WalletResponse]),
+        problems::Malformed,
+        problems::NotFound,
+        problems::ServerErrors,
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_id = %id))]
 async fn list_wallets(
     State(state): State<AppState>,

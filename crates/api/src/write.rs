@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -77,10 +77,13 @@ impl IntoResponse for Reply {
     }
 }
 
-/// The client's `Idempotency-Key` and caller scope, if it sent a key.
+/// The client's `Idempotency-Key` and its scope (caller and route), if it sent a key.
 #[derive(Debug, Clone)]
 pub struct IdempotencyKey {
     caller: String,
+    /// `POST /v1/wallets/{id}/deposits`: the method and the path the router matched, so a
+    /// route is named once, in its `#[utoipa::path]`.
+    route: String,
     key: String,
 }
 
@@ -89,10 +92,10 @@ pub struct IdempotencyKey {
 pub struct MaybeIdempotencyKey(pub Option<IdempotencyKey>);
 
 impl IdempotencyKey {
-    fn in_route<'a>(&'a self, route: &'a str) -> idempotency::Key<'a> {
+    fn as_store_key(&self) -> idempotency::Key<'_> {
         idempotency::Key {
             caller: &self.caller,
-            route,
+            route: &self.route,
             key: &self.key,
         }
     }
@@ -101,12 +104,16 @@ impl IdempotencyKey {
 impl<S: Send + Sync> FromRequestParts<S> for MaybeIdempotencyKey {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        idempotency_key(&parts.headers).map(MaybeIdempotencyKey)
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let path = MatchedPath::from_request_parts(parts, state)
+            .await
+            .map_err(ApiError::internal)?;
+        let route = format!("{} {}", parts.method, path.as_str());
+        idempotency_key(&parts.headers, route).map(MaybeIdempotencyKey)
     }
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+fn idempotency_key(headers: &HeaderMap, route: String) -> Result<Option<IdempotencyKey>, ApiError> {
     let Some(value) = headers.get(&IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
@@ -126,6 +133,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiErr
         .unwrap_or("anonymous");
     Ok(Some(IdempotencyKey {
         caller: caller.to_owned(),
+        route,
         key: key.to_owned(),
     }))
 }
@@ -133,7 +141,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiErr
 /// What one request asks the runner for.
 #[derive(Debug)]
 pub struct Write<'a> {
-    pub route: &'static str,
     pub key: Option<IdempotencyKey>,
     /// The request body (hashed to recognise a retry of the same request).
     pub request: &'a serde_json::Value,
@@ -198,7 +205,7 @@ async fn attempt(
         state.waker.wake();
         return Ok(reply.into_response());
     };
-    let key = key.in_route(write.route);
+    let key = key.as_store_key();
 
     match idempotency::claim(&mut tx, key, hash, state.idempotency_ttl_hours).await? {
         Claim::Claimed => {}

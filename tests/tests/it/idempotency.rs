@@ -193,3 +193,31 @@ async fn two_concurrent_requests_with_one_key_take_effect_once() {
         .expect("JSON");
     assert_eq!(wallet["balance"], "3.00");
 }
+
+#[tokio::test]
+async fn keys_are_stored_under_the_method_and_route_template_so_retries_survive_an_upgrade() {
+    let app = spawn_app().await;
+    let id = app.create_wallet("USD").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let body = serde_json::json!({"amount": "5.00"});
+    let path = format!("/v1/wallets/{id}/deposits");
+    assert_eq!(post_with_key(&app, &path, "key-1", &body).await.0, 201);
+    let freeze = format!("/v1/wallets/{id}/freeze");
+    let null = serde_json::Value::Null;
+    assert_eq!(post_with_key(&app, &freeze, "key-1", &null).await.0, 200);
+    let routes: Vec<String> =
+        sqlx::query_scalar("SELECT route FROM idempotency_keys ORDER BY route")
+            .fetch_all(&app.pool)
+            .await
+            .expect("routes");
+    // The names that earlier versions wrote, so a retry after an upgrade is still recognised.
+    assert_eq!(
+        routes,
+        [
+            "POST /v1/wallets/{id}/deposits",
+            "POST /v1/wallets/{id}/freeze"
+        ]
+    );
+}

@@ -11,8 +11,7 @@ pub mod reads;
 
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use domain::{
     Currency, DecimalAmount, DomainEvent, EventContext, Money, StatusAction, TransactionId, UserId,
@@ -22,23 +21,27 @@ use serde::{Deserialize, Serialize};
 use store::ledger::{self, Entry, Kind, Posting};
 use store::wallets;
 use tracing::Instrument;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::extract::{ValidJson, ValidPath};
+use crate::openapi::headers::IdempotencyHeaders;
+use crate::openapi::problems;
 use crate::write::{self, MaybeIdempotencyKey, Reply, Write, publish};
 use crate::{AppState, RequestContext};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/wallets", post(create_wallet))
-        .route("/v1/wallets/{id}", get(get_wallet))
-        .route("/v1/wallets/{id}/deposits", post(deposit))
-        .route("/v1/wallets/{id}/withdrawals", post(withdraw))
-        .route("/v1/wallets/{id}/freeze", post(freeze))
-        .route("/v1/wallets/{id}/unfreeze", post(unfreeze))
-        .route("/v1/wallets/{id}/close", post(close))
-        .route("/v1/wallets/{id}/transactions", get(reads::history))
-        .route("/v1/wallets/{id}/activity", get(reads::activity))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_wallet))
+        .routes(routes!(get_wallet))
+        .routes(routes!(deposit))
+        .routes(routes!(withdraw))
+        .routes(routes!(freeze))
+        .routes(routes!(unfreeze))
+        .routes(routes!(close))
+        .routes(routes!(reads::history))
+        .routes(routes!(reads::activity))
 }
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
@@ -136,7 +139,21 @@ pub(crate) fn in_currency(amount: DecimalAmount, currency: Currency) -> Result<M
     Money::from_decimal(amount, currency).map_err(|e| ApiError::Validation(format!("amount: {e}")))
 }
 
-#[utoipa::path(post, path = "/v1/wallets", tag = "wallets", request_body = CreateWalletRequest, params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the first answer to a key is stored for 24 h and replayed"), ("X-Client-Id" = Option<String>, Header, description = "Scopes Idempotency-Keys to a caller")), responses((status = 201, body = WalletResponse), (status = 422, description = "validation-error, unknown-user", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    post,
+    path = "/v1/wallets",
+    tag = "wallets",
+    request_body = CreateWalletRequest,
+    params(IdempotencyHeaders),
+    responses(
+        (status = 201, body = WalletResponse),
+        problems::Malformed,
+        problems::InFlight,
+        problems::InvalidWallet,
+        problems::BodyRejected,
+        problems::ServerErrors,
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn create_wallet(
     State(state): State<AppState>,
@@ -171,14 +188,24 @@ async fn create_wallet(
         )
     });
     let write = Write {
-        route: "POST /v1/wallets",
         key,
         request: &body,
     };
     write::execute(&state, write, &operation).await
 }
 
-#[utoipa::path(get, path = "/v1/wallets/{id}", tag = "wallets", params(("id" = Uuid, Path)), responses((status = 200, body = WalletResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    get,
+    path = "/v1/wallets/{id}",
+    tag = "wallets",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = WalletResponse),
+        problems::Malformed,
+        problems::NotFound,
+        problems::ServerErrors,
+    )
+)]
 #[tracing::instrument(skip_all, fields(wallet_id = %id))]
 async fn get_wallet(
     State(state): State<AppState>,
@@ -191,7 +218,22 @@ async fn get_wallet(
     Ok(Json(WalletResponse::from(&wallet)))
 }
 
-#[utoipa::path(post, path = "/v1/wallets/{id}/deposits", tag = "wallets", request_body = AmountRequest, params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the first answer to a key is stored for 24 h and replayed"), ("X-Client-Id" = Option<String>, Header, description = "Scopes Idempotency-Keys to a caller")), responses((status = 201, body = MovementResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "wallet-not-active", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "validation-error", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    post,
+    path = "/v1/wallets/{id}/deposits",
+    tag = "wallets",
+    request_body = AmountRequest,
+    params(("id" = Uuid, Path), IdempotencyHeaders),
+    responses(
+        (status = 201, body = MovementResponse),
+        problems::Malformed,
+        problems::NotFound,
+        problems::WalletNotActive,
+        problems::Invalid,
+        problems::BodyRejected,
+        problems::ServerErrors,
+    )
+)]
 #[tracing::instrument(skip_all, fields(wallet_id = %id))]
 async fn deposit(
     State(state): State<AppState>,
@@ -203,7 +245,22 @@ async fn deposit(
     move_money(state, ctx, key, id, request, Movement::Deposit).await
 }
 
-#[utoipa::path(post, path = "/v1/wallets/{id}/withdrawals", tag = "wallets", request_body = AmountRequest, params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the first answer to a key is stored for 24 h and replayed"), ("X-Client-Id" = Option<String>, Header, description = "Scopes Idempotency-Keys to a caller")), responses((status = 201, body = MovementResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "wallet-not-active", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "insufficient-funds, validation-error", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    post,
+    path = "/v1/wallets/{id}/withdrawals",
+    tag = "wallets",
+    request_body = AmountRequest,
+    params(("id" = Uuid, Path), IdempotencyHeaders),
+    responses(
+        (status = 201, body = MovementResponse),
+        problems::Malformed,
+        problems::NotFound,
+        problems::WalletNotActive,
+        problems::InvalidWithdrawal,
+        problems::BodyRejected,
+        problems::ServerErrors,
+    )
+)]
 #[tracing::instrument(skip_all, fields(wallet_id = %id))]
 async fn withdraw(
     State(state): State<AppState>,
@@ -227,13 +284,6 @@ impl Movement {
         match self {
             Movement::Deposit => Kind::Deposit,
             Movement::Withdrawal => Kind::Withdrawal,
-        }
-    }
-
-    fn route(self) -> &'static str {
-        match self {
-            Movement::Deposit => "POST /v1/wallets/{id}/deposits",
-            Movement::Withdrawal => "POST /v1/wallets/{id}/withdrawals",
         }
     }
 }
@@ -305,14 +355,25 @@ async fn move_money(
         )
     });
     let write = Write {
-        route: movement.route(),
         key,
         request: &body,
     };
     write::execute(&state, write, &operation).await
 }
 
-#[utoipa::path(post, path = "/v1/wallets/{id}/freeze", tag = "wallets", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the first answer to a key is stored for 24 h and replayed"), ("X-Client-Id" = Option<String>, Header, description = "Scopes Idempotency-Keys to a caller")), responses((status = 200, body = WalletResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "invalid-status-transition", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    post,
+    path = "/v1/wallets/{id}/freeze",
+    tag = "wallets",
+    params(("id" = Uuid, Path), IdempotencyHeaders),
+    responses(
+        (status = 200, body = WalletResponse),
+        problems::Malformed,
+        problems::NotFound,
+        problems::StatusConflict,
+        problems::ServerErrors,
+    )
+)]
 async fn freeze(
     state: State<AppState>,
     ctx: Extension<RequestContext>,
@@ -322,7 +383,19 @@ async fn freeze(
     change_status(state, ctx, key, id, StatusAction::Freeze).await
 }
 
-#[utoipa::path(post, path = "/v1/wallets/{id}/unfreeze", tag = "wallets", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the first answer to a key is stored for 24 h and replayed"), ("X-Client-Id" = Option<String>, Header, description = "Scopes Idempotency-Keys to a caller")), responses((status = 200, body = WalletResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "invalid-status-transition", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    post,
+    path = "/v1/wallets/{id}/unfreeze",
+    tag = "wallets",
+    params(("id" = Uuid, Path), IdempotencyHeaders),
+    responses(
+        (status = 200, body = WalletResponse),
+        problems::Malformed,
+        problems::NotFound,
+        problems::StatusConflict,
+        problems::ServerErrors,
+    )
+)]
 async fn unfreeze(
     state: State<AppState>,
     ctx: Extension<RequestContext>,
@@ -332,7 +405,19 @@ async fn unfreeze(
     change_status(state, ctx, key, id, StatusAction::Unfreeze).await
 }
 
-#[utoipa::path(post, path = "/v1/wallets/{id}/close", tag = "wallets", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the first answer to a key is stored for 24 h and replayed"), ("X-Client-Id" = Option<String>, Header, description = "Scopes Idempotency-Keys to a caller")), responses((status = 200, body = WalletResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "balance-not-zero, invalid-status-transition", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    post,
+    path = "/v1/wallets/{id}/close",
+    tag = "wallets",
+    params(("id" = Uuid, Path), IdempotencyHeaders),
+    responses(
+        (status = 200, body = WalletResponse),
+        problems::Malformed,
+        problems::NotFound,
+        problems::CloseConflict,
+        problems::ServerErrors,
+    )
+)]
 async fn close(
     state: State<AppState>,
     ctx: Extension<RequestContext>,
@@ -371,13 +456,7 @@ async fn change_status(
             .instrument(db_transaction_span(action.as_str())),
         )
     });
-    let route = match action {
-        StatusAction::Freeze => "POST /v1/wallets/{id}/freeze",
-        StatusAction::Unfreeze => "POST /v1/wallets/{id}/unfreeze",
-        StatusAction::Close => "POST /v1/wallets/{id}/close",
-    };
     let write = Write {
-        route,
         key,
         request: &serde_json::Value::Null,
     };

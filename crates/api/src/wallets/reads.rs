@@ -12,11 +12,14 @@ use super::wallet_not_found;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ValidPath, ValidQuery};
+use crate::openapi::problems;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -45,7 +48,18 @@ pub struct HistoryPage {
     pub next_cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/wallets/{id}/transactions", tag = "wallets", params(("id" = Uuid, Path), ("limit" = Option<i64>, Query, description = "1-200, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, body = HistoryPage), (status = 400, description = "malformed-request", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    get,
+    path = "/v1/wallets/{id}/transactions",
+    tag = "wallets",
+    params(("id" = Uuid, Path), HistoryQuery),
+    responses(
+        (status = 200, body = HistoryPage),
+        problems::Malformed,
+        problems::NotFound,
+        problems::ServerErrors,
+    )
+)]
 #[tracing::instrument(skip_all, fields(wallet_id = %id))]
 pub(crate) async fn history(
     State(state): State<AppState>,
@@ -107,7 +121,18 @@ pub struct ActivityResponse {
     pub last_activity_at: Option<DateTime<Utc>>,
 }
 
-#[utoipa::path(get, path = "/v1/wallets/{id}/activity", tag = "wallets", params(("id" = Uuid, Path)), responses((status = 200, body = ActivityResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    get,
+    path = "/v1/wallets/{id}/activity",
+    tag = "wallets",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = ActivityResponse),
+        problems::Malformed,
+        problems::NotFound,
+        problems::ServerErrors,
+    )
+)]
 #[tracing::instrument(skip_all, fields(wallet_id = %id))]
 pub(crate) async fn activity(
     State(state): State<AppState>,

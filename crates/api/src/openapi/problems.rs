@@ -1,0 +1,125 @@
+//! The problem answers of the operations, documented once each.
+//!
+//! Every one is an `application/problem+json` [`Problem`] whose description lists the problem
+//! `type` slugs it can carry (see [`crate::error`] for the mapping from errors). An operation
+//! names the ones it can answer in its `responses(...)`; a status appears once per operation,
+//! so where operations differ in what a 409 or 422 means, each meaning has its own type.
+
+use utoipa::IntoResponses;
+
+use crate::error::{PROBLEM_JSON, Problem};
+
+/// A malformed id in the path, query, JSON body or `Idempotency-Key`.
+#[derive(Debug, IntoResponses)]
+#[response(status = 400, description = "malformed-request", content_type = PROBLEM_JSON)]
+pub struct Malformed(pub Problem);
+
+/// The resource named in the path (or, for a transfer, in the body) does not exist.
+#[derive(Debug, IntoResponses)]
+#[response(status = 404, description = "not-found", content_type = PROBLEM_JSON)]
+pub struct NotFound(pub Problem);
+
+/// What reading a JSON request body can refuse.
+#[derive(Debug, IntoResponses)]
+pub enum BodyRejected {
+    #[response(status = 413, description = "payload-too-large", content_type = PROBLEM_JSON)]
+    TooLarge(Problem),
+    #[response(
+        status = 415,
+        description = "unsupported-media-type",
+        content_type = PROBLEM_JSON
+    )]
+    NotJson(Problem),
+}
+
+/// What any operation can answer when the server cannot complete it.
+#[derive(Debug, IntoResponses)]
+pub enum ServerErrors {
+    /// Retry later. (A request that runs out of time gets this status with an empty body.)
+    #[response(
+        status = 503,
+        description = "service-unavailable",
+        content_type = PROBLEM_JSON
+    )]
+    Unavailable(Problem),
+    #[response(status = 500, description = "internal-error", content_type = PROBLEM_JSON)]
+    Internal(Problem),
+}
+
+/// 409 of creating a user.
+#[derive(Debug, IntoResponses)]
+#[response(
+    status = 409,
+    description = "email-taken, idempotency-in-flight",
+    content_type = PROBLEM_JSON
+)]
+pub struct EmailTaken(pub Problem);
+
+/// 409 of a change whose only conflict is a retry racing its first attempt.
+#[derive(Debug, IntoResponses)]
+#[response(status = 409, description = "idempotency-in-flight", content_type = PROBLEM_JSON)]
+pub struct InFlight(pub Problem);
+
+/// 409 of moving money.
+#[derive(Debug, IntoResponses)]
+#[response(
+    status = 409,
+    description = "wallet-not-active, idempotency-in-flight",
+    content_type = PROBLEM_JSON
+)]
+pub struct WalletNotActive(pub Problem);
+
+/// 409 of freezing or unfreezing a wallet.
+#[derive(Debug, IntoResponses)]
+#[response(
+    status = 409,
+    description = "invalid-status-transition, idempotency-in-flight",
+    content_type = PROBLEM_JSON
+)]
+pub struct StatusConflict(pub Problem);
+
+/// 409 of closing a wallet.
+#[derive(Debug, IntoResponses)]
+#[response(
+    status = 409,
+    description = "balance-not-zero, invalid-status-transition, idempotency-in-flight",
+    content_type = PROBLEM_JSON
+)]
+pub struct CloseConflict(pub Problem);
+
+/// 422 of a request whose only rule is its content's.
+#[derive(Debug, IntoResponses)]
+#[response(
+    status = 422,
+    description = "validation-error, idempotency-key-reuse",
+    content_type = PROBLEM_JSON
+)]
+pub struct Invalid(pub Problem);
+
+/// 422 of creating a wallet.
+#[derive(Debug, IntoResponses)]
+#[response(
+    status = 422,
+    description = "validation-error, unknown-user, idempotency-key-reuse",
+    content_type = PROBLEM_JSON
+)]
+pub struct InvalidWallet(pub Problem);
+
+/// 422 of a withdrawal.
+#[derive(Debug, IntoResponses)]
+#[response(
+    status = 422,
+    description = "insufficient-funds, validation-error, idempotency-key-reuse",
+    content_type = PROBLEM_JSON
+)]
+pub struct InvalidWithdrawal(pub Problem);
+
+/// 422 of a transfer.
+#[derive(Debug, IntoResponses)]
+#[response(
+    status = 422,
+    description = "insufficient-funds, currency-mismatch, same-wallet, validation-error, \
+                   idempotency-key-reuse",
+    content_type = PROBLEM_JSON
+)]
+pub struct InvalidTransfer(pub Problem);
