@@ -10,12 +10,13 @@
 //!   `aud`, `exp` and `sub` are required and `nbf` honoured, within the leeway. An unknown `kid`
 //!   refetches the JWKS, at most once per [`REFETCH_INTERVAL`]. JOSE itself is `jsonwebtoken`'s.
 //! - [`Principal`]: identity (`iss`, `sub`) and scopes (`scope`, or `scp`).
+//! - [`dev`]: a local issuer for trying the service without an identity provider.
 //!
 //! Every [`TokenError`] is for logs and metrics ([`TokenError::reason`]); callers answer all of
 //! them alike (401 `invalid_token`). Tokens are never logged and no error holds one.
 //!
 //! Layout: `config.rs` (settings), `jwks.rs` (loading keys), `verifier.rs` (checks),
-//! `principal.rs` (claims to identity).
+//! `principal.rs` (claims to identity), `dev.rs` (development issuer).
 //!
 //! # What a deployment must configure
 //!
@@ -36,6 +37,8 @@
 //! Keys are cached in memory and refreshed only when a token names an unknown `kid` (key
 //! rotation); a key the issuer withdraws stays trusted until that happens or the service
 //! restarts.
+
+pub mod dev;
 
 mod config;
 mod jwks;
