@@ -309,3 +309,19 @@ async fn garbage_is_refused_as_malformed() {
         assert_eq!(error.reason(), "malformed", "{token:?} gave {error:?}");
     }
 }
+
+#[tokio::test]
+async fn clones_of_a_verifier_verify_on_other_tasks_with_the_same_keys() {
+    let key = TestKey::ed25519("ed-1");
+    let verifier = Trust::new(&[&key]).verifier().await;
+    let token = key.token(&claims("alice"));
+
+    // tokio::spawn also proves the verify future is Send, as axum handlers need.
+    let clone = verifier.clone();
+    let principal = tokio::spawn(async move { clone.verify(&token).await })
+        .await
+        .expect("task")
+        .expect("accepted");
+
+    assert_eq!(principal.subject, "alice");
+}
