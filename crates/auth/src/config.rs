@@ -1,0 +1,285 @@
+//! The `[auth]` configuration: which issuer to trust, for which audience, with which keys.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::Deserialize;
+use url::Url;
+
+/// Clock skew tolerated on `exp` and `nbf`, unless configured otherwise.
+pub const DEFAULT_LEEWAY_SECONDS: u64 = 30;
+/// The most skew a config may allow: beyond a minute an expired token lives on noticeably.
+pub const MAX_LEEWAY_SECONDS: u64 = 60;
+
+/// How bearer tokens are verified. Deserializing refuses unknown keys, symmetric or `none`
+/// algorithms and non-https JWKS URLs; [`AuthConfig::validate`] checks the rest, and
+/// [`crate::Verifier::new`] runs it, so a service that builds its verifier at startup fails
+/// fast.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The `iss` every token must carry, exactly as the identity provider writes it
+    /// (Keycloak: `https://HOST/realms/REALM`; Auth0: `https://TENANT.auth0.com/`, with the
+    /// slash; Entra ID: `https://login.microsoftonline.com/TENANT_ID/v2.0`).
+    pub issuer: String,
+    /// The `aud` every token must name: this API's identifier at the identity provider, so a
+    /// token minted for another service (or an ID token for a client) is refused.
+    pub audience: String,
+    /// Where the issuer's public keys are: a JWKS file path or an `https://` URL.
+    pub jwks: JwksSource,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds (at most 60).
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: u64,
+    /// Signature algorithms accepted; asymmetric ones only.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<SigningAlgorithm>,
+    /// Require the RFC 9068 header `typ: at+jwt`. Off by default because Keycloak and Entra ID
+    /// issue access tokens typed `JWT`; the `aud` check is what keeps ID tokens out there.
+    /// Turn it on when the issuer follows RFC 9068 (Auth0 can, the dev issuer does).
+    #[serde(default)]
+    pub require_at_jwt_typ: bool,
+}
+
+fn default_leeway() -> u64 {
+    DEFAULT_LEEWAY_SECONDS
+}
+
+fn default_algorithms() -> Vec<SigningAlgorithm> {
+    SigningAlgorithm::DEFAULT.to_vec()
+}
+
+impl AuthConfig {
+    /// A config with the defaults for everything but the three settings each deployment must
+    /// choose.
+    pub fn new(issuer: impl Into<String>, audience: impl Into<String>, jwks: JwksSource) -> Self {
+        Self {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            jwks,
+            leeway_seconds: DEFAULT_LEEWAY_SECONDS,
+            algorithms: default_algorithms(),
+            require_at_jwt_typ: false,
+        }
+    }
+
+    /// Checks what the types cannot: non-empty issuer, audience and algorithm list, and the
+    /// leeway bound.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.issuer.trim().is_empty() {
+            return Err(ConfigError::EmptyIssuer);
+        }
+        if self.audience.trim().is_empty() {
+            return Err(ConfigError::EmptyAudience);
+        }
+        if self.leeway_seconds > MAX_LEEWAY_SECONDS {
+            return Err(ConfigError::LeewayTooLarge(self.leeway_seconds));
+        }
+        if self.algorithms.is_empty() {
+            return Err(ConfigError::NoAlgorithms);
+        }
+        Ok(())
+    }
+}
+
+/// An invalid `[auth]` setting; the message names the key and says what is accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("auth.issuer is empty: set it to the `iss` your identity provider puts in tokens")]
+    EmptyIssuer,
+    #[error("auth.audience is empty: set it to this API's identifier at the identity provider")]
+    EmptyAudience,
+    #[error("auth.leeway_seconds is {0}; at most {MAX_LEEWAY_SECONDS} is allowed")]
+    LeewayTooLarge(u64),
+    #[error("auth.algorithms is empty: list at least one of RS256, ES256, EdDSA, ...")]
+    NoAlgorithms,
+    #[error(
+        "auth.algorithms: `{0}` means an unsigned token, which anyone can forge; it is never accepted"
+    )]
+    UnsignedAlgorithm(String),
+    #[error(
+        "auth.algorithms: `{0}` is symmetric (the verifier would hold the signing secret, and a \
+         public key could be abused as that secret); only RS*, PS*, ES256, ES384 and EdDSA are \
+         accepted"
+    )]
+    SymmetricAlgorithm(String),
+    #[error(
+        "auth.algorithms: `{0}` is not a supported algorithm (RS256, RS384, RS512, PS256, PS384, \
+         PS512, ES256, ES384, EdDSA)"
+    )]
+    UnknownAlgorithm(String),
+    #[error("auth.jwks is empty: give a JWKS file path or an https:// URL")]
+    EmptyJwks,
+    #[error("auth.jwks `{value}` is not a valid URL")]
+    JwksUrl {
+        value: String,
+        #[source]
+        source: url::ParseError,
+    },
+    #[error(
+        "auth.jwks `{0}` must use https (plain http is accepted only for localhost/loopback, for tests)"
+    )]
+    JwksNotHttps(String),
+    #[error("auth.jwks URL must not carry a user name or password")]
+    JwksCredentials,
+}
+
+/// Where the JWKS (the issuer's public signing keys) is read from. Written in config as one
+/// string: anything with `://` is a URL, anything else a file path (relative to the working
+/// directory).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum JwksSource {
+    File(PathBuf),
+    /// `https://`, or `http://` to a loopback host.
+    Url(Url),
+}
+
+impl FromStr for JwksSource {
+    type Err = ConfigError;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        if value.trim().is_empty() {
+            return Err(ConfigError::EmptyJwks);
+        }
+        if !value.contains("://") {
+            return Ok(Self::File(PathBuf::from(value)));
+        }
+        let url = Url::parse(value).map_err(|source| ConfigError::JwksUrl {
+            value: value.to_owned(),
+            source,
+        })?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(ConfigError::JwksCredentials);
+        }
+        match url.scheme() {
+            "https" => Ok(Self::Url(url)),
+            "http" if is_loopback(&url) => Ok(Self::Url(url)),
+            _ => Err(ConfigError::JwksNotHttps(value.to_owned())),
+        }
+    }
+}
+
+impl TryFrom<String> for JwksSource {
+    type Error = ConfigError;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
+    }
+}
+
+impl fmt::Display for JwksSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "{}", path.display()),
+            Self::Url(url) => write!(f, "{url}"),
+        }
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host_str() {
+        Some("localhost") => true,
+        Some(host) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    }
+}
+
+/// An asymmetric JWS algorithm (RFC 7518). HMAC and `none` have no variant, so no config can
+/// allow them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub enum SigningAlgorithm {
+    Rs256,
+    Rs384,
+    Rs512,
+    Ps256,
+    Ps384,
+    Ps512,
+    Es256,
+    Es384,
+    EdDsa,
+}
+
+impl SigningAlgorithm {
+    /// The default allow-list: what Keycloak, Auth0, Entra ID and the dev issuer sign with.
+    pub const DEFAULT: [Self; 3] = [Self::Rs256, Self::Es256, Self::EdDsa];
+
+    /// The JOSE name (`alg` header value).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Rs256 => "RS256",
+            Self::Rs384 => "RS384",
+            Self::Rs512 => "RS512",
+            Self::Ps256 => "PS256",
+            Self::Ps384 => "PS384",
+            Self::Ps512 => "PS512",
+            Self::Es256 => "ES256",
+            Self::Es384 => "ES384",
+            Self::EdDsa => "EdDSA",
+        }
+    }
+
+    pub(crate) fn jwt(self) -> jsonwebtoken::Algorithm {
+        use jsonwebtoken::Algorithm as A;
+        match self {
+            Self::Rs256 => A::RS256,
+            Self::Rs384 => A::RS384,
+            Self::Rs512 => A::RS512,
+            Self::Ps256 => A::PS256,
+            Self::Ps384 => A::PS384,
+            Self::Ps512 => A::PS512,
+            Self::Es256 => A::ES256,
+            Self::Es384 => A::ES384,
+            Self::EdDsa => A::EdDSA,
+        }
+    }
+
+    const ALL: [Self; 9] = [
+        Self::Rs256,
+        Self::Rs384,
+        Self::Rs512,
+        Self::Ps256,
+        Self::Ps384,
+        Self::Ps512,
+        Self::Es256,
+        Self::Es384,
+        Self::EdDsa,
+    ];
+}
+
+impl FromStr for SigningAlgorithm {
+    type Err = ConfigError;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        if let Some(alg) = Self::ALL.into_iter().find(|alg| alg.name() == name) {
+            return Ok(alg);
+        }
+        if name.eq_ignore_ascii_case("none") {
+            Err(ConfigError::UnsignedAlgorithm(name.to_owned()))
+        } else if name.to_ascii_uppercase().starts_with("HS") {
+            Err(ConfigError::SymmetricAlgorithm(name.to_owned()))
+        } else {
+            Err(ConfigError::UnknownAlgorithm(name.to_owned()))
+        }
+    }
+}
+
+impl TryFrom<String> for SigningAlgorithm {
+    type Error = ConfigError;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
+    }
+}
+
+impl fmt::Display for SigningAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
