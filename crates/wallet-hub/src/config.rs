@@ -125,38 +125,49 @@ mod tests {
     }
 
     const OVERLAY: &str = "overlay.toml";
+    const OVERLAY_TEXT: &str = "[bindings]\nwallet_created_out = \"from-file\"\n";
+
+    /// Runs `test` in a figment jail: its own working directory, and environment variables
+    /// that are removed again afterwards.
+    #[expect(
+        clippy::result_large_err,
+        reason = "figment::Jail's closures return figment::Result"
+    )]
+    fn jailed(test: impl FnOnce(&mut figment::Jail)) {
+        figment::Jail::expect_with(|jail| {
+            test(jail);
+            Ok(())
+        });
+    }
 
     #[test]
     fn a_file_overrides_the_topic_of_a_binding_that_default_toml_names() {
-        figment::Jail::expect_with(|jail| {
-            jail.create_file(OVERLAY, "[bindings]\nwallet_created_out = \"from-file\"\n")?;
+        jailed(|jail| {
+            jail.create_file(OVERLAY, OVERLAY_TEXT).expect("overlay");
             assert_eq!(
                 wallet_created_topic(Some(Path::new(OVERLAY))),
                 ("from-file".to_owned(), 6)
             );
-            Ok(())
         });
     }
 
     #[test]
     fn an_environment_variable_overrides_the_topic_of_a_binding_that_default_toml_names() {
-        figment::Jail::expect_with(|jail| {
+        jailed(|jail| {
             jail.set_env("WALLET_HUB__BINDINGS__WALLET_CREATED_OUT", "from-env");
             assert_eq!(wallet_created_topic(None), ("from-env".to_owned(), 6));
-            Ok(())
         });
     }
 
     #[test]
     fn an_environment_variable_overrides_the_file_for_the_same_binding() {
-        figment::Jail::expect_with(|jail| {
-            jail.create_file(OVERLAY, "[bindings]\nwallet_created_out = \"from-file\"\n")?;
+        jailed(|jail| {
+            jail.create_file(OVERLAY, OVERLAY_TEXT).expect("overlay");
             jail.set_env("WALLET_HUB__BINDINGS__WALLET_CREATED_OUT", "from-env");
             assert_eq!(
                 wallet_created_topic(Some(Path::new(OVERLAY))),
                 ("from-env".to_owned(), 6)
             );
-            Ok(())
         });
     }
 }
