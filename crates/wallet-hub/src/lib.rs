@@ -1,7 +1,7 @@
 //! The Wallet Hub service, as a library so that tests run exactly what `main` runs.
 //!
 //! - [`config`]: typed, layered settings (defaults, file, env).
-//! - [`ops`]: the `outbox` operator commands.
+//! - [`ops`]: the `outbox` and `dlq` operator commands.
 //! - [`startup`]: [`Application`] builds everything from settings and a bound listener and
 //!   runs API, relay and consumers until a shutdown token is cancelled.
 
