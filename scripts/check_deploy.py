@@ -702,9 +702,10 @@ def cmd_metrics(out: str) -> None:
 
 # --- config-docs -------------------------------------------------------------------------
 
-# Tables whose entries are free-form (librdkafka properties, binding name = topic): they are
-# documented by mentioning the table, not entry by entry.
-FREE_FORM_TABLES = {("kafka", "producer"), ("kafka", "consumer"), ("bindings",)}
+# Tables whose entries are free-form (librdkafka properties): they are documented by
+# mentioning the table, not entry by entry. `[bindings]` is not one: default.toml names
+# every binding, and each is documented with its environment variable like any key.
+FREE_FORM_TABLES = {("kafka", "producer"), ("kafka", "consumer")}
 # Keys that also have a variable of their own, named on the same line as the key.
 KEY_ALIASES = {("database", "url"): "DATABASE_URL", ("kafka", "brokers"): "KAFKA_BROKERS"}
 

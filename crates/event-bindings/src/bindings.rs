@@ -1,27 +1,24 @@
 //! The central mapping event type -> binding name -> destination topic.
+//!
+//! Binding names are lower-case `snake_case` without double underscores, e.g.
+//! `wallet_created_out`, so that the environment variable
+//! `WALLET_HUB__BINDINGS__WALLET_CREATED_OUT` arrives (lower-cased by the config loader) as
+//! exactly the key a TOML file writes: one spelling, and the later layer wins like for
+//! every other key.
 
 use std::collections::{BTreeMap, HashMap};
 
 use domain::EventType;
 
-/// Binding names and default destinations, as in the original design.
+/// Binding name and default destination of each event type.
 const fn spec(event_type: EventType) -> (&'static str, &'static str) {
     match event_type {
-        EventType::WalletCreated => ("walletCreatedEventProducer-out-0", "wallet-created-events"),
-        EventType::FundsAdded => ("fundsAddedEventProducer-out-0", "funds-added-events"),
-        EventType::UserCreated => ("userCreatedEventProducer-out-0", "user-created-events"),
-        EventType::FundsWithdrawn => (
-            "fundsWithdrawnEventProducer-out-0",
-            "funds-withdrawn-events",
-        ),
-        EventType::FundsTransferred => (
-            "fundsTransferredEventProducer-out-0",
-            "funds-transferred-events",
-        ),
-        EventType::WalletStatusChanged => (
-            "walletStatusChangedEventProducer-out-0",
-            "wallet-status-events",
-        ),
+        EventType::WalletCreated => ("wallet_created_out", "wallet-created-events"),
+        EventType::FundsAdded => ("funds_added_out", "funds-added-events"),
+        EventType::UserCreated => ("user_created_out", "user-created-events"),
+        EventType::FundsWithdrawn => ("funds_withdrawn_out", "funds-withdrawn-events"),
+        EventType::FundsTransferred => ("funds_transferred_out", "funds-transferred-events"),
+        EventType::WalletStatusChanged => ("wallet_status_changed_out", "wallet-status-events"),
     }
 }
 
@@ -50,32 +47,19 @@ pub struct EventBindings {
 }
 
 impl EventBindings {
-    /// Defaults overridden by `overrides` (binding name -> topic). Binding names match
-    /// case-insensitively because environment variables lose case; an unknown binding
-    /// name is an error, so that a typo cannot silently keep the default.
+    /// Defaults overridden by `overrides` (binding name -> topic). An unknown binding name
+    /// is an error, so that a typo cannot silently keep the default.
     pub fn new(overrides: &BTreeMap<String, String>) -> Result<Self, BindingError> {
-        for name in overrides.keys() {
-            if !EventType::ALL
-                .iter()
-                .any(|t| spec(*t).0.eq_ignore_ascii_case(name))
-            {
-                return Err(BindingError::UnknownBinding(name.clone()));
-            }
+        if let Some(unknown) = overrides
+            .keys()
+            .find(|name| !EventType::ALL.iter().any(|t| spec(*t).0 == name.as_str()))
+        {
+            return Err(BindingError::UnknownBinding(unknown.clone()));
         }
         let mut destinations = HashMap::new();
         for event_type in EventType::ALL {
             let (binding, default_topic) = spec(event_type);
-            // The file spells binding names as designed; environment variables arrive
-            // lower-cased. When both name a binding, the environment (the other spelling)
-            // wins, as every later layer does.
-            let matching = overrides
-                .iter()
-                .filter(|(name, _)| name.eq_ignore_ascii_case(binding));
-            let topic = matching
-                .clone()
-                .find(|(name, _)| name.as_str() != binding)
-                .or_else(|| matching.clone().next())
-                .map_or(default_topic, |(_, topic)| topic.as_str());
+            let topic = overrides.get(binding).map_or(default_topic, String::as_str);
             if topic.trim().is_empty() {
                 return Err(BindingError::EmptyDestination {
                     binding: binding.to_owned(),
@@ -86,7 +70,7 @@ impl EventBindings {
         Ok(Self { destinations })
     }
 
-    /// The design's binding name for an event type, e.g. `walletCreatedEventProducer-out-0`.
+    /// The binding name of an event type, e.g. `wallet_created_out`.
     pub fn binding_name(event_type: EventType) -> &'static str {
         spec(event_type).0
     }
@@ -130,46 +114,46 @@ impl Default for EventBindings {
 mod tests {
     use super::*;
 
-    /// The design's table, written out independently of `spec`.
-    const DESIGN: [(EventType, &str, &str); 6] = [
+    /// The table, written out independently of `spec`.
+    const TABLE: [(EventType, &str, &str); 6] = [
         (
             EventType::WalletCreated,
-            "walletCreatedEventProducer-out-0",
+            "wallet_created_out",
             "wallet-created-events",
         ),
         (
             EventType::FundsAdded,
-            "fundsAddedEventProducer-out-0",
+            "funds_added_out",
             "funds-added-events",
         ),
         (
             EventType::UserCreated,
-            "userCreatedEventProducer-out-0",
+            "user_created_out",
             "user-created-events",
         ),
         (
             EventType::FundsWithdrawn,
-            "fundsWithdrawnEventProducer-out-0",
+            "funds_withdrawn_out",
             "funds-withdrawn-events",
         ),
         (
             EventType::FundsTransferred,
-            "fundsTransferredEventProducer-out-0",
+            "funds_transferred_out",
             "funds-transferred-events",
         ),
         (
             EventType::WalletStatusChanged,
-            "walletStatusChangedEventProducer-out-0",
+            "wallet_status_changed_out",
             "wallet-status-events",
         ),
     ];
 
     #[test]
-    fn defaults_follow_the_design_for_every_event_type() {
-        let covered: Vec<EventType> = DESIGN.iter().map(|(t, _, _)| *t).collect();
+    fn defaults_follow_the_table_for_every_event_type() {
+        let covered: Vec<EventType> = TABLE.iter().map(|(t, _, _)| *t).collect();
         assert_eq!(covered, EventType::ALL, "the table covers every event type");
         let bindings = EventBindings::new(&BTreeMap::new()).expect("defaults are valid");
-        for (event_type, binding, topic) in DESIGN {
+        for (event_type, binding, topic) in TABLE {
             assert_eq!(EventBindings::binding_name(event_type), binding);
             assert_eq!(bindings.destination(event_type), topic);
             assert_eq!(
@@ -194,11 +178,32 @@ mod tests {
     }
 
     #[test]
+    fn binding_names_come_back_unchanged_from_an_environment_variable() {
+        for event_type in EventType::ALL {
+            let name = EventBindings::binding_name(event_type);
+            // What the operator writes, and what the config loader makes of it: lower-cased,
+            // split into a key path at `__`.
+            let variable = format!("WALLET_HUB__BINDINGS__{}", name.to_uppercase());
+            let path: Vec<String> = variable
+                .to_lowercase()
+                .split("__")
+                .map(str::to_owned)
+                .collect();
+            assert_eq!(path, ["wallet_hub", "bindings", name], "{variable}");
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{name} is a portable environment variable name part"
+            );
+        }
+    }
+
+    #[test]
     fn each_binding_can_be_overridden_on_its_own() {
-        for (event_type, binding, default_topic) in DESIGN {
-            let overrides = BTreeMap::from([(binding.to_uppercase(), "custom".to_owned())]);
+        for (event_type, binding, default_topic) in TABLE {
+            let overrides = BTreeMap::from([(binding.to_owned(), "custom".to_owned())]);
             let bindings = EventBindings::new(&overrides).expect("known binding");
-            for (other, _, other_topic) in DESIGN {
+            for (other, _, other_topic) in TABLE {
                 let expected = if other == event_type {
                     "custom"
                 } else {
@@ -211,43 +216,20 @@ mod tests {
     }
 
     #[test]
-    fn overrides_match_binding_names_case_insensitively() {
-        let overrides = BTreeMap::from([(
-            "walletcreatedeventproducer-out-0".to_owned(),
-            "t1".to_owned(),
-        )]);
-        let bindings = EventBindings::new(&overrides).expect("known binding");
-        assert_eq!(bindings.destination(EventType::WalletCreated), "t1");
-        assert_eq!(
-            bindings.destination(EventType::FundsAdded),
-            "funds-added-events"
-        );
-    }
-
-    #[test]
-    fn an_environment_spelling_overrides_the_file_spelling_of_the_same_binding() {
-        let overrides = BTreeMap::from([
-            (
-                "walletCreatedEventProducer-out-0".to_owned(),
-                "from-file".to_owned(),
-            ),
-            (
-                "walletcreatedeventproducer-out-0".to_owned(),
-                "from-env".to_owned(),
-            ),
-        ]);
-        let bindings = EventBindings::new(&overrides).expect("known binding");
-        assert_eq!(bindings.destination(EventType::WalletCreated), "from-env");
-    }
-
-    #[test]
-    fn unknown_bindings_and_empty_topics_are_rejected() {
-        let typo = BTreeMap::from([("walletCreatedProducer".to_owned(), "t".to_owned())]);
-        assert!(matches!(
-            EventBindings::new(&typo),
-            Err(BindingError::UnknownBinding(_))
-        ));
-        let empty = BTreeMap::from([("fundsAddedEventProducer-out-0".to_owned(), " ".to_owned())]);
+    fn unknown_bindings_other_spellings_and_empty_topics_are_rejected() {
+        for name in [
+            "walletCreatedProducer",
+            "WALLET_CREATED_OUT",
+            "walletCreatedEventProducer-out-0",
+        ] {
+            let overrides = BTreeMap::from([(name.to_owned(), "t".to_owned())]);
+            assert_eq!(
+                EventBindings::new(&overrides),
+                Err(BindingError::UnknownBinding(name.to_owned())),
+                "{name}"
+            );
+        }
+        let empty = BTreeMap::from([("funds_added_out".to_owned(), " ".to_owned())]);
         assert!(matches!(
             EventBindings::new(&empty),
             Err(BindingError::EmptyDestination { .. })

@@ -1,7 +1,15 @@
 //! Event bindings: where each domain event goes and what it looks like on the wire.
 //!
-//! - [`bindings`]: the central table event type -> binding name -> Kafka topic (the
-//!   design's `EventBindings`), with topics overridable from config.
+//! **Owns** the one table event type -> binding name -> Kafka topic (the names that
+//! `[bindings]` in the configuration overrides), and the CloudEvents 1.0 form of an event:
+//! its `ce_type`, subject, attributes and JSON data, both ways. **May touch** nothing but
+//! its inputs: no I/O, no Kafka client, no database. It depends on `domain` for the event
+//! types and payloads; the outbox relay and the consumers call it, and the Kafka transport
+//! is the `kafka` crate's.
+//!
+//! - [`bindings`]: [`EventBindings`], the table with topics overridable from config; the
+//!   binding names (`wallet_created_out`, ...) are spelled so that an environment variable
+//!   names them exactly.
 //! - [`cloud_event`]: the CloudEvents 1.0 form of a stored event and the way back.
 
 pub mod bindings;

@@ -1,12 +1,22 @@
-//! Kafka plumbing shared by the relay and the consumers.
+//! Kafka plumbing shared by the relay, the consumers and the operator commands.
+//!
+//! **Owns** every librdkafka client of the service and how it is configured: the
+//! idempotent producer, the consumer runtime and its offset discipline, dead-letter
+//! topics, and the Kafka readiness probe. **May touch** the Kafka brokers, and nothing
+//! else: no database (a handler commits its own effect, then the runtime stores the
+//! offset), no event schema (CloudEvents come from `event-bindings`), no topic names (the
+//! callers pass them).
 //!
 //! - [`config`]: the `[kafka]` section and the librdkafka client configs built from it.
 //! - [`producer`]: [`EventProducer`] sends CloudEvents in binary content mode (`ce_*`
 //!   headers) plus plain `traceparent`/`tracestate` headers, idempotently, and hands back
 //!   the delivery report.
-//! - [`dlq`]: reading and redriving dead-letter topics.
 //! - [`consumer`]: [`run_consumer`] drives an [`EventHandler`]: decode, continue the trace,
-//!   handle, and store the offset only after the handler's effect is committed.
+//!   handle, and store the offset only after the handler's effect is committed; a message
+//!   that can never be applied goes to its dead-letter topic.
+//! - [`dlq`]: reading and redriving dead-letter topics (`wallet-hub dlq ...`).
+//! - [`status`]: [`ConsumerStatus`], a running consumer's assignment and lag, for readiness.
+//! - [`probe`]: [`KafkaProbe`], broker reachability for readiness.
 
 pub mod config;
 pub mod consumer;

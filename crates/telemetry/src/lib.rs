@@ -1,19 +1,27 @@
-//! Telemetry: one place that sets up logs and traces, and moves W3C trace context across
-//! process boundaries.
+//! Telemetry: one place that sets up logs, traces and metrics, and moves W3C trace context
+//! across process boundaries.
 //!
-//! - [`init`] installs the global `tracing` subscriber: a log layer (text or JSON, filtered
-//!   by `log.filter`) and an OpenTelemetry layer with its own, fixed filter, so that turning
-//!   logs down never breaks trace propagation.
+//! **Owns** the process's `tracing` subscriber and log format, the OpenTelemetry tracer
+//! provider and propagator, the Prometheus recorder with every metric name, and the
+//! `traceparent`/`tracestate` pair as it travels in HTTP headers, outbox rows and Kafka
+//! headers. **May touch** process-global state (the subscriber, the propagator, the metrics
+//! recorder, installed once), stdout for logs and the OTLP collector over the network.
+//! It knows nothing of wallets, PostgreSQL or Kafka: the crates that do call into it.
+//!
+//! - [`init`] installs the global `tracing` subscriber: a log layer (text, or JSON lines
+//!   with the span's `trace_id`/`span_id`, filtered by `log.filter`) and an OpenTelemetry
+//!   layer with its own, fixed filter, so that turning logs down never breaks trace
+//!   propagation.
 //! - [`TraceHeaders`] is the `traceparent`/`tracestate` pair: [`TraceHeaders::current`]
 //!   captures the current span's context (stored on outbox rows), and
 //!   [`TraceHeaders::continue_in`] makes a span continue a received context.
 //! - [`ProducerSpan`] is the span of one message sent to Kafka, made straight through the
 //!   OpenTelemetry API for paths that send tens of thousands of messages a second.
+//! - [`metrics`]: the recorder and the name of every metric, with the label rule.
 
 mod json_log;
 pub mod metrics;
 
-pub use json_log::JsonWithTraceIds;
 /// Span attributes for [`ProducerSpan::start`].
 pub use opentelemetry::KeyValue;
 
@@ -29,7 +37,7 @@ use serde::Deserialize;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 pub const TRACEPARENT: &str = "traceparent";
 pub const TRACESTATE: &str = "tracestate";
@@ -167,23 +175,35 @@ pub fn init(
     let tracer = TRACER.get_or_init(|| provider.tracer(service_name));
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
 
+    let contexts = json_log::SpanContexts::default();
     let log_layer = match config.format {
         LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .event_format(JsonWithTraceIds::default())
-            .boxed(),
+        LogFormat::Json => json_log::layer(contexts.clone(), std::io::stdout).boxed(),
     };
+    // A second `init` in the same process (tests) finds a subscriber already set: fine.
+    let _already_set = dispatch(log_layer, log_filter, tracer.clone(), &contexts).try_init();
+    Ok(())
+}
+
+/// The process's subscriber: `log_layer` under `log_filter`, and the OpenTelemetry layer
+/// under its own filter. `contexts` learns the dispatcher, for the JSON log layer's ids.
+fn dispatch(
+    log_layer: Box<dyn Layer<Registry> + Send + Sync>,
+    log_filter: EnvFilter,
+    tracer: SdkTracer,
+    contexts: &json_log::SpanContexts,
+) -> tracing::Dispatch {
     // Spans that carry trace context are at INFO or above; keep them regardless of log level.
     let otel_layer = tracing_opentelemetry::layer()
-        .with_tracer(tracer.clone())
+        .with_tracer(tracer)
         .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
-    // A second `init` in the same process (tests) finds a subscriber already set: fine.
-    let _already_set = tracing_subscriber::registry()
-        .with(log_layer.with_filter(log_filter))
-        .with(otel_layer)
-        .try_init();
-    Ok(())
+    let dispatch = tracing::Dispatch::new(
+        tracing_subscriber::registry()
+            .with(log_layer.with_filter(log_filter))
+            .with(otel_layer),
+    );
+    contexts.bind(&dispatch);
+    dispatch
 }
 
 /// Exports the spans recorded so far (tests; also called by [`shutdown`]).
@@ -274,8 +294,9 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 /// Records the OpenTelemetry `trace_id` and `span_id` of `span` into its fields of those
-/// names (declare them `tracing::field::Empty`), so that JSON logs can carry them. Call
-/// after [`TraceHeaders::continue_in`].
+/// names (declare them `tracing::field::Empty`), so that text logs, which print span
+/// fields, carry them (JSON lines look the ids up themselves). Call after
+/// [`TraceHeaders::continue_in`].
 pub fn record_trace_ids(span: &tracing::Span) {
     let context = span.context();
     let span_context = context.span().span_context().clone();

@@ -28,7 +28,8 @@ pub struct Settings {
     pub kafka: KafkaConfig,
     pub relay: RelayConfig,
     pub consumer: ConsumerConfig,
-    /// Binding name -> destination topic.
+    /// Binding name (`wallet_created_out`, ...) -> destination topic; the names and the
+    /// built-in topics are `event_bindings`'s.
     pub bindings: BTreeMap<String, String>,
     pub telemetry: TelemetryConfig,
     pub log: LogConfig,
@@ -87,7 +88,11 @@ mod tests {
         assert_eq!(settings.relay.poll_interval_ms, 5000);
         assert_eq!(settings.kafka.brokers, "localhost:9092");
         assert_eq!(settings.consumer.group_id, "wallet-hub-consumers");
-        assert!(event_bindings::EventBindings::new(&settings.bindings).is_ok());
+        assert_eq!(
+            event_bindings::EventBindings::new(&settings.bindings),
+            Ok(event_bindings::EventBindings::default()),
+            "the file names every binding with its built-in topic"
+        );
     }
 
     #[test]
@@ -104,5 +109,66 @@ mod tests {
             .extract()
             .expect("defaults are valid");
         assert!(!format!("{settings:?}").contains("wallet_hub:wallet_hub"));
+    }
+
+    /// The topic `wallet_created_out` resolves to after loading, and how many entries
+    /// `[bindings]` has (a second spelling of a name would be one more).
+    fn wallet_created_topic(file: Option<&Path>) -> (String, usize) {
+        let settings = Settings::load(file).expect("valid settings");
+        let bindings =
+            event_bindings::EventBindings::new(&settings.bindings).expect("valid bindings");
+        (
+            bindings
+                .destination(domain::EventType::WalletCreated)
+                .to_owned(),
+            settings.bindings.len(),
+        )
+    }
+
+    const OVERLAY: &str = "overlay.toml";
+    const OVERLAY_TEXT: &str = "[bindings]\nwallet_created_out = \"from-file\"\n";
+
+    /// Runs `test` in a figment jail: its own working directory, and environment variables
+    /// that are removed again afterwards.
+    #[expect(
+        clippy::result_large_err,
+        reason = "figment::Jail's closures return figment::Result"
+    )]
+    fn jailed(test: impl FnOnce(&mut figment::Jail)) {
+        figment::Jail::expect_with(|jail| {
+            test(jail);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_file_overrides_the_topic_of_a_binding_that_default_toml_names() {
+        jailed(|jail| {
+            jail.create_file(OVERLAY, OVERLAY_TEXT).expect("overlay");
+            assert_eq!(
+                wallet_created_topic(Some(Path::new(OVERLAY))),
+                ("from-file".to_owned(), 6)
+            );
+        });
+    }
+
+    #[test]
+    fn an_environment_variable_overrides_the_topic_of_a_binding_that_default_toml_names() {
+        jailed(|jail| {
+            jail.set_env("WALLET_HUB__BINDINGS__WALLET_CREATED_OUT", "from-env");
+            assert_eq!(wallet_created_topic(None), ("from-env".to_owned(), 6));
+        });
+    }
+
+    #[test]
+    fn an_environment_variable_overrides_the_file_for_the_same_binding() {
+        jailed(|jail| {
+            jail.create_file(OVERLAY, OVERLAY_TEXT).expect("overlay");
+            jail.set_env("WALLET_HUB__BINDINGS__WALLET_CREATED_OUT", "from-env");
+            assert_eq!(
+                wallet_created_topic(Some(Path::new(OVERLAY))),
+                ("from-env".to_owned(), 6)
+            );
+        });
     }
 }

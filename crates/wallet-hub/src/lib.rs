@@ -2,7 +2,7 @@
 //!
 //! - [`admin`]: the admin server (`/metrics`, `/health/live`, `/health/ready`).
 //! - [`config`]: typed, layered settings (defaults, file, env).
-//! - [`ops`]: the `outbox` operator commands.
+//! - [`ops`]: the `outbox` and `dlq` operator commands.
 //! - [`startup`]: [`Application`] builds everything from settings and a bound listener and
 //!   runs API, relay and consumers until a shutdown token is cancelled.
 

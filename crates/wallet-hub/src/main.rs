@@ -1,4 +1,11 @@
-//! `wallet-hub`: run the service (`serve`) or apply migrations (`migrate`).
+//! `wallet-hub`: the Wallet Hub service and its operator commands. Subcommands (a test checks
+//! this list, and README's, against the command definition below):
+//!
+//! - `serve`: run the HTTP API (routes in `/openapi.json`), the outbox relay and the Kafka
+//!   consumers, or the parts chosen with `--role`, until SIGINT/SIGTERM;
+//! - `migrate`: apply the database migrations and exit;
+//! - `outbox`: inspect and repair the outbox (`status`, `parked`, `redrive`, `replay`);
+//! - `dlq`: list dead-lettered Kafka records and send them back (`list`, `redrive`).
 
 use std::path::PathBuf;
 
@@ -98,4 +105,45 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     }
     tracing::info!("shutdown signal received; finishing in-flight work");
     shutdown.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use clap::CommandFactory as _;
+
+    use super::Cli;
+
+    fn defined() -> BTreeSet<String> {
+        Cli::command()
+            .get_subcommands()
+            .map(|command| command.get_name().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_doc_comment_lists_every_subcommand_and_no_other() {
+        let listed: BTreeSet<String> = include_str!("main.rs")
+            .lines()
+            .filter_map(|line| line.strip_prefix("//! - `"))
+            .filter_map(|rest| rest.split_once('`'))
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        assert_eq!(listed, defined());
+    }
+
+    #[test]
+    fn the_readme_lists_every_subcommand_and_no_other() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+                .expect("README.md");
+        let listed: BTreeSet<String> = readme
+            .lines()
+            .filter_map(|line| line.strip_prefix("wallet-hub [--config FILE] "))
+            .filter_map(|rest| rest.split_whitespace().next())
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(listed, defined());
+    }
 }

@@ -1,4 +1,5 @@
-//! `wallet-hub outbox ...`: the operator's view of the outbox.
+//! `wallet-hub outbox ...` and `wallet-hub dlq ...`: the operator's view of the outbox and of
+//! the dead-letter topics.
 
 use std::io::IsTerminal;
 

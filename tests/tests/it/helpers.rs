@@ -63,18 +63,12 @@ pub async fn test_settings() -> (Settings, Topics) {
         wallet_status: topic("wallet-status-events"),
     };
     let all = [
-        ("walletCreatedEventProducer-out-0", &topics.wallet_created),
-        ("fundsAddedEventProducer-out-0", &topics.funds_added),
-        ("userCreatedEventProducer-out-0", &topics.user_created),
-        ("fundsWithdrawnEventProducer-out-0", &topics.funds_withdrawn),
-        (
-            "fundsTransferredEventProducer-out-0",
-            &topics.funds_transferred,
-        ),
-        (
-            "walletStatusChangedEventProducer-out-0",
-            &topics.wallet_status,
-        ),
+        ("wallet_created_out", &topics.wallet_created),
+        ("funds_added_out", &topics.funds_added),
+        ("user_created_out", &topics.user_created),
+        ("funds_withdrawn_out", &topics.funds_withdrawn),
+        ("funds_transferred_out", &topics.funds_transferred),
+        ("wallet_status_changed_out", &topics.wallet_status),
     ];
     settings.bindings = all
         .iter()
