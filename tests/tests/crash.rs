@@ -2,14 +2,10 @@
 //! as a child with a failpoint armed, the child aborts, and a fresh service must neither
 //! lose nor double anything. Its own binary, because it owns the processes it starts.
 
-#[allow(dead_code)]
-#[path = "it/helpers.rs"]
-mod helpers;
-
 use std::process::Command;
 
-use helpers::{eventually, read_records, start, test_settings};
 use secrecy::ExposeSecret;
+use wallet_hub_tests::{eventually, read_records, start, test_settings};
 
 const CHILD: &str = "WALLET_HUB_TEST_CHILD";
 
@@ -149,10 +145,11 @@ async fn a_relay_that_dies_between_produce_and_mark_sent_republishes_with_the_sa
     })
     .await;
     let both = read_records(&app.settings.kafka.brokers, &app.topics.wallet_created, 2).await;
-    let id = helpers::header(&first[0], "ce_id");
+    let id = wallet_hub_tests::header(&first[0], "ce_id");
     assert!(id.is_some());
     assert!(
-        both.iter().all(|r| helpers::header(r, "ce_id") == id),
+        both.iter()
+            .all(|r| wallet_hub_tests::header(r, "ce_id") == id),
         "published again, same id"
     );
 }

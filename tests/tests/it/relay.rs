@@ -11,7 +11,7 @@ use rdkafka::Message;
 use telemetry::TraceHeaders;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, header, read_records, spawn_app_with};
+use wallet_hub_tests::{TestApp, header, read_records, spawn_app_with};
 
 /// An app that writes but does not relay, so the test steps the relay itself.
 async fn app_without_relay() -> TestApp {
@@ -511,7 +511,7 @@ async fn three_relays_drain_a_mixed_backlog_in_order_per_wallet_even_when_the_le
         .expect("a relay leads");
     handles[killed].0.abort();
 
-    crate::helpers::eventually("the backlog drained by the survivors", || async {
+    wallet_hub_tests::eventually("the backlog drained by the survivors", || async {
         (outbox::store::pending_count(&app.pool).await.ok()? == 0).then_some(())
     })
     .await;
@@ -522,7 +522,7 @@ async fn three_relays_drain_a_mixed_backlog_in_order_per_wallet_even_when_the_le
         }
     }
 
-    let records = crate::helpers::read_all_records(
+    let records = wallet_hub_tests::read_all_records(
         &app.settings.kafka.brokers,
         &app.topics.funds_added,
         8 * usize::try_from(ROUNDS).expect("small"),
@@ -669,7 +669,7 @@ async fn the_fetch_reads_the_oldest_publishable_rows_in_order_leaving_out_rows_i
     let mut conn = app.pool.acquire().await.expect("connection");
     let mut event_ids = Vec::new();
     for (wallet, minor) in [(a, 1), (b, 2), (a, 3), (b, 4), (a, 5), (b, 6)] {
-        let event = crate::helpers::deposit_event(wallet, minor);
+        let event = wallet_hub_tests::deposit_event(wallet, minor);
         event_ids.push(event.metadata().event_id);
         DomainEventPublisher::new()
             .publish(&mut conn, &event, &TraceHeaders::default())
