@@ -1,6 +1,11 @@
 //! Crashes at the worst moments, with real process aborts: the test re-runs its own binary
 //! as a child with a failpoint armed, the child aborts, and a fresh service must neither
 //! lose nor double anything. Its own binary, because it owns the processes it starts.
+//!
+//! The failpoints are the `fail` crate's, compiled into this binary only (its dev-dependencies
+//! turn on the `failpoints` features) and armed in the child through `FAILPOINTS`, which
+//! `fail::FailScenario::setup()` reads: `<name>=return` aborts at a crash point,
+//! `<name>=1*return` fails a fault point once.
 
 use std::process::Command;
 
@@ -11,6 +16,7 @@ const CHILD: &str = "WALLET_HUB_TEST_CHILD";
 
 /// In the child: run the service from the environment until the failpoint aborts it.
 async fn run_child() {
+    let _failpoints = fail::FailScenario::setup();
     let mut settings = wallet_hub::Settings::load(None).expect("settings");
     settings.api.listen = "127.0.0.1:0".parse().expect("address");
     settings.admin.listen = "127.0.0.1:0".parse().expect("address");
@@ -29,7 +35,7 @@ fn crash_child(test: &str, failpoint: &str, settings: &wallet_hub::Settings) {
     command
         .args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env(CHILD, "1")
-        .env("WALLET_HUB_FAILPOINT", failpoint)
+        .env("FAILPOINTS", format!("{failpoint}=return"))
         .env("DATABASE_URL", settings.database.url.expose_secret())
         .env("KAFKA_BROKERS", &settings.kafka.brokers)
         .env(
@@ -166,12 +172,16 @@ async fn a_producer_that_hits_a_fatal_error_is_recreated_and_the_event_still_goe
                 "--test-threads=1",
             ])
             .env(CHILD, "1")
-            .env("WALLET_HUB_FAILPOINT", kafka::failpoint::PRODUCER_FATAL)
+            .env(
+                "FAILPOINTS",
+                format!("{}=1*return", kafka::failpoint::PRODUCER_FATAL),
+            )
             .status()
             .expect("child runs");
         assert!(status.success(), "the child's checks failed: {status}");
         return;
     }
+    let _failpoints = fail::FailScenario::setup();
     let (mut settings, topics) = test_settings().await;
     settings.consumer.enabled = false;
     let app = start(settings, topics).await;

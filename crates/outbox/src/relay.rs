@@ -500,7 +500,7 @@ impl Relay {
         }
         delivered.count();
         if !sent_ids.is_empty() {
-            kafka::failpoint::hit(kafka::failpoint::RELAY_AFTER_PRODUCE);
+            kafka::failpoint::crash_point(kafka::failpoint::RELAY_AFTER_PRODUCE);
         }
         outcome.published = sent_ids.len();
         outcome.failed = failed_ids.len();
