@@ -244,6 +244,22 @@ impl TestApp {
             .expect("count outbox")
     }
 
+    /// Rows still queued for the relay (unsent, backing off or parked).
+    pub async fn queued_rows(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM outbox_pending")
+            .fetch_one(&self.pool)
+            .await
+            .expect("count queued outbox rows")
+    }
+
+    /// Rows parked after too many failed attempts.
+    pub async fn parked_rows(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM outbox_pending WHERE parked_at IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await
+            .expect("count parked outbox rows")
+    }
+
     pub async fn wallet_count(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM wallets")
             .fetch_one(&self.pool)

@@ -147,7 +147,7 @@ async fn a_relay_that_dies_between_produce_and_mark_sent_republishes_with_the_sa
     let first = read_records(&settings.kafka.brokers, &topics.wallet_created, 1).await;
     let app = start(settings, topics).await;
     eventually("the row to be marked sent", || async {
-        (outbox::store::pending_count(&app.pool).await.ok()? == 0).then_some(())
+        (app.queued_rows().await == 0).then_some(())
     })
     .await;
     let both = read_records(&app.settings.kafka.brokers, &app.topics.wallet_created, 2).await;
@@ -193,7 +193,7 @@ async fn a_producer_that_hits_a_fatal_error_is_recreated_and_the_event_still_goe
     let records = read_records(&app.settings.kafka.brokers, &app.topics.wallet_created, 1).await;
     assert_eq!(records.len(), 1);
     eventually("the row to leave the queue", || async {
-        (outbox::store::pending_count(&app.pool).await.ok()? == 0).then_some(())
+        (app.queued_rows().await == 0).then_some(())
     })
     .await;
     let text = app.admin_get("/metrics").await.text().await.expect("text");

@@ -112,8 +112,7 @@ async fn while_the_broker_is_down_the_api_answers_the_backlog_grows_and_drains_a
 
     script("kafka-broker", "start");
     eventually("the backlog to drain", || async {
-        let pending = outbox::store::pending_count(&app.pool).await.ok()?;
-        (pending == 0).then_some(())
+        (app.queued_rows().await == 0).then_some(())
     })
     .await;
     eventually("outbox_queue_size to fall", || async {

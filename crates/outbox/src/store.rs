@@ -48,22 +48,13 @@ impl PendingRow {
     }
 }
 
-/// Takes the relay lock for this session (until `unlock_relay` or the connection ends);
-/// false if another relay holds it.
+/// Takes the relay lock for this session (until the connection ends); false if another
+/// relay holds it.
 pub async fn try_lock_relay(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(RELAY_LOCK_KEY)
         .fetch_one(conn)
         .await
-}
-
-/// Releases the session's relay lock.
-pub async fn unlock_relay(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(RELAY_LOCK_KEY)
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 /// Settings of the relay's own session: commit without waiting for the WAL flush. A
@@ -170,20 +161,6 @@ pub async fn record_failures(
     .fetch_one(conn)
     .await?;
     Ok(u64::try_from(parked).unwrap_or(0))
-}
-
-/// Number of parked rows.
-pub async fn parked_count<'e>(db: impl PgExecutor<'e>) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM outbox_pending WHERE parked_at IS NOT NULL")
-        .fetch_one(db)
-        .await
-}
-
-/// Number of unsent rows.
-pub async fn pending_count<'e>(db: impl PgExecutor<'e>) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM outbox_pending")
-        .fetch_one(db)
-        .await
 }
 
 /// Seconds since the oldest unsent row (the lowest queued id) was written; 0 when nothing
