@@ -238,33 +238,29 @@ impl TestApp {
     }
 
     pub async fn outbox_rows(&self) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM outbox")
-            .fetch_one(&self.pool)
-            .await
-            .expect("count outbox")
+        self.count("SELECT count(*) FROM outbox").await
     }
 
     /// Rows still queued for the relay (unsent, backing off or parked).
     pub async fn queued_rows(&self) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM outbox_pending")
-            .fetch_one(&self.pool)
-            .await
-            .expect("count queued outbox rows")
+        self.count("SELECT count(*) FROM outbox_pending").await
     }
 
     /// Rows parked after too many failed attempts.
     pub async fn parked_rows(&self) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM outbox_pending WHERE parked_at IS NOT NULL")
-            .fetch_one(&self.pool)
+        self.count("SELECT count(*) FROM outbox_pending WHERE parked_at IS NOT NULL")
             .await
-            .expect("count parked outbox rows")
     }
 
     pub async fn wallet_count(&self) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM wallets")
+        self.count("SELECT count(*) FROM wallets").await
+    }
+
+    async fn count(&self, query: &'static str) -> i64 {
+        sqlx::query_scalar(query)
             .fetch_one(&self.pool)
             .await
-            .expect("count wallets")
+            .unwrap_or_else(|error| panic!("{query}: {error}"))
     }
 }
 

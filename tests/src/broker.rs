@@ -36,14 +36,7 @@ pub async fn create_topics(brokers: &str, topics: &[&str]) {
 
 /// Reads `count` records from `topic` with a fresh consumer group, from the beginning.
 pub async fn read_records(brokers: &str, topic: &str, count: usize) -> Vec<OwnedMessage> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("test-reader-{}", Uuid::now_v7()))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("test consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
+    let consumer = reader(brokers, topic);
     let mut records = Vec::new();
     let deadline = tokio::time::Instant::now() + KAFKA_WAIT;
     while records.len() < count {
@@ -64,14 +57,7 @@ pub async fn read_records(brokers: &str, topic: &str, count: usize) -> Vec<Owned
 /// Reads at least `min` records from `topic`, then whatever else arrives until it has
 /// been quiet for two seconds (for topics that may hold duplicates).
 pub async fn read_all_records(brokers: &str, topic: &str, min: usize) -> Vec<OwnedMessage> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("test-reader-{}", Uuid::now_v7()))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("test consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
+    let consumer = reader(brokers, topic);
     let mut records = Vec::new();
     let deadline = tokio::time::Instant::now() + KAFKA_WAIT;
     loop {
@@ -97,4 +83,17 @@ pub fn header(message: &OwnedMessage, name: &str) -> Option<String> {
         .find(|h| h.key == name)
         .and_then(|h| h.value)
         .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// A consumer of `topic` in a fresh group, from the beginning, that commits nothing.
+fn reader(brokers: &str, topic: &str) -> StreamConsumer {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("test-reader-{}", Uuid::now_v7()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("test consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    consumer
 }
