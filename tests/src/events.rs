@@ -8,8 +8,8 @@ use uuid::Uuid;
 pub fn deposit_event(wallet_id: Uuid, minor: i64) -> domain::DomainEvent {
     let usd: domain::Currency = "USD".parse().expect("ISO 4217");
     let mut wallet = domain::Wallet::restore(
-        wallet_id,
-        Uuid::now_v7(),
+        domain::WalletId::from(wallet_id),
+        domain::UserId::new(),
         domain::WalletName::parse("Fixture").expect("valid"),
         domain::Money::zero(usd),
         domain::WalletStatus::Active,
@@ -18,7 +18,11 @@ pub fn deposit_event(wallet_id: Uuid, minor: i64) -> domain::DomainEvent {
     );
     let ctx = domain::EventContext::new(chrono::Utc::now(), "fixture");
     wallet
-        .add_funds(domain::Money::from_minor(minor, usd), Uuid::now_v7(), &ctx)
+        .add_funds(
+            domain::Money::from_minor(minor, usd),
+            domain::TransactionId::new(),
+            &ctx,
+        )
         .expect("deposit")
         .into()
 }
@@ -28,7 +32,7 @@ pub fn cloud_event(event: &domain::DomainEvent) -> cloudevents::Event {
     let payload = event.to_json().expect("serializes").to_string();
     let meta = event.metadata();
     event_bindings::encode(&event_bindings::OutgoingEvent {
-        event_id: meta.event_id,
+        event_id: meta.event_id.as_uuid(),
         event_type: event.event_type(),
         aggregate_id: meta.aggregate_id,
         occurred_at: meta.occurred_at,

@@ -181,7 +181,8 @@ async fn while_postgres_is_down_consumers_retry_and_apply_everything_once_after(
     script("postgres", "start");
 
     let activity = eventually("all three applied", || async {
-        let found = consumers::activity::find(&app.pool, wallet_id)
+        let mut conn = app.pool.acquire().await.ok()?;
+        let found = store::activity::find(&mut conn, domain::WalletId::from(wallet_id))
             .await
             .ok()??;
         (found.events_applied == 3).then_some(found)

@@ -10,8 +10,10 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use domain::WalletError;
+use domain::{UserId, WalletError};
+use outbox::OutboxError;
 use serde::Serialize;
+use store::StoreError;
 
 const PROBLEM_JSON: &str = "application/problem+json";
 const TYPE_BASE: &str = "https://wallethub.io/problems/";
@@ -34,14 +36,14 @@ pub enum ApiError {
     #[error("a user with this email address already exists")]
     EmailTaken,
     #[error("user {0} does not exist")]
-    UnknownUser(uuid::Uuid),
+    UnknownUser(UserId),
     #[error("this Idempotency-Key was already used with a different request body")]
     IdempotencyKeyReuse,
     #[error("a request with this Idempotency-Key is still being processed; retry later")]
     IdempotencyInFlight,
     /// A serialization failure or deadlock; the request is retried before this surfaces.
     #[error("transaction conflict")]
-    Contention(#[source] sqlx::Error),
+    Contention(#[source] StoreError),
     #[error("no such route")]
     NoRoute,
     #[error("method not allowed")]
@@ -59,30 +61,6 @@ pub enum ApiError {
 impl ApiError {
     pub fn internal(error: impl StdError + Send + Sync + 'static) -> Self {
         ApiError::Internal(Box::new(error))
-    }
-
-    /// Serialization failures and deadlocks are retried; pool exhaustion and lost
-    /// connections are 503 (retry later); other database errors are 500.
-    pub fn database(error: sqlx::Error) -> Self {
-        let code = error
-            .as_database_error()
-            .and_then(|db| db.code().map(|c| c.into_owned()));
-        match (error, code.as_deref()) {
-            (error, Some("40001" | "40P01")) => ApiError::Contention(error),
-            (
-                error @ (sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)),
-                _,
-            ) => ApiError::Unavailable(Box::new(error)),
-            (other, _) => ApiError::internal(other),
-        }
-    }
-
-    /// True when `error` is a violation of the database constraint `name`.
-    pub fn violates(error: &sqlx::Error, name: &str) -> bool {
-        error
-            .as_database_error()
-            .and_then(|d| d.constraint())
-            .is_some_and(|c| c == name)
     }
 
     /// Outcomes of a request that ran (not of its validation): stored with its
@@ -157,6 +135,42 @@ impl ApiError {
                 "internal-error",
                 "Internal server error",
             ),
+        }
+    }
+}
+
+/// The one mapping of store failures: refusals by constraint become their problems;
+/// serialization failures and deadlocks are retried ([`crate::write::execute`]); an
+/// unavailable database is 503 (retry later); anything else is 500.
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::UnknownUser(id) => ApiError::UnknownUser(id),
+            StoreError::EmailTaken => ApiError::EmailTaken,
+            StoreError::KeyInUse(_) => ApiError::IdempotencyInFlight,
+            error if error.is_contention() => ApiError::Contention(error),
+            error if error.is_unavailable() => ApiError::Unavailable(Box::new(error)),
+            error @ (StoreError::Corrupt { .. } | StoreError::Database(_)) => {
+                ApiError::internal(error)
+            }
+        }
+    }
+}
+
+/// Beginning, committing and acquiring connections fail like statements do.
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        StoreError::from(error).into()
+    }
+}
+
+/// Writing to the outbox fails like the change it belongs to: a database error keeps its
+/// class (contention is retried).
+impl From<OutboxError> for ApiError {
+    fn from(error: OutboxError) -> Self {
+        match error {
+            OutboxError::Insert { source, .. } => source.into(),
+            error @ OutboxError::Serialize { .. } => ApiError::internal(error),
         }
     }
 }

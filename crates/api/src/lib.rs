@@ -6,15 +6,16 @@
 //! - [`extract`]: JSON and path extractors whose rejections are `ApiError`s.
 //! - [`context`]: the per-request middleware and [`RequestContext`].
 //! - [`users`], [`wallets`], [`transfers`], [`notifications`]: the routes.
-//! - [`write`]: how a change runs: one transaction, retried on contention, idempotent.
-//! - [`ledger`]: the double-entry postings and wallet history.
-//! - [`admin`]: the admin server (`/metrics`, `/health/live`, `/health/ready`).
+//! - [`write`]: how a change runs: one transaction, retried on contention, idempotent, its
+//!   events written to the outbox.
+//! - [`openapi`]: the OpenAPI document and Swagger UI.
+//!
+//! Handlers never build SQL: every statement is in the `store` crate (the outbox's in
+//! `outbox`). This crate depends on `domain`, `store`, `outbox` and `telemetry` only.
 
-pub mod admin;
 pub mod context;
 pub mod error;
 pub mod extract;
-pub mod ledger;
 pub mod notifications;
 pub mod openapi;
 pub mod transfers;

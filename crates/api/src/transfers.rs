@@ -5,16 +5,15 @@ use axum::response::Response;
 use axum::routing::post;
 use axum::{Extension, Router};
 use chrono::{DateTime, Utc};
-use domain::WalletError;
+use domain::{TransactionId, WalletError, WalletId};
 use serde::{Deserialize, Serialize};
+use store::ledger::{self, Entry, Kind, Posting};
 use tracing::Instrument;
-use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::extract::ValidJson;
-use crate::ledger::{self, Entry, Kind, Posting};
-use crate::wallets::{self, store};
-use crate::write::{self, MaybeIdempotencyKey, Reply, Write};
+use crate::wallets;
+use crate::write::{self, MaybeIdempotencyKey, Reply, Write, publish};
 use crate::{AppState, RequestContext};
 
 pub fn router() -> Router<AppState> {
@@ -24,17 +23,22 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransferRequest {
-    pub from_wallet_id: Uuid,
-    pub to_wallet_id: Uuid,
+    #[schema(value_type = uuid::Uuid)]
+    pub from_wallet_id: WalletId,
+    #[schema(value_type = uuid::Uuid)]
+    pub to_wallet_id: WalletId,
     /// Decimal string in the wallets' currency.
     pub amount: String,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TransferResponse {
-    pub id: Uuid,
-    pub from_wallet_id: Uuid,
-    pub to_wallet_id: Uuid,
+    #[schema(value_type = uuid::Uuid)]
+    pub id: TransactionId,
+    #[schema(value_type = uuid::Uuid)]
+    pub from_wallet_id: WalletId,
+    #[schema(value_type = uuid::Uuid)]
+    pub to_wallet_id: WalletId,
     pub amount: String,
     pub from_balance_after: String,
     pub to_balance_after: String,
@@ -61,8 +65,8 @@ async fn transfer(
         Box::pin(
             async move {
                 // Both rows locked in id order: opposite transfers cannot deadlock.
-                let locked = store::lock_wallets(&mut *conn, &[from_id, to_id]).await?;
-                let find = |id: Uuid| {
+                let locked = store::wallets::lock_many(&mut *conn, &[from_id, to_id]).await?;
+                let find = |id: WalletId| {
                     locked
                         .iter()
                         .find(|w| w.id() == id)
@@ -71,7 +75,7 @@ async fn transfer(
                 };
                 let (mut from, mut to) = (find(from_id)?, find(to_id)?);
                 let amount = wallets::in_currency(amount, from.currency())?;
-                let transfer_id = Uuid::now_v7();
+                let transfer_id = TransactionId::new();
                 let event = domain::transfer(
                     &mut from,
                     &mut to,
@@ -80,8 +84,8 @@ async fn transfer(
                     &wallets::event_context(&ctx),
                 )?;
                 let created_at = event.metadata.occurred_at;
-                store::update_wallet(&mut *conn, &from).await?;
-                store::update_wallet(&mut *conn, &to).await?;
+                store::wallets::update(&mut *conn, &from).await?;
+                store::wallets::update(&mut *conn, &to).await?;
                 let entries = [
                     Entry::wallet(from.id(), -amount.minor_units(), from.balance()),
                     Entry::wallet(to.id(), amount.minor_units(), to.balance()),
@@ -97,9 +101,8 @@ async fn transfer(
                         entries: &entries,
                     },
                 )
-                .await
-                .map_err(ApiError::database)?;
-                wallets::publish(publisher, &mut *conn, event.into()).await?;
+                .await?;
+                publish(publisher, &mut *conn, event.into()).await?;
                 Reply::created(
                     TransferResponse {
                         id: transfer_id,

@@ -5,16 +5,14 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, Utc};
-use domain::{DomainEvent, Email, EventContext, User, UserName};
+use domain::{Email, EventContext, User, UserId, UserName};
 use serde::{Deserialize, Serialize};
-use sqlx::{PgConnection, PgExecutor};
-use telemetry::TraceHeaders;
-use uuid::Uuid;
+use store::{users, wallets};
 
 use crate::error::ApiError;
 use crate::extract::{ValidJson, ValidPath};
-use crate::wallets::{self, WalletResponse};
-use crate::write::{self, MaybeIdempotencyKey, Reply, Write};
+use crate::wallets::WalletResponse;
+use crate::write::{self, MaybeIdempotencyKey, Reply, Write, publish};
 use crate::{AppState, RequestContext};
 
 pub fn router() -> Router<AppState> {
@@ -33,7 +31,8 @@ pub struct CreateUserRequest {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserResponse {
-    pub id: Uuid,
+    #[schema(value_type = uuid::Uuid)]
+    pub id: UserId,
     pub email: String,
     pub name: String,
     pub created_at: DateTime<Utc>,
@@ -66,16 +65,9 @@ async fn create_user(
         let (email, name, ctx) = (email.clone(), name.clone(), ctx.clone());
         Box::pin(async move {
             let event_ctx = EventContext::new(Utc::now(), ctx.correlation_id.clone());
-            let (user, event) = User::create(Uuid::now_v7(), email, name, &event_ctx);
-            insert_user(&mut *conn, &user).await?;
-            publisher
-                .publish(
-                    &mut *conn,
-                    &DomainEvent::from(event),
-                    &TraceHeaders::current(),
-                )
-                .await
-                .map_err(ApiError::internal)?;
+            let (user, event) = User::create(UserId::new(), email, name, &event_ctx);
+            users::insert(&mut *conn, &user).await?;
+            publish(publisher, &mut *conn, event.into()).await?;
             Reply::created(
                 UserResponse::from(&user),
                 Some(format!("/v1/users/{}", user.id())),
@@ -94,9 +86,10 @@ async fn create_user(
 #[tracing::instrument(skip_all, fields(user_id = %id))]
 async fn get_user(
     State(state): State<AppState>,
-    ValidPath(id): ValidPath<Uuid>,
+    ValidPath(id): ValidPath<UserId>,
 ) -> Result<Json<UserResponse>, ApiError> {
-    let user = find_user(&state.pool, id)
+    let mut conn = state.pool.acquire().await?;
+    let user = users::find(&mut conn, id)
         .await?
         .ok_or_else(|| user_not_found(id))?;
     Ok(Json(UserResponse::from(&user)))
@@ -106,59 +99,19 @@ async fn get_user(
 #[tracing::instrument(skip_all, fields(user_id = %id))]
 async fn list_wallets(
     State(state): State<AppState>,
-    ValidPath(id): ValidPath<Uuid>,
+    ValidPath(id): ValidPath<UserId>,
 ) -> Result<Json<Vec<WalletResponse>>, ApiError> {
-    find_user(&state.pool, id)
+    let mut conn = state.pool.acquire().await?;
+    users::find(&mut conn, id)
         .await?
         .ok_or_else(|| user_not_found(id))?;
-    let wallets = wallets::store::list_for_user(&state.pool, id).await?;
+    let wallets = wallets::list_for_user(&mut conn, id).await?;
     Ok(Json(wallets.iter().map(WalletResponse::from).collect()))
 }
 
-fn user_not_found(id: Uuid) -> ApiError {
+fn user_not_found(id: UserId) -> ApiError {
     ApiError::NotFound {
         resource: "user",
         id: id.to_string(),
     }
-}
-
-#[derive(Debug, sqlx::FromRow)]
-struct UserRow {
-    id: Uuid,
-    email: String,
-    name: String,
-    created_at: DateTime<Utc>,
-}
-
-async fn insert_user(conn: &mut PgConnection, user: &User) -> Result<(), ApiError> {
-    let result = sqlx::query(
-        "INSERT INTO users (id, email, email_normalized, name, created_at) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(user.id())
-    .bind(user.email().as_str())
-    .bind(user.email().normalized())
-    .bind(user.name().as_str())
-    .bind(user.created_at())
-    .execute(conn)
-    .await;
-    match result {
-        Ok(_) => Ok(()),
-        Err(error) if ApiError::violates(&error, "users_email_unique") => Err(ApiError::EmailTaken),
-        Err(error) => Err(ApiError::database(error)),
-    }
-}
-
-pub async fn find_user<'e>(db: impl PgExecutor<'e>, id: Uuid) -> Result<Option<User>, ApiError> {
-    let row: Option<UserRow> =
-        sqlx::query_as("SELECT id, email, name, created_at FROM users WHERE id = $1")
-            .bind(id)
-            .fetch_optional(db)
-            .await
-            .map_err(ApiError::database)?;
-    row.map(|row| {
-        let email = Email::parse(&row.email).map_err(ApiError::internal)?;
-        let name = UserName::parse(&row.name).map_err(ApiError::internal)?;
-        Ok(User::restore(row.id, email, name, row.created_at))
-    })
-    .transpose()
 }

@@ -8,7 +8,8 @@
 //! another body is 422; a retry while the first is still running is 409. Requests that
 //! fail validation never reach this point, so they are not stored.
 //!
-//! After a commit the relays are woken ([`outbox::CommitWaker`]), outside the transaction.
+//! The change's domain events go to the outbox in the same transaction ([`publish`]);
+//! after a commit the relays are woken ([`outbox::CommitWaker`]), outside the transaction.
 
 use std::time::Duration;
 
@@ -18,9 +19,13 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use backon::{BackoffBuilder, ExponentialBuilder};
+use domain::DomainEvent;
 use futures::future::BoxFuture;
+use outbox::DomainEventPublisher;
 use sha2::{Digest, Sha256};
 use sqlx::{Acquire, PgConnection};
+use store::idempotency::{self, Claim};
+use telemetry::TraceHeaders;
 
 use crate::AppState;
 use crate::error::{ApiError, problem_response};
@@ -82,6 +87,16 @@ pub struct IdempotencyKey {
 /// Extracts the optional `Idempotency-Key` (400 when malformed).
 #[derive(Debug, Clone)]
 pub struct MaybeIdempotencyKey(pub Option<IdempotencyKey>);
+
+impl IdempotencyKey {
+    fn in_route<'a>(&'a self, route: &'a str) -> idempotency::Key<'a> {
+        idempotency::Key {
+            caller: &self.caller,
+            route,
+            key: &self.key,
+        }
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for MaybeIdempotencyKey {
     type Rejection = ApiError;
@@ -176,176 +191,78 @@ async fn attempt(
     hash: &[u8],
     operation: &Operation<'_>,
 ) -> Result<Response, ApiError> {
-    let mut tx = state.pool.begin().await.map_err(ApiError::database)?;
+    let mut tx = state.pool.begin().await?;
     let Some(key) = &write.key else {
         let reply = operation(&mut tx).await?;
-        tx.commit().await.map_err(ApiError::database)?;
+        tx.commit().await?;
         state.waker.wake();
         return Ok(reply.into_response());
     };
+    let key = key.in_route(write.route);
 
-    if let Some(stored) =
-        claim(&mut tx, key, write.route, hash, state.idempotency_ttl_hours).await?
-    {
-        return Ok(stored);
+    match idempotency::claim(&mut tx, key, hash, state.idempotency_ttl_hours).await? {
+        Claim::Claimed => {}
+        Claim::Answered(stored) if stored.request_hash != hash => {
+            return Err(ApiError::IdempotencyKeyReuse);
+        }
+        Claim::Answered(stored) => return replay(stored),
     }
     // Run the change in a savepoint: a refused command is rolled back, but its answer is
     // still stored with the key.
-    let mut savepoint = tx.begin().await.map_err(ApiError::database)?;
-    let (reply, outcome) = match operation(&mut savepoint).await {
+    let mut savepoint = tx.begin().await?;
+    let reply = match operation(&mut savepoint).await {
         Ok(reply) => {
-            savepoint.commit().await.map_err(ApiError::database)?;
-            (reply.clone(), Ok(reply.into_response()))
+            savepoint.commit().await?;
+            reply
         }
         Err(error) if error.is_recorded_outcome() => {
-            savepoint.rollback().await.map_err(ApiError::database)?;
+            savepoint.rollback().await?;
             let (status, body) = error.problem();
-            let reply = Reply {
+            Reply {
                 status,
                 body,
                 location: None,
-            };
-            (reply.clone(), Ok(reply.into_response()))
+            }
         }
         Err(error) => return Err(error),
     };
-    sqlx::query(
-        "UPDATE idempotency_keys SET response_status = $4, response_body = $5, location = $6 \
-         WHERE caller = $1 AND route = $2 AND key = $3",
+    idempotency::record_answer(
+        &mut tx,
+        key,
+        reply.status.as_u16(),
+        &reply.body,
+        reply.location.as_deref(),
     )
-    .bind(&key.caller)
-    .bind(write.route)
-    .bind(&key.key)
-    .bind(i16::try_from(reply.status.as_u16()).unwrap_or(i16::MAX))
-    .bind(&reply.body)
-    .bind(&reply.location)
-    .execute(&mut *tx)
-    .await
-    .map_err(ApiError::database)?;
-    tx.commit().await.map_err(ApiError::database)?;
+    .await?;
+    tx.commit().await?;
     state.waker.wake();
-    outcome
+    Ok(reply.into_response())
 }
 
-#[derive(sqlx::FromRow)]
-struct StoredAnswer {
-    request_hash: Vec<u8>,
-    response_status: i16,
-    response_body: serde_json::Value,
-    location: Option<String>,
-    expired: bool,
-}
-
-/// Takes the key for this transaction, or returns the stored answer of an earlier request.
-/// A key held by a request still running makes the insert wait on its row; after a short
-/// lock timeout that is answered 409.
-async fn claim(
-    conn: &mut PgConnection,
-    key: &IdempotencyKey,
-    route: &str,
-    hash: &[u8],
-    ttl_hours: u32,
-) -> Result<Option<Response>, ApiError> {
-    sqlx::query("SET LOCAL lock_timeout = '200ms'")
-        .execute(&mut *conn)
-        .await
-        .map_err(ApiError::database)?;
-    let in_flight = |error: sqlx::Error| match error.as_database_error().and_then(|d| d.code()) {
-        Some(code) if code == "55P03" => ApiError::IdempotencyInFlight,
-        _ => ApiError::database(error),
-    };
-    let ttl = i32::try_from(ttl_hours).unwrap_or(i32::MAX);
-    let inserted = insert_key(&mut *conn, key, route, hash, ttl)
-        .await
-        .map_err(in_flight)?;
-    let reset = sqlx::query("SET LOCAL lock_timeout = 0");
-    if inserted {
-        reset
-            .execute(&mut *conn)
-            .await
-            .map_err(ApiError::database)?;
-        return Ok(None);
-    }
-    let stored: StoredAnswer = sqlx::query_as(
-        "SELECT request_hash, response_status, response_body, location, expires_at < now() AS expired \
-         FROM idempotency_keys WHERE caller = $1 AND route = $2 AND key = $3",
-    )
-    .bind(&key.caller)
-    .bind(route)
-    .bind(&key.key)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(ApiError::database)?;
-    if stored.expired {
-        sqlx::query("DELETE FROM idempotency_keys WHERE caller = $1 AND route = $2 AND key = $3")
-            .bind(&key.caller)
-            .bind(route)
-            .bind(&key.key)
-            .execute(&mut *conn)
-            .await
-            .map_err(ApiError::database)?;
-        insert_key(&mut *conn, key, route, hash, ttl)
-            .await
-            .map_err(in_flight)?;
-        reset
-            .execute(&mut *conn)
-            .await
-            .map_err(ApiError::database)?;
-        return Ok(None);
-    }
-    if stored.request_hash != hash {
-        return Err(ApiError::IdempotencyKeyReuse);
-    }
-    let status = u16::try_from(stored.response_status)
-        .ok()
-        .and_then(|s| StatusCode::from_u16(s).ok())
-        .ok_or_else(|| {
-            ApiError::internal(std::io::Error::other("stored idempotent status is invalid"))
-        })?;
+/// The stored answer of an earlier request with the same key, marked as a replay.
+fn replay(stored: idempotency::StoredAnswer) -> Result<Response, ApiError> {
+    let status = StatusCode::from_u16(stored.status).map_err(ApiError::internal)?;
     let mut response = Reply {
         status,
-        body: stored.response_body,
+        body: stored.body,
         location: stored.location,
     }
     .into_response();
     response
         .headers_mut()
         .insert(REPLAYED.clone(), HeaderValue::from_static("true"));
-    Ok(Some(response))
+    Ok(response)
 }
 
-/// Inserts the key with a placeholder answer (filled in before commit); false if it exists.
-async fn insert_key(
+/// Writes `event` to the outbox in the change's transaction, with the trace context of the
+/// current request; a database error keeps its class, so contention is retried.
+pub(crate) async fn publish(
+    publisher: DomainEventPublisher,
     conn: &mut PgConnection,
-    key: &IdempotencyKey,
-    route: &str,
-    hash: &[u8],
-    ttl_hours: i32,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "INSERT INTO idempotency_keys \
-         (caller, route, key, request_hash, response_status, response_body, expires_at) \
-         VALUES ($1, $2, $3, $4, 0, 'null', now() + make_interval(hours => $5)) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(&key.caller)
-    .bind(route)
-    .bind(&key.key)
-    .bind(hash)
-    .bind(ttl_hours)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// Deletes expired keys in bounded batches; returns how many.
-pub async fn delete_expired_keys(pool: &sqlx::PgPool, batch: i64) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY( \
-             SELECT ctid FROM idempotency_keys WHERE expires_at < now() LIMIT $1))",
-    )
-    .bind(batch)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
+    event: DomainEvent,
+) -> Result<(), ApiError> {
+    publisher
+        .publish(conn, &event, &TraceHeaders::current())
+        .await?;
+    Ok(())
 }

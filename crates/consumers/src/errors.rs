@@ -1,34 +1,15 @@
-//! Which database failures are worth retrying.
+//! Which store failures are worth retrying: the one place consumers sort them.
 
 use kafka::HandlerError;
+use store::StoreError;
 
-/// Connection loss, pool exhaustion, timeouts, serialization failures and deadlocks are
-/// transient; anything else (constraint violations, bad SQL) is permanent.
-pub fn classify(error: sqlx::Error) -> HandlerError {
-    if is_transient(&error) {
+/// Contention and an unavailable database are transient (the record is retried);
+/// anything else (a constraint violation, bad SQL, a corrupt row) is permanent.
+pub fn classify(error: impl Into<StoreError>) -> HandlerError {
+    let error = error.into();
+    if error.is_transient() {
         HandlerError::Transient(Box::new(error))
     } else {
         HandlerError::Permanent(Box::new(error))
-    }
-}
-
-pub fn is_transient(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // 40001 serialization_failure, 40P01 deadlock_detected, class 08 connection
-            // exceptions, 57P0x operator intervention (shutdown), 53xxx insufficient resources.
-            code == "40001"
-                || code == "40P01"
-                || code.starts_with("08")
-                || code.starts_with("57P")
-                || code.starts_with("53")
-        }),
-        _ => false,
     }
 }

@@ -1,17 +1,18 @@
 //! Consumers of Wallet Hub's own events.
 //!
-//! - [`inbox`]: records which events a consumer has applied, in the effect's transaction.
-//! - [`notifications`]: the `NotificationService` (welcome notifications) and its queries.
+//! - [`notifications`]: the `NotificationService` (welcome notifications).
 //! - [`wallet_created`]: `WalletCreatedEventConsumer`, which sends the welcome notification.
-//! - [`activity`]: `WalletActivityProjection`, the per-wallet activity read model.
-//! - [`errors`]: sorting database errors into transient (retry) and permanent.
+//! - [`activity`]: `WalletActivityProjection`, which feeds the per-wallet activity read model.
+//! - [`errors`]: sorting store errors into transient (retry) and permanent.
+//!
+//! Each handler records the event in the inbox and applies its effect in one transaction,
+//! through the `store` crate (which owns the SQL); this crate decides what an event means.
 
 pub mod activity;
 pub mod errors;
-pub mod inbox;
 pub mod notifications;
 pub mod wallet_created;
 
 pub use activity::WalletActivityProjection;
-pub use notifications::{Notification, NotificationService};
+pub use notifications::NotificationService;
 pub use wallet_created::WalletCreatedEventConsumer;

@@ -6,7 +6,6 @@ use kafka::{EventHandler, HandlerError, Outcome, ReceivedEvent};
 use sqlx::PgPool;
 
 use crate::errors::classify;
-use crate::inbox;
 use crate::notifications::NotificationService;
 
 #[derive(Debug, Clone)]
@@ -43,7 +42,7 @@ impl EventHandler for WalletCreatedEventConsumer {
         };
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let source = received.event.source().as_str();
-        if !inbox::record(&mut tx, Self::NAME, source, received.event.id())
+        if !store::inbox::record(&mut tx, Self::NAME, source, received.event.id())
             .await
             .map_err(classify)?
         {

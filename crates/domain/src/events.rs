@@ -12,6 +12,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::ids::{EventId, TransactionId, UserId, WalletId};
 use crate::money::{Currency, Money};
 use crate::wallet_status::WalletStatus;
 
@@ -19,7 +20,7 @@ use crate::wallet_status::WalletStatus;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventMetadata {
     /// Unique and stable: a re-sent event keeps its id, so consumers can dedupe by it.
-    pub event_id: Uuid,
+    pub event_id: EventId,
     pub occurred_at: DateTime<Utc>,
     /// The aggregate the event belongs to; also the Kafka key, so its events stay in order.
     pub aggregate_id: Uuid,
@@ -49,11 +50,12 @@ impl EventContext {
         self.occurred_at
     }
 
-    pub(crate) fn metadata(&self, aggregate_id: Uuid) -> EventMetadata {
+    /// `aggregate_id` is the wallet's or the user's id.
+    pub(crate) fn metadata(&self, aggregate_id: impl Into<Uuid>) -> EventMetadata {
         EventMetadata {
-            event_id: Uuid::now_v7(),
+            event_id: EventId::new(),
             occurred_at: self.occurred_at,
-            aggregate_id,
+            aggregate_id: aggregate_id.into(),
             correlation_id: self.correlation_id.clone(),
             schema_version: 1,
         }
@@ -65,8 +67,8 @@ impl EventContext {
 pub struct WalletCreated {
     #[serde(flatten)]
     pub metadata: EventMetadata,
-    pub wallet_id: Uuid,
-    pub user_id: Uuid,
+    pub wallet_id: WalletId,
+    pub user_id: UserId,
     pub name: String,
     pub currency: Currency,
 }
@@ -76,9 +78,9 @@ pub struct WalletCreated {
 pub struct FundsAdded {
     #[serde(flatten)]
     pub metadata: EventMetadata,
-    pub wallet_id: Uuid,
+    pub wallet_id: WalletId,
     /// The deposit's id (as returned by the API).
-    pub transaction_id: Uuid,
+    pub transaction_id: TransactionId,
     pub amount: Money,
     pub balance_after: Money,
 }
@@ -88,7 +90,7 @@ pub struct FundsAdded {
 pub struct UserCreated {
     #[serde(flatten)]
     pub metadata: EventMetadata,
-    pub user_id: Uuid,
+    pub user_id: UserId,
     /// As the user wrote it (trimmed); compare addresses case-insensitively.
     pub email: String,
     pub name: String,
@@ -99,9 +101,9 @@ pub struct UserCreated {
 pub struct FundsWithdrawn {
     #[serde(flatten)]
     pub metadata: EventMetadata,
-    pub wallet_id: Uuid,
+    pub wallet_id: WalletId,
     /// The withdrawal's id (as returned by the API).
-    pub transaction_id: Uuid,
+    pub transaction_id: TransactionId,
     /// What left the wallet; always positive.
     pub amount: Money,
     pub balance_after: Money,
@@ -116,10 +118,10 @@ pub struct FundsWithdrawn {
 pub struct FundsTransferred {
     #[serde(flatten)]
     pub metadata: EventMetadata,
-    pub from_wallet_id: Uuid,
-    pub to_wallet_id: Uuid,
+    pub from_wallet_id: WalletId,
+    pub to_wallet_id: WalletId,
     /// The transfer's id (as returned by the API).
-    pub transfer_id: Uuid,
+    pub transfer_id: TransactionId,
     /// What moved; always positive.
     pub amount: Money,
     pub from_balance_after: Money,
@@ -131,7 +133,7 @@ pub struct FundsTransferred {
 pub struct WalletStatusChanged {
     #[serde(flatten)]
     pub metadata: EventMetadata,
-    pub wallet_id: Uuid,
+    pub wallet_id: WalletId,
     pub from: WalletStatus,
     pub to: WalletStatus,
 }
@@ -304,7 +306,9 @@ mod tests {
 
     fn metadata(aggregate_id: Uuid) -> EventMetadata {
         EventMetadata {
-            event_id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001),
+            event_id: EventId::from_uuid(Uuid::from_u128(
+                0x0190_0000_0000_7000_8000_0000_0000_0001,
+            )),
             occurred_at: "2026-01-02T03:04:05.123456Z".parse().expect("RFC 3339"),
             aggregate_id,
             correlation_id: "corr-1".to_owned(),
@@ -340,7 +344,7 @@ mod tests {
             (
                 UserCreated {
                     metadata: metadata(id(1)),
-                    user_id: id(1),
+                    user_id: id(1).into(),
                     email: "Ada@Example.com".to_owned(),
                     name: "Ada".to_owned(),
                 }
@@ -353,8 +357,8 @@ mod tests {
             (
                 FundsWithdrawn {
                     metadata: metadata(id(2)),
-                    wallet_id: id(2),
-                    transaction_id: id(3),
+                    wallet_id: id(2).into(),
+                    transaction_id: id(3).into(),
                     amount: usd(250),
                     balance_after: usd(800),
                 }
@@ -372,9 +376,9 @@ mod tests {
             (
                 FundsTransferred {
                     metadata: metadata(id(2)),
-                    from_wallet_id: id(2),
-                    to_wallet_id: id(4),
-                    transfer_id: id(5),
+                    from_wallet_id: id(2).into(),
+                    to_wallet_id: id(4).into(),
+                    transfer_id: id(5).into(),
                     amount: usd(1000),
                     from_balance_after: usd(0),
                     to_balance_after: usd(1050),
@@ -395,7 +399,7 @@ mod tests {
             (
                 WalletStatusChanged {
                     metadata: metadata(id(2)),
-                    wallet_id: id(2),
+                    wallet_id: id(2).into(),
                     from: WalletStatus::Active,
                     to: WalletStatus::Frozen,
                 }

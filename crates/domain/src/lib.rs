@@ -1,5 +1,6 @@
 //! Wallet Hub's domain: pure rules, no I/O, no async.
 //!
+//! - [`ids`]: typed ids (`WalletId`, `UserId`, `EventId`, `TransactionId`).
 //! - [`money`]: ISO 4217 currencies and exact amounts in integer minor units.
 //! - [`user`]: the `User` aggregate, its validated `Email` and `UserName`.
 //! - [`wallet`]: the `Wallet` aggregate. Commands validate their input and return the
@@ -13,6 +14,7 @@
 
 mod display_name;
 pub mod events;
+pub mod ids;
 pub mod money;
 pub mod transfer;
 pub mod user;
@@ -23,6 +25,7 @@ pub use events::{
     DomainEvent, EventContext, EventMetadata, EventType, FundsAdded, FundsTransferred,
     FundsWithdrawn, UserCreated, WalletCreated, WalletStatusChanged,
 };
+pub use ids::{EventId, TransactionId, UserId, WalletId};
 pub use money::{Currency, DecimalAmount, Money, MoneyError};
 pub use transfer::transfer;
 pub use user::{Email, User, UserError, UserName};

@@ -3,9 +3,8 @@
 //! Both wallets are checked before either changes, so a refused transfer leaves both as
 //! they were. The caller persists both wallets and the one event in one transaction.
 
-use uuid::Uuid;
-
 use crate::events::{EventContext, FundsTransferred};
+use crate::ids::TransactionId;
 use crate::money::Money;
 use crate::wallet::{Wallet, WalletError};
 
@@ -18,7 +17,7 @@ pub fn transfer(
     from: &mut Wallet,
     to: &mut Wallet,
     amount: Money,
-    transfer_id: Uuid,
+    transfer_id: TransactionId,
     ctx: &EventContext,
 ) -> Result<FundsTransferred, WalletError> {
     if from.id() == to.id() {
@@ -55,6 +54,7 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
+    use crate::ids::{UserId, WalletId};
     use crate::money::{Currency, MoneyError};
     use crate::wallet::WalletName;
     use crate::wallet_status::WalletStatus;
@@ -70,10 +70,14 @@ mod tests {
     fn wallet_with(minor: i64, currency: Currency) -> Wallet {
         let name = WalletName::parse("Pocket").expect("valid name");
         let (mut wallet, _) =
-            Wallet::create(Uuid::now_v7(), Uuid::now_v7(), name, currency, &ctx());
+            Wallet::create(WalletId::new(), UserId::new(), name, currency, &ctx());
         if minor > 0 {
             wallet
-                .add_funds(Money::from_minor(minor, currency), Uuid::now_v7(), &ctx())
+                .add_funds(
+                    Money::from_minor(minor, currency),
+                    TransactionId::new(),
+                    &ctx(),
+                )
                 .expect("positive deposit");
         }
         wallet
@@ -90,7 +94,7 @@ mod tests {
         amount: Money,
     ) -> Result<FundsTransferred, WalletError> {
         let (from_before, to_before) = (from.clone(), to.clone());
-        let result = transfer(from, to, amount, Uuid::now_v7(), &ctx());
+        let result = transfer(from, to, amount, TransactionId::new(), &ctx());
         assert!(result.is_err(), "expected a refusal, got {result:?}");
         assert_eq!(*from, from_before, "the source wallet changed");
         assert_eq!(*to, to_before, "the destination wallet changed");
@@ -101,13 +105,13 @@ mod tests {
     fn a_transfer_moves_money_raises_both_versions_and_is_keyed_by_the_source() {
         let mut from = wallet_with(1000, usd());
         let mut to = wallet_with(50, usd());
-        let transfer_id = Uuid::now_v7();
+        let transfer_id = TransactionId::new();
         let event = transfer(&mut from, &mut to, usd_cents(400), transfer_id, &ctx())
             .expect("covered transfer");
         assert_eq!(from.balance(), usd_cents(600));
         assert_eq!(to.balance(), usd_cents(450));
         assert_eq!((from.version(), to.version()), (3, 3));
-        assert_eq!(event.metadata.aggregate_id, from.id());
+        assert_eq!(event.metadata.aggregate_id, from.id().as_uuid());
         assert_eq!(event.metadata.correlation_id, "corr-t");
         assert_eq!(event.from_wallet_id, from.id());
         assert_eq!(event.to_wallet_id, to.id());
@@ -121,8 +125,14 @@ mod tests {
     fn the_whole_balance_can_be_transferred() {
         let mut from = wallet_with(1000, usd());
         let mut to = wallet_with(0, usd());
-        transfer(&mut from, &mut to, usd_cents(1000), Uuid::now_v7(), &ctx())
-            .expect("covered transfer");
+        transfer(
+            &mut from,
+            &mut to,
+            usd_cents(1000),
+            TransactionId::new(),
+            &ctx(),
+        )
+        .expect("covered transfer");
         assert_eq!(from.balance(), usd_cents(0));
         assert_eq!(to.balance(), usd_cents(1000));
     }

@@ -2,12 +2,11 @@
 
 use std::hash::{Hash, Hasher};
 
-use chrono::{DateTime, Utc};
-use email_address::{EmailAddress, Options};
-use uuid::Uuid;
-
 use crate::display_name;
 use crate::events::{EventContext, UserCreated};
+use crate::ids::UserId;
+use chrono::{DateTime, Utc};
+use email_address::{EmailAddress, Options};
 
 /// Why user input was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -125,7 +124,7 @@ impl UserName {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
-    id: Uuid,
+    id: UserId,
     email: Email,
     name: UserName,
     created_at: DateTime<Utc>,
@@ -135,7 +134,7 @@ impl User {
     /// Signs a user up. That the email is not taken yet is for the store to enforce (a
     /// unique index on [`Email::normalized`]).
     pub fn create(
-        id: Uuid,
+        id: UserId,
         email: Email,
         name: UserName,
         ctx: &EventContext,
@@ -156,7 +155,7 @@ impl User {
     }
 
     /// Rebuilds a user from stored state.
-    pub fn restore(id: Uuid, email: Email, name: UserName, created_at: DateTime<Utc>) -> User {
+    pub fn restore(id: UserId, email: Email, name: UserName, created_at: DateTime<Utc>) -> User {
         User {
             id,
             email,
@@ -165,7 +164,7 @@ impl User {
         }
     }
 
-    pub fn id(&self) -> Uuid {
+    pub fn id(&self) -> UserId {
         self.id
     }
 
@@ -195,7 +194,7 @@ mod tests {
     #[test]
     fn a_new_user_keeps_what_was_given_and_says_so_in_its_event() {
         let ctx = EventContext::new(Utc::now(), "corr-u");
-        let id = Uuid::now_v7();
+        let id = UserId::new();
         let name = UserName::parse("Ada Lovelace").expect("valid name");
         let (user, event) = User::create(id, email(" Ada@Example.com "), name, &ctx);
         assert_eq!(user.id(), id);
@@ -205,9 +204,9 @@ mod tests {
         assert_eq!(event.user_id, id);
         assert_eq!(event.email, "Ada@Example.com");
         assert_eq!(event.name, "Ada Lovelace");
-        assert_eq!(event.metadata.aggregate_id, id);
+        assert_eq!(event.metadata.aggregate_id, id.as_uuid());
         assert_eq!(event.metadata.correlation_id, "corr-u");
-        assert_eq!(event.metadata.event_id.get_version_num(), 7);
+        assert_eq!(event.metadata.event_id.as_uuid().get_version_num(), 7);
     }
 
     #[test]
@@ -322,7 +321,7 @@ mod tests {
     fn a_restored_user_is_the_user_that_was_stored() {
         let ctx = EventContext::new(Utc::now(), "corr-u");
         let name = UserName::parse("Grace").expect("valid name");
-        let (user, _) = User::create(Uuid::now_v7(), email("grace@example.com"), name, &ctx);
+        let (user, _) = User::create(UserId::new(), email("grace@example.com"), name, &ctx);
         let restored = User::restore(
             user.id(),
             user.email().clone(),

@@ -5,13 +5,12 @@
 //! error leaves the wallet as it was. Input problems (amount, currency) are reported before
 //! state conflicts (status, balance).
 
-use chrono::{DateTime, Utc};
-use uuid::Uuid;
-
 use crate::display_name;
 use crate::events::{EventContext, FundsAdded, FundsWithdrawn, WalletCreated, WalletStatusChanged};
+use crate::ids::{TransactionId, UserId, WalletId};
 use crate::money::{Currency, Money, MoneyError};
 use crate::wallet_status::{StatusAction, WalletStatus};
+use chrono::{DateTime, Utc};
 
 /// Why a wallet command was refused. Nothing changed when one is returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,7 +28,7 @@ pub enum WalletError {
     /// Money moves in and out of active wallets only.
     #[error("wallet {wallet_id} is {status}; money moves only in and out of an active wallet")]
     NotActive {
-        wallet_id: Uuid,
+        wallet_id: WalletId,
         status: WalletStatus,
     },
     #[error(
@@ -71,8 +70,8 @@ impl WalletName {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Wallet {
-    id: Uuid,
-    user_id: Uuid,
+    id: WalletId,
+    user_id: UserId,
     name: WalletName,
     balance: Money,
     status: WalletStatus,
@@ -84,8 +83,8 @@ pub struct Wallet {
 impl Wallet {
     /// Opens an active wallet with a zero balance.
     pub fn create(
-        id: Uuid,
-        user_id: Uuid,
+        id: WalletId,
+        user_id: UserId,
         name: WalletName,
         currency: Currency,
         ctx: &EventContext,
@@ -112,8 +111,8 @@ impl Wallet {
     /// Rebuilds a wallet from stored state. The stored balance must be in the wallet's
     /// currency; the database guarantees it is not negative.
     pub fn restore(
-        id: Uuid,
-        user_id: Uuid,
+        id: WalletId,
+        user_id: UserId,
         name: WalletName,
         balance: Money,
         status: WalletStatus,
@@ -135,7 +134,7 @@ impl Wallet {
     pub fn add_funds(
         &mut self,
         amount: Money,
-        transaction_id: Uuid,
+        transaction_id: TransactionId,
         ctx: &EventContext,
     ) -> Result<FundsAdded, WalletError> {
         self.check_amount(amount)?;
@@ -156,7 +155,7 @@ impl Wallet {
     pub fn withdraw(
         &mut self,
         amount: Money,
-        transaction_id: Uuid,
+        transaction_id: TransactionId,
         ctx: &EventContext,
     ) -> Result<FundsWithdrawn, WalletError> {
         self.check_amount(amount)?;
@@ -230,7 +229,7 @@ impl Wallet {
     pub(crate) fn ensure_active(&self) -> Result<(), WalletError> {
         match self.status {
             WalletStatus::Active => Ok(()),
-            status => Err(WalletError::NotActive {
+            status @ (WalletStatus::Frozen | WalletStatus::Closed) => Err(WalletError::NotActive {
                 wallet_id: self.id,
                 status,
             }),
@@ -261,11 +260,11 @@ impl Wallet {
         self.version += 1;
     }
 
-    pub fn id(&self) -> Uuid {
+    pub fn id(&self) -> WalletId {
         self.id
     }
 
-    pub fn user_id(&self) -> Uuid {
+    pub fn user_id(&self) -> UserId {
         self.user_id
     }
 
@@ -309,22 +308,22 @@ mod tests {
 
     fn new_wallet() -> Wallet {
         let name = WalletName::parse("Holidays").expect("valid name");
-        Wallet::create(Uuid::now_v7(), Uuid::now_v7(), name, usd(), &ctx()).0
+        Wallet::create(WalletId::new(), UserId::new(), name, usd(), &ctx()).0
     }
 
     #[test]
     fn a_new_wallet_is_empty_at_version_one_and_says_so_in_its_event() {
         let name = WalletName::parse("Holidays").expect("valid name");
-        let (id, user) = (Uuid::now_v7(), Uuid::now_v7());
+        let (id, user) = (WalletId::new(), UserId::new());
         let (wallet, event) = Wallet::create(id, user, name, usd(), &ctx());
         assert_eq!(wallet.balance(), Money::zero(usd()));
         assert_eq!(wallet.version(), 1);
         assert_eq!(event.wallet_id, id);
         assert_eq!(event.user_id, user);
-        assert_eq!(event.metadata.aggregate_id, id);
+        assert_eq!(event.metadata.aggregate_id, id.as_uuid());
         assert_eq!(event.metadata.correlation_id, "corr-1");
         assert_eq!(event.metadata.schema_version, 1);
-        assert_eq!(event.metadata.event_id.get_version_num(), 7);
+        assert_eq!(event.metadata.event_id.as_uuid().get_version_num(), 7);
     }
 
     #[test]
@@ -339,7 +338,7 @@ mod tests {
     #[test]
     fn adding_funds_raises_balance_and_version() {
         let mut wallet = new_wallet();
-        let tx = Uuid::now_v7();
+        let tx = TransactionId::new();
         let event = wallet
             .add_funds(Money::from_minor(1050, usd()), tx, &ctx())
             .expect("positive deposit");
@@ -359,15 +358,23 @@ mod tests {
             Money::from_minor(-1, usd()),
             Money::from_minor(100, eur),
         ] {
-            assert!(wallet.add_funds(amount, Uuid::now_v7(), &ctx()).is_err());
+            assert!(
+                wallet
+                    .add_funds(amount, TransactionId::new(), &ctx())
+                    .is_err()
+            );
             assert_eq!(wallet, before);
         }
         wallet
-            .add_funds(Money::from_minor(i64::MAX, usd()), Uuid::now_v7(), &ctx())
+            .add_funds(
+                Money::from_minor(i64::MAX, usd()),
+                TransactionId::new(),
+                &ctx(),
+            )
             .expect("fits");
         let full = wallet.clone();
         assert_eq!(
-            wallet.add_funds(Money::from_minor(1, usd()), Uuid::now_v7(), &ctx()),
+            wallet.add_funds(Money::from_minor(1, usd()), TransactionId::new(), &ctx()),
             Err(WalletError::Money(MoneyError::OutOfRange))
         );
         assert_eq!(wallet, full);
@@ -377,9 +384,9 @@ mod tests {
     fn events_round_trip_through_json() {
         let name = WalletName::parse("Rent").expect("valid name");
         let (mut wallet, created) =
-            Wallet::create(Uuid::now_v7(), Uuid::now_v7(), name, usd(), &ctx());
+            Wallet::create(WalletId::new(), UserId::new(), name, usd(), &ctx());
         let added = wallet
-            .add_funds(Money::from_minor(5, usd()), Uuid::now_v7(), &ctx())
+            .add_funds(Money::from_minor(5, usd()), TransactionId::new(), &ctx())
             .expect("positive deposit");
         for event in [DomainEvent::from(created), DomainEvent::from(added)] {
             let json = event.to_json().expect("serializes");
@@ -392,7 +399,11 @@ mod tests {
     fn funded_wallet(minor: i64) -> Wallet {
         let mut wallet = new_wallet();
         wallet
-            .add_funds(Money::from_minor(minor, usd()), Uuid::now_v7(), &ctx())
+            .add_funds(
+                Money::from_minor(minor, usd()),
+                TransactionId::new(),
+                &ctx(),
+            )
             .expect("positive deposit");
         wallet
     }
@@ -400,14 +411,14 @@ mod tests {
     #[test]
     fn withdrawing_lowers_balance_and_raises_version_and_says_so_in_its_event() {
         let mut wallet = funded_wallet(1050);
-        let tx = Uuid::now_v7();
+        let tx = TransactionId::new();
         let event = wallet
             .withdraw(Money::from_minor(300, usd()), tx, &ctx())
             .expect("covered withdrawal");
         assert_eq!(wallet.balance(), Money::from_minor(750, usd()));
         assert_eq!(wallet.version(), 3);
         assert_eq!(event.wallet_id, wallet.id());
-        assert_eq!(event.metadata.aggregate_id, wallet.id());
+        assert_eq!(event.metadata.aggregate_id, wallet.id().as_uuid());
         assert_eq!(event.transaction_id, tx);
         assert_eq!(event.amount, Money::from_minor(300, usd()));
         assert_eq!(event.balance_after, wallet.balance());
@@ -417,7 +428,7 @@ mod tests {
     fn withdrawing_the_whole_balance_leaves_exactly_zero() {
         let mut wallet = funded_wallet(1050);
         wallet
-            .withdraw(Money::from_minor(1050, usd()), Uuid::now_v7(), &ctx())
+            .withdraw(Money::from_minor(1050, usd()), TransactionId::new(), &ctx())
             .expect("covered withdrawal");
         assert_eq!(wallet.balance(), Money::zero(usd()));
     }
@@ -427,7 +438,7 @@ mod tests {
         let mut wallet = funded_wallet(1050);
         let before = wallet.clone();
         assert_eq!(
-            wallet.withdraw(Money::from_minor(1051, usd()), Uuid::now_v7(), &ctx()),
+            wallet.withdraw(Money::from_minor(1051, usd()), TransactionId::new(), &ctx()),
             Err(WalletError::InsufficientFunds {
                 balance: Money::from_minor(1050, usd()),
                 requested: Money::from_minor(1051, usd()),
@@ -442,15 +453,19 @@ mod tests {
         let before = wallet.clone();
         let eur: Currency = "EUR".parse().expect("EUR is ISO 4217");
         assert_eq!(
-            wallet.withdraw(Money::zero(usd()), Uuid::now_v7(), &ctx()),
+            wallet.withdraw(Money::zero(usd()), TransactionId::new(), &ctx()),
             Err(WalletError::NonPositiveAmount)
         );
         assert_eq!(
-            wallet.withdraw(Money::from_minor(i64::MIN, usd()), Uuid::now_v7(), &ctx()),
+            wallet.withdraw(
+                Money::from_minor(i64::MIN, usd()),
+                TransactionId::new(),
+                &ctx()
+            ),
             Err(WalletError::NonPositiveAmount)
         );
         assert_eq!(
-            wallet.withdraw(Money::from_minor(100, eur), Uuid::now_v7(), &ctx()),
+            wallet.withdraw(Money::from_minor(100, eur), TransactionId::new(), &ctx()),
             Err(WalletError::CurrencyMismatch {
                 expected: usd(),
                 actual: eur
@@ -467,7 +482,7 @@ mod tests {
             (frozen.wallet_id, frozen.from, frozen.to),
             (wallet.id(), WalletStatus::Active, WalletStatus::Frozen)
         );
-        assert_eq!(frozen.metadata.aggregate_id, wallet.id());
+        assert_eq!(frozen.metadata.aggregate_id, wallet.id().as_uuid());
         assert_eq!(wallet.status(), WalletStatus::Frozen);
         assert_eq!(wallet.version(), 3);
 
@@ -478,11 +493,11 @@ mod tests {
         };
         let one_cent = Money::from_minor(1, usd());
         assert_eq!(
-            wallet.add_funds(one_cent, Uuid::now_v7(), &ctx()),
+            wallet.add_funds(one_cent, TransactionId::new(), &ctx()),
             Err(not_active.clone())
         );
         assert_eq!(
-            wallet.withdraw(one_cent, Uuid::now_v7(), &ctx()),
+            wallet.withdraw(one_cent, TransactionId::new(), &ctx()),
             Err(not_active)
         );
         assert_eq!(wallet, before);
@@ -496,7 +511,7 @@ mod tests {
         );
         assert_eq!(wallet.version(), 4);
         wallet
-            .withdraw(one_cent, Uuid::now_v7(), &ctx())
+            .withdraw(one_cent, TransactionId::new(), &ctx())
             .expect("active again");
     }
 
@@ -542,7 +557,7 @@ mod tests {
     fn an_empty_active_or_frozen_wallet_can_be_closed() {
         let mut active = funded_wallet(700);
         active
-            .withdraw(Money::from_minor(700, usd()), Uuid::now_v7(), &ctx())
+            .withdraw(Money::from_minor(700, usd()), TransactionId::new(), &ctx())
             .expect("covered withdrawal");
         let event = active.close(&ctx()).expect("empty wallets can be closed");
         assert_eq!(
@@ -571,11 +586,11 @@ mod tests {
             status: WalletStatus::Closed,
         };
         assert_eq!(
-            wallet.add_funds(one_cent, Uuid::now_v7(), &ctx()),
+            wallet.add_funds(one_cent, TransactionId::new(), &ctx()),
             Err(not_active.clone())
         );
         assert_eq!(
-            wallet.withdraw(one_cent, Uuid::now_v7(), &ctx()),
+            wallet.withdraw(one_cent, TransactionId::new(), &ctx()),
             Err(not_active)
         );
         for (result, action) in [
@@ -599,8 +614,8 @@ mod tests {
         let name = WalletName::parse("Savings").expect("valid name");
         let created_at = ctx().occurred_at();
         let wallet = Wallet::restore(
-            Uuid::now_v7(),
-            Uuid::now_v7(),
+            WalletId::new(),
+            UserId::new(),
             name,
             Money::from_minor(99, usd()),
             WalletStatus::Frozen,
@@ -615,7 +630,7 @@ mod tests {
 
     #[test]
     fn error_messages_say_what_is_wrong_in_words_a_client_understands() {
-        let id = Uuid::nil();
+        let id = WalletId::from_uuid(uuid::Uuid::nil());
         let cases = [
             (
                 WalletError::InsufficientFunds {

@@ -85,13 +85,13 @@ impl StatusAction {
     /// The status this action leads to from `from`, or `None` when it is not allowed
     /// (including no-ops such as freezing a frozen wallet). The whole transition table.
     pub fn target(self, from: WalletStatus) -> Option<WalletStatus> {
+        use StatusAction::{Close, Freeze, Unfreeze};
+        use WalletStatus::{Active, Closed, Frozen};
         match (self, from) {
-            (StatusAction::Freeze, WalletStatus::Active) => Some(WalletStatus::Frozen),
-            (StatusAction::Unfreeze, WalletStatus::Frozen) => Some(WalletStatus::Active),
-            (StatusAction::Close, WalletStatus::Active | WalletStatus::Frozen) => {
-                Some(WalletStatus::Closed)
-            }
-            _ => None,
+            (Freeze, Active) => Some(Frozen),
+            (Unfreeze, Frozen) => Some(Active),
+            (Close, Active | Frozen) => Some(Closed),
+            (Freeze, Frozen | Closed) | (Unfreeze, Active | Closed) | (Close, Closed) => None,
         }
     }
 }

@@ -8,10 +8,10 @@
 
 use chrono::Utc;
 use domain::{
-    Currency, EventContext, Money, Wallet, WalletError, WalletName, WalletStatus, transfer,
+    Currency, EventContext, Money, TransactionId, UserId, Wallet, WalletError, WalletId,
+    WalletName, WalletStatus, transfer,
 };
 use proptest::prelude::*;
-use uuid::Uuid;
 
 #[derive(Debug, Clone)]
 enum Command {
@@ -150,25 +150,31 @@ fn run(wallets: &mut [Wallet; 2], command: &Command) -> Result<(), WalletError> 
     match *command {
         Command::Deposit { wallet, minor } => {
             let wallet = &mut wallets[wallet];
-            let event = wallet.add_funds(money(minor), Uuid::now_v7(), &ctx)?;
+            let event = wallet.add_funds(money(minor), TransactionId::new(), &ctx)?;
             assert_eq!(event.balance_after, wallet.balance());
         }
         Command::Withdraw { wallet, minor } => {
             let wallet = &mut wallets[wallet];
-            let event = wallet.withdraw(money(minor), Uuid::now_v7(), &ctx)?;
+            let event = wallet.withdraw(money(minor), TransactionId::new(), &ctx)?;
             assert_eq!(event.balance_after, wallet.balance());
         }
         Command::Transfer { from, to, minor } if from == to => {
             // The same wallet loaded twice: two objects, one id.
             let source = &mut wallets[from];
             let mut copy = source.clone();
-            transfer(source, &mut copy, money(minor), Uuid::now_v7(), &ctx)?;
+            transfer(source, &mut copy, money(minor), TransactionId::new(), &ctx)?;
         }
         Command::Transfer { from, minor, .. } => {
             let [a, b] = wallets;
             let (source, destination) = if from == 0 { (a, b) } else { (b, a) };
-            let event = transfer(source, destination, money(minor), Uuid::now_v7(), &ctx)?;
-            assert_eq!(event.metadata.aggregate_id, source.id());
+            let event = transfer(
+                source,
+                destination,
+                money(minor),
+                TransactionId::new(),
+                &ctx,
+            )?;
+            assert_eq!(event.metadata.aggregate_id, source.id().as_uuid());
             assert_eq!(event.from_wallet_id, source.id());
             assert_eq!(event.to_wallet_id, destination.id());
             assert_eq!(event.from_balance_after, source.balance());
@@ -190,7 +196,7 @@ fn run(wallets: &mut [Wallet; 2], command: &Command) -> Result<(), WalletError> 
 fn new_wallet() -> Wallet {
     let name = WalletName::parse("Prop").expect("valid name");
     let ctx = EventContext::new(Utc::now(), "prop");
-    Wallet::create(Uuid::now_v7(), Uuid::now_v7(), name, usd(), &ctx).0
+    Wallet::create(WalletId::new(), UserId::new(), name, usd(), &ctx).0
 }
 
 fn total(wallets: &[Wallet; 2]) -> i128 {
@@ -244,7 +250,7 @@ proptest! {
         let ctx = EventContext::new(Utc::now(), "prop");
         let mut from = new_wallet();
         if from_balance > 0 {
-            from.add_funds(Money::from_minor(from_balance, usd()), Uuid::now_v7(), &ctx)
+            from.add_funds(Money::from_minor(from_balance, usd()), TransactionId::new(), &ctx)
                 .expect("positive deposit");
         }
         let mut to = new_wallet();
@@ -252,7 +258,7 @@ proptest! {
             to.freeze(&ctx).expect("active wallets can be frozen");
         }
         let (from_before, to_before) = (from.clone(), to.clone());
-        let result = transfer(&mut from, &mut to, Money::from_minor(minor, usd()), Uuid::now_v7(), &ctx);
+        let result = transfer(&mut from, &mut to, Money::from_minor(minor, usd()), TransactionId::new(), &ctx);
         let expected_error = if minor <= 0 {
             Some(WalletError::NonPositiveAmount)
         } else if frozen {

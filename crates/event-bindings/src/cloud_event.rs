@@ -17,7 +17,7 @@
 
 use chrono::{DateTime, Utc};
 use cloudevents::{AttributesReader, Data, Event, EventBuilder, EventBuilderV10};
-use domain::{DomainEvent, EventType};
+use domain::{DomainEvent, EventId, EventType};
 use uuid::Uuid;
 
 /// The CloudEvent `source` of everything Wallet Hub publishes.
@@ -96,7 +96,7 @@ pub enum DecodeError {
         source: serde_json::Error,
     },
     #[error("CloudEvent id `{ce_id}` differs from the payload's event_id `{payload_id}`")]
-    IdMismatch { ce_id: String, payload_id: Uuid },
+    IdMismatch { ce_id: String, payload_id: EventId },
 }
 
 /// Reads a received CloudEvent back into the domain event it carries.
@@ -131,7 +131,10 @@ pub fn decode(event: &Event) -> Result<DomainEvent, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use domain::{Email, EventContext, Money, User, UserName, Wallet, WalletName, transfer};
+    use domain::{
+        Email, EventContext, Money, TransactionId, User, UserId, UserName, Wallet, WalletId,
+        WalletName, transfer,
+    };
 
     /// One event of each type, in the order of `EventType::ALL`.
     fn events() -> Vec<DomainEvent> {
@@ -139,22 +142,22 @@ mod tests {
         let usd = "USD".parse().expect("USD is ISO 4217");
         let email = Email::parse("Ada@Example.com").expect("valid email");
         let user_name = UserName::parse("Ada").expect("valid name");
-        let (user, user_created) = User::create(Uuid::now_v7(), email, user_name, &ctx);
+        let (user, user_created) = User::create(UserId::new(), email, user_name, &ctx);
         let name = WalletName::parse("Travel").expect("valid");
-        let (mut wallet, created) = Wallet::create(Uuid::now_v7(), user.id(), name, usd, &ctx);
+        let (mut wallet, created) = Wallet::create(WalletId::new(), user.id(), name, usd, &ctx);
         let added = wallet
-            .add_funds(Money::from_minor(1050, usd), Uuid::now_v7(), &ctx)
+            .add_funds(Money::from_minor(1050, usd), TransactionId::new(), &ctx)
             .expect("valid deposit");
         let withdrawn = wallet
-            .withdraw(Money::from_minor(50, usd), Uuid::now_v7(), &ctx)
+            .withdraw(Money::from_minor(50, usd), TransactionId::new(), &ctx)
             .expect("covered withdrawal");
         let other_name = WalletName::parse("Savings").expect("valid");
-        let (mut other, _) = Wallet::create(Uuid::now_v7(), user.id(), other_name, usd, &ctx);
+        let (mut other, _) = Wallet::create(WalletId::new(), user.id(), other_name, usd, &ctx);
         let transferred = transfer(
             &mut wallet,
             &mut other,
             Money::from_minor(1000, usd),
-            Uuid::now_v7(),
+            TransactionId::new(),
             &ctx,
         )
         .expect("covered transfer");
@@ -198,7 +201,7 @@ mod tests {
         let payload = transferred.to_json().expect("serializes").to_string();
         let meta = transferred.metadata();
         let ce = encode(&OutgoingEvent {
-            event_id: meta.event_id,
+            event_id: meta.event_id.as_uuid(),
             event_type: EventType::FundsTransferred,
             aggregate_id: meta.aggregate_id,
             occurred_at: meta.occurred_at,
@@ -228,7 +231,7 @@ mod tests {
             let payload = domain_event.to_json().expect("serializes").to_string();
             let meta = domain_event.metadata();
             let outgoing = OutgoingEvent {
-                event_id: meta.event_id,
+                event_id: meta.event_id.as_uuid(),
                 event_type: domain_event.event_type(),
                 aggregate_id: meta.aggregate_id,
                 occurred_at: meta.occurred_at,

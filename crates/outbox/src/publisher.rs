@@ -1,6 +1,6 @@
 //! Writing events to the outbox inside the caller's transaction.
 
-use domain::DomainEvent;
+use domain::{DomainEvent, EventId};
 use sqlx::PgConnection;
 use telemetry::TraceHeaders;
 
@@ -13,27 +13,17 @@ pub enum OutboxError {
     #[error("cannot serialize {event_type} event {event_id}")]
     Serialize {
         event_type: &'static str,
-        event_id: uuid::Uuid,
+        event_id: EventId,
         #[source]
         source: serde_json::Error,
     },
     #[error("cannot insert {event_type} event {event_id} into the outbox")]
     Insert {
         event_type: &'static str,
-        event_id: uuid::Uuid,
+        event_id: EventId,
         #[source]
         source: sqlx::Error,
     },
-}
-
-impl OutboxError {
-    /// The database error underneath, if any (callers retry serialization failures).
-    pub fn sqlx(&self) -> Option<&sqlx::Error> {
-        match self {
-            OutboxError::Insert { source, .. } => Some(source),
-            OutboxError::Serialize { .. } => None,
-        }
-    }
 }
 
 const INSERT: &str = "INSERT INTO outbox \
@@ -81,7 +71,7 @@ impl DomainEventPublisher {
             source,
         })?;
         sqlx::query(INSERT)
-            .bind(meta.event_id)
+            .bind(meta.event_id.as_uuid())
             .bind(event_type)
             .bind(meta.aggregate_id)
             .bind(payload)

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use api::ApiConfig;
-use api::admin::{AdminConfig, HealthConfig};
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use kafka::KafkaConfig;
@@ -13,6 +12,8 @@ use outbox::RelayConfig;
 use secrecy::SecretString;
 use serde::Deserialize;
 use telemetry::{LogConfig, TelemetryConfig};
+
+use crate::admin::{AdminConfig, HealthConfig};
 
 /// The documented defaults; every key must appear here.
 pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");

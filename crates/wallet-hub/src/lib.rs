@@ -1,10 +1,12 @@
 //! The Wallet Hub service, as a library so that tests run exactly what `main` runs.
 //!
+//! - [`admin`]: the admin server (`/metrics`, `/health/live`, `/health/ready`).
 //! - [`config`]: typed, layered settings (defaults, file, env).
 //! - [`ops`]: the `outbox` operator commands.
 //! - [`startup`]: [`Application`] builds everything from settings and a bound listener and
 //!   runs API, relay and consumers until a shutdown token is cancelled.
 
+pub mod admin;
 pub mod config;
 pub mod ops;
 pub mod startup;

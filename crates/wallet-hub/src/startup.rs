@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use api::AppState;
-use api::admin::AdminState;
 use consumers::{WalletActivityProjection, WalletCreatedEventConsumer};
 use domain::EventType;
 use event_bindings::EventBindings;
@@ -20,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::{self, AdminState};
 use crate::config::{DatabaseConfig, Settings};
 
 /// Migrations compiled into the binary.
@@ -226,7 +226,7 @@ impl Application {
         } else {
             None
         };
-        let admin = api::admin::router(AdminState {
+        let admin = admin::router(AdminState {
             pool: pool.clone(),
             metrics,
             health: settings.health.clone(),
@@ -306,7 +306,11 @@ async fn expire_idempotency_keys(pool: PgPool, shutdown: CancellationToken) -> a
             () = shutdown.cancelled() => return Ok(()),
             _ = interval.tick() => {}
         }
-        if let Err(error) = api::write::delete_expired_keys(&pool, 1000).await {
+        let deleted = match pool.acquire().await {
+            Ok(mut conn) => store::idempotency::delete_expired(&mut conn, 1000).await,
+            Err(error) => Err(error.into()),
+        };
+        if let Err(error) = deleted {
             tracing::warn!(
                 error = &error as &dyn std::error::Error,
                 "cannot delete expired idempotency keys"

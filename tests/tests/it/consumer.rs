@@ -1,7 +1,7 @@
 //! The welcome consumer applies each event once, however often it arrives.
 
 use chrono::Utc;
-use domain::{DomainEvent, EventContext, Wallet, WalletName};
+use domain::{DomainEvent, EventContext, UserId, Wallet, WalletId, WalletName};
 use kafka::EventProducer;
 use rdkafka::Message;
 use telemetry::TraceHeaders;
@@ -13,7 +13,7 @@ fn wallet_created(user_id: Uuid) -> DomainEvent {
     let ctx = EventContext::new(Utc::now(), "dup");
     let name = WalletName::parse("Twice").expect("valid");
     let currency = "USD".parse().expect("ISO 4217");
-    Wallet::create(Uuid::now_v7(), user_id, name, currency, &ctx)
+    Wallet::create(WalletId::new(), UserId::from(user_id), name, currency, &ctx)
         .1
         .into()
 }
@@ -432,7 +432,8 @@ async fn two_instances_share_partitions_and_a_rebalance_mid_stream_loses_and_dou
     })
     .await;
     for wallet in &wallets {
-        let activity = consumers::activity::find(&first.pool, *wallet)
+        let mut conn = first.pool.acquire().await.expect("connection");
+        let activity = store::activity::find(&mut conn, WalletId::from(*wallet))
             .await
             .expect("query")
             .expect("projected");
@@ -478,7 +479,10 @@ async fn a_cloud_event_in_structured_mode_is_accepted_too() {
     .await
     .expect("delivered");
     let activity = eventually("the structured event applied", || async {
-        consumers::activity::find(&app.pool, wallet_id).await.ok()?
+        let mut conn = app.pool.acquire().await.ok()?;
+        store::activity::find(&mut conn, WalletId::from(wallet_id))
+            .await
+            .ok()?
     })
     .await;
     assert_eq!((activity.events_applied, activity.total_in_minor), (1, 250));

@@ -13,4 +13,5 @@ mod migrations;
 mod model;
 mod relay;
 mod service;
+mod store_errors;
 mod wallet_api;

@@ -3,7 +3,7 @@
 //! lower id is not skipped.
 
 use chrono::Utc;
-use domain::{DomainEvent, EventContext, Wallet, WalletName};
+use domain::{DomainEvent, EventContext, UserId, Wallet, WalletId, WalletName};
 use event_bindings::EventBindings;
 use kafka::EventProducer;
 use outbox::{DomainEventPublisher, Relay, RelayConfig};
@@ -202,7 +202,7 @@ async fn a_transaction_that_commits_late_with_a_lower_id_is_still_published() {
     let ctx = EventContext::new(Utc::now(), "late");
     let name = WalletName::parse("Late").expect("valid");
     let currency = "USD".parse().expect("ISO 4217");
-    let (_, late_event) = Wallet::create(Uuid::now_v7(), Uuid::now_v7(), name, currency, &ctx);
+    let (_, late_event) = Wallet::create(WalletId::new(), UserId::new(), name, currency, &ctx);
     let late_event = DomainEvent::from(late_event);
 
     let mut late = app.pool.begin().await.expect("begin");
@@ -236,7 +236,7 @@ async fn a_transaction_that_commits_late_with_a_lower_id_is_still_published() {
     .expect("rows");
     assert_eq!(
         ids[0].1,
-        late_event.metadata().event_id,
+        late_event.metadata().event_id.as_uuid(),
         "the late row has the lower id"
     );
     assert!(ids.iter().all(|r| r.2));
@@ -703,14 +703,15 @@ async fn expired_idempotency_keys_are_deleted_in_bounded_batches() {
     .execute(&app.pool)
     .await
     .expect("expire");
+    let mut conn = app.pool.acquire().await.expect("connection");
     assert_eq!(
-        api::write::delete_expired_keys(&app.pool, 1)
+        store::idempotency::delete_expired(&mut conn, 1)
             .await
             .expect("delete"),
         1
     );
     assert_eq!(
-        api::write::delete_expired_keys(&app.pool, 10)
+        store::idempotency::delete_expired(&mut conn, 10)
             .await
             .expect("delete"),
         1
@@ -731,7 +732,7 @@ async fn the_fetch_reads_the_oldest_publishable_rows_in_order_leaving_out_rows_i
     let mut event_ids = Vec::new();
     for (wallet, minor) in [(a, 1), (b, 2), (a, 3), (b, 4), (a, 5), (b, 6)] {
         let event = wallet_hub_tests::deposit_event(wallet, minor);
-        event_ids.push(event.metadata().event_id);
+        event_ids.push(event.metadata().event_id.as_uuid());
         DomainEventPublisher::new()
             .publish(&mut conn, &event, &TraceHeaders::default())
             .await

@@ -1,4 +1,5 @@
-//! `/v1/wallets`: create, read, deposit, withdraw, freeze/unfreeze/close, history.
+//! `/v1/wallets`: create, read, deposit, withdraw, freeze/unfreeze/close; the reads of
+//! history and activity are in [`reads`].
 //!
 //! Each change is one transaction (run by [`crate::write::execute`]: retried on
 //! contention, idempotent with `Idempotency-Key`): the wallet row is locked, changed,
@@ -6,7 +7,7 @@
 //! Input is validated before the database is touched wherever the currency is not
 //! needed; the rest is validated under the lock, and a refusal rolls everything back.
 
-pub(crate) mod store;
+pub mod reads;
 
 use axum::extract::State;
 use axum::response::Response;
@@ -14,19 +15,17 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, Utc};
 use domain::{
-    Currency, DecimalAmount, DomainEvent, EventContext, Money, StatusAction, Wallet, WalletName,
-    WalletStatus,
+    Currency, DecimalAmount, DomainEvent, EventContext, Money, StatusAction, TransactionId, UserId,
+    Wallet, WalletId, WalletName, WalletStatus,
 };
 use serde::{Deserialize, Serialize};
-use sqlx::PgConnection;
-use telemetry::TraceHeaders;
+use store::ledger::{self, Entry, Kind, Posting};
+use store::wallets;
 use tracing::Instrument;
-use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::extract::{ValidJson, ValidPath, ValidQuery};
-use crate::ledger::{self, Entry, Kind, Posting};
-use crate::write::{self, MaybeIdempotencyKey, Reply, Write};
+use crate::extract::{ValidJson, ValidPath};
+use crate::write::{self, MaybeIdempotencyKey, Reply, Write, publish};
 use crate::{AppState, RequestContext};
 
 pub fn router() -> Router<AppState> {
@@ -38,14 +37,15 @@ pub fn router() -> Router<AppState> {
         .route("/v1/wallets/{id}/freeze", post(freeze))
         .route("/v1/wallets/{id}/unfreeze", post(unfreeze))
         .route("/v1/wallets/{id}/close", post(close))
-        .route("/v1/wallets/{id}/transactions", get(history))
-        .route("/v1/wallets/{id}/activity", get(activity))
+        .route("/v1/wallets/{id}/transactions", get(reads::history))
+        .route("/v1/wallets/{id}/activity", get(reads::activity))
 }
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWalletRequest {
-    pub user_id: Uuid,
+    #[schema(value_type = uuid::Uuid)]
+    pub user_id: UserId,
     pub name: String,
     /// ISO 4217 code, upper case.
     pub currency: String,
@@ -60,8 +60,10 @@ pub struct AmountRequest {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WalletResponse {
-    pub id: Uuid,
-    pub user_id: Uuid,
+    #[schema(value_type = uuid::Uuid)]
+    pub id: WalletId,
+    #[schema(value_type = uuid::Uuid)]
+    pub user_id: UserId,
     pub name: String,
     /// ISO 4217 code.
     #[schema(value_type = String, example = "USD")]
@@ -94,8 +96,10 @@ impl From<&Wallet> for WalletResponse {
 /// A deposit or withdrawal.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MovementResponse {
-    pub id: Uuid,
-    pub wallet_id: Uuid,
+    #[schema(value_type = uuid::Uuid)]
+    pub id: TransactionId,
+    #[schema(value_type = uuid::Uuid)]
+    pub wallet_id: WalletId,
     pub amount: String,
     pub balance_after: String,
     pub created_at: DateTime<Utc>,
@@ -117,7 +121,7 @@ pub(crate) fn db_transaction_span(operation: &'static str) -> tracing::Span {
     )
 }
 
-pub(crate) fn wallet_not_found(id: Uuid) -> ApiError {
+pub(crate) fn wallet_not_found(id: WalletId) -> ApiError {
     ApiError::NotFound {
         resource: "wallet",
         id: id.to_string(),
@@ -130,23 +134,6 @@ pub(crate) fn parse_amount(text: &str) -> Result<DecimalAmount, ApiError> {
 
 pub(crate) fn in_currency(amount: DecimalAmount, currency: Currency) -> Result<Money, ApiError> {
     Money::from_decimal(amount, currency).map_err(|e| ApiError::Validation(format!("amount: {e}")))
-}
-
-/// Writes `event` to the outbox in the caller's transaction.
-pub(crate) async fn publish(
-    publisher: outbox::DomainEventPublisher,
-    conn: &mut PgConnection,
-    event: DomainEvent,
-) -> Result<(), ApiError> {
-    match publisher
-        .publish(conn, &event, &TraceHeaders::current())
-        .await
-    {
-        Ok(()) => Ok(()),
-        // A database error (possibly contention, which is retried) keeps its code.
-        Err(outbox::OutboxError::Insert { source, .. }) => Err(ApiError::database(source)),
-        Err(other) => Err(ApiError::internal(other)),
-    }
 }
 
 #[utoipa::path(post, path = "/v1/wallets", tag = "wallets", request_body = CreateWalletRequest, params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the first answer to a key is stored for 24 h and replayed"), ("X-Client-Id" = Option<String>, Header, description = "Scopes Idempotency-Keys to a caller")), responses((status = 201, body = WalletResponse), (status = 422, description = "validation-error, unknown-user", body = crate::error::Problem, content_type = "application/problem+json")))]
@@ -169,13 +156,13 @@ async fn create_wallet(
         Box::pin(
             async move {
                 let (wallet, event) = Wallet::create(
-                    Uuid::now_v7(),
+                    WalletId::new(),
                     user_id,
                     name,
                     currency,
                     &event_context(&ctx),
                 );
-                store::insert_wallet(&mut *conn, &wallet).await?;
+                wallets::insert(&mut *conn, &wallet).await?;
                 publish(publisher, &mut *conn, event.into()).await?;
                 let location = format!("/v1/wallets/{}", wallet.id());
                 Reply::created(WalletResponse::from(&wallet), Some(location))
@@ -195,9 +182,10 @@ async fn create_wallet(
 #[tracing::instrument(skip_all, fields(wallet_id = %id))]
 async fn get_wallet(
     State(state): State<AppState>,
-    ValidPath(id): ValidPath<Uuid>,
+    ValidPath(id): ValidPath<WalletId>,
 ) -> Result<Json<WalletResponse>, ApiError> {
-    let wallet = store::find_wallet(&state.pool, id)
+    let mut conn = state.pool.acquire().await?;
+    let wallet = wallets::find(&mut conn, id)
         .await?
         .ok_or_else(|| wallet_not_found(id))?;
     Ok(Json(WalletResponse::from(&wallet)))
@@ -209,10 +197,10 @@ async fn deposit(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
     MaybeIdempotencyKey(key): MaybeIdempotencyKey,
-    ValidPath(id): ValidPath<Uuid>,
+    ValidPath(id): ValidPath<WalletId>,
     ValidJson(request): ValidJson<AmountRequest>,
 ) -> Result<Response, ApiError> {
-    move_money(state, ctx, key, id, request, Kind::Deposit).await
+    move_money(state, ctx, key, id, request, Movement::Deposit).await
 }
 
 #[utoipa::path(post, path = "/v1/wallets/{id}/withdrawals", tag = "wallets", request_body = AmountRequest, params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the first answer to a key is stored for 24 h and replayed"), ("X-Client-Id" = Option<String>, Header, description = "Scopes Idempotency-Keys to a caller")), responses((status = 201, body = MovementResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "wallet-not-active", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "insufficient-funds, validation-error", body = crate::error::Problem, content_type = "application/problem+json")))]
@@ -221,10 +209,33 @@ async fn withdraw(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
     MaybeIdempotencyKey(key): MaybeIdempotencyKey,
-    ValidPath(id): ValidPath<Uuid>,
+    ValidPath(id): ValidPath<WalletId>,
     ValidJson(request): ValidJson<AmountRequest>,
 ) -> Result<Response, ApiError> {
-    move_money(state, ctx, key, id, request, Kind::Withdrawal).await
+    move_money(state, ctx, key, id, request, Movement::Withdrawal).await
+}
+
+/// Money moving between a wallet and its currency's external account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Movement {
+    Deposit,
+    Withdrawal,
+}
+
+impl Movement {
+    fn kind(self) -> Kind {
+        match self {
+            Movement::Deposit => Kind::Deposit,
+            Movement::Withdrawal => Kind::Withdrawal,
+        }
+    }
+
+    fn route(self) -> &'static str {
+        match self {
+            Movement::Deposit => "POST /v1/wallets/{id}/deposits",
+            Movement::Withdrawal => "POST /v1/wallets/{id}/withdrawals",
+        }
+    }
 }
 
 /// A deposit or a withdrawal: the wallet against its currency's external account.
@@ -232,9 +243,9 @@ async fn move_money(
     state: AppState,
     ctx: RequestContext,
     key: Option<write::IdempotencyKey>,
-    wallet_id: Uuid,
+    wallet_id: WalletId,
     request: AmountRequest,
-    kind: Kind,
+    movement: Movement,
 ) -> Result<Response, ApiError> {
     // Grammar first: a malformed amount never costs a transaction.
     let amount = parse_amount(&request.amount)?;
@@ -244,24 +255,24 @@ async fn move_money(
         let ctx = ctx.clone();
         Box::pin(
             async move {
-                let mut wallet = store::lock_wallet(&mut *conn, wallet_id)
+                let mut wallet = wallets::lock(&mut *conn, wallet_id)
                     .await?
                     .ok_or_else(|| wallet_not_found(wallet_id))?;
                 let amount = in_currency(amount, wallet.currency())?;
-                let transaction_id = Uuid::now_v7();
+                let transaction_id = TransactionId::new();
                 let event_ctx = event_context(&ctx);
-                let (event, signed): (DomainEvent, i64) = match kind {
-                    Kind::Deposit => (
+                let (event, signed): (DomainEvent, i64) = match movement {
+                    Movement::Deposit => (
                         wallet.add_funds(amount, transaction_id, &event_ctx)?.into(),
                         amount.minor_units(),
                     ),
-                    _ => (
+                    Movement::Withdrawal => (
                         wallet.withdraw(amount, transaction_id, &event_ctx)?.into(),
                         -amount.minor_units(),
                     ),
                 };
                 let created_at = event.metadata().occurred_at;
-                store::update_wallet(&mut *conn, &wallet).await?;
+                wallets::update(&mut *conn, &wallet).await?;
                 let entries = [
                     Entry::wallet(wallet.id(), signed, wallet.balance()),
                     Entry::external(-signed),
@@ -270,15 +281,14 @@ async fn move_money(
                     &mut *conn,
                     &Posting {
                         id: transaction_id,
-                        kind,
+                        kind: movement.kind(),
                         amount,
                         correlation_id: &ctx.correlation_id,
                         created_at,
                         entries: &entries,
                     },
                 )
-                .await
-                .map_err(ApiError::database)?;
+                .await?;
                 publish(publisher, &mut *conn, event).await?;
                 Reply::created(
                     MovementResponse {
@@ -291,15 +301,11 @@ async fn move_money(
                     None,
                 )
             }
-            .instrument(db_transaction_span(kind.as_str())),
+            .instrument(db_transaction_span(movement.kind().as_str())),
         )
     });
-    let route = match kind {
-        Kind::Deposit => "POST /v1/wallets/{id}/deposits",
-        _ => "POST /v1/wallets/{id}/withdrawals",
-    };
     let write = Write {
-        route,
+        route: movement.route(),
         key,
         request: &body,
     };
@@ -311,7 +317,7 @@ async fn freeze(
     state: State<AppState>,
     ctx: Extension<RequestContext>,
     key: MaybeIdempotencyKey,
-    id: ValidPath<Uuid>,
+    id: ValidPath<WalletId>,
 ) -> Result<Response, ApiError> {
     change_status(state, ctx, key, id, StatusAction::Freeze).await
 }
@@ -321,7 +327,7 @@ async fn unfreeze(
     state: State<AppState>,
     ctx: Extension<RequestContext>,
     key: MaybeIdempotencyKey,
-    id: ValidPath<Uuid>,
+    id: ValidPath<WalletId>,
 ) -> Result<Response, ApiError> {
     change_status(state, ctx, key, id, StatusAction::Unfreeze).await
 }
@@ -331,7 +337,7 @@ async fn close(
     state: State<AppState>,
     ctx: Extension<RequestContext>,
     key: MaybeIdempotencyKey,
-    id: ValidPath<Uuid>,
+    id: ValidPath<WalletId>,
 ) -> Result<Response, ApiError> {
     change_status(state, ctx, key, id, StatusAction::Close).await
 }
@@ -341,7 +347,7 @@ async fn change_status(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
     MaybeIdempotencyKey(key): MaybeIdempotencyKey,
-    ValidPath(wallet_id): ValidPath<Uuid>,
+    ValidPath(wallet_id): ValidPath<WalletId>,
     action: StatusAction,
 ) -> Result<Response, ApiError> {
     let publisher = state.publisher;
@@ -349,7 +355,7 @@ async fn change_status(
         let ctx = ctx.clone();
         Box::pin(
             async move {
-                let mut wallet = store::lock_wallet(&mut *conn, wallet_id)
+                let mut wallet = wallets::lock(&mut *conn, wallet_id)
                     .await?
                     .ok_or_else(|| wallet_not_found(wallet_id))?;
                 let event_ctx = event_context(&ctx);
@@ -358,7 +364,7 @@ async fn change_status(
                     StatusAction::Unfreeze => wallet.unfreeze(&event_ctx)?,
                     StatusAction::Close => wallet.close(&event_ctx)?,
                 };
-                store::update_wallet(&mut *conn, &wallet).await?;
+                wallets::update(&mut *conn, &wallet).await?;
                 publish(publisher, &mut *conn, event.into()).await?;
                 Reply::ok(WalletResponse::from(&wallet))
             }
@@ -376,130 +382,4 @@ async fn change_status(
         request: &serde_json::Value::Null,
     };
     write::execute(&state, write, &operation).await
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HistoryQuery {
-    /// 1 to 200, default 50.
-    pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct HistoryItem {
-    /// The ledger transaction id (the deposit, withdrawal or transfer id).
-    pub id: Uuid,
-    pub kind: String,
-    /// Signed: positive credits the wallet, negative debits it.
-    pub amount: String,
-    pub balance_after: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub counterparty_wallet_id: Option<Uuid>,
-    pub created_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct HistoryPage {
-    pub items: Vec<HistoryItem>,
-    /// Pass as `cursor` for the next (older) page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
-}
-
-#[utoipa::path(get, path = "/v1/wallets/{id}/transactions", tag = "wallets", params(("id" = Uuid, Path), ("limit" = Option<i64>, Query, description = "1-200, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, body = HistoryPage), (status = 400, description = "malformed-request", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json")))]
-#[tracing::instrument(skip_all, fields(wallet_id = %id))]
-async fn history(
-    State(state): State<AppState>,
-    ValidPath(id): ValidPath<Uuid>,
-    ValidQuery(query): ValidQuery<HistoryQuery>,
-) -> Result<Json<HistoryPage>, ApiError> {
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::MalformedRequest(
-            "limit must be between 1 and 200".to_owned(),
-        ));
-    }
-    let cursor = query
-        .cursor
-        .map(|c| {
-            c.parse::<i64>().ok().filter(|c| *c > 0).ok_or_else(|| {
-                ApiError::MalformedRequest("cursor is not one this API returned".to_owned())
-            })
-        })
-        .transpose()?;
-    store::find_wallet(&state.pool, id)
-        .await?
-        .ok_or_else(|| wallet_not_found(id))?;
-    let mut rows = ledger::history(&state.pool, id, cursor, limit + 1)
-        .await
-        .map_err(ApiError::database)?;
-    let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    let next_cursor = more
-        .then(|| rows.last().map(|r| r.entry_id.to_string()))
-        .flatten();
-    let items = rows
-        .into_iter()
-        .map(|row| {
-            let currency = ledger::currency(&row.currency).map_err(ApiError::internal)?;
-            Ok(HistoryItem {
-                id: row.transaction_id,
-                kind: row.kind,
-                amount: Money::from_minor(row.amount_minor, currency).to_string(),
-                balance_after: Money::from_minor(row.balance_after_minor, currency).to_string(),
-                counterparty_wallet_id: row.counterparty_wallet_id,
-                created_at: row.created_at,
-            })
-        })
-        .collect::<Result<_, ApiError>>()?;
-    Ok(Json(HistoryPage { items, next_cursor }))
-}
-
-/// The activity read model of a wallet (eventually consistent: fed by Kafka events).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ActivityResponse {
-    pub wallet_id: Uuid,
-    #[schema(value_type = String, example = "USD")]
-    pub currency: Currency,
-    /// Everything that came in (deposits, incoming transfers).
-    pub total_in: String,
-    /// Everything that went out (withdrawals, outgoing transfers).
-    pub total_out: String,
-    pub events_applied: i64,
-    /// Absent until the first movement has been projected.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_activity_at: Option<DateTime<Utc>>,
-}
-
-#[utoipa::path(get, path = "/v1/wallets/{id}/activity", tag = "wallets", params(("id" = Uuid, Path)), responses((status = 200, body = ActivityResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json")))]
-#[tracing::instrument(skip_all, fields(wallet_id = %id))]
-async fn activity(
-    State(state): State<AppState>,
-    ValidPath(id): ValidPath<Uuid>,
-) -> Result<Json<ActivityResponse>, ApiError> {
-    let wallet = store::find_wallet(&state.pool, id)
-        .await?
-        .ok_or_else(|| wallet_not_found(id))?;
-    let currency = wallet.currency();
-    let found = consumers::activity::find(&state.pool, id)
-        .await
-        .map_err(ApiError::database)?;
-    let (total_in, total_out, events_applied, last) = found.map_or((0, 0, 0, None), |a| {
-        (
-            a.total_in_minor,
-            a.total_out_minor,
-            a.events_applied,
-            Some(a.last_activity_at),
-        )
-    });
-    Ok(Json(ActivityResponse {
-        wallet_id: id,
-        currency,
-        total_in: Money::from_minor(total_in, currency).to_string(),
-        total_out: Money::from_minor(total_out, currency).to_string(),
-        events_applied,
-        last_activity_at: last,
-    }))
 }

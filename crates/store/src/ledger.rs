@@ -2,11 +2,17 @@
 //! to zero. Deposits and withdrawals post against the currency's external account
 //! (`wallet_id` NULL). The database re-checks every rule (see the migration's triggers).
 
+use std::fmt;
+use std::str::FromStr;
+
 use chrono::{DateTime, Utc};
-use domain::{Currency, Money};
-use sqlx::{PgConnection, PgExecutor};
+use domain::{Currency, Money, TransactionId, WalletId};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::error::StoreError;
+
+/// What a ledger transaction records (the `kind` column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Deposit,
@@ -15,6 +21,8 @@ pub enum Kind {
 }
 
 impl Kind {
+    const ALL: [Kind; 3] = [Kind::Deposit, Kind::Withdrawal, Kind::Transfer];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Deposit => "deposit",
@@ -24,17 +32,38 @@ impl Kind {
     }
 }
 
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown ledger transaction kind `{0}`")]
+pub struct UnknownKind(String);
+
+impl FromStr for Kind {
+    type Err = UnknownKind;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Kind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == s)
+            .ok_or_else(|| UnknownKind(s.to_owned()))
+    }
+}
+
 /// One side of a posting: a wallet (with its balance after) or the external account.
 #[derive(Debug, Clone, Copy)]
 pub struct Entry {
-    pub wallet_id: Option<Uuid>,
+    pub wallet_id: Option<WalletId>,
     /// Signed: credits positive, debits negative.
     pub amount_minor: i64,
     pub balance_after: Option<Money>,
 }
 
 impl Entry {
-    pub fn wallet(wallet_id: Uuid, amount_minor: i64, balance_after: Money) -> Self {
+    pub fn wallet(wallet_id: WalletId, amount_minor: i64, balance_after: Money) -> Self {
         Self {
             wallet_id: Some(wallet_id),
             amount_minor,
@@ -54,7 +83,7 @@ impl Entry {
 /// A ledger transaction to post.
 #[derive(Debug, Clone)]
 pub struct Posting<'a> {
-    pub id: Uuid,
+    pub id: TransactionId,
     pub kind: Kind,
     pub amount: Money,
     pub correlation_id: &'a str,
@@ -63,13 +92,13 @@ pub struct Posting<'a> {
 }
 
 /// Writes the transaction and its entries (in the given order) in two statements.
-pub async fn post(conn: &mut PgConnection, posting: &Posting<'_>) -> Result<(), sqlx::Error> {
+pub async fn post(conn: &mut PgConnection, posting: &Posting<'_>) -> Result<(), StoreError> {
     let currency = posting.amount.currency().code();
     sqlx::query(
         "INSERT INTO ledger_transactions (id, kind, currency, amount_minor, correlation_id, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
-    .bind(posting.id)
+    .bind(posting.id.as_uuid())
     .bind(posting.kind.as_str())
     .bind(currency)
     .bind(posting.amount.minor_units())
@@ -77,7 +106,11 @@ pub async fn post(conn: &mut PgConnection, posting: &Posting<'_>) -> Result<(), 
     .bind(posting.created_at)
     .execute(&mut *conn)
     .await?;
-    let wallets: Vec<Option<Uuid>> = posting.entries.iter().map(|e| e.wallet_id).collect();
+    let wallets: Vec<Option<Uuid>> = posting
+        .entries
+        .iter()
+        .map(|e| e.wallet_id.map(WalletId::as_uuid))
+        .collect();
     let amounts: Vec<i64> = posting.entries.iter().map(|e| e.amount_minor).collect();
     let balances: Vec<Option<i64>> = posting
         .entries
@@ -90,7 +123,7 @@ pub async fn post(conn: &mut PgConnection, posting: &Posting<'_>) -> Result<(), 
          FROM unnest($4::uuid[], $5::bigint[], $6::bigint[]) WITH ORDINALITY \
               AS e(wallet_id, amount_minor, balance_after_minor, n) ORDER BY e.n",
     )
-    .bind(posting.id)
+    .bind(posting.id.as_uuid())
     .bind(currency)
     .bind(posting.created_at)
     .bind(wallets)
@@ -102,26 +135,66 @@ pub async fn post(conn: &mut PgConnection, posting: &Posting<'_>) -> Result<(), 
 }
 
 /// One line of a wallet's history.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct HistoryRow {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// Orders the history; the cursor of the next page.
     pub entry_id: i64,
-    pub transaction_id: Uuid,
-    pub kind: String,
-    pub currency: String,
-    pub amount_minor: i64,
-    pub balance_after_minor: i64,
-    pub counterparty_wallet_id: Option<Uuid>,
+    pub transaction_id: TransactionId,
+    pub kind: Kind,
+    /// Signed: positive credits the wallet, negative debits it.
+    pub amount: Money,
+    pub balance_after: Money,
+    /// The other wallet of a transfer.
+    pub counterparty_wallet_id: Option<WalletId>,
     pub created_at: DateTime<Utc>,
 }
 
+#[derive(Debug, sqlx::FromRow)]
+struct HistoryRow {
+    entry_id: i64,
+    transaction_id: Uuid,
+    kind: String,
+    currency: String,
+    amount_minor: i64,
+    balance_after_minor: i64,
+    counterparty_wallet_id: Option<Uuid>,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<HistoryRow> for HistoryEntry {
+    type Error = StoreError;
+
+    fn try_from(row: HistoryRow) -> Result<Self, Self::Error> {
+        let id = row.entry_id;
+        let currency: Currency = row
+            .currency
+            .trim()
+            .parse()
+            .map_err(|e: domain::MoneyError| StoreError::corrupt("ledger entry", id, e))?;
+        let kind: Kind = row
+            .kind
+            .parse()
+            .map_err(|e: UnknownKind| StoreError::corrupt("ledger entry", id, e))?;
+        Ok(HistoryEntry {
+            entry_id: row.entry_id,
+            transaction_id: TransactionId::from(row.transaction_id),
+            kind,
+            amount: Money::from_minor(row.amount_minor, currency),
+            balance_after: Money::from_minor(row.balance_after_minor, currency),
+            counterparty_wallet_id: row.counterparty_wallet_id.map(WalletId::from),
+            created_at: row.created_at,
+        })
+    }
+}
+
 /// A wallet's entries, newest first, before `cursor` (an entry id) if given.
-pub async fn history<'e>(
-    db: impl PgExecutor<'e>,
-    wallet_id: Uuid,
+pub async fn history(
+    conn: &mut PgConnection,
+    wallet_id: WalletId,
     cursor: Option<i64>,
     limit: i64,
-) -> Result<Vec<HistoryRow>, sqlx::Error> {
-    sqlx::query_as(
+) -> Result<Vec<HistoryEntry>, StoreError> {
+    let rows: Vec<HistoryRow> = sqlx::query_as(
         "SELECT e.id AS entry_id, t.id AS transaction_id, t.kind, e.currency, e.amount_minor, \
                 e.balance_after_minor, \
                 (SELECT o.wallet_id FROM ledger_entries o \
@@ -132,14 +205,26 @@ pub async fn history<'e>(
          WHERE e.wallet_id = $1 AND ($2::bigint IS NULL OR e.id < $2) \
          ORDER BY e.id DESC LIMIT $3",
     )
-    .bind(wallet_id)
+    .bind(wallet_id.as_uuid())
     .bind(cursor)
     .bind(limit)
-    .fetch_all(db)
-    .await
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(HistoryEntry::try_from).collect()
 }
 
-/// Parses a stored currency code (the database only holds valid ones).
-pub fn currency(code: &str) -> Result<Currency, domain::MoneyError> {
-    code.trim().parse()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_read_back_from_their_stored_names_and_nothing_else_reads() {
+        for kind in Kind::ALL {
+            assert_eq!(kind.as_str().parse::<Kind>(), Ok(kind));
+        }
+        assert_eq!(
+            "Deposit".parse::<Kind>(),
+            Err(UnknownKind("Deposit".to_owned()))
+        );
+    }
 }

@@ -1,6 +1,9 @@
-//! The consumer inbox: one row per (consumer, CloudEvent source, CloudEvent id).
+//! The consumer inbox: one row per (consumer, CloudEvent source, CloudEvent id), written
+//! in the transaction of the consumer's effect, so an event takes effect at most once.
 
 use sqlx::PgConnection;
+
+use crate::error::StoreError;
 
 /// Records that `consumer` applies the event, inside the effect's transaction. Returns
 /// false when it was already applied: the caller then skips the effect.
@@ -9,7 +12,7 @@ pub async fn record(
     consumer: &str,
     event_source: &str,
     event_id: &str,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, StoreError> {
     let inserted = sqlx::query(
         "INSERT INTO inbox (consumer, event_source, event_id) VALUES ($1, $2, $3) \
          ON CONFLICT DO NOTHING",

@@ -154,7 +154,8 @@ async fn ready(State(state): State<AdminState>) -> (StatusCode, Json<Health>) {
 }
 
 async fn check_database(pool: &PgPool, timeout: Duration) -> Result<String, String> {
-    match tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(pool)).await {
+    let ping = async { store::ping(&mut *pool.acquire().await?).await };
+    match tokio::time::timeout(timeout, ping).await {
         Ok(Ok(_)) => Ok("query answered".to_owned()),
         Ok(Err(error)) => Err(format!("query failed: {error}")),
         Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),

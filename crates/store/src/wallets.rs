@@ -1,11 +1,14 @@
-//! SQL for wallets.
+//! The `wallets` table: the wallet aggregate's stored state.
 
 use chrono::{DateTime, Utc};
-use domain::{Currency, Money, Wallet, WalletName, WalletStatus};
-use sqlx::{PgConnection, PgExecutor};
+use domain::{Currency, Money, UserId, Wallet, WalletId, WalletName, WalletStatus};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::error::StoreError;
+
+/// Violated when a new wallet names a user that does not exist.
+const USER_EXISTS: &str = "wallets_user_exists";
 
 #[derive(Debug, sqlx::FromRow)]
 struct WalletRow {
@@ -19,32 +22,27 @@ struct WalletRow {
     created_at: DateTime<Utc>,
 }
 
-/// A stored row that breaks a domain rule means the database was changed behind our back.
-#[derive(Debug, thiserror::Error)]
-#[error("stored wallet {id} is invalid: {reason}")]
-struct CorruptWallet {
-    id: Uuid,
-    reason: String,
-}
-
 impl TryFrom<WalletRow> for Wallet {
-    type Error = ApiError;
+    type Error = StoreError;
 
     fn try_from(row: WalletRow) -> Result<Self, Self::Error> {
-        let corrupt = |reason: String| ApiError::internal(CorruptWallet { id: row.id, reason });
+        let id = row.id;
+        let corrupt = |source: Box<dyn std::error::Error + Send + Sync>| {
+            StoreError::corrupt("wallet", id, source)
+        };
         let currency: Currency = row
             .currency
             .trim()
             .parse()
-            .map_err(|e| corrupt(format!("{e}")))?;
-        let name = WalletName::parse(&row.name).map_err(|e| corrupt(e.to_string()))?;
+            .map_err(|e: domain::MoneyError| corrupt(e.into()))?;
+        let name = WalletName::parse(&row.name).map_err(|e| corrupt(e.into()))?;
         let status: WalletStatus = row
             .status
             .parse()
-            .map_err(|e: domain::UnknownWalletStatus| corrupt(e.to_string()))?;
+            .map_err(|e: domain::UnknownWalletStatus| corrupt(e.into()))?;
         Ok(Wallet::restore(
-            row.id,
-            row.user_id,
+            WalletId::from(row.id),
+            UserId::from(row.user_id),
             name,
             Money::from_minor(row.balance_minor, currency),
             status,
@@ -60,14 +58,14 @@ macro_rules! select_wallets {
     };
 }
 
-/// Inserts a new wallet; a user id that names no user is [`ApiError::UnknownUser`].
-pub async fn insert_wallet(conn: &mut PgConnection, wallet: &Wallet) -> Result<(), ApiError> {
-    let result = sqlx::query(
+/// Inserts a new wallet; a user id that names no user is [`StoreError::UnknownUser`].
+pub async fn insert(conn: &mut PgConnection, wallet: &Wallet) -> Result<(), StoreError> {
+    sqlx::query(
         "INSERT INTO wallets (id, user_id, name, currency, balance_minor, status, version, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
     )
-    .bind(wallet.id())
-    .bind(wallet.user_id())
+    .bind(wallet.id().as_uuid())
+    .bind(wallet.user_id().as_uuid())
     .bind(wallet.name().as_str())
     .bind(wallet.currency().code())
     .bind(wallet.balance().minor_units())
@@ -75,80 +73,77 @@ pub async fn insert_wallet(conn: &mut PgConnection, wallet: &Wallet) -> Result<(
     .bind(wallet.version())
     .bind(wallet.created_at())
     .execute(conn)
-    .await;
-    match result {
-        Ok(_) => Ok(()),
-        Err(error) if ApiError::violates(&error, "wallets_user_exists") => {
-            Err(ApiError::UnknownUser(wallet.user_id()))
+    .await
+    .map_err(|error| match StoreError::from(error) {
+        error if error.constraint() == Some(USER_EXISTS) => {
+            StoreError::UnknownUser(wallet.user_id())
         }
-        Err(error) => Err(ApiError::database(error)),
-    }
+        error => error,
+    })?;
+    Ok(())
 }
 
-pub async fn find_wallet<'e>(
-    db: impl PgExecutor<'e>,
-    id: Uuid,
-) -> Result<Option<Wallet>, ApiError> {
+pub async fn find(conn: &mut PgConnection, id: WalletId) -> Result<Option<Wallet>, StoreError> {
     let row: Option<WalletRow> = sqlx::query_as(concat!(select_wallets!(), "WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(db)
-        .await
-        .map_err(ApiError::database)?;
+        .bind(id.as_uuid())
+        .fetch_optional(conn)
+        .await?;
     row.map(Wallet::try_from).transpose()
 }
 
-pub async fn list_for_user<'e>(
-    db: impl PgExecutor<'e>,
-    user_id: Uuid,
-) -> Result<Vec<Wallet>, ApiError> {
+/// A user's wallets, oldest first.
+pub async fn list_for_user(
+    conn: &mut PgConnection,
+    user_id: UserId,
+) -> Result<Vec<Wallet>, StoreError> {
     let rows: Vec<WalletRow> = sqlx::query_as(concat!(
         select_wallets!(),
         "WHERE user_id = $1 ORDER BY created_at, id"
     ))
-    .bind(user_id)
-    .fetch_all(db)
-    .await
-    .map_err(ApiError::database)?;
+    .bind(user_id.as_uuid())
+    .fetch_all(conn)
+    .await?;
     rows.into_iter().map(Wallet::try_from).collect()
 }
 
 /// Reads the wallet and locks its row until the transaction ends, so concurrent changes
 /// to one wallet queue up and its outbox rows get ids in commit order.
-pub async fn lock_wallet(conn: &mut PgConnection, id: Uuid) -> Result<Option<Wallet>, ApiError> {
+pub async fn lock(conn: &mut PgConnection, id: WalletId) -> Result<Option<Wallet>, StoreError> {
     let row: Option<WalletRow> =
         sqlx::query_as(concat!(select_wallets!(), "WHERE id = $1 FOR UPDATE"))
-            .bind(id)
+            .bind(id.as_uuid())
             .fetch_optional(conn)
-            .await
-            .map_err(ApiError::database)?;
+            .await?;
     row.map(Wallet::try_from).transpose()
 }
 
 /// Locks several wallets in id order (so two transfers in opposite directions cannot
 /// deadlock); returns those that exist, in id order.
-pub async fn lock_wallets(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<Wallet>, ApiError> {
+pub async fn lock_many(
+    conn: &mut PgConnection,
+    ids: &[WalletId],
+) -> Result<Vec<Wallet>, StoreError> {
+    let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
     let rows: Vec<WalletRow> = sqlx::query_as(concat!(
         select_wallets!(),
         "WHERE id = ANY($1) ORDER BY id FOR UPDATE"
     ))
     .bind(ids)
     .fetch_all(conn)
-    .await
-    .map_err(ApiError::database)?;
+    .await?;
     rows.into_iter().map(Wallet::try_from).collect()
 }
 
 /// Writes balance, status and version back.
-pub async fn update_wallet(conn: &mut PgConnection, wallet: &Wallet) -> Result<(), ApiError> {
+pub async fn update(conn: &mut PgConnection, wallet: &Wallet) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE wallets SET balance_minor = $2, status = $3, version = $4, updated_at = now() WHERE id = $1",
     )
-    .bind(wallet.id())
+    .bind(wallet.id().as_uuid())
     .bind(wallet.balance().minor_units())
     .bind(wallet.status().as_str())
     .bind(wallet.version())
     .execute(conn)
-    .await
-    .map_err(ApiError::database)?;
+    .await?;
     Ok(())
 }

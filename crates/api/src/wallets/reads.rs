@@ -1,0 +1,138 @@
+//! The reads of one wallet beyond its state: its ledger history (paginated, newest first)
+//! and its activity read model.
+
+use axum::Json;
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use domain::{Currency, Money, TransactionId, WalletId};
+use serde::{Deserialize, Serialize};
+use store::{activity, ledger, wallets};
+
+use super::wallet_not_found;
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{ValidPath, ValidQuery};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    /// 1 to 200, default 50.
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HistoryItem {
+    /// The ledger transaction id (the deposit, withdrawal or transfer id).
+    #[schema(value_type = uuid::Uuid)]
+    pub id: TransactionId,
+    pub kind: String,
+    /// Signed: positive credits the wallet, negative debits it.
+    pub amount: String,
+    pub balance_after: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<uuid::Uuid>)]
+    pub counterparty_wallet_id: Option<WalletId>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HistoryPage {
+    pub items: Vec<HistoryItem>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/wallets/{id}/transactions", tag = "wallets", params(("id" = Uuid, Path), ("limit" = Option<i64>, Query, description = "1-200, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, body = HistoryPage), (status = 400, description = "malformed-request", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[tracing::instrument(skip_all, fields(wallet_id = %id))]
+pub(crate) async fn history(
+    State(state): State<AppState>,
+    ValidPath(id): ValidPath<WalletId>,
+    ValidQuery(query): ValidQuery<HistoryQuery>,
+) -> Result<Json<HistoryPage>, ApiError> {
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::MalformedRequest(
+            "limit must be between 1 and 200".to_owned(),
+        ));
+    }
+    let cursor = query
+        .cursor
+        .map(|c| {
+            c.parse::<i64>().ok().filter(|c| *c > 0).ok_or_else(|| {
+                ApiError::MalformedRequest("cursor is not one this API returned".to_owned())
+            })
+        })
+        .transpose()?;
+    let mut conn = state.pool.acquire().await?;
+    wallets::find(&mut conn, id)
+        .await?
+        .ok_or_else(|| wallet_not_found(id))?;
+    let mut entries = ledger::history(&mut conn, id, cursor, limit + 1).await?;
+    let more = entries.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+    entries.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let next_cursor = more
+        .then(|| entries.last().map(|e| e.entry_id.to_string()))
+        .flatten();
+    let items = entries
+        .into_iter()
+        .map(|entry| HistoryItem {
+            id: entry.transaction_id,
+            kind: entry.kind.as_str().to_owned(),
+            amount: entry.amount.to_string(),
+            balance_after: entry.balance_after.to_string(),
+            counterparty_wallet_id: entry.counterparty_wallet_id,
+            created_at: entry.created_at,
+        })
+        .collect();
+    Ok(Json(HistoryPage { items, next_cursor }))
+}
+
+/// The activity read model of a wallet (eventually consistent: fed by Kafka events).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ActivityResponse {
+    #[schema(value_type = uuid::Uuid)]
+    pub wallet_id: WalletId,
+    #[schema(value_type = String, example = "USD")]
+    pub currency: Currency,
+    /// Everything that came in (deposits, incoming transfers).
+    pub total_in: String,
+    /// Everything that went out (withdrawals, outgoing transfers).
+    pub total_out: String,
+    pub events_applied: i64,
+    /// Absent until the first movement has been projected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_activity_at: Option<DateTime<Utc>>,
+}
+
+#[utoipa::path(get, path = "/v1/wallets/{id}/activity", tag = "wallets", params(("id" = Uuid, Path)), responses((status = 200, body = ActivityResponse), (status = 404, description = "not-found", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[tracing::instrument(skip_all, fields(wallet_id = %id))]
+pub(crate) async fn activity(
+    State(state): State<AppState>,
+    ValidPath(id): ValidPath<WalletId>,
+) -> Result<Json<ActivityResponse>, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    let wallet = wallets::find(&mut conn, id)
+        .await?
+        .ok_or_else(|| wallet_not_found(id))?;
+    let currency = wallet.currency();
+    let found = activity::find(&mut conn, id).await?;
+    let (total_in, total_out, events_applied, last) = found.map_or((0, 0, 0, None), |a| {
+        (
+            a.total_in_minor,
+            a.total_out_minor,
+            a.events_applied,
+            Some(a.last_activity_at),
+        )
+    });
+    Ok(Json(ActivityResponse {
+        wallet_id: id,
+        currency,
+        total_in: Money::from_minor(total_in, currency).to_string(),
+        total_out: Money::from_minor(total_out, currency).to_string(),
+        events_applied,
+        last_activity_at: last,
+    }))
+}
