@@ -1,20 +1,22 @@
 //! Crashes at the worst moments, with real process aborts: the test re-runs its own binary
 //! as a child with a failpoint armed, the child aborts, and a fresh service must neither
 //! lose nor double anything. Its own binary, because it owns the processes it starts.
-
-#[allow(dead_code)]
-#[path = "it/helpers.rs"]
-mod helpers;
+//!
+//! The failpoints are the `fail` crate's, compiled into this binary only (its dev-dependencies
+//! turn on the `failpoints` features) and armed in the child through `FAILPOINTS`, which
+//! `fail::FailScenario::setup()` reads: `<name>=return` aborts at a crash point,
+//! `<name>=1*return` fails a fault point once.
 
 use std::process::Command;
 
-use helpers::{eventually, read_records, start, test_settings};
 use secrecy::ExposeSecret;
+use wallet_hub_tests::{eventually, read_records, start, test_settings};
 
 const CHILD: &str = "WALLET_HUB_TEST_CHILD";
 
 /// In the child: run the service from the environment until the failpoint aborts it.
 async fn run_child() {
+    let _failpoints = fail::FailScenario::setup();
     let mut settings = wallet_hub::Settings::load(None).expect("settings");
     settings.api.listen = "127.0.0.1:0".parse().expect("address");
     settings.admin.listen = "127.0.0.1:0".parse().expect("address");
@@ -33,7 +35,7 @@ fn crash_child(test: &str, failpoint: &str, settings: &wallet_hub::Settings) {
     command
         .args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env(CHILD, "1")
-        .env("WALLET_HUB_FAILPOINT", failpoint)
+        .env("FAILPOINTS", format!("{failpoint}=return"))
         .env("DATABASE_URL", settings.database.url.expose_secret())
         .env("KAFKA_BROKERS", &settings.kafka.brokers)
         .env(
@@ -145,14 +147,15 @@ async fn a_relay_that_dies_between_produce_and_mark_sent_republishes_with_the_sa
     let first = read_records(&settings.kafka.brokers, &topics.wallet_created, 1).await;
     let app = start(settings, topics).await;
     eventually("the row to be marked sent", || async {
-        (outbox::store::pending_count(&app.pool).await.ok()? == 0).then_some(())
+        (app.queued_rows().await == 0).then_some(())
     })
     .await;
     let both = read_records(&app.settings.kafka.brokers, &app.topics.wallet_created, 2).await;
-    let id = helpers::header(&first[0], "ce_id");
+    let id = wallet_hub_tests::header(&first[0], "ce_id");
     assert!(id.is_some());
     assert!(
-        both.iter().all(|r| helpers::header(r, "ce_id") == id),
+        both.iter()
+            .all(|r| wallet_hub_tests::header(r, "ce_id") == id),
         "published again, same id"
     );
 }
@@ -169,12 +172,16 @@ async fn a_producer_that_hits_a_fatal_error_is_recreated_and_the_event_still_goe
                 "--test-threads=1",
             ])
             .env(CHILD, "1")
-            .env("WALLET_HUB_FAILPOINT", kafka::failpoint::PRODUCER_FATAL)
+            .env(
+                "FAILPOINTS",
+                format!("{}=1*return", kafka::failpoint::PRODUCER_FATAL),
+            )
             .status()
             .expect("child runs");
         assert!(status.success(), "the child's checks failed: {status}");
         return;
     }
+    let _failpoints = fail::FailScenario::setup();
     let (mut settings, topics) = test_settings().await;
     settings.consumer.enabled = false;
     let app = start(settings, topics).await;
@@ -186,7 +193,7 @@ async fn a_producer_that_hits_a_fatal_error_is_recreated_and_the_event_still_goe
     let records = read_records(&app.settings.kafka.brokers, &app.topics.wallet_created, 1).await;
     assert_eq!(records.len(), 1);
     eventually("the row to leave the queue", || async {
-        (outbox::store::pending_count(&app.pool).await.ok()? == 0).then_some(())
+        (app.queued_rows().await == 0).then_some(())
     })
     .await;
     let text = app.admin_get("/metrics").await.text().await.expect("text");

@@ -2,10 +2,6 @@
 //! spans of a wallet creation from the HTTP request through the outbox and Kafka to the
 //! consumer. Its own test binary, because the tracer provider is per process.
 
-#[allow(dead_code)]
-#[path = "it/helpers.rs"]
-mod helpers;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -19,7 +15,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use prost::Message as _;
 
-use helpers::{eventually, spawn_app_with};
+use wallet_hub_tests::{eventually, spawn_app_with};
 
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 const REMOTE_PARENT: &str = "b7ad6b7169203331";

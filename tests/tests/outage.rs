@@ -2,14 +2,10 @@
 //! that `scripts/test` runs, so its tests run one at a time (a lock) and cargo runs it
 //! apart from the other test binaries.
 
-#[allow(dead_code)]
-#[path = "it/helpers.rs"]
-mod helpers;
-
 use std::process::Command;
 use std::time::Duration;
 
-use helpers::{eventually, read_records, spawn_app_with};
+use wallet_hub_tests::{eventually, read_records, spawn_app_with};
 
 /// One outage at a time.
 static SERVERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -23,7 +19,7 @@ fn script(name: &str, action: &str) {
     assert!(status.success(), "{path} {action} failed");
 }
 
-async fn readiness(app: &helpers::TestApp) -> (u16, serde_json::Value) {
+async fn readiness(app: &wallet_hub_tests::TestApp) -> (u16, serde_json::Value) {
     let response = app.admin_get("/health/ready").await;
     let status = response.status().as_u16();
     (status, response.json().await.expect("JSON"))
@@ -116,8 +112,7 @@ async fn while_the_broker_is_down_the_api_answers_the_backlog_grows_and_drains_a
 
     script("kafka-broker", "start");
     eventually("the backlog to drain", || async {
-        let pending = outbox::store::pending_count(&app.pool).await.ok()?;
-        (pending == 0).then_some(())
+        (app.queued_rows().await == 0).then_some(())
     })
     .await;
     eventually("outbox_queue_size to fall", || async {
@@ -134,7 +129,7 @@ async fn while_the_broker_is_down_the_api_answers_the_backlog_grows_and_drains_a
         assert!(
             records
                 .iter()
-                .any(|r| helpers::header(r, "ce_subject").as_deref() == Some(wallet)),
+                .any(|r| wallet_hub_tests::header(r, "ce_subject").as_deref() == Some(wallet)),
             "wallet {wallet} published after the outage"
         );
     }
@@ -150,13 +145,13 @@ async fn while_postgres_is_down_consumers_retry_and_apply_everything_once_after(
     .await;
     let wallet_id = uuid::Uuid::now_v7();
     let events: Vec<_> = (1..=3)
-        .map(|i| helpers::deposit_event(wallet_id, 100 * i))
+        .map(|i| wallet_hub_tests::deposit_event(wallet_id, 100 * i))
         .collect();
 
     script("postgres", "stop");
     let producer = kafka::EventProducer::new(&app.settings.kafka).expect("producer");
     for event in &events {
-        let ce = helpers::cloud_event(event);
+        let ce = wallet_hub_tests::cloud_event(event);
         producer
             .send(
                 &app.topics.funds_added,

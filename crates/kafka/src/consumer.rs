@@ -188,7 +188,7 @@ pub async fn run_consumer<H: EventHandler>(
             // Shut down mid-retry: leave the offset where it is, the message comes again.
             break;
         }
-        crate::failpoint::hit(crate::failpoint::CONSUMER_AFTER_EFFECT);
+        crate::failpoint::crash_point(crate::failpoint::CONSUMER_AFTER_EFFECT);
         if let Err(error) = consumer.store_offset_from_message(&message) {
             tracing::warn!(
                 consumer = handler.name(),

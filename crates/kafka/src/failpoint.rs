@@ -1,32 +1,33 @@
-//! Failpoints for tests, armed with `WALLET_HUB_FAILPOINT=<name>`: crash points make the
-//! process abort (no unwinding, no cleanup, like a kill -9) when it reaches them; fault
-//! points make one call fail once. Unset in production; reading one environment variable
-//! per call is the whole cost.
+//! The crash tests' failpoints, on the `fail` crate. They exist only in builds with the
+//! `failpoints` feature of this crate (or of `outbox`), which only the tests crate turns on;
+//! in any other build `fail::fail_point!` expands to nothing.
+//!
+//! Code marks a crash point with [`crash_point`] and a fault point with
+//! `fail::fail_point!(NAME, |_| <the failure to return>)`. A test arms them in a child
+//! process through the environment, which `fail` reads when the process calls
+//! `fail::FailScenario::setup()`:
+//! - crash points: `FAILPOINTS=<name>=return` makes the process abort when it reaches
+//!   `<name>` (no unwinding, no cleanup, like a kill -9);
+//! - fault points: `FAILPOINTS=<name>=1*return` makes one call fail, once.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
-/// After a consumer's effect committed, before its offset is stored.
+/// Crash point: after a consumer's effect committed, before its offset is stored.
 pub const CONSUMER_AFTER_EFFECT: &str = "consumer-after-effect";
-/// After the relay's messages were acknowledged, before the outbox rows are marked sent.
+/// Crash point: after the relay's messages were acknowledged, before the outbox rows are
+/// marked sent.
 pub const RELAY_AFTER_PRODUCE: &str = "relay-after-produce";
 
-/// The producer's first enqueue fails with librdkafka's fatal error code, as every produce
-/// call does once librdkafka declared the instance unusable (fenced, fatal idempotence
-/// error). Fires once per process.
+/// Fault point: the producer's enqueue fails with librdkafka's fatal error code, as every
+/// produce call does once librdkafka declared the instance unusable (fenced, fatal
+/// idempotence error).
 pub const PRODUCER_FATAL: &str = "producer-fatal";
 
-/// True the first time it is called with the armed fault point `name`, false after that and
-/// when `name` is not armed.
-pub fn fire_once(name: &str) -> bool {
-    static FIRED: AtomicBool = AtomicBool::new(false);
-    std::env::var("WALLET_HUB_FAILPOINT").is_ok_and(|armed| armed == name)
-        && !FIRED.swap(true, Ordering::SeqCst)
-}
-
-/// Aborts the process if the failpoint `name` is armed.
-pub fn hit(name: &str) {
-    if std::env::var("WALLET_HUB_FAILPOINT").is_ok_and(|armed| armed == name) {
+/// Aborts the process, like a kill -9, if crash point `name` is armed; does nothing in a
+/// build without the failpoints.
+#[inline]
+#[cfg_attr(not(feature = "failpoints"), allow(unused_variables))]
+pub fn crash_point(name: &str) {
+    fail::fail_point!(name, |_| {
         eprintln!("failpoint {name} hit: aborting");
-        std::process::abort();
-    }
+        std::process::abort()
+    });
 }

@@ -174,12 +174,12 @@ impl EventProducer {
         trace: &TraceHeaders,
     ) -> Result<impl Future<Output = Result<Delivered, ProduceError>> + Send + 'static, ProduceError>
     {
-        if crate::failpoint::fire_once(crate::failpoint::PRODUCER_FATAL) {
-            return Err(ProduceError::Enqueue {
+        fail::fail_point!(crate::failpoint::PRODUCER_FATAL, |_| {
+            Err(ProduceError::Enqueue {
                 topic: topic.to_owned(),
                 source: KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::Fatal),
-            });
-        }
+            })
+        });
         let mut message = event
             .deserialize_binary(BinaryRecord::default())
             .map_err(ProduceError::Encode)?;

@@ -5,7 +5,7 @@
 //! - [`store`]: the relay's queries over `outbox`.
 //! - [`ops`]: operator actions: status, parked rows, redrive, replay.
 //! - [`relay`]: [`Relay`] publishes pending rows to Kafka as CloudEvents, in id order, and
-//!   marks a row sent only after its delivery report succeeded.
+//!   marks a row sent only after its delivery report succeeded (one module per job inside).
 //! - [`wake`]: [`CommitWaker`] wakes relays after writers' commits (LISTEN/NOTIFY).
 
 pub mod ops;
@@ -15,5 +15,5 @@ pub mod store;
 pub mod wake;
 
 pub use publisher::{DomainEventPublisher, OUTBOX_CHANNEL, OutboxError};
-pub use relay::{BatchOutcome, Relay, RelayConfig, RelayError};
+pub use relay::{Relay, RelayConfig, RelayError};
 pub use wake::CommitWaker;

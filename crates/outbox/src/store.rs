@@ -1,13 +1,14 @@
 //! The relay's queries over the `outbox` table.
+//!
+//! The statements that `scripts/bench-relay` runs as well live in `crates/outbox/sql/`,
+//! one per file, included here with `include_str!` and read as they are by the benchmark.
+//! Those files hold the statement alone, without comments or a trailing semicolon:
+//! `pg_stat_activity` and sqlx's slow-statement log show the text from its start, and
+//! pgbench ends a query with `\aset` in place of the semicolon.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
-
-/// Advisory lock key held, for its session, by the relay that is publishing. One relay
-/// publishes at a time, so one wallet's events reach Kafka in commit order even when
-/// several service instances run a relay.
-const RELAY_LOCK_KEY: i64 = 0x7761_6c6c_6574; // "wallet"
 
 /// A row waiting to be published.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -48,22 +49,14 @@ impl PendingRow {
     }
 }
 
-/// Takes the relay lock for this session (until `unlock_relay` or the connection ends);
-/// false if another relay holds it.
+/// Takes the relay lock for this session (until the connection ends); false if another
+/// relay holds it. One relay publishes at a time, so one wallet's events reach Kafka in
+/// commit order even when several service instances run a relay. The lock's key is
+/// `0x7761_6c6c_6574` ("wallet" in ASCII), written in decimal in the SQL.
 pub async fn try_lock_relay(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(RELAY_LOCK_KEY)
+    sqlx::query_scalar(include_str!("../sql/try_lock_relay.sql"))
         .fetch_one(conn)
         .await
-}
-
-/// Releases the session's relay lock.
-pub async fn unlock_relay(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(RELAY_LOCK_KEY)
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 /// Settings of the relay's own session: commit without waiting for the WAL flush. A
@@ -93,26 +86,11 @@ pub async fn fetch_pending(
     limit: i64,
     exclude: &[i64],
 ) -> Result<Vec<PendingRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT o.id, o.event_id, o.event_type, o.aggregate_id, o.payload::text AS payload, \
-                o.traceparent, o.tracestate, o.occurred_at, o.created_at \
-         FROM outbox o \
-         WHERE o.id = ANY(ARRAY( \
-             SELECT p.id FROM outbox_pending p \
-             WHERE p.parked_at IS NULL \
-               AND (p.next_attempt_at IS NULL OR p.next_attempt_at <= now()) \
-               AND p.id NOT IN (SELECT unnest($2::bigint[])) \
-               AND NOT EXISTS ( \
-                   SELECT 1 FROM outbox_pending e \
-                   WHERE e.aggregate_id = p.aggregate_id AND e.id < p.id \
-                     AND (e.parked_at IS NOT NULL OR e.next_attempt_at > now())) \
-             ORDER BY p.id LIMIT $1)) \
-         ORDER BY o.id",
-    )
-    .bind(limit)
-    .bind(exclude)
-    .fetch_all(conn)
-    .await
+    sqlx::query_as(include_str!("../sql/fetch_pending.sql"))
+        .bind(limit)
+        .bind(exclude)
+        .fetch_all(conn)
+        .await
 }
 
 /// Marks rows sent, in one statement: they leave the queue (the log keeps them for
@@ -121,7 +99,7 @@ pub async fn mark_sent(conn: &mut PgConnection, ids: &[i64]) -> Result<u64, sqlx
     if ids.is_empty() {
         return Ok(0);
     }
-    let done = sqlx::query("DELETE FROM outbox_pending WHERE id = ANY($1)")
+    let done = sqlx::query(include_str!("../sql/mark_sent.sql"))
         .bind(ids)
         .execute(conn)
         .await?;
@@ -170,20 +148,6 @@ pub async fn record_failures(
     .fetch_one(conn)
     .await?;
     Ok(u64::try_from(parked).unwrap_or(0))
-}
-
-/// Number of parked rows.
-pub async fn parked_count<'e>(db: impl PgExecutor<'e>) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM outbox_pending WHERE parked_at IS NOT NULL")
-        .fetch_one(db)
-        .await
-}
-
-/// Number of unsent rows.
-pub async fn pending_count<'e>(db: impl PgExecutor<'e>) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM outbox_pending")
-        .fetch_one(db)
-        .await
 }
 
 /// Seconds since the oldest unsent row (the lowest queued id) was written; 0 when nothing

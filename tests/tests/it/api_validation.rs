@@ -3,7 +3,7 @@
 
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, spawn_app};
+use wallet_hub_tests::{TestApp, spawn_app};
 
 /// Asserts a problem+json answer with `status` and a `type` ending in `slug`.
 async fn assert_problem(response: reqwest::Response, status: u16, slug: &str) -> serde_json::Value {

@@ -3,7 +3,7 @@
 
 use futures::future::join_all;
 
-use crate::helpers::spawn_app;
+use wallet_hub_tests::spawn_app;
 
 #[tokio::test]
 async fn fifty_parallel_withdrawals_of_ten_from_two_hundred_five_leave_five() {

@@ -7,7 +7,7 @@ use rdkafka::Message;
 use telemetry::TraceHeaders;
 use uuid::Uuid;
 
-use crate::helpers::{cloud_event, deposit_event, eventually, header, spawn_app_with};
+use wallet_hub_tests::{cloud_event, deposit_event, eventually, header, spawn_app_with};
 
 fn wallet_created(user_id: Uuid) -> DomainEvent {
     let ctx = EventContext::new(Utc::now(), "dup");
@@ -57,7 +57,7 @@ async fn a_wallet_created_event_delivered_twice_sends_one_welcome_notification()
 }
 
 /// Sum of `events_consumed_total` with `outcome` over the series of this app's topics.
-async fn consumed(app: &crate::helpers::TestApp, outcome: &str) -> u64 {
+async fn consumed(app: &wallet_hub_tests::TestApp, outcome: &str) -> u64 {
     let text = app.admin_get("/metrics").await.text().await.expect("text");
     let suffix = app
         .topics
@@ -74,7 +74,7 @@ async fn consumed(app: &crate::helpers::TestApp, outcome: &str) -> u64 {
         .sum()
 }
 
-async fn activity(app: &crate::helpers::TestApp, wallet: &str) -> serde_json::Value {
+async fn activity(app: &wallet_hub_tests::TestApp, wallet: &str) -> serde_json::Value {
     app.get(&format!("/v1/wallets/{wallet}/activity"))
         .await
         .json()
@@ -130,7 +130,7 @@ async fn redelivery_from_the_earliest_offset_and_replays_apply_every_effect_once
     {
         result.expect("group deleted");
     }
-    let app = crate::helpers::start(settings, topics).await;
+    let app = wallet_hub_tests::start(settings, topics).await;
     eventually("all five events redelivered as duplicates", || async {
         (consumed(&app, "duplicate").await >= 5).then_some(())
     })
@@ -243,7 +243,8 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_later_messages_are_proc
     })
     .await;
     let dead =
-        crate::helpers::read_records(&app.settings.kafka.brokers, &format!("{topic}.dlq"), 4).await;
+        wallet_hub_tests::read_records(&app.settings.kafka.brokers, &format!("{topic}.dlq"), 4)
+            .await;
     let mut classes = Vec::new();
     let mut offsets = Vec::new();
     for (record, (ce_type, payload)) in dead.iter().zip(&poison) {
@@ -376,7 +377,7 @@ async fn operators_list_dead_letters_and_redrive_chosen_ones_to_their_topic() {
         (activity(&app, &wallet).await["total_in"] == "3.00").then_some(())
     })
     .await;
-    let back = crate::helpers::read_records(&app.settings.kafka.brokers, &topic, 1).await;
+    let back = wallet_hub_tests::read_records(&app.settings.kafka.brokers, &topic, 1).await;
     assert_eq!(
         header(&back[0], "ce_id"),
         Some(added.metadata().event_id.to_string()),
@@ -393,7 +394,7 @@ async fn operators_list_dead_letters_and_redrive_chosen_ones_to_their_topic() {
 #[tokio::test]
 async fn two_instances_share_partitions_and_a_rebalance_mid_stream_loses_and_doubles_nothing() {
     let first = spawn_app_with(|settings| settings.relay.enabled = false).await;
-    let second = crate::helpers::start(first.settings.clone(), first.topics.clone()).await;
+    let second = wallet_hub_tests::start(first.settings.clone(), first.topics.clone()).await;
     let producer = EventProducer::new(&first.settings.kafka).expect("producer");
     let wallets: Vec<Uuid> = (0..12).map(|_| Uuid::now_v7()).collect();
     let send_round = async || {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, spawn_app};
+use wallet_hub_tests::{TestApp, spawn_app};
 
 async fn post_with_key(
     app: &TestApp,

@@ -3,7 +3,7 @@
 
 use rdkafka::Message;
 
-use crate::helpers::{eventually, header, read_records, spawn_app};
+use wallet_hub_tests::{eventually, header, read_records, spawn_app};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";

@@ -1,11 +1,11 @@
 //! Wallet Hub's integration and end-to-end suite: one test binary, real PostgreSQL and
 //! Kafka (started by `scripts/test`). Every test builds its own app with its own database,
-//! topics and consumer group, so tests run in parallel without seeing each other.
+//! topics and consumer group, so tests run in parallel without seeing each other. What the
+//! tests share (`spawn_app()` and friends) is this crate's library, `wallet_hub_tests`.
 
 mod api_validation;
 mod concurrency;
 mod consumer;
-mod helpers;
 mod idempotency;
 mod kafka_e2e;
 mod metrics;

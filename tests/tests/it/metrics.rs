@@ -1,7 +1,7 @@
 //! `/metrics` exports every metric the dashboard and alert rules query, with
 //! low-cardinality labels.
 
-use crate::helpers::{eventually, spawn_app};
+use wallet_hub_tests::{eventually, spawn_app};
 
 #[tokio::test]
 async fn every_metric_the_dashboard_and_alerts_query_is_exported_after_traffic() {

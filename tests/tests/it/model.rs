@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, spawn_app};
+use wallet_hub_tests::{TestApp, spawn_app};
 
 #[derive(Debug, Clone)]
 enum Op {

@@ -9,11 +9,13 @@ use kafka::EventProducer;
 use outbox::{DomainEventPublisher, Relay, RelayConfig};
 use rdkafka::Message;
 use telemetry::TraceHeaders;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, header, read_records, spawn_app_with};
+use wallet_hub_tests::{TestApp, eventually, header, read_records, spawn_app_with};
 
-/// An app that writes but does not relay, so the test steps the relay itself.
+/// An app that writes but does not relay, so the test runs relays itself.
 async fn app_without_relay() -> TestApp {
     spawn_app_with(|settings| {
         settings.relay.enabled = false;
@@ -22,18 +24,26 @@ async fn app_without_relay() -> TestApp {
     .await
 }
 
+/// A relay of `app`'s outbox to `brokers` that publishes one round, at its start: its next
+/// poll is ten minutes away and nothing else wakes it. A round of the few rows these tests
+/// write is one batch.
 fn relay(app: &TestApp, brokers: &str) -> Relay {
+    relay_polling(app, brokers, 600_000)
+}
+
+/// A relay of `app`'s outbox to `brokers` that polls every `poll_interval_ms`.
+fn relay_polling(app: &TestApp, brokers: &str, poll_interval_ms: u64) -> Relay {
     let mut kafka = app.settings.kafka.clone();
     kafka.brokers = brokers.to_owned();
     kafka.message_timeout_ms = 2_000;
     let bindings = EventBindings::new(&app.settings.bindings).expect("valid bindings");
     let config = RelayConfig {
         enabled: true,
-        poll_interval_ms: 5_000,
+        poll_interval_ms,
         batch_size: 100,
         notify: false,
         max_attempts: 3,
-        // Retry at once: these tests step the relay by hand.
+        // Retry at once: a failed row is due again in the next round.
         retry_base_ms: 0,
         retry_max_ms: 0,
         retention_hours: 1,
@@ -41,6 +51,42 @@ fn relay(app: &TestApp, brokers: &str) -> Relay {
         vacuum_after_rows: 0,
     };
     Relay::new(app.pool.clone(), kafka, bindings, config).expect("producer")
+}
+
+/// A relay running its real loop in the background, as the service runs it.
+struct Running {
+    shutdown: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+impl Running {
+    fn start(relay: Relay) -> Self {
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(relay.run(shutdown.clone()));
+        Self { shutdown, handle }
+    }
+
+    /// Stops the relay the way the service does and waits until it has.
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.handle.await.expect("the relay stops");
+    }
+}
+
+/// Runs `relay` until `done` says its work shows in the database, then stops it.
+async fn run_relay_until<F, Fut>(relay: Relay, what: &str, done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<()>>,
+{
+    let running = Running::start(relay);
+    eventually(what, done).await;
+    running.stop().await;
+}
+
+/// `Some` once every outbox row has been published (has left the queue).
+async fn all_sent(app: &TestApp) -> Option<()> {
+    rows(app).await.iter().all(|row| row.1).then_some(())
 }
 
 /// `(id, sent, attempts, last_error)` of every outbox row, by id: a row is sent once it
@@ -61,18 +107,12 @@ async fn a_row_the_broker_did_not_acknowledge_stays_unsent_and_is_published_when
     let wallet = app.create_wallet_for(app.fixture_user().await, "USD").await;
 
     // Nothing listens on port 1: every delivery fails after message.timeout.ms.
-    let unreachable = relay(&app, "127.0.0.1:1")
-        .publish_batch()
-        .await
-        .expect("batch runs");
-    assert_eq!(
-        (
-            unreachable.fetched,
-            unreachable.published,
-            unreachable.failed
-        ),
-        (1, 0, 1)
-    );
+    run_relay_until(
+        relay(&app, "127.0.0.1:1"),
+        "the failed attempt to be recorded",
+        || async { (rows(&app).await[0].2 > 0).then_some(()) },
+    )
+    .await;
     let after_failure = rows(&app).await;
     assert!(
         !after_failure[0].1,
@@ -84,11 +124,12 @@ async fn a_row_the_broker_did_not_acknowledge_stays_unsent_and_is_published_when
         "the error is kept"
     );
 
-    let healthy = relay(&app, &app.settings.kafka.brokers)
-        .publish_batch()
-        .await
-        .expect("batch runs");
-    assert_eq!((healthy.published, healthy.failed), (1, 0));
+    run_relay_until(
+        relay(&app, &app.settings.kafka.brokers),
+        "the row to be published",
+        || all_sent(&app),
+    )
+    .await;
     let after_success = rows(&app).await;
     assert!(after_success[0].1, "marked sent after delivery");
     assert_eq!(after_success[0].3, None, "error cleared");
@@ -117,24 +158,22 @@ async fn an_unknown_event_type_stays_unsent_holds_back_its_key_and_lets_other_ke
     assert_eq!(app.deposit(&x_id.to_string(), "1.00").await.status(), 201);
     app.create_wallet_for(app.fixture_user().await, "EUR").await;
 
-    let mut relay = relay(&app, &app.settings.kafka.brokers);
-    let outcome = relay.publish_batch().await.expect("batch runs");
-    assert_eq!(
-        (
-            outcome.fetched,
-            outcome.published,
-            outcome.failed,
-            outcome.held
-        ),
-        (4, 2, 1, 1)
-    );
-    let state: Vec<bool> = rows(&app).await.iter().map(|r| r.1).collect();
+    run_relay_until(
+        relay(&app, &app.settings.kafka.brokers),
+        "the poison row's attempt to be recorded",
+        || async { (rows(&app).await[1].2 > 0).then_some(()) },
+    )
+    .await;
+    let after = rows(&app).await;
+    let state: Vec<bool> = after.iter().map(|r| r.1).collect();
     assert_eq!(
         state,
         [true, false, false, true],
         "X's deposit waits behind X's poison row"
     );
-    let poison = &rows(&app).await[1];
+    assert_eq!(after[1].2, 1, "the poison row failed once");
+    assert_eq!(after[2].2, 0, "X's deposit is held back, not attempted");
+    let poison = &after[1];
     assert!(
         poison
             .3
@@ -147,8 +186,12 @@ async fn an_unknown_event_type_stays_unsent_holds_back_its_key_and_lets_other_ke
         .execute(&app.pool)
         .await
         .expect("delete poison row");
-    let outcome = relay.publish_batch().await.expect("batch runs");
-    assert_eq!(outcome.published, 1);
+    run_relay_until(
+        relay(&app, &app.settings.kafka.brokers),
+        "X's deposit to be published",
+        || all_sent(&app),
+    )
+    .await;
     let records = read_records(&app.settings.kafka.brokers, &app.topics.funds_added, 1).await;
     assert_eq!(header(&records[0], "ce_subject"), Some(x_id.to_string()));
 }
@@ -169,15 +212,21 @@ async fn a_transaction_that_commits_late_with_a_lower_id_is_still_published() {
         .expect("insert");
     // A later transaction commits first and is published.
     app.create_wallet_for(app.fixture_user().await, "USD").await;
-    let mut relay = relay(&app, &app.settings.kafka.brokers);
-    assert_eq!(relay.publish_batch().await.expect("batch").published, 1);
+    run_relay_until(
+        relay(&app, &app.settings.kafka.brokers),
+        "the committed row to be published",
+        || all_sent(&app),
+    )
+    .await;
+    assert_eq!(rows(&app).await.len(), 1, "the late row is not visible yet");
 
     late.commit().await.expect("late commit");
-    let outcome = relay.publish_batch().await.expect("batch");
-    assert_eq!(
-        outcome.published, 1,
-        "the lower id is found by state, not skipped"
-    );
+    run_relay_until(
+        relay(&app, &app.settings.kafka.brokers),
+        "the late row, with the lower id, to be found by state and published",
+        || all_sent(&app),
+    )
+    .await;
     let ids: Vec<(i64, Uuid, bool)> = sqlx::query_as(
         "SELECT o.id, o.event_id, p.id IS NULL FROM outbox o \
              LEFT JOIN outbox_pending p ON p.id = o.id ORDER BY o.id",
@@ -197,7 +246,7 @@ async fn a_transaction_that_commits_late_with_a_lower_id_is_still_published() {
 }
 
 #[tokio::test]
-async fn a_second_relay_skips_while_the_first_holds_the_lock() {
+async fn a_second_relay_stands_by_while_the_first_holds_the_lock_and_takes_over_when_it_is_free() {
     let app = app_without_relay().await;
     app.create_wallet_for(app.fixture_user().await, "USD").await;
     let mut holder = app.pool.begin().await.expect("begin");
@@ -207,23 +256,31 @@ async fn a_second_relay_skips_while_the_first_holds_the_lock() {
         .await
         .expect("lock");
     assert!(locked);
-    let mut relay = relay(&app, &app.settings.kafka.brokers);
-    let outcome = relay.publish_batch().await.expect("batch");
-    assert!(outcome.skipped_locked);
+    let running = Running::start(relay_polling(&app, &app.settings.kafka.brokers, 50));
+    // The relay's own session ran its lock attempt and is idle: it stands by.
+    eventually("the relay to try the lock", || async {
+        let standing_by: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+               AND state = 'idle' AND query LIKE 'SELECT pg_try_advisory_lock(%')",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .expect("activity");
+        standing_by.then_some(())
+    })
+    .await;
     assert_eq!(
-        outbox::store::pending_count(&app.pool)
-            .await
-            .expect("count"),
-        1
+        app.queued_rows().await,
+        1,
+        "nothing published without the lock"
     );
     holder.rollback().await.expect("release");
-    assert_eq!(relay.publish_batch().await.expect("batch").published, 1);
-    assert_eq!(
-        outbox::store::pending_count(&app.pool)
-            .await
-            .expect("count"),
-        0
-    );
+    eventually("the relay to take the lock and publish", || async {
+        (app.queued_rows().await == 0).then_some(())
+    })
+    .await;
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -244,23 +301,31 @@ async fn a_row_that_keeps_failing_parks_its_wallet_waits_others_flow_and_redrive
     .expect("insert poison row");
     assert_eq!(app.deposit(&x_id.to_string(), "1.00").await.status(), 201);
 
-    let mut relay = relay(&app, &app.settings.kafka.brokers);
-    let mut parked = 0;
-    for _ in 0..3 {
-        parked += relay.publish_batch().await.expect("batch").parked;
-    }
-    assert_eq!(parked, 1, "parks on its third failure (max_attempts = 3)");
+    run_relay_until(
+        relay_polling(&app, &app.settings.kafka.brokers, 50),
+        "the poison row to park",
+        || async { (app.parked_rows().await > 0).then_some(()) },
+    )
+    .await;
+    assert_eq!(app.parked_rows().await, 1);
     assert_eq!(
-        outbox::store::parked_count(&app.pool).await.expect("count"),
-        1
+        rows(&app).await[1].2,
+        3,
+        "parks on its third failure (max_attempts = 3)"
     );
 
-    // Another wallet's events flow; X's deposit is not even read while X is parked.
+    // Another wallet's events flow; X's deposit is never attempted while X is parked.
     app.create_wallet_for(app.fixture_user().await, "EUR").await;
-    let outcome = relay.publish_batch().await.expect("batch");
-    assert_eq!((outcome.fetched, outcome.published), (1, 1));
-    let state: Vec<bool> = rows(&app).await.iter().map(|r| r.1).collect();
+    run_relay_until(
+        relay(&app, &app.settings.kafka.brokers),
+        "the other wallet's event to be published",
+        || async { rows(&app).await[3].1.then_some(()) },
+    )
+    .await;
+    let after = rows(&app).await;
+    let state: Vec<bool> = after.iter().map(|r| r.1).collect();
     assert_eq!(state, [true, false, false, true]);
+    assert_eq!(after[2].2, 0, "X's deposit waits, unattempted");
 
     // The cause is fixed (here: the row gets a type the relay knows, the deposit's) and an
     // operator redrives X: the parked row goes first, then the deposit that waited behind
@@ -274,8 +339,12 @@ async fn a_row_that_keeps_failing_parks_its_wallet_waits_others_flow_and_redrive
         .await
         .expect("redrive");
     assert_eq!(released, 1, "only the parked row is redriven");
-    let outcome = relay.publish_batch().await.expect("batch");
-    assert_eq!((outcome.fetched, outcome.published), (2, 2));
+    run_relay_until(
+        relay(&app, &app.settings.kafka.brokers),
+        "X's two rows to be published",
+        || all_sent(&app),
+    )
+    .await;
     let deposit_id: Uuid = sqlx::query_scalar(
         "SELECT event_id FROM outbox WHERE aggregate_id = $1 AND event_type = 'FundsAdded' \
          AND event_id <> $2",
@@ -293,12 +362,7 @@ async fn a_row_that_keeps_failing_parks_its_wallet_waits_others_flow_and_redrive
         "X's events in outbox order"
     );
     assert_eq!(records[0].partition(), records[1].partition());
-    assert_eq!(
-        outbox::store::pending_count(&app.pool)
-            .await
-            .expect("count"),
-        0
-    );
+    assert_eq!(app.queued_rows().await, 0);
 }
 
 #[tokio::test]
@@ -317,10 +381,12 @@ async fn operators_see_parked_rows_redrive_them_and_replay_exactly_the_selected_
     .execute(&app.pool)
     .await
     .expect("insert poison row");
-    let mut relay = relay(&app, &app.settings.kafka.brokers);
-    for _ in 0..3 {
-        relay.publish_batch().await.expect("batch");
-    }
+    run_relay_until(
+        relay_polling(&app, &app.settings.kafka.brokers, 50),
+        "the poison row to park",
+        || async { (app.parked_rows().await > 0).then_some(()) },
+    )
+    .await;
 
     let status = outbox::ops::status(&app.pool).await.expect("status");
     assert_eq!((status.pending, status.parked), (1, 1));
@@ -437,9 +503,7 @@ async fn three_relays_drain_a_mixed_backlog_in_order_per_wallet_even_when_the_le
             assert_eq!(app.deposit(id, &format!("{round}.00")).await.status(), 201);
         }
     }
-    let total = outbox::store::pending_count(&app.pool)
-        .await
-        .expect("count");
+    let total = app.queued_rows().await;
     assert_eq!(total, 8 + 8 * i64::from(ROUNDS));
 
     // Three relays, each with its own pool named after it (so the test can see which one
@@ -485,9 +549,7 @@ async fn three_relays_drain_a_mixed_backlog_in_order_per_wallet_even_when_the_le
     // Once the leader has published part of the backlog, kill it (abort, not a graceful
     // stop): its session ends with it and PostgreSQL frees the lock.
     let leader = loop {
-        let pending = outbox::store::pending_count(&app.pool)
-            .await
-            .expect("count");
+        let pending = app.queued_rows().await;
         if pending < total {
             let leader: Option<String> = sqlx::query_scalar(
                 "SELECT a.application_name FROM pg_locks l \
@@ -511,8 +573,8 @@ async fn three_relays_drain_a_mixed_backlog_in_order_per_wallet_even_when_the_le
         .expect("a relay leads");
     handles[killed].0.abort();
 
-    crate::helpers::eventually("the backlog drained by the survivors", || async {
-        (outbox::store::pending_count(&app.pool).await.ok()? == 0).then_some(())
+    eventually("the backlog drained by the survivors", || async {
+        (app.queued_rows().await == 0).then_some(())
     })
     .await;
     for (i, (handle, shutdown)) in handles.into_iter().enumerate() {
@@ -522,7 +584,7 @@ async fn three_relays_drain_a_mixed_backlog_in_order_per_wallet_even_when_the_le
         }
     }
 
-    let records = crate::helpers::read_all_records(
+    let records = wallet_hub_tests::read_all_records(
         &app.settings.kafka.brokers,
         &app.topics.funds_added,
         8 * usize::try_from(ROUNDS).expect("small"),
@@ -575,14 +637,13 @@ async fn sent_rows_past_retention_are_deleted_in_bounded_batches_and_pending_row
     for _ in 0..5 {
         app.create_wallet_for(user, "USD").await;
     }
-    assert_eq!(
-        relay(&app, &app.settings.kafka.brokers)
-            .publish_batch()
-            .await
-            .expect("batch")
-            .published,
-        5
-    );
+    run_relay_until(
+        relay(&app, &app.settings.kafka.brokers),
+        "the five rows to be published",
+        || all_sent(&app),
+    )
+    .await;
+    assert_eq!(app.outbox_rows().await, 5);
     // Three published rows were written two hours ago, two just now; one more is still
     // pending.
     sqlx::query("UPDATE outbox SET created_at = now() - interval '2 hours' WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT 3)")
@@ -670,7 +731,7 @@ async fn the_fetch_reads_the_oldest_publishable_rows_in_order_leaving_out_rows_i
     let mut conn = app.pool.acquire().await.expect("connection");
     let mut event_ids = Vec::new();
     for (wallet, minor) in [(a, 1), (b, 2), (a, 3), (b, 4), (a, 5), (b, 6)] {
-        let event = crate::helpers::deposit_event(wallet, minor);
+        let event = wallet_hub_tests::deposit_event(wallet, minor);
         event_ids.push(event.metadata().event_id.as_uuid());
         DomainEventPublisher::new()
             .publish(&mut conn, &event, &TraceHeaders::default())

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use wallet_hub::Application;
 
-use crate::helpers::{spawn_app, test_settings};
+use wallet_hub_tests::{spawn_app, test_settings};
 
 #[tokio::test]
 async fn a_typo_in_the_bindings_stops_startup_with_a_clear_error() {

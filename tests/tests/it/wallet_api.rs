@@ -3,7 +3,7 @@
 
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, spawn_app};
+use wallet_hub_tests::{TestApp, spawn_app};
 
 async fn problem_type(response: reqwest::Response, status: u16) -> String {
     assert_eq!(response.status(), status);

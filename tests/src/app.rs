@@ -1,14 +1,10 @@
-//! `spawn_app()` and friends.
+//! A whole Wallet Hub per test: [`spawn_app`] builds the service from settings with its own
+//! database, topics and consumer group, serves it on ephemeral ports, and hands back a
+//! [`TestApp`] to drive it over HTTP and inspect its database.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
-use rdkafka::Message;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::OwnedMessage;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::task::JoinHandle;
@@ -16,8 +12,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use wallet_hub::{Application, Settings};
 
-/// Generous bound for anything that crosses Kafka; tests fail, not hang, past it.
-pub const KAFKA_WAIT: Duration = Duration::from_secs(60);
+use crate::broker::create_topics;
 
 /// Per-test Kafka topic names.
 #[derive(Debug, Clone)]
@@ -30,6 +25,8 @@ pub struct Topics {
     pub wallet_status: String,
 }
 
+/// A running service and what a test needs to talk to it.
+#[derive(Debug)]
 pub struct TestApp {
     pub address: String,
     /// The admin server: /metrics, /health/*.
@@ -235,17 +232,29 @@ impl TestApp {
     }
 
     pub async fn outbox_rows(&self) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM outbox")
-            .fetch_one(&self.pool)
+        self.count("SELECT count(*) FROM outbox").await
+    }
+
+    /// Rows still queued for the relay (unsent, backing off or parked).
+    pub async fn queued_rows(&self) -> i64 {
+        self.count("SELECT count(*) FROM outbox_pending").await
+    }
+
+    /// Rows parked after too many failed attempts.
+    pub async fn parked_rows(&self) -> i64 {
+        self.count("SELECT count(*) FROM outbox_pending WHERE parked_at IS NOT NULL")
             .await
-            .expect("count outbox")
     }
 
     pub async fn wallet_count(&self) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM wallets")
+        self.count("SELECT count(*) FROM wallets").await
+    }
+
+    async fn count(&self, query: &'static str) -> i64 {
+        sqlx::query_scalar(query)
             .fetch_one(&self.pool)
             .await
-            .expect("count wallets")
+            .unwrap_or_else(|error| panic!("{query}: {error}"))
     }
 }
 
@@ -267,149 +276,4 @@ async fn create_database(base_url: &str, suffix: &str) -> SecretString {
         .expect("create test database");
     let (server, _db) = base_url.rsplit_once('/').expect("URL has a database path");
     SecretString::from(format!("{server}/{name}"))
-}
-
-pub async fn create_topics(brokers: &str, topics: &[&str]) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("admin client");
-    let new_topics: Vec<NewTopic<'_>> = topics
-        .iter()
-        .map(|t| NewTopic::new(t, 3, TopicReplication::Fixed(1)))
-        .collect();
-    let results = admin
-        .create_topics(
-            &new_topics,
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        )
-        .await
-        .expect("Kafka reachable (run scripts/test, or scripts/services up)");
-    for result in results {
-        result.expect("topic created");
-    }
-}
-
-/// Reads `count` records from `topic` with a fresh consumer group, from the beginning.
-pub async fn read_records(brokers: &str, topic: &str, count: usize) -> Vec<OwnedMessage> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("test-reader-{}", Uuid::now_v7()))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("test consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
-    let mut records = Vec::new();
-    let deadline = tokio::time::Instant::now() + KAFKA_WAIT;
-    while records.len() < count {
-        let message = tokio::time::timeout_at(deadline, consumer.recv())
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "only {} of {count} records arrived on {topic}",
-                    records.len()
-                )
-            })
-            .expect("receive");
-        records.push(message.detach());
-    }
-    records
-}
-
-/// Reads at least `min` records from `topic`, then whatever else arrives until it has
-/// been quiet for two seconds (for topics that may hold duplicates).
-pub async fn read_all_records(brokers: &str, topic: &str, min: usize) -> Vec<OwnedMessage> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("test-reader-{}", Uuid::now_v7()))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("test consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
-    let mut records = Vec::new();
-    let deadline = tokio::time::Instant::now() + KAFKA_WAIT;
-    loop {
-        let wait = if records.len() < min {
-            deadline
-        } else {
-            tokio::time::Instant::now() + Duration::from_secs(2)
-        };
-        match tokio::time::timeout_at(wait, consumer.recv()).await {
-            Ok(message) => records.push(message.expect("receive").detach()),
-            Err(_) if records.len() >= min => return records,
-            Err(_) => panic!("only {} of {min} records arrived on {topic}", records.len()),
-        }
-    }
-}
-
-/// Header value of a Kafka record, as text.
-pub fn header(message: &OwnedMessage, name: &str) -> Option<String> {
-    use rdkafka::message::Headers;
-    let headers = message.headers()?;
-    headers
-        .iter()
-        .find(|h| h.key == name)
-        .and_then(|h| h.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-}
-
-/// Polls `check` until it returns Some or the Kafka wait runs out.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + KAFKA_WAIT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// A `FundsAdded` of `minor` cents to an empty, active USD wallet `wallet_id`, built by the
-/// domain (for tests that put events on Kafka themselves).
-pub fn deposit_event(wallet_id: Uuid, minor: i64) -> domain::DomainEvent {
-    let usd: domain::Currency = "USD".parse().expect("ISO 4217");
-    let mut wallet = domain::Wallet::restore(
-        domain::WalletId::from(wallet_id),
-        domain::UserId::new(),
-        domain::WalletName::parse("Fixture").expect("valid"),
-        domain::Money::zero(usd),
-        domain::WalletStatus::Active,
-        1,
-        chrono::Utc::now(),
-    );
-    let ctx = domain::EventContext::new(chrono::Utc::now(), "fixture");
-    wallet
-        .add_funds(
-            domain::Money::from_minor(minor, usd),
-            domain::TransactionId::new(),
-            &ctx,
-        )
-        .expect("deposit")
-        .into()
-}
-
-/// The CloudEvent the relay would publish for `event`.
-pub fn cloud_event(event: &domain::DomainEvent) -> cloudevents::Event {
-    let payload = event.to_json().expect("serializes").to_string();
-    let meta = event.metadata();
-    event_bindings::encode(&event_bindings::OutgoingEvent {
-        event_id: meta.event_id.as_uuid(),
-        event_type: event.event_type(),
-        aggregate_id: meta.aggregate_id,
-        occurred_at: meta.occurred_at,
-        payload: &payload,
-        traceparent: None,
-        tracestate: None,
-    })
-    .expect("valid CloudEvent")
 }

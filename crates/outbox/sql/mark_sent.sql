@@ -1,0 +1,1 @@
+DELETE FROM outbox_pending WHERE id = ANY($1)

@@ -1,0 +1,67 @@
+//! Leadership: the relay's own PostgreSQL session and the advisory lock it holds on it
+//! while it publishes.
+//!
+//! The connection lives outside the pool. While this relay leads, every batch runs on it,
+//! so the lock and the work die together: if the process dies, its session ends and
+//! PostgreSQL frees the lock for a standby.
+
+use sqlx::{Connection, PgConnection, PgPool};
+
+use super::RelayError;
+use crate::store;
+
+#[derive(Debug, Default)]
+pub(super) struct Leadership {
+    /// The relay's own connection, while no drain has it out.
+    session: Option<PgConnection>,
+    /// This relay holds the relay lock on `session`.
+    leading: bool,
+}
+
+impl Leadership {
+    pub(super) fn is_leading(&self) -> bool {
+        self.leading
+    }
+
+    /// The session connection, taken out while this relay leads (give it back with
+    /// [`keep`](Self::keep)); `None` while another relay holds the lock. Connects first
+    /// when there is no session.
+    pub(super) async fn take(&mut self, pool: &PgPool) -> Result<Option<PgConnection>, RelayError> {
+        let mut conn = match self.session.take() {
+            Some(conn) => conn,
+            None => {
+                let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
+                store::prepare_relay_session(&mut conn).await?;
+                self.leading = false;
+                conn
+            }
+        };
+        if !self.leading {
+            if store::try_lock_relay(&mut conn).await? {
+                tracing::info!("this relay now publishes the outbox");
+                self.leading = true;
+            } else {
+                self.session = Some(conn);
+                return Ok(None);
+            }
+        }
+        Ok(Some(conn))
+    }
+
+    /// Gives the session back after a drain; a session whose work failed is dropped (its
+    /// lock with it) and the next round reconnects.
+    pub(super) fn keep(&mut self, conn: PgConnection, healthy: bool) {
+        if healthy {
+            self.session = Some(conn);
+        } else {
+            self.leading = false;
+        }
+    }
+
+    /// Ends the session, which frees the lock for a standby at once.
+    pub(super) async fn close(self) {
+        if let Some(conn) = self.session {
+            let _ = conn.close().await;
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! The relay: publishes pending outbox rows to Kafka.
+//!
+//! It wakes on a tokio interval (`relay.poll_interval_ms`, 5 s by default) and, when
+//! `relay.notify` is on, as soon as a transaction that wrote outbox rows commits
+//! (LISTEN/NOTIFY); once awake it publishes until the queue is empty.
+//!
+//! **One publisher at a time.** Per-wallet order across several relay processes comes
+//! from leadership, not from row locks: the relay that holds a PostgreSQL session advisory
+//! lock on its own connection publishes; the others stand by and try the lock on every
+//! poll tick. Every batch runs on that same connection, so if the leader dies its
+//! connection closes, PostgreSQL frees the lock, and a standby takes over within one
+//! `poll_interval_ms`. (Plain `SKIP LOCKED` over rows would let two relays send one
+//! wallet's consecutive events at once, in either order.)
+//!
+//! **A batch:**
+//! 1. read the oldest queued rows by id (`outbox_pending`: by state, never by an id
+//!    high-water mark, so a late commit with a lower id is still found), skipping parked
+//!    or backing-off rows and every later row of their keys;
+//! 2. enqueue every row as a CloudEvent keyed by its aggregate id, in id order (the
+//!    idempotent producer keeps that order per partition); a row whose key already failed
+//!    is held back, unsent, so one wallet's events never overtake each other;
+//! 3. await all delivery reports, then in one transaction delete the delivered rows from
+//!    the queue (the `outbox` log keeps them for replay) and record an attempt and the
+//!    error on the others: a failed row backs off exponentially with jitter and parks after
+//!    `relay.max_attempts` (later rows of its key wait behind it, other keys flow) until an
+//!    operator redrives it. A crash before that commit re-sends the batch with the same
+//!    CloudEvent ids (at least once; consumers dedupe).
+//!
+//! **Pipelined:** batch N+1 is enqueued as soon as all of N's delivery reports are in,
+//! without the keys that failed in N. While it is encoded and enqueued, the relay's
+//! connection records N's outcome, commits, and reads N+2 (excluding N+1's rows). So
+//! Kafka, PostgreSQL and the encoder work at once, and the order guarantees are those of
+//! one batch at a time: no row is enqueued before every earlier row of its key was
+//! acknowledged or held back. (A crash before N's record commits re-sends N and N+1 with
+//! the same CloudEvent ids.)
+//!
+//! Beside the publishing loop, a maintenance task wakes once a second: it samples the
+//! outbox gauges, deletes rows past their retention in bounded batches and, after
+//! `relay.vacuum_after_rows` rows left the queue, vacuums it. None of that runs between
+//! batches, so it never adds to an event's latency.
+//!
+//! **Layout**, one job per module:
+//! - this module: [`RelayConfig`] and the [`Relay`] loop that ties the others together;
+//! - `leadership`: the relay's own session and the advisory lock it holds while it leads;
+//! - `drain`: the pipeline above, and recording each batch's outcome in the queue;
+//! - `batch`: one batch through Kafka: encode, enqueue in order, hold back failed keys,
+//!   await the delivery reports;
+//! - `published`: the per-topic publish metrics, batched per batch;
+//! - `maintenance`: gauges, retention and vacuum, off the publishing path;
+//! - `listen`: LISTEN/NOTIFY wake-ups.
+
+mod batch;
+mod drain;
+mod leadership;
+mod listen;
+mod maintenance;
+mod published;
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use event_bindings::EventBindings;
+use kafka::{EventProducer, ProduceError};
+use serde::Deserialize;
+use sqlx::PgPool;
+use telemetry::metrics::{KAFKA_PRODUCER_QUEUE_DEPTH, KAFKA_PRODUCER_RECREATED_TOTAL};
+use tokio_util::sync::CancellationToken;
+
+use leadership::Leadership;
+pub(crate) use listen::retry_pause;
+use maintenance::Maintenance;
+
+/// `[relay]` configuration section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    /// Run the relay in this process.
+    pub enabled: bool,
+    /// Safety-net poll interval.
+    pub poll_interval_ms: u64,
+    /// Rows per batch (one transaction, one statement marking them sent).
+    pub batch_size: u32,
+    /// Wake the relay when outbox rows commit (LISTEN/NOTIFY); also makes the API notify
+    /// after its commits ([`crate::CommitWaker`]).
+    pub notify: bool,
+    /// Failed attempts after which a row parks until `wallet-hub outbox redrive`.
+    pub max_attempts: i32,
+    /// First retry delay after a failed attempt; doubles each attempt, +-50% jitter.
+    pub retry_base_ms: i64,
+    /// Longest retry delay.
+    pub retry_max_ms: i64,
+    /// Sent rows are kept this long (for `outbox replay`), then deleted.
+    pub retention_hours: u32,
+    /// Rows deleted per retention statement; at most ten such statements a second, so
+    /// retention never competes with publishing.
+    pub retention_batch: i64,
+    /// Vacuum the queue table once this many rows left it since the last vacuum (0: leave
+    /// it to autovacuum).
+    pub vacuum_after_rows: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("outbox database query failed")]
+    Database(#[from] sqlx::Error),
+}
+
+#[derive(Debug)]
+pub struct Relay {
+    pool: PgPool,
+    producer: EventProducer,
+    /// To recreate the producer after a fatal error.
+    kafka: kafka::KafkaConfig,
+    bindings: EventBindings,
+    config: RelayConfig,
+    /// Rows that left the queue since its last vacuum (read by the maintenance task).
+    dequeued: Arc<AtomicU64>,
+    /// The relay's own session, and whether it holds the relay lock.
+    leadership: Leadership,
+}
+
+impl Relay {
+    pub fn new(
+        pool: PgPool,
+        kafka: kafka::KafkaConfig,
+        bindings: EventBindings,
+        config: RelayConfig,
+    ) -> Result<Self, ProduceError> {
+        Ok(Self {
+            pool,
+            producer: EventProducer::new(&kafka)?,
+            kafka,
+            bindings,
+            config,
+            dequeued: Arc::new(AtomicU64::new(0)),
+            leadership: Leadership::default(),
+        })
+    }
+
+    /// Runs until `shutdown` is cancelled. The batches in flight are finished first.
+    ///
+    /// A relay that does not lead (another holds the lock) tries again on every poll tick,
+    /// so it takes over within `relay.poll_interval_ms` of the leader's death.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let maintenance = tokio::spawn(
+            Maintenance::new(
+                self.pool.clone(),
+                self.config.clone(),
+                Arc::clone(&self.dequeued),
+            )
+            .run(shutdown.clone()),
+        );
+        let wake = if self.config.notify {
+            listen::wake_on_commits(&self.pool, &shutdown).await
+        } else {
+            None
+        };
+        let mut interval =
+            tokio::time::interval(Duration::from_millis(self.config.poll_interval_ms.max(1)));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tracing::info!(
+            poll_interval_ms = self.config.poll_interval_ms,
+            notify = wake.is_some(),
+            "outbox relay started"
+        );
+        loop {
+            let ticked = tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = interval.tick() => true,
+                () = listen::woken(wake.as_deref()) => false,
+            };
+            // A standby relay only competes for the lock on ticks: commits wake every relay.
+            if !self.leadership.is_leading() && !ticked {
+                continue;
+            }
+            let fatal = match self.leadership.take(&self.pool).await {
+                Ok(Some(mut conn)) => {
+                    let drained = self.drain(&mut conn, &shutdown).await;
+                    self.leadership.keep(conn, drained.is_ok());
+                    drained.unwrap_or_else(|error| {
+                        tracing::error!(
+                            error = &error as &dyn StdError,
+                            "outbox relay failed; reconnecting"
+                        );
+                        false
+                    })
+                }
+                Ok(None) => false,
+                Err(error) => {
+                    tracing::warn!(
+                        error = &error as &dyn StdError,
+                        "cannot reach the database for the relay lock; retrying next tick"
+                    );
+                    false
+                }
+            };
+            if fatal {
+                self.recreate_producer();
+            }
+            metrics::gauge!(KAFKA_PRODUCER_QUEUE_DEPTH).set(f64::from(self.producer.in_flight()));
+        }
+        if let Err(error) = maintenance.await {
+            tracing::error!(
+                error = &error as &dyn StdError,
+                "outbox maintenance task failed"
+            );
+        }
+        if let Err(error) = self.producer.flush(Duration::from_secs(5)) {
+            tracing::warn!(
+                error = &error as &dyn StdError,
+                "producer flush at shutdown failed"
+            );
+        }
+        self.leadership.close().await;
+        tracing::info!("outbox relay stopped");
+    }
+
+    /// Replaces a producer that librdkafka declared unusable (fatal error, fenced).
+    fn recreate_producer(&mut self) {
+        match EventProducer::new(&self.kafka) {
+            Ok(producer) => {
+                tracing::warn!("Kafka producer hit a fatal error; recreated it");
+                metrics::counter!(KAFKA_PRODUCER_RECREATED_TOTAL).increment(1);
+                self.producer = producer;
+            }
+            Err(error) => {
+                tracing::error!(
+                    error = &error as &dyn StdError,
+                    "cannot recreate the Kafka producer; retrying next round"
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_layout_in_the_module_docs_names_every_module_of_the_folder_and_no_other() {
+        let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/src/relay");
+        let mut modules: Vec<String> = std::fs::read_dir(folder)
+            .expect("the relay folder")
+            .map(|entry| entry.expect("a folder entry").file_name())
+            .filter_map(|name| name.to_str()?.strip_suffix(".rs").map(str::to_owned))
+            .filter(|name| name != "mod")
+            .collect();
+        modules.sort();
+        let mut listed: Vec<&str> = include_str!("mod.rs")
+            .lines()
+            .filter_map(|line| line.strip_prefix("//! - `")?.split_once("`:"))
+            .map(|(name, _)| name)
+            .collect();
+        listed.sort_unstable();
+        assert_eq!(listed, modules);
+    }
+}

@@ -1,0 +1,99 @@
+//! The test's own view of Kafka: creating its topics and reading what the service
+//! published, with plain rdkafka clients.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::Message;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::OwnedMessage;
+use uuid::Uuid;
+
+use crate::KAFKA_WAIT;
+
+pub async fn create_topics(brokers: &str, topics: &[&str]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    let new_topics: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, 3, TopicReplication::Fixed(1)))
+        .collect();
+    let results = admin
+        .create_topics(
+            &new_topics,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .expect("Kafka reachable (run scripts/test, or scripts/services up)");
+    for result in results {
+        result.expect("topic created");
+    }
+}
+
+/// Reads `count` records from `topic` with a fresh consumer group, from the beginning.
+pub async fn read_records(brokers: &str, topic: &str, count: usize) -> Vec<OwnedMessage> {
+    let consumer = reader(brokers, topic);
+    let mut records = Vec::new();
+    let deadline = tokio::time::Instant::now() + KAFKA_WAIT;
+    while records.len() < count {
+        let message = tokio::time::timeout_at(deadline, consumer.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "only {} of {count} records arrived on {topic}",
+                    records.len()
+                )
+            })
+            .expect("receive");
+        records.push(message.detach());
+    }
+    records
+}
+
+/// Reads at least `min` records from `topic`, then whatever else arrives until it has
+/// been quiet for two seconds (for topics that may hold duplicates).
+pub async fn read_all_records(brokers: &str, topic: &str, min: usize) -> Vec<OwnedMessage> {
+    let consumer = reader(brokers, topic);
+    let mut records = Vec::new();
+    let deadline = tokio::time::Instant::now() + KAFKA_WAIT;
+    loop {
+        let wait = if records.len() < min {
+            deadline
+        } else {
+            tokio::time::Instant::now() + Duration::from_secs(2)
+        };
+        match tokio::time::timeout_at(wait, consumer.recv()).await {
+            Ok(message) => records.push(message.expect("receive").detach()),
+            Err(_) if records.len() >= min => return records,
+            Err(_) => panic!("only {} of {min} records arrived on {topic}", records.len()),
+        }
+    }
+}
+
+/// Header value of a Kafka record, as text.
+pub fn header(message: &OwnedMessage, name: &str) -> Option<String> {
+    use rdkafka::message::Headers;
+    let headers = message.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// A consumer of `topic` in a fresh group, from the beginning, that commits nothing.
+fn reader(brokers: &str, topic: &str) -> StreamConsumer {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("test-reader-{}", Uuid::now_v7()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("test consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    consumer
+}

@@ -1,0 +1,44 @@
+//! Domain events built the way the service builds them, for tests that write outbox rows or
+//! put events on Kafka themselves.
+
+use uuid::Uuid;
+
+/// A `FundsAdded` of `minor` cents to an empty, active USD wallet `wallet_id`, built by the
+/// domain (for tests that put events on Kafka themselves).
+pub fn deposit_event(wallet_id: Uuid, minor: i64) -> domain::DomainEvent {
+    let usd: domain::Currency = "USD".parse().expect("ISO 4217");
+    let mut wallet = domain::Wallet::restore(
+        domain::WalletId::from(wallet_id),
+        domain::UserId::new(),
+        domain::WalletName::parse("Fixture").expect("valid"),
+        domain::Money::zero(usd),
+        domain::WalletStatus::Active,
+        1,
+        chrono::Utc::now(),
+    );
+    let ctx = domain::EventContext::new(chrono::Utc::now(), "fixture");
+    wallet
+        .add_funds(
+            domain::Money::from_minor(minor, usd),
+            domain::TransactionId::new(),
+            &ctx,
+        )
+        .expect("deposit")
+        .into()
+}
+
+/// The CloudEvent the relay would publish for `event`.
+pub fn cloud_event(event: &domain::DomainEvent) -> cloudevents::Event {
+    let payload = event.to_json().expect("serializes").to_string();
+    let meta = event.metadata();
+    event_bindings::encode(&event_bindings::OutgoingEvent {
+        event_id: meta.event_id.as_uuid(),
+        event_type: event.event_type(),
+        aggregate_id: meta.aggregate_id,
+        occurred_at: meta.occurred_at,
+        payload: &payload,
+        traceparent: None,
+        tracestate: None,
+    })
+    .expect("valid CloudEvent")
+}
