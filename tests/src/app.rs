@@ -3,7 +3,11 @@
 //! [`TestApp`] to drive it over HTTP and inspect its database.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
+
+use auth::JwksSource;
+use auth::dev::DevIssuer;
 
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -35,6 +39,8 @@ pub struct TestApp {
     pub pool: PgPool,
     pub settings: Settings,
     pub topics: Topics,
+    /// Signs the tokens this service accepts (its own development issuer).
+    pub issuer: DevIssuer,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -50,6 +56,9 @@ pub async fn test_settings() -> (Settings, Topics) {
     settings.admin.listen = "127.0.0.1:0".parse().expect("valid address");
     settings.consumer.group_id = format!("wallet-hub-consumers-{suffix}");
     settings.kafka.message_timeout_ms = 10_000;
+    // Each service trusts its own development issuer (created by `Application::build`).
+    let issuer_dir = std::env::temp_dir().join(format!("wallet-hub-tests/{suffix}"));
+    settings.auth.jwks = JwksSource::File(issuer_dir.join(DevIssuer::JWKS_FILE));
     let topic = |name: &str| format!("{name}-{suffix}");
     let topics = Topics {
         wallet_created: topic("wallet-created-events"),
@@ -95,6 +104,7 @@ pub async fn start(settings: Settings, topics: Topics) -> TestApp {
     let address = format!("http://{}", app.api_addr().expect("API bound"));
     let admin_address = format!("http://{}", app.admin_addr().expect("admin bound"));
     let pool = app.pool().clone();
+    let issuer = DevIssuer::load_or_create(&issuer_dir(&settings)).expect("development issuer");
     let shutdown = CancellationToken::new();
     let handle = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     TestApp {
@@ -104,20 +114,141 @@ pub async fn start(settings: Settings, topics: Topics) -> TestApp {
         pool,
         settings,
         topics,
+        issuer,
         shutdown,
         handle: Some(handle),
     }
 }
+
+/// The folder of the development issuer the settings trust.
+fn issuer_dir(settings: &Settings) -> PathBuf {
+    match &settings.auth.jwks {
+        JwksSource::File(path) => path.parent().expect("JWKS file in a folder").to_path_buf(),
+        JwksSource::Url(url) => panic!("tests trust a JWKS file, not {url}"),
+    }
+}
+
+/// What the operator principal of the tests may do: deposit (as the payment processor)
+/// and freeze, unfreeze and read anything (as risk and operations).
+pub const OPERATOR_SCOPES: [&str; 2] = ["wallets:deposit", "wallets:admin"];
 
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
 
+    /// A token of this service's issuer for `subject` with `scopes`, valid for an hour.
+    pub fn token(&self, subject: &str, scopes: &[&str]) -> String {
+        self.issuer
+            .mint(
+                &self.settings.auth.audience,
+                subject,
+                scopes,
+                Duration::from_secs(3600),
+            )
+            .expect("token minted")
+            .expose_secret()
+            .to_owned()
+    }
+
+    /// A token of the user `user` (registered through the API or [`Self::fixture_user`]).
+    pub async fn user_token(&self, user: Uuid) -> String {
+        let subject: Option<String> = sqlx::query_scalar("SELECT subject FROM users WHERE id = $1")
+            .bind(user)
+            .fetch_optional(&self.pool)
+            .await
+            .expect("user's subject")
+            .flatten();
+        self.token(&subject.expect("user bound to a subject"), &[])
+    }
+
+    /// A token of the owner of wallet `wallet`, if the wallet exists.
+    pub async fn owner_token(&self, wallet: &str) -> Option<String> {
+        let owner: Option<Uuid> = match wallet.parse::<Uuid>() {
+            Ok(id) => sqlx::query_scalar("SELECT user_id FROM wallets WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .expect("wallet's owner"),
+            Err(_) => None,
+        };
+        match owner {
+            Some(user) => Some(self.user_token(user).await),
+            None => None,
+        }
+    }
+
+    /// The operator: deposits, freezes, unfreezes, reads anything.
+    pub fn operator_token(&self) -> String {
+        self.token("test-operator", &OPERATOR_SCOPES)
+    }
+
+    /// Who a test request acts as when the test does not say: whoever may make it.
+    /// - `POST /v1/users`: a new user (a fresh subject);
+    /// - `POST /v1/wallets` naming `user_id` in the body: that user (the field is removed:
+    ///   the owner of a new wallet is the caller);
+    /// - a withdrawal from, or closing of, a wallet, or a transfer out of it: its owner;
+    /// - anything else: the operator ([`OPERATOR_SCOPES`]).
+    pub async fn acting(
+        &self,
+        method: &reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (String, Option<serde_json::Value>) {
+        let mut body = body.cloned();
+        let segments: Vec<&str> = path.split('?').next().unwrap_or("").split('/').collect();
+        let token = match (method.as_str(), segments.as_slice()) {
+            ("POST", ["", "v1", "users"]) => {
+                Some(self.token(&format!("test-user-{}", Uuid::now_v7()), &[]))
+            }
+            ("POST", ["", "v1", "wallets"]) => {
+                let user = body
+                    .as_mut()
+                    .and_then(|b| b.as_object_mut())
+                    .and_then(|b| b.remove("user_id"))
+                    .and_then(|id| id.as_str().and_then(|id| id.parse::<Uuid>().ok()));
+                match user {
+                    Some(user) => Some(self.user_token(user).await),
+                    None => None,
+                }
+            }
+            ("POST", ["", "v1", "wallets", wallet, "withdrawals" | "close"]) => {
+                self.owner_token(wallet).await
+            }
+            ("POST", ["", "v1", "transfers"]) => {
+                let from = body
+                    .as_ref()
+                    .and_then(|b| b["from_wallet_id"].as_str())
+                    .unwrap_or_default()
+                    .to_owned();
+                self.owner_token(&from).await
+            }
+            _ => None,
+        };
+        (token.unwrap_or_else(|| self.operator_token()), body)
+    }
+
+    /// A request to the API acting as [`Self::acting`] says, with `body` as JSON if given.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> reqwest::RequestBuilder {
+        let (token, body) = self.acting(&method, path, body).await;
+        let request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token);
+        match body {
+            Some(body) => request.json(&body),
+            None => request,
+        }
+    }
+
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .json(body)
+        self.request(reqwest::Method::POST, path, Some(body))
+            .await
             .send()
             .await
             .expect("request sent")
@@ -132,8 +263,8 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
+        self.request(reqwest::Method::GET, path, None)
+            .await
             .send()
             .await
             .expect("request sent")
@@ -163,10 +294,13 @@ impl TestApp {
     pub async fn fixture_user(&self) -> Uuid {
         let id = Uuid::now_v7();
         sqlx::query(
-            "INSERT INTO users (id, email, email_normalized, name, created_at) VALUES ($1, $2, $2, 'Fixture', now())",
+            "INSERT INTO users (id, email, email_normalized, name, created_at, issuer, subject) \
+             VALUES ($1, $2, $2, 'Fixture', now(), $3, $4)",
         )
         .bind(id)
         .bind(format!("{id}@fixture.example"))
+        .bind(DevIssuer::ISSUER)
+        .bind(format!("fixture-{id}"))
         .execute(&self.pool)
         .await
         .expect("insert fixture user");

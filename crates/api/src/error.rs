@@ -36,6 +36,16 @@ pub enum ApiError {
     Wallet(#[from] WalletError),
     #[error("a user with this email address already exists")]
     EmailTaken,
+    /// No bearer token, or one that is not valid (see [`crate::caller`]).
+    #[error("{0}")]
+    Unauthenticated(Unauthenticated),
+    /// A valid token without the scope the operation needs.
+    #[error("this operation needs the `{0}` scope")]
+    InsufficientScope(&'static str),
+    #[error("this principal already has a user")]
+    AlreadyRegistered,
+    #[error("the caller has no user yet; create it with POST /v1/users first")]
+    NotRegistered,
     #[error("user {0} does not exist")]
     UnknownUser(UserId),
     #[error("this Idempotency-Key was already used with a different request body")]
@@ -67,7 +77,10 @@ impl ApiError {
     /// Outcomes of a request that ran (not of its validation): stored with its
     /// Idempotency-Key so that a retry gets the same answer.
     pub fn is_recorded_outcome(&self) -> bool {
-        matches!(self, ApiError::Wallet(_) | ApiError::EmailTaken)
+        matches!(
+            self,
+            ApiError::Wallet(_) | ApiError::EmailTaken | ApiError::AlreadyRegistered
+        )
     }
 
     /// `(status, type slug, title)`.
@@ -89,6 +102,26 @@ impl ApiError {
                 StatusCode::CONFLICT,
                 "email-taken",
                 "Email address already registered",
+            ),
+            ApiError::Unauthenticated(_) => (
+                StatusCode::UNAUTHORIZED,
+                "invalid-token",
+                "Missing or invalid access token",
+            ),
+            ApiError::InsufficientScope(_) => (
+                StatusCode::FORBIDDEN,
+                "insufficient-scope",
+                "Access token lacks a required scope",
+            ),
+            ApiError::AlreadyRegistered => (
+                StatusCode::CONFLICT,
+                "user-exists",
+                "This principal already has a user",
+            ),
+            ApiError::NotRegistered => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown-user",
+                "Unknown user",
             ),
             ApiError::UnknownUser(_) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -148,6 +181,7 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::UnknownUser(id) => ApiError::UnknownUser(id),
             StoreError::EmailTaken => ApiError::EmailTaken,
+            StoreError::AlreadyRegistered => ApiError::AlreadyRegistered,
             StoreError::KeyInUse(_) => ApiError::IdempotencyInFlight,
             error if error.is_contention() => ApiError::Contention(error),
             error if error.is_unavailable() => ApiError::Unavailable(Box::new(error)),
@@ -275,8 +309,37 @@ pub fn problem_response(status: StatusCode, body: serde_json::Value) -> Response
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = self.problem();
-        problem_response(status, body)
+        let mut response = problem_response(status, body);
+        // RFC 6750 section 3: what a bearer client needs to know to try again.
+        let challenge = match &self {
+            ApiError::Unauthenticated(Unauthenticated::Missing) => {
+                Some("Bearer realm=\"wallet-hub\"".to_owned())
+            }
+            ApiError::Unauthenticated(Unauthenticated::Invalid) => {
+                Some("Bearer realm=\"wallet-hub\", error=\"invalid_token\"".to_owned())
+            }
+            ApiError::InsufficientScope(scope) => Some(format!(
+                "Bearer realm=\"wallet-hub\", error=\"insufficient_scope\", scope=\"{scope}\""
+            )),
+            _ => None,
+        };
+        if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
     }
+}
+
+/// Why a request is not authenticated. The detail never says more than this: which check
+/// a token failed is logged, not told to the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unauthenticated {
+    #[error("this operation needs an `Authorization: Bearer` access token")]
+    Missing,
+    #[error("the access token is not valid")]
+    Invalid,
 }
 
 impl From<JsonRejection> for ApiError {

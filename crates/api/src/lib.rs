@@ -5,6 +5,7 @@
 //! - [`error`]: [`ApiError`], the one error type, answered as RFC 9457 problem+json.
 //! - [`extract`]: JSON and path extractors whose rejections are `ApiError`s.
 //! - [`context`]: the per-request middleware and [`RequestContext`].
+//! - [`caller`]: bearer-token authentication and who may do what.
 //! - [`users`], [`wallets`], [`transfers`], [`notifications`]: the routes.
 //! - [`openapi`]: the contract, built with the routes from their `#[utoipa::path]`s.
 //! - [`write`]: how a change runs: one transaction, retried on contention, idempotent, its
@@ -13,6 +14,7 @@
 //! Handlers never build SQL: every statement is in the `store` crate (the outbox's in
 //! `outbox`). This crate depends on `domain`, `store`, `outbox` and `telemetry` only.
 
+pub mod caller;
 pub mod context;
 pub mod error;
 pub mod extract;
@@ -57,11 +59,13 @@ pub struct AppState {
     /// Wakes the relays after a write commits.
     pub waker: outbox::CommitWaker,
     pub idempotency_ttl_hours: u32,
+    /// Checks bearer access tokens.
+    pub verifier: auth::Verifier,
 }
 
 /// The whole API.
 pub fn router(state: AppState, config: &ApiConfig) -> Router {
-    openapi::router()
+    openapi::router(state.verifier.clone())
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))

@@ -10,6 +10,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::extract::ValidPath;
 use crate::openapi::problems;
@@ -59,15 +60,18 @@ impl From<store::notifications::Notification> for NotificationResponse {
     responses(
         (status = 200, body = [NotificationResponse]),
         problems::Malformed,
+        problems::NotFound,
         problems::ServerErrors,
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id = %user_id))]
 async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     ValidPath(user_id): ValidPath<UserId>,
 ) -> Result<Json<Vec<NotificationResponse>>, ApiError> {
     let mut conn = state.pool.acquire().await?;
+    crate::users::readable_user(&mut conn, &caller, user_id).await?;
     let notifications = store::notifications::list_for_user(&mut conn, user_id, LIMIT).await?;
     Ok(Json(
         notifications

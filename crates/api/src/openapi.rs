@@ -11,7 +11,9 @@ pub mod headers;
 pub mod problems;
 
 use axum::Router;
-use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -27,10 +29,64 @@ use crate::{AppState, notifications, transfers, users, wallets};
                        `type` per kind; every POST accepts an `Idempotency-Key`."
     ),
     components(schemas(crate::error::Problem)),
+    modifiers(&BearerSecurity),
     tags((name = "users"), (name = "wallets"), (name = "transfers"))
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
+
+/// The name of the bearer scheme in the document (`/docs` has an Authorize button for it).
+const BEARER: &str = "bearer";
+
+/// Declares the bearer scheme and, on every operation, that it needs a token and may
+/// answer 401: every `/v1` route sits behind [`crate::caller::authenticate`], so this is
+/// said once, here, for all of them.
+#[derive(Debug)]
+struct BearerSecurity;
+
+impl Modify for BearerSecurity {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .description(Some(
+                "An OAuth 2.0 access token (JWT, RFC 9068) from the configured issuer. \
+                 Scopes: `wallets:deposit` (deposits), `wallets:admin` (freeze, unfreeze, \
+                 read anything); users need none for their own resources.",
+            ))
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(BEARER, SecurityScheme::Http(scheme));
+        let unauthorized = ResponseBuilder::new()
+            .description("invalid-token: no bearer token, or one that is not valid")
+            .content(
+                crate::error::PROBLEM_JSON,
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                operation.security =
+                    Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
+                operation
+                    .responses
+                    .responses
+                    .insert("401".to_owned(), unauthorized.clone().into());
+            }
+        }
+    }
+}
 
 /// Every documented route with its handler, and the document describing them.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -43,13 +99,23 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// The document served at `/openapi.json`.
 pub fn document() -> utoipa::openapi::OpenApi {
-    routes().into_openapi()
+    let (_, mut document) = routes().split_for_parts();
+    BearerSecurity.modify(&mut document);
+    document
 }
 
-/// The API's routes, plus `/openapi.json` and `/docs`.
-pub fn router() -> Router<AppState> {
+/// The API's routes behind [`crate::caller::authenticate`], plus `/openapi.json` and
+/// `/docs`, which need no token.
+pub fn router(verifier: auth::Verifier) -> Router<AppState> {
     let (routes, document) = routes().split_for_parts();
-    routes.merge(SwaggerUi::new("/docs").url("/openapi.json", document))
+    let mut document = document;
+    BearerSecurity.modify(&mut document);
+    routes
+        .layer(axum::middleware::from_fn_with_state(
+            verifier,
+            crate::caller::authenticate,
+        ))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", document))
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use tracing::Instrument;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::extract::ValidJson;
 use crate::openapi::headers::IdempotencyHeaders;
@@ -67,6 +68,7 @@ pub struct TransferResponse {
 #[tracing::instrument(skip_all, fields(from = %request.from_wallet_id, to = %request.to_wallet_id))]
 async fn transfer(
     State(state): State<AppState>,
+    caller: Caller,
     Extension(ctx): Extension<RequestContext>,
     MaybeIdempotencyKey(key): MaybeIdempotencyKey,
     ValidJson(request): ValidJson<TransferRequest>,
@@ -79,7 +81,7 @@ async fn transfer(
     let body = serde_json::to_value(&request).map_err(ApiError::internal)?;
     let publisher = state.publisher;
     let operation = write::operation(move |conn| {
-        let ctx = ctx.clone();
+        let (ctx, caller) = (ctx.clone(), caller.clone());
         Box::pin(
             async move {
                 // Both rows locked in id order: opposite transfers cannot deadlock.
@@ -92,6 +94,11 @@ async fn transfer(
                         .ok_or_else(|| wallets::wallet_not_found(id))
                 };
                 let (mut from, mut to) = (find(from_id)?, find(to_id)?);
+                // Money leaves only by its owner's hand; it may go to any wallet.
+                if !caller.owns(&mut *conn, from.user_id()).await? {
+                    return Err(wallets::wallet_not_found(from_id));
+                }
+                let actor = caller.actor();
                 let amount = wallets::in_currency(amount, from.currency())?;
                 let transfer_id = TransactionId::new();
                 let event = domain::transfer(
@@ -99,7 +106,7 @@ async fn transfer(
                     &mut to,
                     amount,
                     transfer_id,
-                    &wallets::event_context(&ctx),
+                    &wallets::event_context(&ctx, &actor),
                 )?;
                 let created_at = event.metadata.occurred_at;
                 store::wallets::update(&mut *conn, &from).await?;
@@ -115,6 +122,7 @@ async fn transfer(
                         kind: Kind::Transfer,
                         amount,
                         correlation_id: &ctx.correlation_id,
+                        actor: &actor,
                         created_at,
                         entries: &entries,
                     },

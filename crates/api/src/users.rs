@@ -10,6 +10,7 @@ use store::{users, wallets};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::extract::{ValidJson, ValidPath};
 use crate::openapi::headers::IdempotencyHeaders;
@@ -70,6 +71,7 @@ impl From<&User> for UserResponse {
 #[tracing::instrument(skip_all)]
 async fn create_user(
     State(state): State<AppState>,
+    caller: Caller,
     Extension(ctx): Extension<RequestContext>,
     MaybeIdempotencyKey(key): MaybeIdempotencyKey,
     ValidJson(request): ValidJson<CreateUserRequest>,
@@ -78,12 +80,14 @@ async fn create_user(
     let name = UserName::parse(&request.name).map_err(|e| ApiError::Validation(e.to_string()))?;
     let body = serde_json::to_value(&request).map_err(ApiError::internal)?;
     let publisher = state.publisher;
+    let owner = caller.actor();
     let operation = write::operation(move |conn| {
-        let (email, name, ctx) = (email.clone(), name.clone(), ctx.clone());
+        let (email, name, ctx, owner) = (email.clone(), name.clone(), ctx.clone(), owner.clone());
         Box::pin(async move {
-            let event_ctx = EventContext::new(Utc::now(), ctx.correlation_id.clone());
+            let event_ctx =
+                EventContext::new(Utc::now(), ctx.correlation_id.clone()).acted_by(owner.clone());
             let (user, event) = User::create(UserId::new(), email, name, &event_ctx);
-            users::insert(&mut *conn, &user).await?;
+            users::insert(&mut *conn, &user, &owner).await?;
             publish(publisher, &mut *conn, event.into()).await?;
             Reply::created(
                 UserResponse::from(&user),
@@ -113,9 +117,11 @@ async fn create_user(
 #[tracing::instrument(skip_all, fields(user_id = %id))]
 async fn get_user(
     State(state): State<AppState>,
+    caller: Caller,
     ValidPath(id): ValidPath<UserId>,
 ) -> Result<Json<UserResponse>, ApiError> {
     let mut conn = state.pool.acquire().await?;
+    readable_user(&mut conn, &caller, id).await?;
     let user = users::find(&mut conn, id)
         .await?
         .ok_or_else(|| user_not_found(id))?;
@@ -137,14 +143,28 @@ async fn get_user(
 #[tracing::instrument(skip_all, fields(user_id = %id))]
 async fn list_wallets(
     State(state): State<AppState>,
+    caller: Caller,
     ValidPath(id): ValidPath<UserId>,
 ) -> Result<Json<Vec<WalletResponse>>, ApiError> {
     let mut conn = state.pool.acquire().await?;
-    users::find(&mut conn, id)
-        .await?
-        .ok_or_else(|| user_not_found(id))?;
+    readable_user(&mut conn, &caller, id).await?;
     let wallets = wallets::list_for_user(&mut conn, id).await?;
     Ok(Json(wallets.iter().map(WalletResponse::from).collect()))
+}
+
+/// Ok if the caller may read the user `id` (its own, or any for an admin); a user it may
+/// not read is answered exactly like one that does not exist.
+pub(crate) async fn readable_user(
+    conn: &mut sqlx::PgConnection,
+    caller: &Caller,
+    id: UserId,
+) -> Result<(), ApiError> {
+    let exists = users::find(&mut *conn, id).await?.is_some();
+    if exists && caller.may_read(conn, id).await? {
+        Ok(())
+    } else {
+        Err(user_not_found(id))
+    }
 }
 
 fn user_not_found(id: UserId) -> ApiError {

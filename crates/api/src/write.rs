@@ -2,10 +2,12 @@
 //! and deadlocks, and made idempotent by the `Idempotency-Key` header.
 //!
 //! Idempotency follows Stripe: the first answer to a key (status and body), scoped to the
-//! caller (`X-Client-Id`, else anonymous) and the route, is stored in the same transaction
-//! as the change, for `api.idempotency_ttl_hours`. A retry with the same key and body gets
-//! the stored answer (`Idempotent-Replayed: true`) and changes nothing; the same key with
-//! another body is 422; a retry while the first is still running is 409. Requests that
+//! authenticated caller, is stored in the same transaction as the change, for
+//! `api.idempotency_ttl_hours`, together with the request it answered (method, concrete
+//! path with its ids, hash of the whole body). A retry of that same request gets the
+//! stored answer (`Idempotent-Replayed: true`) and changes nothing; the key on another
+//! path or with another body is 422 `idempotency-key-reuse`, never a replay of another
+//! resource's answer; a retry while the first is still running is 409. Requests that
 //! fail validation never reach this point, so they are not stored.
 //!
 //! The change's domain events go to the outbox in the same transaction ([`publish`]);
@@ -14,7 +16,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{FromRequestParts, MatchedPath};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -28,10 +30,10 @@ use store::idempotency::{self, Claim};
 use telemetry::TraceHeaders;
 
 use crate::AppState;
+use crate::caller::Caller;
 use crate::error::{ApiError, problem_response};
 
 pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
-pub static CLIENT_ID: HeaderName = HeaderName::from_static("x-client-id");
 static REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
 /// A successful answer.
@@ -81,8 +83,8 @@ impl IntoResponse for Reply {
 #[derive(Debug, Clone)]
 pub struct IdempotencyKey {
     caller: String,
-    /// `POST /v1/wallets/{id}/deposits`: the method and the path the router matched, so a
-    /// route is named once, in its `#[utoipa::path]`.
+    /// `POST /v1/wallets/0192…/deposits`: the method and the concrete path, ids included,
+    /// so a key used for one wallet can never answer for another.
     route: String,
     key: String,
 }
@@ -105,15 +107,17 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeIdempotencyKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let path = MatchedPath::from_request_parts(parts, state)
-            .await
-            .map_err(ApiError::internal)?;
-        let route = format!("{} {}", parts.method, path.as_str());
-        idempotency_key(&parts.headers, route).map(MaybeIdempotencyKey)
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let route = format!("{} {}", parts.method, parts.uri.path());
+        idempotency_key(&parts.headers, &caller, route).map(MaybeIdempotencyKey)
     }
 }
 
-fn idempotency_key(headers: &HeaderMap, route: String) -> Result<Option<IdempotencyKey>, ApiError> {
+fn idempotency_key(
+    headers: &HeaderMap,
+    caller: &Caller,
+    route: String,
+) -> Result<Option<IdempotencyKey>, ApiError> {
     let Some(value) = headers.get(&IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
@@ -126,13 +130,8 @@ fn idempotency_key(headers: &HeaderMap, route: String) -> Result<Option<Idempote
                 "Idempotency-Key must be 1 to 255 visible ASCII characters".to_owned(),
             )
         })?;
-    let caller = headers
-        .get(&CLIENT_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|c| !c.is_empty() && c.len() <= 255)
-        .unwrap_or("anonymous");
     Ok(Some(IdempotencyKey {
-        caller: caller.to_owned(),
+        caller: caller.idempotency_scope(),
         route,
         key: key.to_owned(),
     }))
@@ -209,7 +208,7 @@ async fn attempt(
 
     match idempotency::claim(&mut tx, key, hash, state.idempotency_ttl_hours).await? {
         Claim::Claimed => {}
-        Claim::Answered(stored) if stored.request_hash != hash => {
+        Claim::Answered(stored) if stored.route != key.route || stored.request_hash != hash => {
             return Err(ApiError::IdempotencyKeyReuse);
         }
         Claim::Answered(stored) => return replay(stored),

@@ -27,6 +27,18 @@ pub struct EventMetadata {
     /// Groups the events caused by one client operation (the request's `X-Correlation-Id`).
     pub correlation_id: String,
     pub schema_version: u32,
+    /// Who caused the event: the authenticated principal of the request. Absent only on
+    /// events written before requests were authenticated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Actor>,
+}
+
+/// An authenticated principal: the issuer of its access token and the subject it names.
+/// Together they identify who acted; neither alone does.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Actor {
+    pub issuer: String,
+    pub subject: String,
 }
 
 /// Where a command comes from: the clock reading and correlation id its events carry.
@@ -34,6 +46,7 @@ pub struct EventMetadata {
 pub struct EventContext {
     occurred_at: DateTime<Utc>,
     correlation_id: String,
+    actor: Option<Actor>,
 }
 
 impl EventContext {
@@ -43,7 +56,20 @@ impl EventContext {
         Self {
             occurred_at: now.trunc_subsecs(6),
             correlation_id: correlation_id.into(),
+            actor: None,
         }
+    }
+
+    /// The same context, naming who acts.
+    pub fn acted_by(self, actor: Actor) -> Self {
+        Self {
+            actor: Some(actor),
+            ..self
+        }
+    }
+
+    pub fn actor(&self) -> Option<&Actor> {
+        self.actor.as_ref()
     }
 
     pub fn occurred_at(&self) -> DateTime<Utc> {
@@ -58,6 +84,7 @@ impl EventContext {
             aggregate_id: aggregate_id.into(),
             correlation_id: self.correlation_id.clone(),
             schema_version: 1,
+            actor: self.actor.clone(),
         }
     }
 }
@@ -313,6 +340,7 @@ mod tests {
             aggregate_id,
             correlation_id: "corr-1".to_owned(),
             schema_version: 1,
+            actor: self.actor.clone(),
         }
     }
 

@@ -22,7 +22,7 @@ pub mod wallet;
 pub mod wallet_status;
 
 pub use events::{
-    DomainEvent, EventContext, EventMetadata, EventType, FundsAdded, FundsTransferred,
+    Actor, DomainEvent, EventContext, EventMetadata, EventType, FundsAdded, FundsTransferred,
     FundsWithdrawn, UserCreated, WalletCreated, WalletStatusChanged,
 };
 pub use ids::{EventId, TransactionId, UserId, WalletId};

@@ -28,6 +28,9 @@ pub enum StoreError {
     /// `users_email_unique`: another user has this (normalized) address.
     #[error("a user with this email address already exists")]
     EmailTaken,
+    /// `users_identity_unique`: this principal already registered a user.
+    #[error("this principal already has a user")]
+    AlreadyRegistered,
     /// The idempotency key is locked by a request that is still running (its lock
     /// outlived the short `lock_timeout` of the claim).
     #[error("the idempotency key is held by a request that is still running")]
@@ -106,6 +109,7 @@ impl StoreError {
             StoreError::Database(error) => Some(error),
             StoreError::UnknownUser(_)
             | StoreError::EmailTaken
+            | StoreError::AlreadyRegistered
             | StoreError::KeyInUse(_)
             | StoreError::Corrupt { .. } => None,
         }

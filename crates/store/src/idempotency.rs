@@ -1,5 +1,6 @@
-//! The `idempotency_keys` table: the first answer to each `Idempotency-Key`, per caller
-//! and route, kept until it expires.
+//! The `idempotency_keys` table: the first answer to each `Idempotency-Key` of a caller,
+//! with the request it answered (method and concrete path, body hash), kept until it
+//! expires.
 //!
 //! A key is claimed (inserted with a placeholder answer) in the transaction that makes the
 //! change, and its answer is filled in before that transaction commits; a concurrent
@@ -13,7 +14,8 @@ use crate::error::{LOCK_NOT_AVAILABLE, StoreError, has_code};
 const CLAIM_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '200ms'";
 const NO_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = 0";
 
-/// One key: the client's `Idempotency-Key` within its caller and route.
+/// One key: the client's `Idempotency-Key` within its caller, and the request (`route`:
+/// method and concrete path) it is used for.
 #[derive(Debug, Clone, Copy)]
 pub struct Key<'a> {
     pub caller: &'a str,
@@ -24,6 +26,9 @@ pub struct Key<'a> {
 /// The answer stored with a key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredAnswer {
+    /// Method and concrete path of the request that got this answer; the key used on
+    /// another is refused.
+    pub route: String,
     /// Hash of the request that got this answer; a different one reusing the key is refused.
     pub request_hash: Vec<u8>,
     pub status: u16,
@@ -43,6 +48,7 @@ pub enum Claim {
 
 #[derive(sqlx::FromRow)]
 struct AnswerRow {
+    route: String,
     request_hash: Vec<u8>,
     response_status: i16,
     response_body: serde_json::Value,
@@ -63,11 +69,11 @@ pub async fn claim(
     let ttl = i32::try_from(ttl_hours).unwrap_or(i32::MAX);
     if !insert(&mut *conn, key, request_hash, ttl).await? {
         let stored: AnswerRow = sqlx::query_as(
-            "SELECT request_hash, response_status, response_body, location, expires_at < now() AS expired \
-             FROM idempotency_keys WHERE caller = $1 AND route = $2 AND key = $3",
+            "SELECT route, request_hash, response_status, response_body, location, \
+                    expires_at < now() AS expired \
+             FROM idempotency_keys WHERE caller = $1 AND key = $2",
         )
         .bind(key.caller)
-        .bind(key.route)
         .bind(key.key)
         .fetch_one(&mut *conn)
         .await?;
@@ -75,15 +81,15 @@ pub async fn claim(
             let status = u16::try_from(stored.response_status)
                 .map_err(|e| StoreError::corrupt("idempotency key", key.key, e))?;
             return Ok(Claim::Answered(StoredAnswer {
+                route: stored.route,
                 request_hash: stored.request_hash,
                 status,
                 body: stored.response_body,
                 location: stored.location,
             }));
         }
-        sqlx::query("DELETE FROM idempotency_keys WHERE caller = $1 AND route = $2 AND key = $3")
+        sqlx::query("DELETE FROM idempotency_keys WHERE caller = $1 AND key = $2")
             .bind(key.caller)
-            .bind(key.route)
             .bind(key.key)
             .execute(&mut *conn)
             .await?;
@@ -132,11 +138,10 @@ pub async fn record_answer(
     location: Option<&str>,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE idempotency_keys SET response_status = $4, response_body = $5, location = $6 \
-         WHERE caller = $1 AND route = $2 AND key = $3",
+        "UPDATE idempotency_keys SET response_status = $3, response_body = $4, location = $5 \
+         WHERE caller = $1 AND key = $2",
     )
     .bind(key.caller)
-    .bind(key.route)
     .bind(key.key)
     .bind(i16::try_from(status).unwrap_or(i16::MAX))
     .bind(body)

@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use domain::{Currency, Money, TransactionId, WalletId};
+use domain::{Actor, Currency, Money, TransactionId, WalletId};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -87,6 +87,8 @@ pub struct Posting<'a> {
     pub kind: Kind,
     pub amount: Money,
     pub correlation_id: &'a str,
+    /// Who moved the money.
+    pub actor: &'a Actor,
     pub created_at: DateTime<Utc>,
     pub entries: &'a [Entry],
 }
@@ -95,8 +97,9 @@ pub struct Posting<'a> {
 pub async fn post(conn: &mut PgConnection, posting: &Posting<'_>) -> Result<(), StoreError> {
     let currency = posting.amount.currency().code();
     sqlx::query(
-        "INSERT INTO ledger_transactions (id, kind, currency, amount_minor, correlation_id, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO ledger_transactions \
+         (id, kind, currency, amount_minor, correlation_id, created_at, actor_issuer, actor_subject) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(posting.id.as_uuid())
     .bind(posting.kind.as_str())
@@ -104,6 +107,8 @@ pub async fn post(conn: &mut PgConnection, posting: &Posting<'_>) -> Result<(), 
     .bind(posting.amount.minor_units())
     .bind(posting.correlation_id)
     .bind(posting.created_at)
+    .bind(&posting.actor.issuer)
+    .bind(&posting.actor.subject)
     .execute(&mut *conn)
     .await?;
     let wallets: Vec<Option<Uuid>> = posting
@@ -146,6 +151,8 @@ pub struct HistoryEntry {
     pub balance_after: Money,
     /// The other wallet of a transfer.
     pub counterparty_wallet_id: Option<WalletId>,
+    /// Who moved the money (absent on transactions from before authentication).
+    pub actor: Option<Actor>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -158,6 +165,8 @@ struct HistoryRow {
     amount_minor: i64,
     balance_after_minor: i64,
     counterparty_wallet_id: Option<Uuid>,
+    actor_issuer: Option<String>,
+    actor_subject: Option<String>,
     created_at: DateTime<Utc>,
 }
 
@@ -182,6 +191,10 @@ impl TryFrom<HistoryRow> for HistoryEntry {
             amount: Money::from_minor(row.amount_minor, currency),
             balance_after: Money::from_minor(row.balance_after_minor, currency),
             counterparty_wallet_id: row.counterparty_wallet_id.map(WalletId::from),
+            actor: row
+                .actor_issuer
+                .zip(row.actor_subject)
+                .map(|(issuer, subject)| Actor { issuer, subject }),
             created_at: row.created_at,
         })
     }
@@ -200,7 +213,7 @@ pub async fn history(
                 (SELECT o.wallet_id FROM ledger_entries o \
                   WHERE o.transaction_id = t.id AND o.wallet_id IS NOT NULL AND o.wallet_id <> e.wallet_id \
                   LIMIT 1) AS counterparty_wallet_id, \
-                t.created_at \
+                t.actor_issuer, t.actor_subject, t.created_at \
          FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id \
          WHERE e.wallet_id = $1 AND ($2::bigint IS NULL OR e.id < $2) \
          ORDER BY e.id DESC LIMIT $3",

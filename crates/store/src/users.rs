@@ -1,7 +1,7 @@
 //! The `users` table.
 
 use chrono::{DateTime, Utc};
-use domain::{Email, User, UserId, UserName};
+use domain::{Actor, Email, User, UserId, UserName};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -9,6 +9,8 @@ use crate::error::StoreError;
 
 /// Violated when another user has the same normalized email address.
 const EMAIL_UNIQUE: &str = "users_email_unique";
+/// Violated when the principal already registered a user.
+const IDENTITY_UNIQUE: &str = "users_identity_unique";
 
 #[derive(Debug, sqlx::FromRow)]
 struct UserRow {
@@ -18,20 +20,26 @@ struct UserRow {
     created_at: DateTime<Utc>,
 }
 
-/// Inserts a new user; an address already registered is [`StoreError::EmailTaken`].
-pub async fn insert(conn: &mut PgConnection, user: &User) -> Result<(), StoreError> {
+/// Inserts a new user bound to the principal `owner`; an address already registered is
+/// [`StoreError::EmailTaken`], a principal that already has a user
+/// [`StoreError::AlreadyRegistered`].
+pub async fn insert(conn: &mut PgConnection, user: &User, owner: &Actor) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO users (id, email, email_normalized, name, created_at) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO users (id, email, email_normalized, name, created_at, issuer, subject) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(user.id().as_uuid())
     .bind(user.email().as_str())
     .bind(user.email().normalized())
     .bind(user.name().as_str())
     .bind(user.created_at())
+    .bind(&owner.issuer)
+    .bind(&owner.subject)
     .execute(conn)
     .await
     .map_err(|error| match StoreError::from(error) {
         error if error.constraint() == Some(EMAIL_UNIQUE) => StoreError::EmailTaken,
+        error if error.constraint() == Some(IDENTITY_UNIQUE) => StoreError::AlreadyRegistered,
         error => error,
     })?;
     Ok(())
@@ -54,4 +62,34 @@ pub async fn find(conn: &mut PgConnection, id: UserId) -> Result<Option<User>, S
         ))
     })
     .transpose()
+}
+
+/// The principal a user is bound to; `None` for an unknown id or a user registered before
+/// authentication existed (no principal can reach it).
+pub async fn owner(conn: &mut PgConnection, id: UserId) -> Result<Option<Actor>, StoreError> {
+    let row: Option<(Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT issuer, subject FROM users WHERE id = $1")
+            .bind(id.as_uuid())
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.and_then(|(issuer, subject)| {
+        Some(Actor {
+            issuer: issuer?,
+            subject: subject?,
+        })
+    }))
+}
+
+/// The user the principal registered, if it did.
+pub async fn registered_by(
+    conn: &mut PgConnection,
+    principal: &Actor,
+) -> Result<Option<UserId>, StoreError> {
+    let id: Option<Uuid> =
+        sqlx::query_scalar("SELECT id FROM users WHERE issuer = $1 AND subject = $2")
+            .bind(&principal.issuer)
+            .bind(&principal.subject)
+            .fetch_optional(conn)
+            .await?;
+    Ok(id.map(UserId::from))
 }

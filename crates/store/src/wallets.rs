@@ -1,7 +1,7 @@
 //! The `wallets` table: the wallet aggregate's stored state.
 
 use chrono::{DateTime, Utc};
-use domain::{Currency, Money, UserId, Wallet, WalletId, WalletName, WalletStatus};
+use domain::{Actor, Currency, Money, UserId, Wallet, WalletId, WalletName, WalletStatus};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -143,6 +143,40 @@ pub async fn update(conn: &mut PgConnection, wallet: &Wallet) -> Result<(), Stor
     .bind(wallet.balance().minor_units())
     .bind(wallet.status().as_str())
     .bind(wallet.version())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// One freeze, unfreeze or close: who did it and when (`wallet_status_changes`).
+#[derive(Debug, Clone)]
+pub struct StatusChange<'a> {
+    pub wallet_id: WalletId,
+    pub from: WalletStatus,
+    pub to: WalletStatus,
+    pub actor: &'a Actor,
+    pub correlation_id: &'a str,
+    pub at: DateTime<Utc>,
+}
+
+/// Records a status change in the caller's transaction.
+pub async fn record_status_change(
+    conn: &mut PgConnection,
+    change: &StatusChange<'_>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO wallet_status_changes \
+         (id, wallet_id, from_status, to_status, actor_issuer, actor_subject, correlation_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(change.wallet_id.as_uuid())
+    .bind(change.from.as_str())
+    .bind(change.to.as_str())
+    .bind(&change.actor.issuer)
+    .bind(&change.actor.subject)
+    .bind(change.correlation_id)
+    .bind(change.at)
     .execute(conn)
     .await?;
     Ok(())

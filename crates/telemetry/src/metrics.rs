@@ -12,6 +12,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
 /// HTTP request latency by `method`, `route`, `status`.
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
+/// Counter: bearer tokens refused, by `reason` (expired, bad_signature, ...: a fixed set).
+pub const AUTH_REFUSED_TOTAL: &str = "auth_refused_total";
 /// Unsent outbox rows.
 pub const OUTBOX_QUEUE_SIZE: &str = "outbox_queue_size";
 /// Age of the oldest unsent outbox row (0 when none).

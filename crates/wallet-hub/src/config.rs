@@ -21,6 +21,11 @@ pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// `development` or `production` (`WALLET_HUB__ENV`): production refuses the local
+    /// development token issuer.
+    pub env: Environment,
+    /// Which bearer tokens the API accepts.
+    pub auth: auth::AuthConfig,
     pub api: ApiConfig,
     pub admin: AdminConfig,
     pub health: HealthConfig,
@@ -33,6 +38,14 @@ pub struct Settings {
     pub bindings: BTreeMap<String, String>,
     pub telemetry: TelemetryConfig,
     pub log: LogConfig,
+}
+
+/// Where the service runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Development,
+    Production,
 }
 
 #[derive(Debug, Clone, Deserialize)]

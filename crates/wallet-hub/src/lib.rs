@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod identity;
 pub mod ops;
 pub mod startup;
 

@@ -5,7 +5,8 @@
 //!   consumers, or the parts chosen with `--role`, until SIGINT/SIGTERM;
 //! - `migrate`: apply the database migrations and exit;
 //! - `outbox`: inspect and repair the outbox (`status`, `parked`, `redrive`, `replay`);
-//! - `dlq`: list dead-lettered Kafka records and send them back (`list`, `redrive`).
+//! - `dlq`: list dead-lettered Kafka records and send them back (`list`, `redrive`);
+//! - `token`: print an access token signed by the local development issuer.
 
 use std::path::PathBuf;
 
@@ -48,6 +49,18 @@ enum Command {
     /// Inspect and redrive dead-lettered Kafka records: list, redrive.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Print a bearer access token from the local development issuer (not in production).
+    Token {
+        /// The subject (`sub`): who the token speaks for.
+        #[arg(long)]
+        sub: String,
+        /// A scope to grant (repeat): wallets:deposit, wallets:admin.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// How long the token is valid, in minutes.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=1440))]
+        ttl_minutes: u64,
+    },
 }
 
 #[tokio::main]
@@ -60,6 +73,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => migrate(settings).await,
         Command::Outbox(command) => wallet_hub::ops::run(settings, command).await,
         Command::Dlq(command) => wallet_hub::ops::run_dlq(settings, command).await,
+        Command::Token {
+            sub,
+            scopes,
+            ttl_minutes,
+        } => token(&settings, &sub, &scopes, ttl_minutes).await,
     };
     telemetry::shutdown();
     result
@@ -70,6 +88,19 @@ async fn serve(settings: Settings, roles: &[Role]) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     app.run_until_stopped(shutdown).await
+}
+
+async fn token(
+    settings: &Settings,
+    subject: &str,
+    scopes: &[String],
+    ttl_minutes: u64,
+) -> anyhow::Result<()> {
+    use secrecy::ExposeSecret as _;
+    let ttl = std::time::Duration::from_secs(ttl_minutes * 60);
+    let token = wallet_hub::identity::mint(settings, subject, scopes, ttl).await?;
+    println!("{}", token.expose_secret());
+    Ok(())
 }
 
 async fn migrate(settings: Settings) -> anyhow::Result<()> {

@@ -65,6 +65,8 @@ pub struct Application {
     parts: Parts,
     pool: PgPool,
     api_listener: Option<TcpListener>,
+    /// Checks the API's bearer tokens (only when this process serves the API).
+    verifier: Option<auth::Verifier>,
     admin_listener: TcpListener,
     bindings: EventBindings,
 }
@@ -97,6 +99,11 @@ impl Application {
         let bindings =
             EventBindings::new(&settings.bindings).context("invalid [bindings] configuration")?;
         let parts = Parts::new(roles, &settings);
+        let verifier = if parts.api {
+            Some(crate::identity::verifier(&settings).await?)
+        } else {
+            None
+        };
         let pool = connect_database(&settings.database).await?;
         if settings.database.migrate_on_start {
             MIGRATOR
@@ -115,6 +122,7 @@ impl Application {
             parts,
             pool,
             api_listener,
+            verifier,
             admin_listener,
             bindings,
         })
@@ -142,13 +150,14 @@ impl Application {
             parts,
             pool,
             api_listener,
+            verifier,
             admin_listener,
             bindings,
         } = self;
         let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
         let metrics = telemetry::metrics::install();
 
-        if let Some(listener) = api_listener {
+        if let (Some(listener), Some(verifier)) = (api_listener, verifier) {
             let state = AppState {
                 pool: pool.clone(),
                 publisher: DomainEventPublisher::new(),
@@ -158,6 +167,7 @@ impl Application {
                     CommitWaker::disabled()
                 },
                 idempotency_ttl_hours: settings.api.idempotency_ttl_hours,
+                verifier,
             };
             let app = api::router(state, &settings.api);
             let api_shutdown = shutdown.clone();

@@ -14,19 +14,16 @@ async fn fifty_parallel_withdrawals_of_ten_from_two_hundred_five_leave_five() {
         .to_owned();
     assert_eq!(app.deposit(&id, "205.00").await.status(), 201);
     let path = format!("/v1/wallets/{id}/withdrawals");
-    let requests = (0..50).map(|_| {
-        let (client, url) = (app.client.clone(), app.url(&path));
-        async move {
-            let response = client
-                .post(url)
-                .json(&serde_json::json!({"amount": "10.00"}))
-                .send()
-                .await
-                .expect("request sent");
-            let status = response.status().as_u16();
-            let body: serde_json::Value = response.json().await.expect("JSON");
-            (status, body)
-        }
+    let body = serde_json::json!({"amount": "10.00"});
+    let mut prepared = Vec::new();
+    for _ in 0..50 {
+        prepared.push(app.request(reqwest::Method::POST, &path, Some(&body)).await);
+    }
+    let requests = prepared.into_iter().map(|request| async move {
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.expect("JSON");
+        (status, body)
     });
     let results = join_all(requests).await;
     let ok = results.iter().filter(|(s, _)| *s == 201).count();
@@ -70,21 +67,23 @@ async fn opposite_transfers_at_the_same_time_neither_deadlock_nor_lose_money() {
         .to_owned();
     assert_eq!(app.deposit(&a, "100.00").await.status(), 201);
     assert_eq!(app.deposit(&b, "100.00").await.status(), 201);
-    let requests = (0..60).map(|i| {
+    let mut prepared = Vec::new();
+    for i in 0..60 {
         let (from, to) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
         let body =
             serde_json::json!({"from_wallet_id": from, "to_wallet_id": to, "amount": "1.00"});
-        let (client, url) = (app.client.clone(), app.url("/v1/transfers"));
-        async move {
-            client
-                .post(url)
-                .json(&body)
-                .send()
-                .await
-                .expect("request sent")
-                .status()
-                .as_u16()
-        }
+        prepared.push(
+            app.request(reqwest::Method::POST, "/v1/transfers", Some(&body))
+                .await,
+        );
+    }
+    let requests = prepared.into_iter().map(|request| async move {
+        request
+            .send()
+            .await
+            .expect("request sent")
+            .status()
+            .as_u16()
     });
     let statuses = join_all(requests).await;
     assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");

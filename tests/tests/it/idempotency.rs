@@ -76,8 +76,8 @@ async fn a_retry_with_the_same_key_and_body_replays_the_first_answer_and_does_no
     let other_caller = app
         .client
         .post(app.url(&path))
+        .bearer_auth(app.token("another-payment-processor", &["wallets:deposit"]))
         .header("idempotency-key", "key-1")
-        .header("x-client-id", "another-client")
         .json(&body)
         .send()
         .await
@@ -135,12 +135,12 @@ async fn a_retry_while_the_first_request_is_still_running_gets_409() {
         .expect("lock");
     let path = format!("/v1/wallets/{id}/deposits");
     let body = serde_json::json!({"amount": "2.00"});
-    let (client, url, first_body) = (app.client.clone(), app.url(&path), body.clone());
+    let first_request = app
+        .request(reqwest::Method::POST, &path, Some(&body))
+        .await
+        .header("idempotency-key", "slow");
     let first = tokio::spawn(async move {
-        client
-            .post(url)
-            .header("idempotency-key", "slow")
-            .json(&first_body)
+        first_request
             .send()
             .await
             .expect("request sent")

@@ -102,8 +102,12 @@ async fn every_documented_operation_is_served_and_answers_a_documented_status() 
         let url = app.url(&path.replace("{id}", &uuid::Uuid::nil().to_string()));
         for (method, operation) in item.as_object().expect("path item") {
             let request = match method.as_str() {
-                "get" => app.client.get(&url),
-                "post" => app.client.post(&url).json(&serde_json::json!({})),
+                "get" => app.client.get(&url).bearer_auth(app.operator_token()),
+                "post" => app
+                    .client
+                    .post(&url)
+                    .bearer_auth(app.operator_token())
+                    .json(&serde_json::json!({})),
                 other => panic!("{other} {path}: unexpected method"),
             };
             let response = request.send().await.expect("request sent");

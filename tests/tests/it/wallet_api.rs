@@ -27,8 +27,8 @@ async fn balance(app: &TestApp, wallet: &str) -> String {
 }
 
 async fn post_empty(app: &TestApp, path: &str) -> reqwest::Response {
-    app.client
-        .post(app.url(path))
+    app.request(reqwest::Method::POST, path, None)
+        .await
         .send()
         .await
         .expect("request sent")

@@ -8,7 +8,8 @@ use utoipa::IntoParams;
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Header)]
 pub struct IdempotencyHeaders {
-    /// Makes retries safe: the first answer to a key is stored for 24 h and replayed
+    /// Makes retries safe: the first answer to a key is stored for 24 h and replayed to
+    /// the same caller for the same method, path and body
     #[param(
         rename = "Idempotency-Key",
         min_length = 1,
@@ -16,7 +17,4 @@ pub struct IdempotencyHeaders {
         pattern = "^[!-~]+$"
     )]
     pub idempotency_key: Option<String>,
-    /// Scopes Idempotency-Keys to a caller
-    #[param(rename = "X-Client-Id")]
-    pub client_id: Option<String>,
 }

@@ -19,6 +19,11 @@ pub struct Malformed(pub Problem);
 #[response(status = 404, description = "not-found", content_type = PROBLEM_JSON)]
 pub struct NotFound(pub Problem);
 
+/// A valid access token without the scope the operation needs.
+#[derive(Debug, IntoResponses)]
+#[response(status = 403, description = "insufficient-scope", content_type = PROBLEM_JSON)]
+pub struct Forbidden(pub Problem);
+
 /// What reading a JSON request body can refuse.
 #[derive(Debug, IntoResponses)]
 pub enum BodyRejected {
@@ -50,7 +55,7 @@ pub enum ServerErrors {
 #[derive(Debug, IntoResponses)]
 #[response(
     status = 409,
-    description = "email-taken, idempotency-in-flight",
+    description = "email-taken, user-exists, idempotency-in-flight",
     content_type = PROBLEM_JSON
 )]
 pub struct EmailTaken(pub Problem);

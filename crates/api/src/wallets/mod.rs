@@ -14,16 +14,18 @@ use axum::response::Response;
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use domain::{
-    Currency, DecimalAmount, DomainEvent, EventContext, Money, StatusAction, TransactionId, UserId,
-    Wallet, WalletId, WalletName, WalletStatus,
+    Actor, Currency, DecimalAmount, DomainEvent, EventContext, Money, StatusAction, TransactionId,
+    UserId, Wallet, WalletId, WalletName, WalletStatus,
 };
 use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
 use store::ledger::{self, Entry, Kind, Posting};
 use store::wallets;
 use tracing::Instrument;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::caller::{ADMIN_SCOPE, Caller, DEPOSIT_SCOPE};
 use crate::error::ApiError;
 use crate::extract::{ValidJson, ValidPath};
 use crate::openapi::headers::IdempotencyHeaders;
@@ -47,8 +49,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWalletRequest {
-    #[schema(value_type = uuid::Uuid)]
-    pub user_id: UserId,
+    /// The owner is the caller (the user its token registered), never a body field.
     pub name: String,
     /// ISO 4217 code, upper case.
     pub currency: String,
@@ -108,8 +109,42 @@ pub struct MovementResponse {
     pub created_at: DateTime<Utc>,
 }
 
-pub(crate) fn event_context(ctx: &RequestContext) -> EventContext {
-    EventContext::new(Utc::now(), ctx.correlation_id.clone())
+/// The clock reading, correlation id and acting principal the request's events carry.
+pub(crate) fn event_context(ctx: &RequestContext, actor: &Actor) -> EventContext {
+    EventContext::new(Utc::now(), ctx.correlation_id.clone()).acted_by(actor.clone())
+}
+
+/// The wallet `id` locked for a change by its owner; a wallet of another user is answered
+/// exactly like one that does not exist.
+pub(crate) async fn lock_owned(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    id: WalletId,
+) -> Result<Wallet, ApiError> {
+    let wallet = wallets::lock(&mut *conn, id)
+        .await?
+        .ok_or_else(|| wallet_not_found(id))?;
+    if caller.owns(conn, wallet.user_id()).await? {
+        Ok(wallet)
+    } else {
+        Err(wallet_not_found(id))
+    }
+}
+
+/// The wallet `id` if the caller may read it (its owner, or an admin); else not found.
+pub(crate) async fn find_readable(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    id: WalletId,
+) -> Result<Wallet, ApiError> {
+    let wallet = wallets::find(&mut *conn, id)
+        .await?
+        .ok_or_else(|| wallet_not_found(id))?;
+    if caller.may_read(conn, wallet.user_id()).await? {
+        Ok(wallet)
+    } else {
+        Err(wallet_not_found(id))
+    }
 }
 
 /// A client span around one database transaction (OpenTelemetry database conventions);
@@ -157,6 +192,7 @@ pub(crate) fn in_currency(amount: DecimalAmount, currency: Currency) -> Result<M
 #[tracing::instrument(skip_all)]
 async fn create_wallet(
     State(state): State<AppState>,
+    caller: Caller,
     Extension(ctx): Extension<RequestContext>,
     MaybeIdempotencyKey(key): MaybeIdempotencyKey,
     ValidJson(request): ValidJson<CreateWalletRequest>,
@@ -167,17 +203,18 @@ async fn create_wallet(
         .parse()
         .map_err(|e: domain::MoneyError| ApiError::Validation(e.to_string()))?;
     let body = serde_json::to_value(&request).map_err(ApiError::internal)?;
-    let (publisher, user_id) = (state.publisher, request.user_id);
+    let publisher = state.publisher;
     let operation = write::operation(move |conn| {
-        let (name, ctx) = (name.clone(), ctx.clone());
+        let (name, ctx, caller) = (name.clone(), ctx.clone(), caller.clone());
         Box::pin(
             async move {
+                let user_id = caller.user(&mut *conn).await?;
                 let (wallet, event) = Wallet::create(
                     WalletId::new(),
                     user_id,
                     name,
                     currency,
-                    &event_context(&ctx),
+                    &event_context(&ctx, &caller.actor()),
                 );
                 wallets::insert(&mut *conn, &wallet).await?;
                 publish(publisher, &mut *conn, event.into()).await?;
@@ -209,12 +246,11 @@ async fn create_wallet(
 #[tracing::instrument(skip_all, fields(wallet_id = %id))]
 async fn get_wallet(
     State(state): State<AppState>,
+    caller: Caller,
     ValidPath(id): ValidPath<WalletId>,
 ) -> Result<Json<WalletResponse>, ApiError> {
     let mut conn = state.pool.acquire().await?;
-    let wallet = wallets::find(&mut conn, id)
-        .await?
-        .ok_or_else(|| wallet_not_found(id))?;
+    let wallet = find_readable(&mut conn, &caller, id).await?;
     Ok(Json(WalletResponse::from(&wallet)))
 }
 
@@ -227,6 +263,7 @@ async fn get_wallet(
     responses(
         (status = 201, body = MovementResponse),
         problems::Malformed,
+        problems::Forbidden,
         problems::NotFound,
         problems::WalletNotActive,
         problems::Invalid,
@@ -237,12 +274,14 @@ async fn get_wallet(
 #[tracing::instrument(skip_all, fields(wallet_id = %id))]
 async fn deposit(
     State(state): State<AppState>,
+    caller: Caller,
     Extension(ctx): Extension<RequestContext>,
     MaybeIdempotencyKey(key): MaybeIdempotencyKey,
     ValidPath(id): ValidPath<WalletId>,
     ValidJson(request): ValidJson<AmountRequest>,
 ) -> Result<Response, ApiError> {
-    move_money(state, ctx, key, id, request, Movement::Deposit).await
+    caller.require(DEPOSIT_SCOPE)?;
+    move_money(state, caller, ctx, key, id, request, Movement::Deposit).await
 }
 
 #[utoipa::path(
@@ -264,12 +303,13 @@ async fn deposit(
 #[tracing::instrument(skip_all, fields(wallet_id = %id))]
 async fn withdraw(
     State(state): State<AppState>,
+    caller: Caller,
     Extension(ctx): Extension<RequestContext>,
     MaybeIdempotencyKey(key): MaybeIdempotencyKey,
     ValidPath(id): ValidPath<WalletId>,
     ValidJson(request): ValidJson<AmountRequest>,
 ) -> Result<Response, ApiError> {
-    move_money(state, ctx, key, id, request, Movement::Withdrawal).await
+    move_money(state, caller, ctx, key, id, request, Movement::Withdrawal).await
 }
 
 /// Money moving between a wallet and its currency's external account.
@@ -291,6 +331,7 @@ impl Movement {
 /// A deposit or a withdrawal: the wallet against its currency's external account.
 async fn move_money(
     state: AppState,
+    caller: Caller,
     ctx: RequestContext,
     key: Option<write::IdempotencyKey>,
     wallet_id: WalletId,
@@ -302,15 +343,21 @@ async fn move_money(
     let body = serde_json::to_value(&request).map_err(ApiError::internal)?;
     let publisher = state.publisher;
     let operation = write::operation(move |conn| {
-        let ctx = ctx.clone();
+        let (ctx, caller) = (ctx.clone(), caller.clone());
         Box::pin(
             async move {
-                let mut wallet = wallets::lock(&mut *conn, wallet_id)
-                    .await?
-                    .ok_or_else(|| wallet_not_found(wallet_id))?;
+                // Money enters any wallet through the deposit scope (checked before);
+                // it leaves only by its owner's hand.
+                let mut wallet = match movement {
+                    Movement::Deposit => wallets::lock(&mut *conn, wallet_id)
+                        .await?
+                        .ok_or_else(|| wallet_not_found(wallet_id))?,
+                    Movement::Withdrawal => lock_owned(&mut *conn, &caller, wallet_id).await?,
+                };
                 let amount = in_currency(amount, wallet.currency())?;
                 let transaction_id = TransactionId::new();
-                let event_ctx = event_context(&ctx);
+                let actor = caller.actor();
+                let event_ctx = event_context(&ctx, &actor);
                 let (event, signed): (DomainEvent, i64) = match movement {
                     Movement::Deposit => (
                         wallet.add_funds(amount, transaction_id, &event_ctx)?.into(),
@@ -334,6 +381,7 @@ async fn move_money(
                         kind: movement.kind(),
                         amount,
                         correlation_id: &ctx.correlation_id,
+                        actor: &actor,
                         created_at,
                         entries: &entries,
                     },
@@ -369,6 +417,7 @@ async fn move_money(
     responses(
         (status = 200, body = WalletResponse),
         problems::Malformed,
+        problems::Forbidden,
         problems::NotFound,
         problems::StatusConflict,
         problems::ServerErrors,
@@ -376,11 +425,12 @@ async fn move_money(
 )]
 async fn freeze(
     state: State<AppState>,
+    caller: Caller,
     ctx: Extension<RequestContext>,
     key: MaybeIdempotencyKey,
     id: ValidPath<WalletId>,
 ) -> Result<Response, ApiError> {
-    change_status(state, ctx, key, id, StatusAction::Freeze).await
+    change_status(state, caller, ctx, key, id, StatusAction::Freeze).await
 }
 
 #[utoipa::path(
@@ -391,6 +441,7 @@ async fn freeze(
     responses(
         (status = 200, body = WalletResponse),
         problems::Malformed,
+        problems::Forbidden,
         problems::NotFound,
         problems::StatusConflict,
         problems::ServerErrors,
@@ -398,11 +449,12 @@ async fn freeze(
 )]
 async fn unfreeze(
     state: State<AppState>,
+    caller: Caller,
     ctx: Extension<RequestContext>,
     key: MaybeIdempotencyKey,
     id: ValidPath<WalletId>,
 ) -> Result<Response, ApiError> {
-    change_status(state, ctx, key, id, StatusAction::Unfreeze).await
+    change_status(state, caller, ctx, key, id, StatusAction::Unfreeze).await
 }
 
 #[utoipa::path(
@@ -420,36 +472,62 @@ async fn unfreeze(
 )]
 async fn close(
     state: State<AppState>,
+    caller: Caller,
     ctx: Extension<RequestContext>,
     key: MaybeIdempotencyKey,
     id: ValidPath<WalletId>,
 ) -> Result<Response, ApiError> {
-    change_status(state, ctx, key, id, StatusAction::Close).await
+    change_status(state, caller, ctx, key, id, StatusAction::Close).await
 }
 
 #[tracing::instrument(skip_all, fields(wallet_id = %wallet_id, action = %action))]
 async fn change_status(
     State(state): State<AppState>,
+    caller: Caller,
     Extension(ctx): Extension<RequestContext>,
     MaybeIdempotencyKey(key): MaybeIdempotencyKey,
     ValidPath(wallet_id): ValidPath<WalletId>,
     action: StatusAction,
 ) -> Result<Response, ApiError> {
+    // Freezing is risk's and operations' business; closing is the owner's.
+    match action {
+        StatusAction::Freeze | StatusAction::Unfreeze => caller.require(ADMIN_SCOPE)?,
+        StatusAction::Close => {}
+    }
     let publisher = state.publisher;
     let operation = write::operation(move |conn| {
-        let ctx = ctx.clone();
+        let (ctx, caller) = (ctx.clone(), caller.clone());
         Box::pin(
             async move {
-                let mut wallet = wallets::lock(&mut *conn, wallet_id)
-                    .await?
-                    .ok_or_else(|| wallet_not_found(wallet_id))?;
-                let event_ctx = event_context(&ctx);
+                let mut wallet = match action {
+                    StatusAction::Freeze | StatusAction::Unfreeze => {
+                        wallets::lock(&mut *conn, wallet_id)
+                            .await?
+                            .ok_or_else(|| wallet_not_found(wallet_id))?
+                    }
+                    StatusAction::Close => lock_owned(&mut *conn, &caller, wallet_id).await?,
+                };
+                let from = wallet.status();
+                let actor = caller.actor();
+                let event_ctx = event_context(&ctx, &actor);
                 let event = match action {
                     StatusAction::Freeze => wallet.freeze(&event_ctx)?,
                     StatusAction::Unfreeze => wallet.unfreeze(&event_ctx)?,
                     StatusAction::Close => wallet.close(&event_ctx)?,
                 };
                 wallets::update(&mut *conn, &wallet).await?;
+                wallets::record_status_change(
+                    &mut *conn,
+                    &wallets::StatusChange {
+                        wallet_id,
+                        from,
+                        to: wallet.status(),
+                        actor: &actor,
+                        correlation_id: &ctx.correlation_id,
+                        at: event_ctx.occurred_at(),
+                    },
+                )
+                .await?;
                 publish(publisher, &mut *conn, event.into()).await?;
                 Reply::ok(WalletResponse::from(&wallet))
             }

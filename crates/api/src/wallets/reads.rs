@@ -6,10 +6,10 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use domain::{Currency, Money, TransactionId, WalletId};
 use serde::{Deserialize, Serialize};
-use store::{activity, ledger, wallets};
+use store::{activity, ledger};
 
-use super::wallet_not_found;
 use crate::AppState;
+use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::extract::{ValidPath, ValidQuery};
 use crate::openapi::problems;
@@ -37,7 +37,18 @@ pub struct HistoryItem {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<uuid::Uuid>)]
     pub counterparty_wallet_id: Option<WalletId>,
+    /// Who moved the money; absent on transactions from before authentication.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<ActorResponse>,
     pub created_at: DateTime<Utc>,
+}
+
+/// An authenticated principal: the issuer of its token and the subject it names.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Actor)]
+pub struct ActorResponse {
+    pub issuer: String,
+    pub subject: String,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -63,6 +74,7 @@ pub struct HistoryPage {
 #[tracing::instrument(skip_all, fields(wallet_id = %id))]
 pub(crate) async fn history(
     State(state): State<AppState>,
+    caller: Caller,
     ValidPath(id): ValidPath<WalletId>,
     ValidQuery(query): ValidQuery<HistoryQuery>,
 ) -> Result<Json<HistoryPage>, ApiError> {
@@ -81,9 +93,7 @@ pub(crate) async fn history(
         })
         .transpose()?;
     let mut conn = state.pool.acquire().await?;
-    wallets::find(&mut conn, id)
-        .await?
-        .ok_or_else(|| wallet_not_found(id))?;
+    super::find_readable(&mut conn, &caller, id).await?;
     let mut entries = ledger::history(&mut conn, id, cursor, limit + 1).await?;
     let more = entries.len() > usize::try_from(limit).unwrap_or(usize::MAX);
     entries.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
@@ -98,6 +108,10 @@ pub(crate) async fn history(
             amount: entry.amount.to_string(),
             balance_after: entry.balance_after.to_string(),
             counterparty_wallet_id: entry.counterparty_wallet_id,
+            actor: entry.actor.map(|actor| ActorResponse {
+                issuer: actor.issuer,
+                subject: actor.subject,
+            }),
             created_at: entry.created_at,
         })
         .collect();
@@ -136,12 +150,11 @@ pub struct ActivityResponse {
 #[tracing::instrument(skip_all, fields(wallet_id = %id))]
 pub(crate) async fn activity(
     State(state): State<AppState>,
+    caller: Caller,
     ValidPath(id): ValidPath<WalletId>,
 ) -> Result<Json<ActivityResponse>, ApiError> {
     let mut conn = state.pool.acquire().await?;
-    let wallet = wallets::find(&mut conn, id)
-        .await?
-        .ok_or_else(|| wallet_not_found(id))?;
+    let wallet = super::find_readable(&mut conn, &caller, id).await?;
     let currency = wallet.currency();
     let found = activity::find(&mut conn, id).await?;
     let (total_in, total_out, events_applied, last) = found.map_or((0, 0, 0, None), |a| {

@@ -1,0 +1,132 @@
+//! Who is calling, and what they may do.
+//!
+//! [`authenticate`] guards every `/v1` route: a request without a bearer token, or with one
+//! the [`auth::Verifier`] refuses, is answered 401 before any handler runs (so it reads and
+//! changes nothing); a valid one puts its [`Caller`] in the request's extensions.
+//!
+//! The rules (docs/security.md has the table):
+//! - a user reaches only what it owns: anything of another user is 404, exactly like an
+//!   id that does not exist, so ids are no oracle ([`Caller::may_read`],
+//!   [`Caller::owns`]);
+//! - money enters only with [`DEPOSIT_SCOPE`] (the payment processor's client);
+//! - [`ADMIN_SCOPE`] (risk and operations) freezes, unfreezes and reads anything.
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use domain::{Actor, UserId};
+use sqlx::PgConnection;
+
+use crate::error::{ApiError, Unauthenticated};
+
+/// Deposits: the only way money enters a wallet.
+pub const DEPOSIT_SCOPE: &str = "wallets:deposit";
+/// Freeze and unfreeze any wallet; read any user, wallet, history, activity.
+pub const ADMIN_SCOPE: &str = "wallets:admin";
+
+/// The authenticated principal of a request.
+#[derive(Debug, Clone)]
+pub struct Caller(auth::Principal);
+
+impl Caller {
+    /// The principal as the domain records it (ledger, status changes, events).
+    pub fn actor(&self) -> Actor {
+        Actor {
+            issuer: self.0.issuer.clone(),
+            subject: self.0.subject.clone(),
+        }
+    }
+
+    /// 403 unless the token carries `scope`.
+    pub fn require(&self, scope: &'static str) -> Result<(), ApiError> {
+        if self.0.has_scope(scope) {
+            Ok(())
+        } else {
+            Err(ApiError::InsufficientScope(scope))
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.0.has_scope(ADMIN_SCOPE)
+    }
+
+    /// Whether the user `owner` was registered by this caller.
+    pub async fn owns(&self, conn: &mut PgConnection, owner: UserId) -> Result<bool, ApiError> {
+        let bound = store::users::owner(conn, owner).await?;
+        Ok(bound
+            .is_some_and(|actor| actor.issuer == self.0.issuer && actor.subject == self.0.subject))
+    }
+
+    /// Whether this caller may read what the user `owner` owns: its owner, or an admin.
+    pub async fn may_read(&self, conn: &mut PgConnection, owner: UserId) -> Result<bool, ApiError> {
+        Ok(self.is_admin() || self.owns(conn, owner).await?)
+    }
+
+    /// The user this caller registered; [`ApiError::NotRegistered`] if none.
+    pub async fn user(&self, conn: &mut PgConnection) -> Result<UserId, ApiError> {
+        store::users::registered_by(conn, &self.actor())
+            .await?
+            .ok_or(ApiError::NotRegistered)
+    }
+
+    /// The scope of this caller's idempotency keys: issuer and subject, length-prefixed so
+    /// that no two principals share one.
+    pub fn idempotency_scope(&self) -> String {
+        format!(
+            "{}:{}{}",
+            self.0.issuer.len(),
+            self.0.issuer,
+            self.0.subject
+        )
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        // Only reachable behind `authenticate`; without it, nobody is authenticated.
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or(ApiError::Unauthenticated(Unauthenticated::Missing))
+    }
+}
+
+/// The middleware: checks the bearer token and records the [`Caller`], or answers 401.
+pub async fn authenticate(
+    State(verifier): State<auth::Verifier>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(token) = bearer_token(request.headers()) else {
+        return ApiError::Unauthenticated(Unauthenticated::Missing).into_response();
+    };
+    match verifier.verify(token).await {
+        Ok(principal) => {
+            request.extensions_mut().insert(Caller(principal));
+            next.run(request).await
+        }
+        Err(error) => {
+            // Which check failed is for the operators (the token itself is never logged).
+            tracing::info!(reason = error.reason(), error = %error, "access token refused");
+            metrics::counter!(
+                telemetry::metrics::AUTH_REFUSED_TOTAL,
+                "reason" => error.reason()
+            )
+            .increment(1);
+            ApiError::Unauthenticated(Unauthenticated::Invalid).into_response()
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
