@@ -8,7 +8,7 @@
 #   LOCAL_DIR   $ROOT/.local, where every script keeps its state (git-ignored)
 #   CACHE_DIR   ${WALLET_HUB_CACHE:-$HOME/.cache/wallet-hub}, shared by clones
 #   info/warn/die, ensure_apt PKG..., wait_for SECS CMD..., show_log_tail FILE...,
-#   take_lock NAME, need_cmd CMD [APT_PKG]
+#   take_lock NAME, need_cmd CMD [APT_PKG], docker_engine, buildah (STORAGE_DRIVER)
 
 set -euo pipefail
 
@@ -146,3 +146,11 @@ tcp_open() {
   # shellcheck disable=SC2016  # $1/$2 are expanded by the inner bash
   timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null
 }
+
+# --- container images (scripts/image, scripts/image-smoke) -------------------------------
+
+# docker_engine: true when a Docker engine answers (a docker CLI alone is not enough).
+docker_engine() { command -v docker >/dev/null 2>&1 && timeout 20 docker info >/dev/null 2>&1; }
+
+# buildah with the storage driver STORAGE_DRIVER names, else buildah's default.
+buildah() { command buildah ${STORAGE_DRIVER:+--storage-driver "$STORAGE_DRIVER"} "$@"; }
