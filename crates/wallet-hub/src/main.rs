@@ -67,17 +67,22 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = Settings::load(cli.config.as_deref())?;
+    // A token goes to stdout alone, so that `TOKEN=$(wallet-hub token ...)` works: no logs.
+    if let Command::Token {
+        sub,
+        scopes,
+        ttl_minutes,
+    } = &cli.command
+    {
+        return token(&settings, sub, scopes, *ttl_minutes).await;
+    }
     telemetry::init("wallet-hub", &settings.log, &settings.telemetry)?;
     let result = match cli.command {
         Command::Serve { role } => serve(settings, &role).await,
         Command::Migrate => migrate(settings).await,
         Command::Outbox(command) => wallet_hub::ops::run(settings, command).await,
         Command::Dlq(command) => wallet_hub::ops::run_dlq(settings, command).await,
-        Command::Token {
-            sub,
-            scopes,
-            ttl_minutes,
-        } => token(&settings, &sub, &scopes, ttl_minutes).await,
+        Command::Token { .. } => Ok(()),
     };
     telemetry::shutdown();
     result

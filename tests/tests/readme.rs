@@ -1,0 +1,96 @@
+//! README's "Try it" block runs verbatim against a running service, so the first thing a
+//! newcomer does cannot rot. Needs `curl` and `jq` (scripts/test installs them), PostgreSQL
+//! and Kafka.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use wallet_hub_tests::app::spawn_app;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate sits in the workspace root")
+        .to_owned()
+}
+
+/// The `sh` block that follows the `<!-- try-it -->` marker.
+fn try_it_block(readme: &str) -> String {
+    let after = readme
+        .split_once("<!-- try-it -->")
+        .expect("README marks its Try it block with <!-- try-it -->")
+        .1;
+    let body = after
+        .trim_start()
+        .strip_prefix("```sh\n")
+        .expect("the marker is followed by a ```sh block");
+    body.split_once("\n```")
+        .expect("the block is closed")
+        .0
+        .to_owned()
+}
+
+/// The service binary, built now so that the block runs the current code's `token`.
+fn wallet_hub_binary() -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--bin", "wallet-hub"])
+        .current_dir(root())
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "cargo build --bin wallet-hub failed");
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    target.join("debug").join("wallet-hub")
+}
+
+#[tokio::test]
+async fn the_readme_try_it_block_works_verbatim_against_a_running_service() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let block = try_it_block(&readme);
+    let binary = wallet_hub_binary();
+    let app = spawn_app().await;
+    let jwks = match &app.settings.auth.jwks {
+        auth::JwksSource::File(path) => path.clone(),
+        auth::JwksSource::Url(url) => panic!("tests trust a JWKS file, not {url}"),
+    };
+    let api = app.address.clone();
+
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &block])
+            .current_dir(root())
+            .env("API", api)
+            .env("WALLET_HUB", binary)
+            // `wallet-hub token` signs with the issuer this service trusts.
+            .env("WALLET_HUB__AUTH__JWKS", jwks)
+            .output()
+            .expect("bash runs")
+    })
+    .await
+    .expect("block finished");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the Try it block failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    assert!(
+        stdout.contains("\"balance_after\":\"10.50\""),
+        "deposit answered: {stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l == "true"),
+        "balance check: {stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l == "401"),
+        "no token is refused: {stdout}"
+    );
+    let wallets: i64 = sqlx::query_scalar("SELECT count(*) FROM wallets")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(wallets, 1, "the block opened one wallet");
+    app.stop().await.expect("service stops");
+}
