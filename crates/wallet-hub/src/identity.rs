@@ -82,3 +82,69 @@ pub async fn mint(
         .mint(&settings.auth.audience, subject, scopes, ttl)
         .context("cannot sign the token")
 }
+
+#[cfg(test)]
+mod tests {
+    use figment::Figment;
+    use figment::providers::{Format, Toml};
+
+    use super::*;
+    use crate::config::DEFAULT_TOML;
+
+    fn settings(overlay: &str, dir: &Path) -> Settings {
+        let mut settings: Settings = Figment::from(Toml::string(DEFAULT_TOML))
+            .merge(Toml::string(overlay))
+            .extract()
+            .expect("valid settings");
+        settings.auth.jwks = JwksSource::File(dir.join(DevIssuer::JWKS_FILE));
+        settings
+    }
+
+    #[tokio::test]
+    async fn production_refuses_to_start_with_the_development_issuer_and_creates_no_key() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let settings = settings("env = \"production\"", dir.path());
+        let error = verifier(&settings).await.expect_err("refused");
+        assert!(format!("{error:#}").contains("production"), "{error:#}");
+        assert!(!dir.path().join(DevIssuer::KEY_FILE).exists());
+        let minted = mint(&settings, "alice", &[], Duration::from_secs(60)).await;
+        assert!(minted.is_err(), "no development tokens in production");
+    }
+
+    #[tokio::test]
+    async fn development_creates_the_issuer_on_first_start_and_accepts_its_tokens() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let settings = settings("", dir.path());
+        let verifier = verifier(&settings)
+            .await
+            .expect("development issuer trusted");
+        let token = mint(
+            &settings,
+            "alice",
+            &["wallets:deposit".to_owned()],
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("token");
+        use secrecy::ExposeSecret as _;
+        let principal = verifier.verify(token.expose_secret()).await.expect("valid");
+        assert_eq!(principal.subject, "alice");
+        assert!(principal.has_scope("wallets:deposit"));
+    }
+
+    #[tokio::test]
+    async fn tokens_are_not_minted_for_an_identity_provider_the_service_trusts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let settings = settings(
+            "[auth]\nissuer = \"https://sso.example.com/realms/w\"",
+            dir.path(),
+        );
+        let error = mint(&settings, "alice", &[], Duration::from_secs(60))
+            .await
+            .expect_err("refused");
+        assert!(
+            format!("{error:#}").contains("sso.example.com"),
+            "{error:#}"
+        );
+    }
+}
