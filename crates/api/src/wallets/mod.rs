@@ -1,5 +1,5 @@
-//! `/v1/wallets`: create, read, deposit, withdraw, freeze/unfreeze/close; the reads of
-//! history and activity are in [`reads`].
+//! `/v1/wallets`: create and read here; deposits and withdrawals in [`movements`], freeze,
+//! unfreeze and close in [`status`], history and activity in [`reads`].
 //!
 //! Each change is one transaction (run by [`crate::write::execute`]: retried on
 //! contention, idempotent with `Idempotency-Key`): the wallet row is locked, changed,
@@ -7,25 +7,26 @@
 //! Input is validated before the database is touched wherever the currency is not
 //! needed; the rest is validated under the lock, and a refusal rolls everything back.
 
+mod movements;
 pub mod reads;
+mod status;
 
 use axum::extract::State;
 use axum::response::Response;
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use domain::{
-    Actor, Currency, DecimalAmount, DomainEvent, EventContext, Money, StatusAction, TransactionId,
-    UserId, Wallet, WalletId, WalletName, WalletStatus,
+    Actor, Currency, DecimalAmount, EventContext, Money, TransactionId, UserId, Wallet, WalletId,
+    WalletName, WalletStatus,
 };
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
-use store::ledger::{self, Entry, Kind, Posting};
 use store::wallets;
 use tracing::Instrument;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::caller::{ADMIN_SCOPE, Caller, DEPOSIT_SCOPE};
+use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::extract::{ValidJson, ValidPath};
 use crate::openapi::headers::IdempotencyHeaders;
@@ -37,11 +38,11 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_wallet))
         .routes(routes!(get_wallet))
-        .routes(routes!(deposit))
-        .routes(routes!(withdraw))
-        .routes(routes!(freeze))
-        .routes(routes!(unfreeze))
-        .routes(routes!(close))
+        .routes(routes!(movements::deposit))
+        .routes(routes!(movements::withdraw))
+        .routes(routes!(status::freeze))
+        .routes(routes!(status::unfreeze))
+        .routes(routes!(status::close))
         .routes(routes!(reads::history))
         .routes(routes!(reads::activity))
 }
@@ -252,291 +253,4 @@ async fn get_wallet(
     let mut conn = state.pool.acquire().await?;
     let wallet = find_readable(&mut conn, &caller, id).await?;
     Ok(Json(WalletResponse::from(&wallet)))
-}
-
-#[utoipa::path(
-    post,
-    path = "/v1/wallets/{id}/deposits",
-    tag = "wallets",
-    request_body = AmountRequest,
-    params(("id" = Uuid, Path), IdempotencyHeaders),
-    responses(
-        (status = 201, body = MovementResponse),
-        problems::Malformed,
-        problems::Forbidden,
-        problems::NotFound,
-        problems::WalletNotActive,
-        problems::Invalid,
-        problems::BodyRejected,
-        problems::ServerErrors,
-    )
-)]
-#[tracing::instrument(skip_all, fields(wallet_id = %id))]
-async fn deposit(
-    State(state): State<AppState>,
-    caller: Caller,
-    Extension(ctx): Extension<RequestContext>,
-    MaybeIdempotencyKey(key): MaybeIdempotencyKey,
-    ValidPath(id): ValidPath<WalletId>,
-    ValidJson(request): ValidJson<AmountRequest>,
-) -> Result<Response, ApiError> {
-    caller.require(DEPOSIT_SCOPE)?;
-    move_money(state, caller, ctx, key, id, request, Movement::Deposit).await
-}
-
-#[utoipa::path(
-    post,
-    path = "/v1/wallets/{id}/withdrawals",
-    tag = "wallets",
-    request_body = AmountRequest,
-    params(("id" = Uuid, Path), IdempotencyHeaders),
-    responses(
-        (status = 201, body = MovementResponse),
-        problems::Malformed,
-        problems::NotFound,
-        problems::WalletNotActive,
-        problems::InvalidWithdrawal,
-        problems::BodyRejected,
-        problems::ServerErrors,
-    )
-)]
-#[tracing::instrument(skip_all, fields(wallet_id = %id))]
-async fn withdraw(
-    State(state): State<AppState>,
-    caller: Caller,
-    Extension(ctx): Extension<RequestContext>,
-    MaybeIdempotencyKey(key): MaybeIdempotencyKey,
-    ValidPath(id): ValidPath<WalletId>,
-    ValidJson(request): ValidJson<AmountRequest>,
-) -> Result<Response, ApiError> {
-    move_money(state, caller, ctx, key, id, request, Movement::Withdrawal).await
-}
-
-/// Money moving between a wallet and its currency's external account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Movement {
-    Deposit,
-    Withdrawal,
-}
-
-impl Movement {
-    fn kind(self) -> Kind {
-        match self {
-            Movement::Deposit => Kind::Deposit,
-            Movement::Withdrawal => Kind::Withdrawal,
-        }
-    }
-}
-
-/// A deposit or a withdrawal: the wallet against its currency's external account.
-async fn move_money(
-    state: AppState,
-    caller: Caller,
-    ctx: RequestContext,
-    key: Option<write::IdempotencyKey>,
-    wallet_id: WalletId,
-    request: AmountRequest,
-    movement: Movement,
-) -> Result<Response, ApiError> {
-    // Grammar first: a malformed amount never costs a transaction.
-    let amount = parse_amount(&request.amount)?;
-    let body = serde_json::to_value(&request).map_err(ApiError::internal)?;
-    let publisher = state.publisher;
-    let operation = write::operation(move |conn| {
-        let (ctx, caller) = (ctx.clone(), caller.clone());
-        Box::pin(
-            async move {
-                // Money enters any wallet through the deposit scope (checked before);
-                // it leaves only by its owner's hand.
-                let mut wallet = match movement {
-                    Movement::Deposit => wallets::lock(&mut *conn, wallet_id)
-                        .await?
-                        .ok_or_else(|| wallet_not_found(wallet_id))?,
-                    Movement::Withdrawal => lock_owned(&mut *conn, &caller, wallet_id).await?,
-                };
-                let amount = in_currency(amount, wallet.currency())?;
-                let transaction_id = TransactionId::new();
-                let actor = caller.actor();
-                let event_ctx = event_context(&ctx, &actor);
-                let (event, signed): (DomainEvent, i64) = match movement {
-                    Movement::Deposit => (
-                        wallet.add_funds(amount, transaction_id, &event_ctx)?.into(),
-                        amount.minor_units(),
-                    ),
-                    Movement::Withdrawal => (
-                        wallet.withdraw(amount, transaction_id, &event_ctx)?.into(),
-                        -amount.minor_units(),
-                    ),
-                };
-                let created_at = event.metadata().occurred_at;
-                wallets::update(&mut *conn, &wallet).await?;
-                let entries = [
-                    Entry::wallet(wallet.id(), signed, wallet.balance()),
-                    Entry::external(-signed),
-                ];
-                ledger::post(
-                    &mut *conn,
-                    &Posting {
-                        id: transaction_id,
-                        kind: movement.kind(),
-                        amount,
-                        correlation_id: &ctx.correlation_id,
-                        actor: &actor,
-                        created_at,
-                        entries: &entries,
-                    },
-                )
-                .await?;
-                publish(publisher, &mut *conn, event).await?;
-                Reply::created(
-                    MovementResponse {
-                        id: transaction_id,
-                        wallet_id: wallet.id(),
-                        amount: amount.to_string(),
-                        balance_after: wallet.balance().to_string(),
-                        created_at,
-                    },
-                    None,
-                )
-            }
-            .instrument(db_transaction_span(movement.kind().as_str())),
-        )
-    });
-    let write = Write {
-        key,
-        request: &body,
-    };
-    write::execute(&state, write, &operation).await
-}
-
-#[utoipa::path(
-    post,
-    path = "/v1/wallets/{id}/freeze",
-    tag = "wallets",
-    params(("id" = Uuid, Path), IdempotencyHeaders),
-    responses(
-        (status = 200, body = WalletResponse),
-        problems::Malformed,
-        problems::Forbidden,
-        problems::NotFound,
-        problems::StatusConflict,
-        problems::ServerErrors,
-    )
-)]
-async fn freeze(
-    state: State<AppState>,
-    caller: Caller,
-    ctx: Extension<RequestContext>,
-    key: MaybeIdempotencyKey,
-    id: ValidPath<WalletId>,
-) -> Result<Response, ApiError> {
-    change_status(state, caller, ctx, key, id, StatusAction::Freeze).await
-}
-
-#[utoipa::path(
-    post,
-    path = "/v1/wallets/{id}/unfreeze",
-    tag = "wallets",
-    params(("id" = Uuid, Path), IdempotencyHeaders),
-    responses(
-        (status = 200, body = WalletResponse),
-        problems::Malformed,
-        problems::Forbidden,
-        problems::NotFound,
-        problems::StatusConflict,
-        problems::ServerErrors,
-    )
-)]
-async fn unfreeze(
-    state: State<AppState>,
-    caller: Caller,
-    ctx: Extension<RequestContext>,
-    key: MaybeIdempotencyKey,
-    id: ValidPath<WalletId>,
-) -> Result<Response, ApiError> {
-    change_status(state, caller, ctx, key, id, StatusAction::Unfreeze).await
-}
-
-#[utoipa::path(
-    post,
-    path = "/v1/wallets/{id}/close",
-    tag = "wallets",
-    params(("id" = Uuid, Path), IdempotencyHeaders),
-    responses(
-        (status = 200, body = WalletResponse),
-        problems::Malformed,
-        problems::NotFound,
-        problems::CloseConflict,
-        problems::ServerErrors,
-    )
-)]
-async fn close(
-    state: State<AppState>,
-    caller: Caller,
-    ctx: Extension<RequestContext>,
-    key: MaybeIdempotencyKey,
-    id: ValidPath<WalletId>,
-) -> Result<Response, ApiError> {
-    change_status(state, caller, ctx, key, id, StatusAction::Close).await
-}
-
-#[tracing::instrument(skip_all, fields(wallet_id = %wallet_id, action = %action))]
-async fn change_status(
-    State(state): State<AppState>,
-    caller: Caller,
-    Extension(ctx): Extension<RequestContext>,
-    MaybeIdempotencyKey(key): MaybeIdempotencyKey,
-    ValidPath(wallet_id): ValidPath<WalletId>,
-    action: StatusAction,
-) -> Result<Response, ApiError> {
-    // Freezing is risk's and operations' business; closing is the owner's.
-    match action {
-        StatusAction::Freeze | StatusAction::Unfreeze => caller.require(ADMIN_SCOPE)?,
-        StatusAction::Close => {}
-    }
-    let publisher = state.publisher;
-    let operation = write::operation(move |conn| {
-        let (ctx, caller) = (ctx.clone(), caller.clone());
-        Box::pin(
-            async move {
-                let mut wallet = match action {
-                    StatusAction::Freeze | StatusAction::Unfreeze => {
-                        wallets::lock(&mut *conn, wallet_id)
-                            .await?
-                            .ok_or_else(|| wallet_not_found(wallet_id))?
-                    }
-                    StatusAction::Close => lock_owned(&mut *conn, &caller, wallet_id).await?,
-                };
-                let from = wallet.status();
-                let actor = caller.actor();
-                let event_ctx = event_context(&ctx, &actor);
-                let event = match action {
-                    StatusAction::Freeze => wallet.freeze(&event_ctx)?,
-                    StatusAction::Unfreeze => wallet.unfreeze(&event_ctx)?,
-                    StatusAction::Close => wallet.close(&event_ctx)?,
-                };
-                wallets::update(&mut *conn, &wallet).await?;
-                wallets::record_status_change(
-                    &mut *conn,
-                    &wallets::StatusChange {
-                        wallet_id,
-                        from,
-                        to: wallet.status(),
-                        actor: &actor,
-                        correlation_id: &ctx.correlation_id,
-                        at: event_ctx.occurred_at(),
-                    },
-                )
-                .await?;
-                publish(publisher, &mut *conn, event.into()).await?;
-                Reply::ok(WalletResponse::from(&wallet))
-            }
-            .instrument(db_transaction_span(action.as_str())),
-        )
-    });
-    let write = Write {
-        key,
-        request: &serde_json::Value::Null,
-    };
-    write::execute(&state, write, &operation).await
 }

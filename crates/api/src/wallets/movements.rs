@@ -1,0 +1,178 @@
+//! Deposits and withdrawals: money between a wallet and its currency's external account.
+//! Money enters any active wallet only with the `wallets:deposit` scope; it leaves only by
+//! its owner's hand.
+
+use axum::Extension;
+use axum::extract::State;
+use axum::response::Response;
+use domain::{DomainEvent, TransactionId, WalletId};
+use store::ledger::{self, Entry, Kind, Posting};
+use store::wallets;
+use tracing::Instrument;
+
+use super::{
+    AmountRequest, MovementResponse, db_transaction_span, event_context, in_currency, lock_owned,
+    parse_amount, wallet_not_found,
+};
+use crate::caller::{Caller, DEPOSIT_SCOPE};
+use crate::error::ApiError;
+use crate::extract::{ValidJson, ValidPath};
+use crate::openapi::headers::IdempotencyHeaders;
+use crate::openapi::problems;
+use crate::write::{self, MaybeIdempotencyKey, Reply, Write, publish};
+use crate::{AppState, RequestContext};
+
+#[utoipa::path(
+    post,
+    path = "/v1/wallets/{id}/deposits",
+    tag = "wallets",
+    request_body = AmountRequest,
+    params(("id" = Uuid, Path), IdempotencyHeaders),
+    responses(
+        (status = 201, body = MovementResponse),
+        problems::Malformed,
+        problems::Forbidden,
+        problems::NotFound,
+        problems::WalletNotActive,
+        problems::Invalid,
+        problems::BodyRejected,
+        problems::ServerErrors,
+    )
+)]
+#[tracing::instrument(skip_all, fields(wallet_id = %id))]
+pub(super) async fn deposit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Extension(ctx): Extension<RequestContext>,
+    MaybeIdempotencyKey(key): MaybeIdempotencyKey,
+    ValidPath(id): ValidPath<WalletId>,
+    ValidJson(request): ValidJson<AmountRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(DEPOSIT_SCOPE)?;
+    move_money(state, caller, ctx, key, id, request, Movement::Deposit).await
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/wallets/{id}/withdrawals",
+    tag = "wallets",
+    request_body = AmountRequest,
+    params(("id" = Uuid, Path), IdempotencyHeaders),
+    responses(
+        (status = 201, body = MovementResponse),
+        problems::Malformed,
+        problems::NotFound,
+        problems::WalletNotActive,
+        problems::InvalidWithdrawal,
+        problems::BodyRejected,
+        problems::ServerErrors,
+    )
+)]
+#[tracing::instrument(skip_all, fields(wallet_id = %id))]
+pub(super) async fn withdraw(
+    State(state): State<AppState>,
+    caller: Caller,
+    Extension(ctx): Extension<RequestContext>,
+    MaybeIdempotencyKey(key): MaybeIdempotencyKey,
+    ValidPath(id): ValidPath<WalletId>,
+    ValidJson(request): ValidJson<AmountRequest>,
+) -> Result<Response, ApiError> {
+    move_money(state, caller, ctx, key, id, request, Movement::Withdrawal).await
+}
+
+/// Money moving between a wallet and its currency's external account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Movement {
+    Deposit,
+    Withdrawal,
+}
+
+impl Movement {
+    fn kind(self) -> Kind {
+        match self {
+            Movement::Deposit => Kind::Deposit,
+            Movement::Withdrawal => Kind::Withdrawal,
+        }
+    }
+}
+
+/// A deposit or a withdrawal: the wallet against its currency's external account.
+async fn move_money(
+    state: AppState,
+    caller: Caller,
+    ctx: RequestContext,
+    key: Option<write::IdempotencyKey>,
+    wallet_id: WalletId,
+    request: AmountRequest,
+    movement: Movement,
+) -> Result<Response, ApiError> {
+    // Grammar first: a malformed amount never costs a transaction.
+    let amount = parse_amount(&request.amount)?;
+    let body = serde_json::to_value(&request).map_err(ApiError::internal)?;
+    let publisher = state.publisher;
+    let operation = write::operation(move |conn| {
+        let (ctx, caller) = (ctx.clone(), caller.clone());
+        Box::pin(
+            async move {
+                // Money enters any wallet through the deposit scope (checked before);
+                // it leaves only by its owner's hand.
+                let mut wallet = match movement {
+                    Movement::Deposit => wallets::lock(&mut *conn, wallet_id)
+                        .await?
+                        .ok_or_else(|| wallet_not_found(wallet_id))?,
+                    Movement::Withdrawal => lock_owned(&mut *conn, &caller, wallet_id).await?,
+                };
+                let amount = in_currency(amount, wallet.currency())?;
+                let transaction_id = TransactionId::new();
+                let actor = caller.actor();
+                let event_ctx = event_context(&ctx, &actor);
+                let (event, signed): (DomainEvent, i64) = match movement {
+                    Movement::Deposit => (
+                        wallet.add_funds(amount, transaction_id, &event_ctx)?.into(),
+                        amount.minor_units(),
+                    ),
+                    Movement::Withdrawal => (
+                        wallet.withdraw(amount, transaction_id, &event_ctx)?.into(),
+                        -amount.minor_units(),
+                    ),
+                };
+                let created_at = event.metadata().occurred_at;
+                wallets::update(&mut *conn, &wallet).await?;
+                let entries = [
+                    Entry::wallet(wallet.id(), signed, wallet.balance()),
+                    Entry::external(-signed),
+                ];
+                ledger::post(
+                    &mut *conn,
+                    &Posting {
+                        id: transaction_id,
+                        kind: movement.kind(),
+                        amount,
+                        correlation_id: &ctx.correlation_id,
+                        actor: &actor,
+                        created_at,
+                        entries: &entries,
+                    },
+                )
+                .await?;
+                publish(publisher, &mut *conn, event).await?;
+                Reply::created(
+                    MovementResponse {
+                        id: transaction_id,
+                        wallet_id: wallet.id(),
+                        amount: amount.to_string(),
+                        balance_after: wallet.balance().to_string(),
+                        created_at,
+                    },
+                    None,
+                )
+            }
+            .instrument(db_transaction_span(movement.kind().as_str())),
+        )
+    });
+    let write = Write {
+        key,
+        request: &body,
+    };
+    write::execute(&state, write, &operation).await
+}
