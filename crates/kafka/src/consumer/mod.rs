@@ -1,0 +1,210 @@
+//! The consumer runtime: every Kafka consumer of Wallet Hub runs through [`run_consumer`].
+//!
+//! For each message, in partition order:
+//! 1. decode the CloudEvent (binary or structured mode);
+//! 2. open a consumer span that continues the producer's trace (`traceparent`, falling back
+//!    to the `ce_traceparent` extension);
+//! 3. call the handler; a transient error is retried with exponential backoff and jitter on
+//!    the same message (the partition waits, nothing is skipped);
+//! 4. store the offset only once the handler returned, i.e. after its effect committed.
+//!
+//! librdkafka commits stored offsets in the background, on rebalance and at shutdown, so a
+//! crash between the effect and the commit redelivers the message: handlers must be
+//! idempotent (the `consumers` crate dedupes by event id in the effect's transaction).
+
+mod runtime;
+
+use std::error::Error as StdError;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cloudevents::Event;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::FutureProducer;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::KafkaConfig;
+use crate::status::{ConsumerStatus, RuntimeContext};
+use runtime::Runtime;
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// How a handler failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Worth retrying: the database is unreachable, a serialization failure, a timeout.
+    #[error("transient: {0}")]
+    Transient(#[source] BoxError),
+    /// Retrying cannot help: the event breaks a business rule or cannot be read.
+    #[error("permanent: {0}")]
+    Permanent(#[source] BoxError),
+}
+
+/// What a handler did with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The effect was applied (and committed).
+    Applied,
+    /// The event had already been applied; nothing was done.
+    Duplicate,
+}
+
+/// A decoded message with where it came from.
+#[derive(Debug, Clone)]
+pub struct ReceivedEvent {
+    pub event: Event,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// One consumer's reaction to events.
+pub trait EventHandler: Send + Sync {
+    /// Stable name: the dedupe scope of its inbox and its label in logs.
+    fn name(&self) -> &'static str;
+
+    /// Applies the event. Must be idempotent: the same event can arrive more than once.
+    fn handle(
+        &self,
+        event: &ReceivedEvent,
+    ) -> impl Future<Output = Result<Outcome, HandlerError>> + Send;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    #[error("cannot create Kafka consumer for group {group}")]
+    Create {
+        group: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("cannot subscribe group {group} to {topics:?}")]
+    Subscribe {
+        group: String,
+        topics: Vec<String>,
+        #[source]
+        source: KafkaError,
+    },
+}
+
+/// Where a consumer reads and what it does with what it cannot apply.
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions<'a> {
+    pub group_id: &'a str,
+    pub topics: &'a [&'a str],
+    /// Permanently failing messages go to `<topic><dead_letter_suffix>`.
+    pub dead_letter_suffix: &'a str,
+    /// Larger payloads are dead-lettered unread (class `oversized`).
+    pub max_payload_bytes: usize,
+}
+
+/// Dead-letter headers added to the original ones.
+pub mod dlq_headers {
+    pub const TOPIC: &str = "dlq_original_topic";
+    pub const PARTITION: &str = "dlq_original_partition";
+    pub const OFFSET: &str = "dlq_original_offset";
+    pub const CONSUMER: &str = "dlq_consumer";
+    pub const ERROR_CLASS: &str = "dlq_error_class";
+    pub const ERROR_MESSAGE: &str = "dlq_error_message";
+    pub const TIME: &str = "dlq_time";
+}
+
+/// Consumes `options.topics` in `options.group_id` with `handler` until `shutdown` is
+/// cancelled, then commits the stored offsets and returns.
+pub async fn run_consumer<H: EventHandler>(
+    config: &KafkaConfig,
+    options: ConsumerOptions<'_>,
+    handler: H,
+    status: Arc<ConsumerStatus>,
+    shutdown: CancellationToken,
+) -> Result<(), ConsumerError> {
+    let group_id = options.group_id;
+    let topics = options.topics;
+    let context = RuntimeContext {
+        status: Arc::clone(&status),
+        group: group_id.to_owned(),
+    };
+    let consumer: StreamConsumer<RuntimeContext> = config
+        .consumer_config(group_id)
+        .create_with_context(context)
+        .map_err(|source| ConsumerError::Create {
+            group: group_id.to_owned(),
+            source,
+        })?;
+    let dead_letters: FutureProducer =
+        config
+            .producer_config()
+            .create()
+            .map_err(|source| ConsumerError::Create {
+                group: group_id.to_owned(),
+                source,
+            })?;
+    consumer
+        .subscribe(topics)
+        .map_err(|source| ConsumerError::Subscribe {
+            group: group_id.to_owned(),
+            topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+            source,
+        })?;
+    tracing::info!(
+        consumer = handler.name(),
+        group = group_id,
+        ?topics,
+        "consumer started"
+    );
+    status.set_running(true);
+    let runtime = Runtime {
+        handler: &handler,
+        dead_letters: &dead_letters,
+        dead_letter_suffix: options.dead_letter_suffix,
+        max_payload_bytes: options.max_payload_bytes,
+        shutdown: &shutdown,
+    };
+
+    loop {
+        let message = tokio::select! {
+            () = shutdown.cancelled() => break,
+            message = consumer.recv() => message,
+        };
+        let message = match message {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(
+                    consumer = handler.name(),
+                    error = &error as &dyn StdError,
+                    "kafka receive failed"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        if !runtime.process(&message).await {
+            // Shut down mid-retry: leave the offset where it is, the message comes again.
+            break;
+        }
+        crate::failpoint::crash_point(crate::failpoint::CONSUMER_AFTER_EFFECT);
+        if let Err(error) = consumer.store_offset_from_message(&message) {
+            tracing::warn!(
+                consumer = handler.name(),
+                error = &error as &dyn StdError,
+                "cannot store offset"
+            );
+        }
+    }
+
+    if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+        // NoOffset just means nothing was consumed since the last commit.
+        if error.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::NoOffset) {
+            tracing::warn!(
+                consumer = handler.name(),
+                error = &error as &dyn StdError,
+                "final offset commit failed"
+            );
+        }
+    }
+    status.set_running(false);
+    tracing::info!(consumer = handler.name(), "consumer stopped");
+    Ok(())
+}
