@@ -340,7 +340,10 @@ mod tests {
             aggregate_id,
             correlation_id: "corr-1".to_owned(),
             schema_version: 1,
-            actor: self.actor.clone(),
+            actor: Some(Actor {
+                issuer: "https://sso.example.com".to_owned(),
+                subject: "alice".to_owned(),
+            }),
         }
     }
 
@@ -359,6 +362,7 @@ mod tests {
             "occurred_at": "2026-01-02T03:04:05.123456Z",
             "correlation_id": "corr-1",
             "schema_version": 1,
+            "actor": {"issuer": "https://sso.example.com", "subject": "alice"},
         });
         let with_meta = |aggregate_id: Uuid, data: serde_json::Value| {
             let mut value = meta.clone();
@@ -460,6 +464,21 @@ mod tests {
         );
         json["to"] = json!("Frozen");
         assert!(DomainEvent::from_json(EventType::WalletStatusChanged, json).is_err());
+    }
+
+    #[test]
+    fn events_written_before_authentication_read_without_an_actor_and_write_none() {
+        let (event, mut json) = examples().pop().expect("has examples");
+        json.as_object_mut().expect("object").remove("actor");
+        let old = DomainEvent::from_json(EventType::WalletStatusChanged, json.clone())
+            .expect("an event without actor reads");
+        assert_eq!(old.metadata().actor, None);
+        assert_ne!(old, event);
+        assert_eq!(
+            old.to_json().expect("serializes"),
+            json,
+            "no `actor: null` is written"
+        );
     }
 
     #[test]
