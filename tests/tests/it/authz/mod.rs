@@ -2,6 +2,7 @@
 //! good and bad tokens, the scopes, idempotency keys bound to their caller, the actor on
 //! history and events, and no token or key in the logs.
 
+mod actor;
 mod bola;
 mod idempotency;
 mod scopes;

@@ -9,15 +9,19 @@ use wallet_hub_tests::TestApp;
 
 pub const DEPOSIT_SCOPE: &str = "wallets:deposit";
 pub const ADMIN_SCOPE: &str = "wallets:admin";
+/// The subject of [`processor_token`].
+pub const PROCESSOR: &str = "payment-processor";
+/// The subject of [`admin_token`].
+pub const ADMIN: &str = "risk-ops";
 
 /// The payment processor's service client: deposits into any wallet, nothing else.
 pub fn processor_token(app: &TestApp) -> String {
-    app.token("payment-processor", &[DEPOSIT_SCOPE])
+    app.token(PROCESSOR, &[DEPOSIT_SCOPE])
 }
 
 /// Risk and operations: freezes, unfreezes, reads anything.
 pub fn admin_token(app: &TestApp) -> String {
-    app.token("risk-ops", &[ADMIN_SCOPE])
+    app.token(ADMIN, &[ADMIN_SCOPE])
 }
 
 /// A registered user: its token's subject, its user id, and the token (no scopes).
