@@ -5,6 +5,7 @@
 mod actor;
 mod bola;
 mod idempotency;
+mod logs;
 mod scopes;
 mod snapshot;
 mod tokens;

@@ -63,6 +63,8 @@ pub struct Forger {
     public_key: Vec<u8>,
     audience: String,
     stranger: EncodingKey,
+    /// Private key files, for tests that check they never leak.
+    key_files: Vec<PathBuf>,
 }
 
 impl Forger {
@@ -78,7 +80,7 @@ impl Forger {
         )
         .expect("JWKS JSON");
         let jwk = &jwks["keys"][0];
-        let key_files = [
+        let key_files = vec![
             trusted.join(DevIssuer::KEY_FILE),
             stranger_dir.join(DevIssuer::KEY_FILE),
         ];
@@ -91,6 +93,7 @@ impl Forger {
                 .expect("base64url"),
             audience: app.settings.auth.audience.clone(),
             stranger: EncodingKey::from_ed_der(&read_key(&key_files[1])),
+            key_files,
         }
     }
 
@@ -136,6 +139,11 @@ impl Forger {
             )
             .expect("second issuer's token"),
         }
+    }
+
+    /// The private key files of both issuers (trusted and stranger).
+    pub fn key_files(&self) -> &[PathBuf] {
+        &self.key_files
     }
 
     fn claims(&self, subject: &str, scopes: &[&str], changes: Value) -> Value {
