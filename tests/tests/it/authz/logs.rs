@@ -1,0 +1,141 @@
+//! Tokens, `Authorization` headers and signing keys never reach the logs or the spans.
+//!
+//! The service runs in this test's process, on this test's single-threaded runtime, so a
+//! subscriber set as this thread's default sees every event and span of its request
+//! handling (the process-wide one other tests use does not). It records everything, at
+//! TRACE, with each span's fields when the span closes: stricter than any production log
+//! filter, and the span fields are what the OpenTelemetry layer exports as attributes.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde_json::json;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::fmt::format::FmtSpan;
+use tracing_subscriber::layer::SubscriberExt;
+use wallet_hub_tests::spawn_app;
+
+use super::tokens::{Forger, Forgery};
+use super::world::{Call, World, processor_token};
+
+/// Everything written to it, shared with the subscriber's writer.
+#[derive(Debug, Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().expect("not poisoned").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("not poisoned")).into_owned()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The ways a secret could be written: a token, the header carrying it, its payload and
+/// signature; a key file in base64, base64url or hex, and its Ed25519 seed (the JWK `d`).
+fn secret_forms(tokens: &[String], key_files: &[Vec<u8>]) -> Vec<String> {
+    let mut forms = Vec::new();
+    for token in tokens {
+        forms.push(token.clone());
+        forms.push(format!("Bearer {token}"));
+        forms.extend(
+            token
+                .split('.')
+                .skip(1)
+                .filter(|part| part.len() >= 16)
+                .map(str::to_owned),
+        );
+    }
+    for der in key_files {
+        // A PKCS#8 v1 Ed25519 key: a 16-byte prefix, then the 32-byte seed.
+        assert_eq!(der.len(), 48, "an Ed25519 PKCS#8 v1 key");
+        let seed = &der[16..];
+        for bytes in [der.as_slice(), seed] {
+            forms.extend([
+                STANDARD.encode(bytes),
+                URL_SAFE_NO_PAD.encode(bytes),
+                hex(bytes),
+            ]);
+        }
+    }
+    forms
+}
+
+#[tokio::test]
+async fn tokens_authorization_headers_and_signing_keys_never_appear_in_logs_or_spans() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::registry().with(
+        tracing_subscriber::fmt::layer()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_span_events(FmtSpan::CLOSE)
+            .with_filter(LevelFilter::TRACE),
+    );
+    // A thread-local default, not a span guard: it must outlive every await of the test.
+    let _default = tracing::subscriber::set_default(subscriber);
+    let app = spawn_app().await;
+    let world = World::build(&app).await;
+    let forger = Forger::new(&app);
+
+    let calls = [
+        Call::post(&format!("/v1/wallets/{}/deposits", world.funded))
+            .json(json!({"amount": "1.00"})),
+        Call::post(&format!("/v1/wallets/{}/withdrawals", world.funded))
+            .json(json!({"amount": "1.00"})),
+        Call::post("/v1/transfers").json(json!({
+            "from_wallet_id": world.funded, "to_wallet_id": world.bobs, "amount": "1.00"
+        })),
+        Call::get(&format!("/v1/wallets/{}", world.funded)),
+        Call::post(&format!("/v1/wallets/{}/freeze", world.funded)),
+    ];
+    let mut tokens = vec![
+        world.alice.token.clone(),
+        world.bob.token.clone(),
+        processor_token(&app),
+    ];
+    tokens.extend(Forgery::ALL.map(|f| forger.forge(&app, f, &world.alice.subject)));
+    let mut statuses = Vec::new();
+    for call in &calls {
+        for token in &tokens {
+            statuses.push(call.clone().bearer(token).send(&app).await.status);
+        }
+    }
+    let key_files: Vec<Vec<u8>> = forger
+        .key_files()
+        .iter()
+        .map(|path| std::fs::read(path).expect("key file"))
+        .collect();
+
+    let logs = captured.text();
+    assert!(
+        logs.contains("access token refused") && logs.contains(&world.funded),
+        "the service's own logs were captured: {} bytes",
+        logs.len()
+    );
+    assert!(
+        statuses.contains(&201) && statuses.contains(&401),
+        "{statuses:?}"
+    );
+    let leaked: Vec<String> = secret_forms(&tokens, &key_files)
+        .into_iter()
+        .filter(|form| logs.contains(form.as_str()))
+        .collect();
+    assert!(leaked.is_empty(), "secrets in the logs: {leaked:?}");
+    assert!(!logs.to_lowercase().contains("authorization: bearer"));
+}
