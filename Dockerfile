@@ -27,13 +27,17 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 FROM debian:bookworm-slim
 # ca-certificates for TLS to brokers/databases/collectors; curl for container health checks.
+# /var/lib/wallet-hub/dev-issuer is where docker-compose.yml keeps the local development
+# token issuer, on a named volume: a new volume takes the owner of the image's directory, so
+# the directory exists here, owned by the service's user (otherwise it would be root's).
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 wallet-hub \
     && useradd --system --uid 10001 --gid wallet-hub --home-dir /nonexistent \
-       --no-create-home --shell /usr/sbin/nologin wallet-hub
+       --no-create-home --shell /usr/sbin/nologin wallet-hub \
+    && install -d -o wallet-hub -g wallet-hub -m 0700 /var/lib/wallet-hub/dev-issuer
 COPY --from=builder /out/wallet-hub /usr/local/bin/wallet-hub
 # Inside a container the servers must listen on all interfaces (the defaults are loopback).
 ENV WALLET_HUB__API__LISTEN=0.0.0.0:8080 \

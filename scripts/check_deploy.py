@@ -43,7 +43,11 @@ ENV_PREFIX = "WALLET_HUB__"
 # Variables the service reads besides WALLET_HUB__SECTION__KEY (README, "Running it").
 OTHER_SERVICE_ENV = {"DATABASE_URL", "KAFKA_BROKERS", "RUST_LOG", "WALLET_HUB_CONFIG"}
 # Values with a closed set of choices, as documented in config/default.toml.
-CHOICES = {("log", "format"): {"text", "json"}, ("telemetry", "otlp_protocol"): {"grpc", "http"}}
+CHOICES = {
+    ("env",): {"development", "production"},
+    ("log", "format"): {"text", "json"},
+    ("telemetry", "otlp_protocol"): {"grpc", "http"},
+}
 OTLP_PORTS = {"grpc": 4317, "http": 4318}
 IMAGE_NAME = "wallet-hub"
 DB_SECRET = ("wallet-hub-db", "url")
@@ -727,7 +731,9 @@ def env_name(path: tuple) -> str:
 
 
 def default_forms(value) -> set[str]:
-    """How a default may be written in the doc: `1.0`, `true`, `"text"` or `text`."""
+    """How a default may be written in the doc: `1.0`, `true`, `"text"`, `text` or `["a", "b"]`."""
+    if isinstance(value, list):
+        return {f"`[{', '.join(json.dumps(item) for item in value)}]`"}
     if isinstance(value, bool):
         return {f"`{str(value).lower()}`"}
     if isinstance(value, str):

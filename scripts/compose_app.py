@@ -2,6 +2,9 @@
 
   compose_app.py COMPOSE SERVICE env       NAME=VALUE entries, NUL-terminated
   compose_app.py COMPOSE SERVICE command   the command's arguments, NUL-terminated
+  compose_app.py COMPOSE SERVICE volumes   the container paths of its named volumes,
+                                           NUL-terminated; a bind mount, a read-only or
+                                           an undeclared volume is an error
   compose_app.py COMPOSE SERVICE sandbox   fails unless the service runs with a read-only
                                            root, a tmpfs on /tmp, no capabilities and
                                            no-new-privileges (what image-smoke emulates)
@@ -40,9 +43,12 @@ def interpolate(value: str, where: str) -> str:
     return VARIABLE.sub(one, value)
 
 
-def service(compose: str, name: str) -> dict:
+def load(compose: str) -> dict:
     with open(compose, encoding="utf-8") as f:
-        model = yaml.safe_load(f)
+        return yaml.safe_load(f)
+
+
+def service(model: dict, compose: str, name: str) -> dict:
     services = model.get("services") or {}
     if name not in services:
         sys.exit(f"{compose}: no service {name!r}")
@@ -63,6 +69,29 @@ def command(svc: dict, where: str) -> list[str]:
     return [interpolate(str(arg), f"{where}.command") for arg in cmd]
 
 
+def volumes(model: dict, svc: dict, where: str) -> list[str]:
+    declared = model.get("volumes") or {}
+    targets = []
+    for entry in svc.get("volumes") or []:
+        if isinstance(entry, str):
+            parts = interpolate(entry, f"{where}.volumes").split(":")
+            if len(parts) not in (2, 3):
+                sys.exit(f"{where}.volumes: expected SOURCE:TARGET[:MODE], got {entry!r}")
+            if parts[2:] not in ([], ["rw"], ["ro"]):
+                sys.exit(f"{where}.volumes: unsupported mode in {entry!r}")
+            kind = "bind" if parts[0].startswith((".", "/", "~")) else "volume"
+            entry = {"type": kind, "source": parts[0], "target": parts[1], "read_only": parts[2:] == ["ro"]}
+        source = str(entry.get("source", ""))
+        if entry.get("type") != "volume":
+            sys.exit(f"{where}.volumes: only named volumes are supported, got {entry!r}")
+        if source not in declared:
+            sys.exit(f"{where}.volumes: volume {source!r} is not declared under the top-level volumes")
+        if entry.get("read_only"):
+            sys.exit(f"{where}.volumes: read-only volume {source!r} is not supported")
+        targets.append(interpolate(str(entry["target"]), f"{where}.volumes"))
+    return targets
+
+
 def sandbox(svc: dict, where: str) -> list[str]:
     problems = []
     if svc.get("read_only") is not True:
@@ -79,19 +108,22 @@ def sandbox(svc: dict, where: str) -> list[str]:
 
 
 def main(compose: str, name: str, what: str) -> None:
-    svc = service(compose, name)
+    model = load(compose)
+    svc = service(model, compose, name)
     where = f"{compose}: services.{name}"
     if what == "env":
         items = [f"{k}={v}" for k, v in environment(svc, f"{where}.environment").items()]
     elif what == "command":
         items = command(svc, where)
+    elif what == "volumes":
+        items = volumes(model, svc, where)
     elif what == "sandbox":
         problems = sandbox(svc, where)
         if problems:
             sys.exit("\n".join(problems))
         return
     else:
-        sys.exit(f"unknown request {what!r} (env, command or sandbox)")
+        sys.exit(f"unknown request {what!r} (env, command, volumes or sandbox)")
     sys.stdout.write("".join(item + "\0" for item in items))
 
 
