@@ -13,10 +13,9 @@ async fn post_with_key(
     body: &serde_json::Value,
 ) -> (u16, Option<String>, serde_json::Value) {
     let response = app
-        .client
-        .post(app.url(path))
+        .request(reqwest::Method::POST, path, Some(body))
+        .await
         .header("idempotency-key", key)
-        .json(body)
         .send()
         .await
         .expect("request sent");
@@ -64,7 +63,8 @@ async fn a_retry_with_the_same_key_and_body_replays_the_first_answer_and_does_no
             .ends_with("/idempotency-key-reuse")
     );
 
-    // Keys are scoped by route and caller.
+    // Keys are the caller's: the owner's withdrawal and another payment processor's
+    // deposit use the same key string as keys of their own.
     let withdrawal = post_with_key(
         &app,
         &format!("/v1/wallets/{id}/withdrawals"),
@@ -195,7 +195,7 @@ async fn two_concurrent_requests_with_one_key_take_effect_once() {
 }
 
 #[tokio::test]
-async fn keys_are_stored_under_the_method_and_route_template_so_retries_survive_an_upgrade() {
+async fn a_key_is_stored_with_its_concrete_path_and_refused_on_another_path() {
     let app = spawn_app().await;
     let id = app.create_wallet("USD").await["id"]
         .as_str()
@@ -206,18 +206,39 @@ async fn keys_are_stored_under_the_method_and_route_template_so_retries_survive_
     assert_eq!(post_with_key(&app, &path, "key-1", &body).await.0, 201);
     let freeze = format!("/v1/wallets/{id}/freeze");
     let null = serde_json::Value::Null;
-    assert_eq!(post_with_key(&app, &freeze, "key-1", &null).await.0, 200);
-    let routes: Vec<String> =
-        sqlx::query_scalar("SELECT route FROM idempotency_keys ORDER BY route")
+    let reused = post_with_key(&app, &freeze, "key-1", &null).await;
+    assert_eq!(reused.0, 422, "the same caller's key on another path");
+    assert!(
+        reused.2["type"]
+            .as_str()
+            .expect("type")
+            .ends_with("/idempotency-key-reuse")
+    );
+    let wallet: serde_json::Value = app
+        .get(&format!("/v1/wallets/{id}"))
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        wallet["status"], "active",
+        "the refused freeze changed nothing"
+    );
+    assert_eq!(post_with_key(&app, &freeze, "key-2", &null).await.0, 200);
+    let routes: Vec<(String, String)> =
+        sqlx::query_as("SELECT key, route FROM idempotency_keys ORDER BY key")
             .fetch_all(&app.pool)
             .await
             .expect("routes");
-    // The names that earlier versions wrote, so a retry after an upgrade is still recognised.
     assert_eq!(
         routes,
         [
-            "POST /v1/wallets/{id}/deposits",
-            "POST /v1/wallets/{id}/freeze"
-        ]
+            (
+                "key-1".to_owned(),
+                format!("POST /v1/wallets/{id}/deposits")
+            ),
+            ("key-2".to_owned(), format!("POST /v1/wallets/{id}/freeze")),
+        ],
+        "each key remembers the path, ids included, it was first used on"
     );
 }
