@@ -38,115 +38,114 @@ async fn balance_and_version(app: &TestApp, wallet_id: &str) -> (String, i64) {
     )
 }
 
+/// `POST /v1/wallets` with `body` as sent, by the holder of `token`.
+async fn post_wallet(
+    app: &TestApp,
+    token: &str,
+    content_type: Option<&str>,
+    body: String,
+) -> reqwest::Response {
+    let request = app.client.post(app.url("/v1/wallets")).bearer_auth(token);
+    let request = match content_type {
+        Some(content_type) => request.header("content-type", content_type),
+        None => request,
+    };
+    request.body(body).send().await.expect("request sent")
+}
+
 #[tokio::test]
 async fn invalid_wallet_creations_are_rejected_and_write_nothing() {
     let app = spawn_app().await;
-    let user = Uuid::now_v7();
+    // A registered user (no outbox row of its own): only the body is wrong.
+    let user = app.fixture_user().await;
+    let token = app.user_token(user).await;
     let cases: Vec<(&str, String, u16, &str)> = vec![
         (
             "malformed JSON",
-            r#"{"user_id": "#.to_owned(),
+            r#"{"name": "#.to_owned(),
             400,
             "malformed-request",
         ),
         ("not an object", "[]".to_owned(), 422, "validation-error"),
         (
             "unknown field",
-            format!(r#"{{"user_id":"{user}","name":"A","currency":"USD","colour":"red"}}"#),
+            r#"{"name":"A","currency":"USD","colour":"red"}"#.to_owned(),
+            422,
+            "validation-error",
+        ),
+        (
+            "an owner in the body (the owner is the caller)",
+            format!(r#"{{"user_id":"{user}","name":"A","currency":"USD"}}"#),
             422,
             "validation-error",
         ),
         (
             "missing currency",
-            format!(r#"{{"user_id":"{user}","name":"A"}}"#),
+            r#"{"name":"A"}"#.to_owned(),
             422,
             "validation-error",
         ),
         (
-            "missing user",
-            r#"{"name":"A","currency":"USD"}"#.to_owned(),
-            422,
-            "validation-error",
-        ),
-        (
-            "user id not a uuid",
-            r#"{"user_id":"42","name":"A","currency":"USD"}"#.to_owned(),
+            "missing name",
+            r#"{"currency":"USD"}"#.to_owned(),
             422,
             "validation-error",
         ),
         (
             "unknown currency",
-            format!(r#"{{"user_id":"{user}","name":"A","currency":"XYZ"}}"#),
+            r#"{"name":"A","currency":"XYZ"}"#.to_owned(),
             422,
             "validation-error",
         ),
         (
             "lower-case currency",
-            format!(r#"{{"user_id":"{user}","name":"A","currency":"usd"}}"#),
+            r#"{"name":"A","currency":"usd"}"#.to_owned(),
             422,
             "validation-error",
         ),
         (
             "currency without minor unit",
-            format!(r#"{{"user_id":"{user}","name":"A","currency":"XAU"}}"#),
+            r#"{"name":"A","currency":"XAU"}"#.to_owned(),
             422,
             "validation-error",
         ),
         (
             "blank name",
-            format!(r#"{{"user_id":"{user}","name":"  ","currency":"USD"}}"#),
+            r#"{"name":"  ","currency":"USD"}"#.to_owned(),
             422,
             "validation-error",
         ),
         (
             "name too long",
-            format!(
-                r#"{{"user_id":"{user}","name":"{}","currency":"USD"}}"#,
-                "n".repeat(101)
-            ),
+            format!(r#"{{"name":"{}","currency":"USD"}}"#, "n".repeat(101)),
             422,
             "validation-error",
         ),
     ];
     for (what, body, status, slug) in cases {
-        let response = app
-            .client
-            .post(app.url("/v1/wallets"))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .expect("request sent");
+        let response = post_wallet(&app, &token, Some("application/json"), body).await;
         assert_eq!(response.status(), status, "{what}");
         assert_problem(response, status, slug).await;
     }
 
-    let no_content_type = app
-        .client
-        .post(app.url("/v1/wallets"))
-        .body(format!(
-            r#"{{"user_id":"{user}","name":"A","currency":"USD"}}"#
-        ))
-        .send()
-        .await
-        .expect("request sent");
+    let valid = r#"{"name":"A","currency":"USD"}"#;
+    let no_content_type = post_wallet(&app, &token, None, valid.to_owned()).await;
     assert_problem(no_content_type, 415, "unsupported-media-type").await;
 
     let huge_name = "x".repeat(70_000);
-    let too_large = app
-        .post_json(
-            "/v1/wallets",
-            &serde_json::json!({"user_id": user, "name": huge_name, "currency": "USD"}),
-        )
-        .await;
+    let too_large = serde_json::json!({"name": huge_name, "currency": "USD"}).to_string();
+    let too_large = post_wallet(&app, &token, Some("application/json"), too_large).await;
     assert_problem(too_large, 413, "payload-too-large").await;
 
-    let unknown_user = app
-        .post_json(
-            "/v1/wallets",
-            &serde_json::json!({"user_id": user, "name": "A", "currency": "USD"}),
-        )
-        .await;
+    // A valid token whose principal registered no user has nobody to open a wallet for.
+    let unregistered = app.token(&format!("nobody-{}", Uuid::now_v7()), &[]);
+    let unknown_user = post_wallet(
+        &app,
+        &unregistered,
+        Some("application/json"),
+        valid.to_owned(),
+    )
+    .await;
     assert_problem(unknown_user, 422, "unknown-user").await;
 
     assert_eq!(app.wallet_count().await, 0, "no wallet written");
@@ -196,8 +195,12 @@ async fn invalid_deposits_are_rejected_and_change_nothing() {
         assert_problem(response, 422, "validation-error").await;
     }
     let malformed = app
-        .client
-        .post(app.url(&format!("/v1/wallets/{wallet_id}/deposits")))
+        .request(
+            reqwest::Method::POST,
+            &format!("/v1/wallets/{wallet_id}/deposits"),
+            None,
+        )
+        .await
         .header("content-type", "application/json")
         .body("{amount: 1}")
         .send()
@@ -250,8 +253,12 @@ async fn deposits_to_unknown_or_malformed_wallet_ids_are_404_and_400() {
     assert_problem(app.get("/v1/wallets/123").await, 400, "malformed-request").await;
     assert_problem(app.get("/v1/nothing-here").await, 404, "no-such-route").await;
     let delete = app
-        .client
-        .delete(app.url(&format!("/v1/wallets/{unknown}")))
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/v1/wallets/{unknown}"),
+            None,
+        )
+        .await
         .send()
         .await
         .expect("request sent");
