@@ -21,7 +21,8 @@ fn wallet_created(user_id: Uuid) -> DomainEvent {
 #[tokio::test]
 async fn a_wallet_created_event_delivered_twice_sends_one_welcome_notification() {
     let app = spawn_app_with(|settings| settings.relay.enabled = false).await;
-    let user = Uuid::now_v7();
+    // A registered user, so its notifications can be read (an unknown user's are 404).
+    let user = app.fixture_user().await;
     let first = wallet_created(user);
     let key = first.metadata().aggregate_id.to_string();
     let second = wallet_created(user);
