@@ -100,10 +100,13 @@ async fn one_trace_runs_from_the_http_request_through_kafka_to_the_consumer() {
     .await;
     let user = app.create_user().await;
     let response = app
-        .client
-        .post(app.url("/v1/wallets"))
+        .request(
+            reqwest::Method::POST,
+            "/v1/wallets",
+            Some(&serde_json::json!({"user_id": user, "name": "Traced", "currency": "USD"})),
+        )
+        .await
         .header("traceparent", format!("00-{TRACE_ID}-{REMOTE_PARENT}-01"))
-        .json(&serde_json::json!({"user_id": user, "name": "Traced", "currency": "USD"}))
         .send()
         .await
         .expect("request sent");

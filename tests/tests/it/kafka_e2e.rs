@@ -21,11 +21,14 @@ async fn wallet_and_deposit_events_reach_kafka_as_cloud_events_with_the_request_
     let user_id = app.create_user().await;
 
     let created = app
-        .client
-        .post(app.url("/v1/wallets"))
+        .request(
+            reqwest::Method::POST,
+            "/v1/wallets",
+            Some(&serde_json::json!({"user_id": user_id, "name": "Groceries", "currency": "USD"})),
+        )
+        .await
         .header("traceparent", TRACEPARENT)
         .header("x-correlation-id", "corr-e2e-1")
-        .json(&serde_json::json!({"user_id": user_id, "name": "Groceries", "currency": "USD"}))
         .send()
         .await
         .expect("request sent");
@@ -35,10 +38,13 @@ async fn wallet_and_deposit_events_reach_kafka_as_cloud_events_with_the_request_
     let wallet_id = wallet["id"].as_str().expect("id").to_owned();
 
     let deposit = app
-        .client
-        .post(app.url(&format!("/v1/wallets/{wallet_id}/deposits")))
+        .request(
+            reqwest::Method::POST,
+            &format!("/v1/wallets/{wallet_id}/deposits"),
+            Some(&serde_json::json!({"amount": "10.50"})),
+        )
+        .await
         .header("traceparent", TRACEPARENT)
-        .json(&serde_json::json!({"amount": "10.50"}))
         .send()
         .await
         .expect("request sent");
@@ -113,6 +119,21 @@ async fn wallet_and_deposit_events_reach_kafka_as_cloud_events_with_the_request_
         assert_eq!(trace_id_of(&ce_traceparent), TRACE_ID);
     }
     assert_eq!(payloads[0].1["correlation_id"], "corr-e2e-1");
+    // Each event names who acted: the owner opened the wallet, the operator deposited.
+    let owner_subject: String = sqlx::query_scalar("SELECT subject FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_one(&app.pool)
+        .await
+        .expect("the owner's subject");
+    let issuer = app.settings.auth.issuer.as_str();
+    assert_eq!(
+        payloads[0].1["actor"],
+        serde_json::json!({"issuer": issuer, "subject": owner_subject})
+    );
+    assert_eq!(
+        payloads[1].1["actor"],
+        serde_json::json!({"issuer": issuer, "subject": "test-operator"})
+    );
     assert_eq!(
         payloads[1].1["amount"],
         serde_json::json!({"value": "10.50", "currency": "USD"})
@@ -182,8 +203,12 @@ async fn every_event_type_reaches_its_topic_as_a_cloud_event_keyed_to_keep_order
     let app = spawn_app().await;
     let (user, a, b) = app.money_scenario().await;
     let freeze = app
-        .client
-        .post(app.url(&format!("/v1/wallets/{b}/freeze")))
+        .request(
+            reqwest::Method::POST,
+            &format!("/v1/wallets/{b}/freeze"),
+            None,
+        )
+        .await
         .send()
         .await
         .expect("request sent");

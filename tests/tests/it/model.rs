@@ -162,16 +162,10 @@ fn transition(w: &mut Model, from: &str, to: &'static str) -> u16 {
 }
 
 async fn post(app: &TestApp, path: &str, body: &serde_json::Value, key: &str) -> u16 {
-    let request = app
-        .client
-        .post(app.url(path))
-        .header("idempotency-key", key);
-    let request = if body.is_null() {
-        request
-    } else {
-        request.json(body)
-    };
-    request
+    let body = (!body.is_null()).then_some(body);
+    app.request(reqwest::Method::POST, path, body)
+        .await
+        .header("idempotency-key", key)
         .send()
         .await
         .expect("request sent")

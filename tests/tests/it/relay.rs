@@ -688,10 +688,13 @@ async fn expired_idempotency_keys_are_deleted_in_bounded_batches() {
         .to_owned();
     for key in ["a", "b", "c"] {
         let response = app
-            .client
-            .post(app.url(&format!("/v1/wallets/{id}/deposits")))
+            .request(
+                reqwest::Method::POST,
+                &format!("/v1/wallets/{id}/deposits"),
+                Some(&serde_json::json!({"amount": "1.00"})),
+            )
+            .await
             .header("idempotency-key", key)
-            .json(&serde_json::json!({"amount": "1.00"}))
             .send()
             .await
             .expect("sent");
