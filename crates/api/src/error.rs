@@ -48,7 +48,7 @@ pub enum ApiError {
     NotRegistered,
     #[error("user {0} does not exist")]
     UnknownUser(UserId),
-    #[error("this Idempotency-Key was already used with a different request body")]
+    #[error("this Idempotency-Key was already used for a different request (path or body)")]
     IdempotencyKeyReuse,
     #[error("a request with this Idempotency-Key is still being processed; retry later")]
     IdempotencyInFlight,

@@ -172,7 +172,7 @@ mod tests {
     }
 
     #[test]
-    fn every_post_accepts_an_idempotency_key_and_a_client_id() {
+    fn every_post_accepts_an_idempotency_key_and_no_other_header() {
         let doc = serde_json::to_value(document()).expect("document as JSON");
         for (method, path, operation) in operations(&doc) {
             let headers: Vec<&str> = operation["parameters"]
@@ -183,7 +183,7 @@ mod tests {
                 .filter_map(|p| p["name"].as_str())
                 .collect();
             let expected: &[&str] = if method == "post" {
-                &["Idempotency-Key", "X-Client-Id"]
+                &["Idempotency-Key"]
             } else {
                 &[]
             };
