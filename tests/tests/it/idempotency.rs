@@ -34,6 +34,14 @@ async fn deposits(app: &TestApp) -> i64 {
         .expect("count")
 }
 
+async fn wallet(app: &TestApp, id: &str) -> serde_json::Value {
+    app.get(&format!("/v1/wallets/{id}"))
+        .await
+        .json()
+        .await
+        .expect("wallet JSON")
+}
+
 #[tokio::test]
 async fn a_retry_with_the_same_key_and_body_replays_the_first_answer_and_does_nothing() {
     let app = spawn_app().await;
@@ -185,12 +193,7 @@ async fn two_concurrent_requests_with_one_key_take_effect_once() {
     if a.0 == 201 && b.0 == 201 {
         assert_eq!(a.2, b.2, "the second got the first's answer");
     }
-    let wallet: serde_json::Value = app
-        .get(&format!("/v1/wallets/{id}"))
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let wallet = wallet(&app, &id).await;
     assert_eq!(wallet["balance"], "3.00");
 }
 
@@ -214,12 +217,7 @@ async fn a_key_is_stored_with_its_concrete_path_and_refused_on_another_path() {
             .expect("type")
             .ends_with("/idempotency-key-reuse")
     );
-    let wallet: serde_json::Value = app
-        .get(&format!("/v1/wallets/{id}"))
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let wallet = wallet(&app, &id).await;
     assert_eq!(
         wallet["status"], "active",
         "the refused freeze changed nothing"
