@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Samples and summarizes the sustained run of scripts/bench-relay.
 
-    sustained.py sample PSQL DB_URL ADMIN_URL OUT_TSV SECONDS
-        every 10 s until SECONDS passed: one TSV line with the elapsed seconds, rows written
+    sustained.py sample PSQL DB_URL ADMIN_URL OUT_TSV SECONDS [EVERY]
+        every EVERY seconds (10) until SECONDS passed: one TSV line with the elapsed seconds, rows written
         (the outbox id sequence), rows queued, the queue's and the log's size in bytes, the
         queue's dead tuples, and the relay's outbox_publish_latency_seconds buckets
         (cumulative, all topics) from /metrics.
@@ -34,7 +34,7 @@ def buckets(admin):
     return out
 
 
-def sample(psql_bin, url, admin, path, seconds):
+def sample(psql_bin, url, admin, path, seconds, every):
     t0 = time.monotonic()
     with open(path, "w", encoding="utf-8") as f:
         while True:
@@ -51,7 +51,7 @@ def sample(psql_bin, url, admin, path, seconds):
             f.flush()
             if elapsed >= seconds:
                 return
-            time.sleep(max(0.0, 10 - (time.monotonic() - t0 - elapsed)))
+            time.sleep(max(0.0, every - (time.monotonic() - t0 - elapsed)))
 
 
 def quantile(delta, q):
@@ -94,7 +94,8 @@ def summary(path):
 
 def main():
     if sys.argv[1] == "sample":
-        sample(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], float(sys.argv[6]))
+        every = float(sys.argv[7]) if len(sys.argv) > 7 else 10.0
+        sample(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], float(sys.argv[6]), every)
     elif sys.argv[1] == "summary":
         summary(sys.argv[2])
     else:
