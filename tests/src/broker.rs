@@ -40,18 +40,36 @@ pub async fn read_records(brokers: &str, topic: &str, count: usize) -> Vec<Owned
     let mut records = Vec::new();
     let deadline = tokio::time::Instant::now() + KAFKA_WAIT;
     while records.len() < count {
-        let message = tokio::time::timeout_at(deadline, consumer.recv())
+        let received = tokio::time::timeout_at(deadline, consumer.recv())
             .await
             .unwrap_or_else(|_| {
                 panic!(
                     "only {} of {count} records arrived on {topic}",
                     records.len()
                 )
-            })
-            .expect("receive");
-        records.push(message.detach());
+            });
+        if let Some(message) = received_or_retry(received) {
+            records.push(message.detach());
+        }
     }
     records
+}
+
+/// The message, or `None` for an error a fresh reader sees while a new topic's metadata
+/// spreads through the broker (then it just asks again); any other error fails the test.
+fn received_or_retry(
+    received: rdkafka::error::KafkaResult<rdkafka::message::BorrowedMessage<'_>>,
+) -> Option<rdkafka::message::BorrowedMessage<'_>> {
+    match received {
+        Ok(message) => Some(message),
+        Err(error)
+            if error.rdkafka_error_code()
+                == Some(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition) =>
+        {
+            None
+        }
+        Err(error) => panic!("receive: {error}"),
+    }
 }
 
 /// Reads at least `min` records from `topic`, then whatever else arrives until it has
@@ -67,7 +85,11 @@ pub async fn read_all_records(brokers: &str, topic: &str, min: usize) -> Vec<Own
             tokio::time::Instant::now() + Duration::from_secs(2)
         };
         match tokio::time::timeout_at(wait, consumer.recv()).await {
-            Ok(message) => records.push(message.expect("receive").detach()),
+            Ok(received) => {
+                if let Some(message) = received_or_retry(received) {
+                    records.push(message.detach());
+                }
+            }
             Err(_) if records.len() >= min => return records,
             Err(_) => panic!("only {} of {min} records arrived on {topic}", records.len()),
         }
