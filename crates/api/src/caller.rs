@@ -52,16 +52,24 @@ impl Caller {
         self.0.has_scope(ADMIN_SCOPE)
     }
 
-    /// Whether the user `owner` was registered by this caller.
-    pub async fn owns(&self, conn: &mut PgConnection, owner: UserId) -> Result<bool, ApiError> {
-        let bound = store::users::owner(conn, owner).await?;
-        Ok(bound
-            .is_some_and(|actor| actor.issuer == self.0.issuer && actor.subject == self.0.subject))
+    /// Whether `principal` is this caller.
+    fn is(&self, principal: &Actor) -> bool {
+        principal.issuer == self.0.issuer && principal.subject == self.0.subject
     }
 
-    /// Whether this caller may read what the user `owner` owns: its owner, or an admin.
+    /// Whether the user `owner` was registered by this caller.
+    pub async fn owns(&self, conn: &mut PgConnection, owner: UserId) -> Result<bool, ApiError> {
+        let bound = store::users::owner(conn, owner).await?.flatten();
+        Ok(bound.is_some_and(|principal| self.is(&principal)))
+    }
+
+    /// Whether the user `owner` exists and this caller may read what it owns: its owner,
+    /// or an admin. One query.
     pub async fn may_read(&self, conn: &mut PgConnection, owner: UserId) -> Result<bool, ApiError> {
-        Ok(self.is_admin() || self.owns(conn, owner).await?)
+        Ok(match store::users::owner(conn, owner).await? {
+            None => false,
+            Some(bound) => self.is_admin() || bound.is_some_and(|principal| self.is(&principal)),
+        })
     }
 
     /// The user this caller registered; [`ApiError::NotRegistered`] if none.

@@ -159,8 +159,7 @@ pub(crate) async fn readable_user(
     caller: &Caller,
     id: UserId,
 ) -> Result<(), ApiError> {
-    let exists = users::find(&mut *conn, id).await?.is_some();
-    if exists && caller.may_read(conn, id).await? {
+    if caller.may_read(conn, id).await? {
         Ok(())
     } else {
         Err(user_not_found(id))

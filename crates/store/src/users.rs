@@ -64,19 +64,22 @@ pub async fn find(conn: &mut PgConnection, id: UserId) -> Result<Option<User>, S
     .transpose()
 }
 
-/// The principal a user is bound to; `None` for an unknown id or a user registered before
-/// authentication existed (no principal can reach it).
-pub async fn owner(conn: &mut PgConnection, id: UserId) -> Result<Option<Actor>, StoreError> {
+/// Who user `id` belongs to: `None` if there is no such user, `Some(None)` for a user
+/// registered before authentication existed (no principal can act for it), else the
+/// principal it is bound to.
+pub async fn owner(
+    conn: &mut PgConnection,
+    id: UserId,
+) -> Result<Option<Option<Actor>>, StoreError> {
     let row: Option<(Option<String>, Option<String>)> =
         sqlx::query_as("SELECT issuer, subject FROM users WHERE id = $1")
             .bind(id.as_uuid())
             .fetch_optional(conn)
             .await?;
-    Ok(row.and_then(|(issuer, subject)| {
-        Some(Actor {
-            issuer: issuer?,
-            subject: subject?,
-        })
+    Ok(row.map(|(issuer, subject)| {
+        issuer
+            .zip(subject)
+            .map(|(issuer, subject)| Actor { issuer, subject })
     }))
 }
 
