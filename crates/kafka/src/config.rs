@@ -44,6 +44,15 @@ impl KafkaConfig {
         config
     }
 
+    /// Admin client (topic provisioning).
+    pub fn admin_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("client.id", format!("{}-admin", self.client_id));
+        config
+    }
+
     /// Consumer in `group_id`; offsets are stored by the runtime after each effect and
     /// committed by librdkafka in the background, on rebalance and at shutdown.
     pub fn consumer_config(&self, group_id: &str) -> ClientConfig {

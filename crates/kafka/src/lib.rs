@@ -16,20 +16,25 @@
 //!   that can never be applied goes to its dead-letter topic.
 //! - [`dlq`]: reading and redriving dead-letter topics (`wallet-hub dlq ...`).
 //! - [`status`]: [`ConsumerStatus`], a running consumer's assignment and lag, for readiness.
-//! - [`probe`]: [`KafkaProbe`], broker reachability for readiness.
+//! - [`probe`]: [`KafkaProbe`], broker reachability and topic availability for readiness.
+//! - [`lag`]: [`LagReader`], each consumer group's lag from its committed offsets.
+//! - [`topics`]: creating the service's topics when they are missing.
 
 pub mod config;
 pub mod consumer;
 pub mod dlq;
 pub mod failpoint;
+pub mod lag;
 pub mod probe;
 pub mod producer;
 pub mod status;
+pub mod topics;
 
 pub use config::KafkaConfig;
 pub use consumer::{
     ConsumerOptions, EventHandler, HandlerError, Outcome, ReceivedEvent, run_consumer,
 };
+pub use lag::{GroupTopics, LagReader, PartitionLag};
 pub use probe::KafkaProbe;
 pub use producer::{Delivered, EventProducer, ProduceError};
 pub use status::ConsumerStatus;

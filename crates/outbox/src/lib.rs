@@ -15,5 +15,5 @@ pub mod store;
 pub mod wake;
 
 pub use publisher::{DomainEventPublisher, OUTBOX_CHANNEL, OutboxError};
-pub use relay::{Relay, RelayConfig, RelayError};
+pub use relay::{Relay, RelayConfig, RelayError, RelayState, RelayStatus};
 pub use wake::CommitWaker;
