@@ -15,6 +15,8 @@
 //!   handle, and store the offset only after the handler's effect is committed; a message
 //!   that can never be applied goes to its dead-letter topic.
 //! - [`dlq`]: reading and redriving dead-letter topics (`wallet-hub dlq ...`).
+//! - [`scan`]: [`scan::TopicScan`] reads whole topics once, up to their end offsets, for
+//!   `wallet-hub audit`.
 //! - [`status`]: [`ConsumerStatus`], a running consumer's assignment and lag, for readiness.
 //! - [`probe`]: [`KafkaProbe`], broker reachability for readiness.
 
@@ -24,6 +26,7 @@ pub mod dlq;
 pub mod failpoint;
 pub mod probe;
 pub mod producer;
+pub mod scan;
 pub mod status;
 
 pub use config::KafkaConfig;
