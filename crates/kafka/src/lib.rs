@@ -15,6 +15,8 @@
 //!   handle, and store the offset only after the handler's effect is committed; a message
 //!   that can never be applied goes to its dead-letter topic.
 //! - [`dlq`]: reading and redriving dead-letter topics (`wallet-hub dlq ...`).
+//! - [`scan`]: [`scan::TopicScan`] reads whole topics once, up to their end offsets, for
+//!   `wallet-hub audit`.
 //! - [`status`]: [`ConsumerStatus`], a running consumer's assignment and lag, for readiness.
 //! - [`probe`]: [`KafkaProbe`], broker reachability and topic availability for readiness.
 //! - [`lag`]: [`LagReader`], each consumer group's lag from its committed offsets.
@@ -27,6 +29,7 @@ pub mod failpoint;
 pub mod lag;
 pub mod probe;
 pub mod producer;
+pub mod scan;
 pub mod status;
 pub mod topics;
 
