@@ -22,6 +22,9 @@ pub struct ConsumerStatus {
     /// Since when, and why, the consumer has been retrying instead of moving on: the
     /// database or the broker is unreachable. Nothing is dead-lettered meanwhile.
     paused: Mutex<Option<Pause>>,
+    /// Since when the consumer has been without a group assignment (after it subscribed,
+    /// or lost its partitions), until its next assignment.
+    unassigned_since: Mutex<Option<std::time::Instant>>,
 }
 
 /// An outage the consumer is waiting out.
@@ -91,6 +94,30 @@ impl ConsumerStatus {
         }
     }
 
+    /// Marks the consumer waiting for an assignment, from now unless it already was.
+    pub(crate) fn await_assignment(&self) {
+        self.unassigned_slot()
+            .get_or_insert_with(std::time::Instant::now);
+    }
+
+    /// Starts the wait for an assignment afresh: a new client has just subscribed.
+    pub(crate) fn restart_assignment_wait(&self) {
+        *self.unassigned_slot() = Some(std::time::Instant::now());
+    }
+
+    /// True when the consumer has waited for an assignment longer than `timeout`: its
+    /// group membership is stuck, and only a new client gets it out.
+    pub(crate) fn unassigned_for_longer_than(&self, timeout: std::time::Duration) -> bool {
+        self.unassigned_slot()
+            .is_some_and(|since| since.elapsed() > timeout)
+    }
+
+    fn unassigned_slot(&self) -> std::sync::MutexGuard<'_, Option<std::time::Instant>> {
+        self.unassigned_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn pause_slot(&self) -> std::sync::MutexGuard<'_, Option<Pause>> {
         self.paused
             .lock()
@@ -149,6 +176,14 @@ impl ConsumerContext for RuntimeContext {
         self.status
             .assigned_partitions
             .store(assigned, Ordering::Relaxed);
+        match rebalance {
+            // Even an empty assignment means the group took this member in.
+            Rebalance::Assign(_) => *self.status.unassigned_slot() = None,
+            Rebalance::Revoke(_) | Rebalance::Error(_) if assigned == 0 => {
+                self.status.await_assignment();
+            }
+            Rebalance::Revoke(_) | Rebalance::Error(_) => {}
+        }
         tracing::info!(group = %self.group, assigned, ?rebalance, "consumer rebalanced");
     }
 }

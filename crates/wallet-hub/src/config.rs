@@ -66,6 +66,9 @@ pub struct ConsumerConfig {
     pub group_id: String,
     pub dead_letter_suffix: String,
     pub max_payload_bytes: usize,
+    /// Replace a consumer's Kafka client that has been without a group assignment this
+    /// long.
+    pub rejoin_timeout_ms: u64,
 }
 
 /// `[topics]`: the Kafka topics the service creates when they are missing.

@@ -371,6 +371,7 @@ fn spawn_consumer<H: kafka::EventHandler + 'static>(
         settings.consumer.dead_letter_suffix.clone(),
     );
     let max_payload_bytes = settings.consumer.max_payload_bytes;
+    let rejoin_timeout = Duration::from_millis(settings.consumer.rejoin_timeout_ms);
     let (task_status, shutdown) = (Arc::clone(&status), shutdown.clone());
     tasks.spawn(async move {
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -379,6 +380,7 @@ fn spawn_consumer<H: kafka::EventHandler + 'static>(
             topics: &topics,
             dead_letter_suffix: &suffix,
             max_payload_bytes,
+            rejoin_timeout,
         };
         kafka::run_consumer(&kafka, options, handler, task_status, shutdown)
             .await

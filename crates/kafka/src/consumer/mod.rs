@@ -100,6 +100,17 @@ pub struct ConsumerOptions<'a> {
     pub dead_letter_suffix: &'a str,
     /// Larger payloads are dead-lettered unread (class `oversized`).
     pub max_payload_bytes: usize,
+    /// A consumer that has been without a group assignment this long (after a broker
+    /// outage librdkafka can stay stuck rejoining its group) is replaced by a new client.
+    pub rejoin_timeout: Duration,
+}
+
+/// Why one client's consumption ended.
+enum Ended {
+    /// Shutdown: commit and stop.
+    Shutdown,
+    /// The client has not rejoined its group within the rejoin timeout: replace it.
+    Stalled,
 }
 
 /// Dead-letter headers added to the original ones.
@@ -114,7 +125,9 @@ pub mod dlq_headers {
 }
 
 /// Consumes `options.topics` in `options.group_id` with `handler` until `shutdown` is
-/// cancelled, then commits the stored offsets and returns.
+/// cancelled, then commits the stored offsets and returns. A client that stays without a
+/// group assignment longer than `options.rejoin_timeout` is replaced by a new one (its
+/// uncommitted offsets are redelivered: handlers are idempotent).
 pub async fn run_consumer<H: EventHandler>(
     config: &KafkaConfig,
     options: ConsumerOptions<'_>,
@@ -123,18 +136,6 @@ pub async fn run_consumer<H: EventHandler>(
     shutdown: CancellationToken,
 ) -> Result<(), ConsumerError> {
     let group_id = options.group_id;
-    let topics = options.topics;
-    let context = RuntimeContext {
-        status: Arc::clone(&status),
-        group: group_id.to_owned(),
-    };
-    let consumer: StreamConsumer<RuntimeContext> = config
-        .consumer_config(group_id)
-        .create_with_context(context)
-        .map_err(|source| ConsumerError::Create {
-            group: group_id.to_owned(),
-            source,
-        })?;
     let dead_letters: FutureProducer =
         config
             .producer_config()
@@ -143,19 +144,6 @@ pub async fn run_consumer<H: EventHandler>(
                 group: group_id.to_owned(),
                 source,
             })?;
-    consumer
-        .subscribe(topics)
-        .map_err(|source| ConsumerError::Subscribe {
-            group: group_id.to_owned(),
-            topics: topics.iter().map(|t| (*t).to_owned()).collect(),
-            source,
-        })?;
-    tracing::info!(
-        consumer = handler.name(),
-        group = group_id,
-        ?topics,
-        "consumer started"
-    );
     status.set_running(true);
     status.export(handler.name());
     let runtime = Runtime {
@@ -166,17 +154,92 @@ pub async fn run_consumer<H: EventHandler>(
         shutdown: &shutdown,
         status: &status,
     };
+    loop {
+        let consumer = subscribe(config, &options, &status).map_err(|error| *error)?;
+        tracing::info!(
+            consumer = handler.name(),
+            group = group_id,
+            topics = ?options.topics,
+            "consumer started"
+        );
+        match consume(&consumer, &runtime, options.rejoin_timeout).await {
+            Ended::Shutdown => {
+                commit_stored(&consumer, handler.name());
+                break;
+            }
+            Ended::Stalled => {
+                tracing::warn!(
+                    consumer = handler.name(),
+                    group = group_id,
+                    timeout = ?options.rejoin_timeout,
+                    "consumer has not rejoined its group in time; replacing its Kafka client"
+                );
+                // Closing a stuck client can block on the group: not on this task.
+                tokio::task::spawn_blocking(move || drop(consumer));
+            }
+        }
+    }
+    status.set_running(false);
+    status.export(handler.name());
+    tracing::info!(consumer = handler.name(), "consumer stopped");
+    Ok(())
+}
 
+/// A new client in the group, subscribed to the topics, waiting for its assignment.
+fn subscribe(
+    config: &KafkaConfig,
+    options: &ConsumerOptions<'_>,
+    status: &Arc<ConsumerStatus>,
+) -> Result<StreamConsumer<RuntimeContext>, Box<ConsumerError>> {
+    let group_id = options.group_id;
+    let context = RuntimeContext {
+        status: Arc::clone(status),
+        group: group_id.to_owned(),
+    };
+    let consumer: StreamConsumer<RuntimeContext> = config
+        .consumer_config(group_id)
+        .create_with_context(context)
+        .map_err(|source| ConsumerError::Create {
+            group: group_id.to_owned(),
+            source,
+        })?;
+    status.restart_assignment_wait();
+    consumer.subscribe(options.topics).map_err(|source| {
+        Box::new(ConsumerError::Subscribe {
+            group: group_id.to_owned(),
+            topics: options.topics.iter().map(|t| (*t).to_owned()).collect(),
+            source,
+        })
+    })?;
+    Ok(consumer)
+}
+
+/// Processes messages until shutdown, or until the client has been without an assignment
+/// longer than `rejoin_timeout`.
+async fn consume<H: EventHandler>(
+    consumer: &StreamConsumer<RuntimeContext>,
+    runtime: &Runtime<'_, H>,
+    rejoin_timeout: Duration,
+) -> Ended {
+    let name = runtime.handler.name();
+    let mut watchdog = tokio::time::interval(Duration::from_secs(1));
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let message = tokio::select! {
-            () = shutdown.cancelled() => break,
+            () = runtime.shutdown.cancelled() => return Ended::Shutdown,
+            _ = watchdog.tick() => {
+                if runtime.status.unassigned_for_longer_than(rejoin_timeout) {
+                    return Ended::Stalled;
+                }
+                continue;
+            }
             message = consumer.recv() => message,
         };
         let message = match message {
             Ok(message) => message,
             Err(error) => {
                 tracing::warn!(
-                    consumer = handler.name(),
+                    consumer = name,
                     error = &error as &dyn StdError,
                     "kafka receive failed"
                 );
@@ -186,31 +249,30 @@ pub async fn run_consumer<H: EventHandler>(
         };
         if !runtime.process(&message).await {
             // Shut down mid-retry: leave the offset where it is, the message comes again.
-            break;
+            return Ended::Shutdown;
         }
-        status.resume(handler.name());
+        runtime.status.resume(name);
         crate::failpoint::crash_point(crate::failpoint::CONSUMER_AFTER_EFFECT);
         if let Err(error) = consumer.store_offset_from_message(&message) {
             tracing::warn!(
-                consumer = handler.name(),
+                consumer = name,
                 error = &error as &dyn StdError,
                 "cannot store offset"
             );
         }
     }
+}
 
+/// Commits the stored offsets before the client goes.
+fn commit_stored(consumer: &StreamConsumer<RuntimeContext>, name: &'static str) {
     if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
         // NoOffset just means nothing was consumed since the last commit.
         if error.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::NoOffset) {
             tracing::warn!(
-                consumer = handler.name(),
+                consumer = name,
                 error = &error as &dyn StdError,
                 "final offset commit failed"
             );
         }
     }
-    status.set_running(false);
-    status.export(handler.name());
-    tracing::info!(consumer = handler.name(), "consumer stopped");
-    Ok(())
 }

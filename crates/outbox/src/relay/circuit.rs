@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 /// First pause between two probes of an open circuit.
 pub const PROBE_FIRST: Duration = Duration::from_millis(500);
 /// Longest pause between two probes.
-pub const PROBE_MAX: Duration = Duration::from_secs(15);
+pub const PROBE_MAX: Duration = Duration::from_secs(5);
 /// How long one probe waits for the metadata answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
