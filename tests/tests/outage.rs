@@ -177,6 +177,28 @@ async fn while_postgres_is_down_consumers_retry_and_apply_everything_once_after(
         (metric(&text, "retried") > 0.0).then_some(())
     })
     .await;
+    let body = eventually("readiness to show the consumer paused", || async {
+        let (_, body) = readiness(&app).await;
+        body["checks"]
+            .as_array()?
+            .iter()
+            .any(|c| {
+                c["name"] == "consumer"
+                    && c["status"] == "down"
+                    && c["detail"]
+                        .as_str()
+                        .is_some_and(|d| d.contains("paused since"))
+            })
+            .then_some(body)
+    })
+    .await;
+    let text = app.admin_get("/metrics").await.text().await.expect("text");
+    assert!(
+        text.lines().any(|l| l.starts_with("consumer_state{")
+            && l.contains("state=\"paused\"")
+            && l.ends_with(" 1")),
+        "consumer_state shows the pause: {body}"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     script("postgres", "start");
 
@@ -191,5 +213,11 @@ async fn while_postgres_is_down_consumers_retry_and_apply_everything_once_after(
     assert_eq!(activity.total_in_minor, 600, "each once");
     let text = app.admin_get("/metrics").await.text().await.expect("text");
     assert_eq!(metric(&text, "dead_lettered"), 0.0, "nothing dead-lettered");
+    let (_, body) = readiness(&app).await;
+    assert_eq!(
+        check_status(&body, "consumer"),
+        "up",
+        "resumed by itself: {body}"
+    );
     assert_eq!(metric(&text, "ok"), 3.0);
 }

@@ -8,6 +8,7 @@ mod audit;
 mod authz;
 mod concurrency;
 mod consumer;
+mod health;
 mod idempotency;
 mod kafka_e2e;
 mod metrics;
