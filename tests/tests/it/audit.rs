@@ -354,13 +354,27 @@ async fn each_corruption_is_reported_by_its_own_check_and_by_no_other() {
     .execute(&pool)
     .await
     .expect("bumped");
+    // And another wallet's row lost: its movements were never applied, as far as it shows.
+    sqlx::query("DELETE FROM wallet_activity WHERE wallet_id = $1")
+        .bind(wallet(3))
+        .execute(&pool)
+        .await
+        .expect("row deleted");
     expected.insert("activity_matches_ledger");
     let report = audit(&settings).await;
     assert_eq!(checks(&report), expected, "{report}");
+    let activity = report.of("activity_matches_ledger");
+    assert_eq!(activity.len(), 2, "{report}");
     assert!(
-        report.of("activity_matches_ledger")[0]
-            .detail
-            .contains(&wallets[1]),
+        activity
+            .iter()
+            .any(|f| f.detail.contains(&wallets[1]) && f.detail.contains("activity in")),
+        "{report}"
+    );
+    assert!(
+        activity
+            .iter()
+            .any(|f| f.detail.contains(&wallets[3]) && f.detail.contains("no activity row")),
         "{report}"
     );
 
