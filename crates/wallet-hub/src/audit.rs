@@ -244,14 +244,21 @@ async fn audit(
     let now = store_audit::database_now(conn)
         .await
         .map_err(|e| AuditError::Store("now", e))?;
-    let settle =
-        chrono::Duration::seconds(i64::try_from(options.settle_seconds).unwrap_or(i64::MAX));
-    let settled_before = now
-        .checked_sub_signed(settle)
-        .unwrap_or(DateTime::<Utc>::MIN_UTC);
-    let retention = chrono::Duration::hours(i64::from(settings.relay.retention_hours));
-    let outbox_from =
-        (now - retention + RETENTION_MARGIN).max(options.since.unwrap_or(DateTime::<Utc>::MIN_UTC));
+    // Windows are clamped to 1970 onwards: far-off settings must not overflow the
+    // arithmetic or leave PostgreSQL's timestamp range.
+    let floor = DateTime::<Utc>::UNIX_EPOCH;
+    let before = |span: Option<chrono::Duration>| {
+        span.and_then(|span| now.checked_sub_signed(span))
+            .map_or(floor, |t| t.max(floor))
+    };
+    let settled_before = before(
+        i64::try_from(options.settle_seconds)
+            .ok()
+            .and_then(chrono::Duration::try_seconds),
+    );
+    let retention = chrono::Duration::try_hours(i64::from(settings.relay.retention_hours))
+        .and_then(|span| span.checked_sub(&RETENTION_MARGIN));
+    let outbox_from = before(retention).max(options.since.unwrap_or(floor));
 
     progress.step("ledger and balances");
     let store_err = |check| move |e| AuditError::Store(check, e);
@@ -452,7 +459,11 @@ async fn check_topics(
     let mut scan = TopicScan::start(
         &settings.kafka,
         &topics,
-        options.since.map(|since| since - KAFKA_SINCE_MARGIN),
+        options.since.map(|since| {
+            since
+                .checked_sub_signed(KAFKA_SINCE_MARGIN)
+                .unwrap_or(since)
+        }),
     )
     .await?;
     progress.records(scan.total);
