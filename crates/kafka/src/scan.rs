@@ -47,7 +47,13 @@ pub enum ScanError {
          had not reached their end offsets",
         seconds = STALL_TIMEOUT.as_secs()
     )]
-    Stalled { topic: String, partitions: usize },
+    Stalled {
+        topic: String,
+        partitions: usize,
+        /// The last error the reader saw (a lost connection, a topic it may not read).
+        #[source]
+        last_error: Option<KafkaError>,
+    },
     #[error("the topic reader stopped unexpectedly")]
     ReaderGone,
 }
@@ -102,6 +108,8 @@ fn assign(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("allow.auto.create.topics", "false")
+        // Records that retention deletes while the scan runs are skipped, not waited for.
+        .set("auto.offset.reset", "earliest")
         .create()?;
     let mut starts = TopicPartitionList::new();
     let mut ends = Ends::new();
@@ -182,28 +190,34 @@ fn read(
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut last_progress = std::time::Instant::now();
+    let mut last_error = None;
     while !ends.is_empty() {
-        let Some(received) = consumer.poll(Duration::from_millis(500)) else {
-            if last_progress.elapsed() > STALL_TIMEOUT {
-                let partitions = ends.len();
-                let topic = ends
+        if last_progress.elapsed() > STALL_TIMEOUT {
+            let stalled = ScanError::Stalled {
+                topic: ends
                     .keys()
                     .next()
                     .map(|(t, _)| t.clone())
-                    .unwrap_or_default();
-                let _ = sender.blocking_send(Err(ScanError::Stalled { topic, partitions }));
-                return;
-            }
-            continue;
-        };
-        let message = match received {
-            Ok(message) => message,
-            Err(error) if error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF) => {
+                    .unwrap_or_default(),
+                partitions: ends.len(),
+                last_error,
+            };
+            let _ = sender.blocking_send(Err(stalled));
+            return;
+        }
+        let message = match consumer.poll(Duration::from_millis(500)) {
+            None => continue,
+            Some(Ok(message)) => message,
+            Some(Err(error))
+                if error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF) =>
+            {
                 continue;
             }
-            Err(error) => {
-                let _ = sender.blocking_send(Err(error.into()));
-                return;
+            // librdkafka reports connection trouble here and goes on retrying by itself (a
+            // broker that just restarted): only a lack of progress ends the scan.
+            Some(Err(error)) => {
+                last_error = Some(error);
+                continue;
             }
         };
         last_progress = std::time::Instant::now();

@@ -92,7 +92,10 @@ pub async fn transactions_without_one_event(
          GROUP BY t.id, t.kind HAVING count(m.id) <> 1 \
          ORDER BY t.id LIMIT $4"
     ))
-    .bind(from - chrono::Duration::minutes(10))
+    .bind(
+        from.checked_sub_signed(chrono::Duration::minutes(10))
+            .unwrap_or(from),
+    )
     .bind(types)
     .bind(kinds)
     .bind(limit)

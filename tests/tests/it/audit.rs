@@ -129,6 +129,7 @@ async fn publish(producer: &EventProducer, topic: &str, key: Uuid, event_id: Uui
 #[tokio::test]
 async fn a_clean_run_after_real_traffic_reports_clean_and_counts_what_it_read() {
     let app = spawn_app().await;
+    let start = Utc::now();
     let wallets = settled_traffic(&app).await;
     let outbox_rows = app.outbox_rows().await;
 
@@ -180,6 +181,20 @@ async fn a_clean_run_after_real_traffic_reports_clean_and_counts_what_it_read() 
     assert!(later.is_clean(), "{later}");
     assert_eq!(later.checked.ledger_transactions, 0);
     assert_eq!(later.checked.published_events, 0);
+
+    // A window that starts before it reads the topics from that time on: all of it.
+    let window = audit::run(
+        &app.settings,
+        &AuditOptions {
+            since: Some(start),
+            ..options()
+        },
+    )
+    .await
+    .expect("audit runs");
+    assert!(window.is_clean(), "{window}");
+    assert_eq!(window.checked.published_events, checked.published_events);
+    assert_eq!(window.checked.kafka_records, checked.kafka_records);
 
     let database_only = audit::run(
         &app.settings,
@@ -354,13 +369,27 @@ async fn each_corruption_is_reported_by_its_own_check_and_by_no_other() {
     .execute(&pool)
     .await
     .expect("bumped");
+    // And another wallet's row lost: its movements were never applied, as far as it shows.
+    sqlx::query("DELETE FROM wallet_activity WHERE wallet_id = $1")
+        .bind(wallet(3))
+        .execute(&pool)
+        .await
+        .expect("row deleted");
     expected.insert("activity_matches_ledger");
     let report = audit(&settings).await;
     assert_eq!(checks(&report), expected, "{report}");
+    let activity = report.of("activity_matches_ledger");
+    assert_eq!(activity.len(), 2, "{report}");
     assert!(
-        report.of("activity_matches_ledger")[0]
-            .detail
-            .contains(&wallets[1]),
+        activity
+            .iter()
+            .any(|f| f.detail.contains(&wallets[1]) && f.detail.contains("activity in")),
+        "{report}"
+    );
+    assert!(
+        activity
+            .iter()
+            .any(|f| f.detail.contains(&wallets[3]) && f.detail.contains("no activity row")),
         "{report}"
     );
 
