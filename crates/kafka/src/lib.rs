@@ -26,10 +26,10 @@ pub mod probe;
 pub mod producer;
 pub mod status;
 
-pub use config::KafkaConfig;
+pub use config::{KafkaConfig, SaslMechanism, SecurityProtocol};
 pub use consumer::{
     ConsumerOptions, EventHandler, HandlerError, Outcome, ReceivedEvent, run_consumer,
 };
-pub use probe::KafkaProbe;
+pub use probe::{KafkaProbe, ProbeError};
 pub use producer::{Delivered, EventProducer, ProduceError};
 pub use status::ConsumerStatus;

@@ -1,18 +1,21 @@
-//! Kafka reachability for `/health/ready`: a metadata request with a timeout.
+//! Kafka reachability: a metadata request with a timeout, for `/health/ready`, and the
+//! check `serve` makes before it starts, which tells a refused connection (bad
+//! credentials, an untrusted certificate) from a broker that is merely not there yet.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use std::sync::Arc;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use crate::config::KafkaConfig;
 
 /// A dedicated, idle client used only to ask the brokers for metadata.
 #[derive(Clone)]
 pub struct KafkaProbe {
-    client: Arc<BaseConsumer>,
+    client: Arc<BaseConsumer<ProbeContext>>,
 }
 
 impl std::fmt::Debug for KafkaProbe {
@@ -21,12 +24,60 @@ impl std::fmt::Debug for KafkaProbe {
     }
 }
 
+/// Why the brokers could not be used when the service started.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The brokers answered but refused us: a wrong password or mechanism, or a TLS
+    /// handshake that failed (an untrusted CA, a host name not in the certificate). Waiting
+    /// does not fix these, so the service stops.
+    #[error("Kafka brokers {brokers} refused the connection: {reason}")]
+    Refused { brokers: String, reason: String },
+    /// No metadata within the timeout and no refusal either: the brokers may be down or
+    /// still starting. The relay and the consumers retry; readiness reports it.
+    #[error("Kafka brokers {brokers} did not answer a metadata request")]
+    Unreachable {
+        brokers: String,
+        #[source]
+        source: KafkaError,
+    },
+}
+
+/// Keeps the last connection failure librdkafka logged: its error events carry only a
+/// code, the log line says what failed ("SASL authentication error: ...", "SSL handshake
+/// failed: ... certificate verify failed").
+#[derive(Default)]
+struct ProbeContext {
+    last_failure: Mutex<Option<String>>,
+}
+
+impl ClientContext for ProbeContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error
+            | RDKafkaLogLevel::Warning => {
+                *self
+                    .last_failure
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(log_message.to_owned());
+                tracing::warn!(target: "librdkafka", facility = fac, "{log_message}");
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info | RDKafkaLogLevel::Debug => {
+                tracing::debug!(target: "librdkafka", facility = fac, "{log_message}");
+            }
+        }
+    }
+}
+
+impl ConsumerContext for ProbeContext {}
+
 impl KafkaProbe {
     pub fn new(config: &KafkaConfig) -> Result<Self, KafkaError> {
-        let client: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
-            .set("client.id", format!("{}-health", config.client_id))
-            .create()?;
+        let client: BaseConsumer<ProbeContext> = config
+            .client_config("health")
+            .create_with_context(ProbeContext::default())?;
         Ok(Self {
             client: Arc::new(client),
         })
@@ -36,6 +87,8 @@ impl KafkaProbe {
     pub async fn check(&self, timeout: Duration) -> Result<usize, KafkaError> {
         let client = Arc::clone(&self.client);
         tokio::task::spawn_blocking(move || {
+            // Error events queue up on this never-polled client: drop them.
+            while client.poll(Duration::ZERO).is_some() {}
             client
                 .fetch_metadata(None, timeout)
                 .map(|metadata| metadata.brokers().len())
@@ -43,4 +96,63 @@ impl KafkaProbe {
         .await
         .unwrap_or(Err(KafkaError::Canceled))
     }
+
+    /// The startup check: metadata within `timeout`, or why not. An authentication or TLS
+    /// failure reported while waiting ends the wait, since retrying cannot fix it.
+    pub async fn check_at_startup(
+        &self,
+        brokers: &str,
+        timeout: Duration,
+    ) -> Result<usize, ProbeError> {
+        let client = Arc::clone(&self.client);
+        let brokers = brokers.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let deadline = Instant::now() + timeout;
+            loop {
+                while let Some(event) = client.poll(Duration::ZERO) {
+                    if let Err(error) = event
+                        && refusal(&error)
+                    {
+                        let logged = client
+                            .context()
+                            .last_failure
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .take();
+                        return Err(ProbeError::Refused {
+                            brokers,
+                            reason: logged.unwrap_or_else(|| error.to_string()),
+                        });
+                    }
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                match client.fetch_metadata(None, left.min(STARTUP_ATTEMPT)) {
+                    Ok(metadata) => return Ok(metadata.brokers().len()),
+                    Err(source) if left <= STARTUP_ATTEMPT => {
+                        return Err(ProbeError::Unreachable { brokers, source });
+                    }
+                    Err(_) => {}
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(ProbeError::Unreachable {
+                brokers: String::new(),
+                source: KafkaError::Canceled,
+            })
+        })
+    }
+}
+
+/// How long one metadata request of the startup check waits before the error events are
+/// looked at again.
+const STARTUP_ATTEMPT: Duration = Duration::from_millis(500);
+
+/// An error that retrying cannot fix: credentials or TLS.
+fn refusal(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL)
+    )
 }
