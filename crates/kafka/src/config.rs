@@ -99,10 +99,7 @@ impl KafkaConfig {
         config
             .set("bootstrap.servers", &self.brokers)
             .set("client.id", format!("{}-{role}", self.client_id))
-            .set(
-                "security.protocol",
-                self.security_protocol.as_librdkafka(),
-            );
+            .set("security.protocol", self.security_protocol.as_librdkafka());
         if self.security_protocol.uses_tls() {
             config.set("ssl.endpoint.identification.algorithm", "https");
             if !self.ssl_ca_location.is_empty() {
