@@ -47,6 +47,8 @@ CHOICES = {
     ("env",): {"development", "production"},
     ("log", "format"): {"text", "json"},
     ("telemetry", "otlp_protocol"): {"grpc", "http"},
+    ("kafka", "security_protocol"): {"plaintext", "ssl", "sasl_plaintext", "sasl_ssl"},
+    ("kafka", "sasl_mechanism"): {"SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"},
 }
 OTLP_PORTS = {"grpc": 4317, "http": 4318}
 IMAGE_NAME = "wallet-hub"
