@@ -37,9 +37,14 @@ pub struct KafkaConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SecurityProtocol {
+    // librdkafka's own spelling is accepted too.
+    #[serde(alias = "PLAINTEXT")]
     Plaintext,
+    #[serde(alias = "SSL")]
     Ssl,
+    #[serde(alias = "SASL_PLAINTEXT")]
     SaslPlaintext,
+    #[serde(alias = "SASL_SSL")]
     SaslSsl,
 }
 

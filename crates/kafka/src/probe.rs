@@ -42,12 +42,32 @@ pub enum ProbeError {
     },
 }
 
-/// Keeps the last connection failure librdkafka logged: its error events carry only a
-/// code, the log line says what failed ("SASL authentication error: ...", "SSL handshake
-/// failed: ... certificate verify failed").
+/// What librdkafka reported about its connections. Its error events carry only a code and
+/// are not always delivered (identical errors are suppressed, a failed TLS handshake may
+/// arrive as a transport failure); its log lines always say what failed.
 #[derive(Default)]
 struct ProbeContext {
+    /// The last warning or error logged.
     last_failure: Mutex<Option<String>>,
+    /// The last logged failure that waiting cannot fix (see [`REFUSALS`]).
+    refusal: Mutex<Option<String>>,
+}
+
+/// What librdkafka's log lines say of the failures that retrying cannot fix: OpenSSL
+/// rejecting the handshake ("SSL routines::certificate verify failed" for an untrusted CA
+/// or another host's certificate) and rejected SASL credentials. A handshake cut off by the
+/// peer ("SSL handshake failed: Disconnected", also what TLS to a plaintext Kafka listener
+/// gets) is not one of them: it reads as unreachable.
+const REFUSALS: [&str; 2] = ["SSL routines", "SASL authentication error"];
+
+impl ProbeContext {
+    fn take(slot: &Mutex<Option<String>>) -> Option<String> {
+        slot.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
+    fn set(slot: &Mutex<Option<String>>, message: &str) {
+        *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(message.to_owned());
+    }
 }
 
 impl ClientContext for ProbeContext {
@@ -58,10 +78,10 @@ impl ClientContext for ProbeContext {
             | RDKafkaLogLevel::Critical
             | RDKafkaLogLevel::Error
             | RDKafkaLogLevel::Warning => {
-                *self
-                    .last_failure
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(log_message.to_owned());
+                Self::set(&self.last_failure, log_message);
+                if REFUSALS.iter().any(|marker| log_message.contains(marker)) {
+                    Self::set(&self.refusal, log_message);
+                }
                 tracing::warn!(target: "librdkafka", facility = fac, "{log_message}");
             }
             RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info | RDKafkaLogLevel::Debug => {
@@ -109,27 +129,29 @@ impl KafkaProbe {
         tokio::task::spawn_blocking(move || {
             let deadline = Instant::now() + timeout;
             loop {
+                let mut refused = ProbeContext::take(&client.context().refusal);
                 while let Some(event) = client.poll(Duration::ZERO) {
                     if let Err(error) = event
                         && refusal(&error)
+                        && refused.is_none()
                     {
-                        let logged = client
-                            .context()
-                            .last_failure
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .take();
-                        return Err(ProbeError::Refused {
-                            brokers,
-                            reason: logged.unwrap_or_else(|| error.to_string()),
-                        });
+                        refused = Some(
+                            ProbeContext::take(&client.context().last_failure)
+                                .unwrap_or_else(|| error.to_string()),
+                        );
                     }
+                }
+                if let Some(reason) = refused {
+                    return Err(ProbeError::Refused { brokers, reason });
                 }
                 let left = deadline.saturating_duration_since(Instant::now());
                 match client.fetch_metadata(None, left.min(STARTUP_ATTEMPT)) {
                     Ok(metadata) => return Ok(metadata.brokers().len()),
                     Err(source) if left <= STARTUP_ATTEMPT => {
-                        return Err(ProbeError::Unreachable { brokers, source });
+                        return Err(match ProbeContext::take(&client.context().refusal) {
+                            Some(reason) => ProbeError::Refused { brokers, reason },
+                            None => ProbeError::Unreachable { brokers, source },
+                        });
                     }
                     Err(_) => {}
                 }
