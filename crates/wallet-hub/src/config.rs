@@ -127,7 +127,8 @@ mod tests {
     #[test]
     fn kafka_security_comes_from_the_environment_and_a_bad_protocol_is_refused_by_name() {
         jailed(|jail| {
-            jail.set_env("WALLET_HUB__KAFKA__SECURITY_PROTOCOL", "sasl_ssl");
+            // librdkafka's spelling; the documented one is `sasl_ssl`.
+            jail.set_env("WALLET_HUB__KAFKA__SECURITY_PROTOCOL", "SASL_SSL");
             jail.set_env("WALLET_HUB__KAFKA__SASL_USERNAME", "svc");
             jail.set_env("WALLET_HUB__KAFKA__SASL_PASSWORD", "s3cret-from-env");
             let settings = Settings::load(None).expect("valid settings");
