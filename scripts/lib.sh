@@ -5,7 +5,8 @@
 # Provides:
 #   ROOT        repo root, derived from this file's location (works from any cwd,
 #               in any clone)
-#   LOCAL_DIR   $ROOT/.local, where every script keeps its state (git-ignored)
+#   LOCAL_DIR   ${WALLET_HUB_LOCAL_DIR:-$ROOT/.local}, where every script keeps its state
+#               (git-ignored; another folder, with other ports, runs a second set of servers)
 #   CACHE_DIR   ${WALLET_HUB_CACHE:-$HOME/.cache/wallet-hub}, shared by clones
 #   info/warn/die, ensure_apt PKG..., wait_for SECS CMD..., show_log_tail FILE...,
 #   take_lock NAME, need_cmd CMD [APT_PKG], docker_engine, buildah (STORAGE_DRIVER)
@@ -13,7 +14,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
-LOCAL_DIR="$ROOT/.local"
+LOCAL_DIR="${WALLET_HUB_LOCAL_DIR:-$ROOT/.local}"
 CACHE_DIR="${WALLET_HUB_CACHE:-${HOME:-/root}/.cache/wallet-hub}"
 export ROOT LOCAL_DIR CACHE_DIR
 

@@ -56,6 +56,10 @@ pub async fn test_settings() -> (Settings, Topics) {
     settings.admin.listen = "127.0.0.1:0".parse().expect("valid address");
     settings.consumer.group_id = format!("wallet-hub-consumers-{suffix}");
     settings.kafka.message_timeout_ms = 10_000;
+    // The service creates the dead-letter topics itself (`topics.provision`); one
+    // partition each keeps the broker light across the suite's many apps.
+    settings.topics.partitions = 1;
+    settings.health.group_lag_interval_ms = 1_000;
     // Each service trusts its own development issuer (created by `Application::build`).
     let issuer_dir = std::env::temp_dir().join(format!("wallet-hub-tests/{suffix}"));
     settings.auth.jwks = JwksSource::File(issuer_dir.join(DevIssuer::JWKS_FILE));

@@ -142,6 +142,11 @@ impl KafkaConfig {
         config
     }
 
+    /// Admin client (topic provisioning).
+    pub fn admin_config(&self) -> ClientConfig {
+        self.client_config("admin")
+    }
+
     /// Consumer in `group_id`; offsets are stored by the runtime after each effect and
     /// committed by librdkafka in the background, on rebalance and at shutdown.
     pub fn consumer_config(&self, group_id: &str) -> ClientConfig {
@@ -187,6 +192,7 @@ mod tests {
         for client in [
             kafka.producer_config(),
             kafka.consumer_config("g"),
+            kafka.admin_config(),
             kafka.client_config("health"),
         ] {
             assert_eq!(client.get("security.protocol"), Some("sasl_ssl"));

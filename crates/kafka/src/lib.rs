@@ -15,21 +15,29 @@
 //!   handle, and store the offset only after the handler's effect is committed; a message
 //!   that can never be applied goes to its dead-letter topic.
 //! - [`dlq`]: reading and redriving dead-letter topics (`wallet-hub dlq ...`).
+//! - [`scan`]: [`scan::TopicScan`] reads whole topics once, up to their end offsets, for
+//!   `wallet-hub audit`.
 //! - [`status`]: [`ConsumerStatus`], a running consumer's assignment and lag, for readiness.
-//! - [`probe`]: [`KafkaProbe`], broker reachability for readiness.
+//! - [`probe`]: [`KafkaProbe`], broker reachability and topic availability for readiness.
+//! - [`lag`]: [`LagReader`], each consumer group's lag from its committed offsets.
+//! - [`topics`]: creating the service's topics when they are missing.
 
 pub mod config;
 pub mod consumer;
 pub mod dlq;
 pub mod failpoint;
+pub mod lag;
 pub mod probe;
 pub mod producer;
+pub mod scan;
 pub mod status;
+pub mod topics;
 
 pub use config::{KafkaConfig, SaslMechanism, SecurityProtocol};
 pub use consumer::{
     ConsumerOptions, EventHandler, HandlerError, Outcome, ReceivedEvent, run_consumer,
 };
+pub use lag::{GroupTopics, LagReader, PartitionLag};
 pub use probe::{KafkaProbe, ProbeError};
 pub use producer::{Delivered, EventProducer, ProduceError};
 pub use status::ConsumerStatus;

@@ -1,6 +1,7 @@
-//! Kafka reachability: a metadata request with a timeout, for `/health/ready`, and the
-//! check `serve` makes before it starts, which tells a refused connection (bad
-//! credentials, an untrusted certificate) from a broker that is merely not there yet.
+//! Kafka reachability and topic availability: metadata requests with a timeout, for
+//! `/health/ready` and the relay's circuit, and the check `serve` makes before it starts,
+//! which tells a refused connection (bad credentials, an untrusted certificate) from a
+//! broker that is merely not there yet.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -101,6 +102,41 @@ impl KafkaProbe {
         Ok(Self {
             client: Arc::new(client),
         })
+    }
+
+    /// The topics of `topics` that cannot take traffic: missing, in error, or with a
+    /// partition that has no leader, each with the reason. Empty when all are available.
+    pub async fn unavailable_topics(
+        &self,
+        topics: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<String>, KafkaError> {
+        let client = Arc::clone(&self.client);
+        let topics = topics.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let metadata = client.fetch_metadata(None, timeout)?;
+            let mut unavailable = Vec::new();
+            for topic in &topics {
+                match metadata.topics().iter().find(|t| t.name() == topic) {
+                    None => unavailable.push(format!("{topic}: does not exist")),
+                    Some(found) => {
+                        if let Some(error) = found.error() {
+                            unavailable.push(format!("{topic}: {error:?}"));
+                        } else if let Some(partition) =
+                            found.partitions().iter().find(|p| p.leader() < 0)
+                        {
+                            unavailable.push(format!(
+                                "{topic}: partition {} has no leader",
+                                partition.id()
+                            ));
+                        }
+                    }
+                }
+            }
+            Ok(unavailable)
+        })
+        .await
+        .unwrap_or(Err(KafkaError::Canceled))
     }
 
     /// Fetches cluster metadata; returns the number of brokers that answered.

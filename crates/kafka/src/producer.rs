@@ -8,6 +8,7 @@ use cloudevents::message::{BinaryDeserializer, BinarySerializer, MessageAttribut
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
 use telemetry::{TRACEPARENT, TRACESTATE, TraceHeaders};
 
 use crate::config::KafkaConfig;
@@ -40,11 +41,46 @@ impl ProduceError {
     pub fn is_fatal(&self) -> bool {
         match self {
             ProduceError::Enqueue { source, .. } | ProduceError::Delivery { source, .. } => {
-                source.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::Fatal)
+                source.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal)
             }
             _ => false,
         }
     }
+
+    /// True when the failure says nothing about this record: no broker reachable, the
+    /// delivery timed out, the local queue is full, a transport error, an unusable
+    /// producer. Sending the same record again can succeed once the infrastructure is
+    /// back, so such a failure must not count against the record. False for failures of
+    /// the record itself, which would fail again on a healthy cluster: too large, an
+    /// invalid or unknown topic or partition, no authorization for the topic, a record
+    /// the broker refuses, a CloudEvent that cannot be encoded.
+    pub fn is_infrastructure(&self) -> bool {
+        match self {
+            ProduceError::Create(_) | ProduceError::Canceled { .. } => true,
+            ProduceError::Encode(_) => false,
+            ProduceError::Enqueue { source, .. } | ProduceError::Delivery { source, .. } => {
+                !source.rdkafka_error_code().is_some_and(is_record_failure)
+            }
+        }
+    }
+}
+
+/// Codes that blame the record (or its topic), not the cluster's availability.
+fn is_record_failure(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::BadMessage
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::InvalidTopic
+            | RDKafkaErrorCode::UnknownTopic
+            | RDKafkaErrorCode::UnknownPartition
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::PolicyViolation
+            | RDKafkaErrorCode::InvalidArgument
+    )
 }
 
 /// A CloudEvent in Kafka binary content mode: `ce_<attribute>` headers (`content-type` for
@@ -284,5 +320,40 @@ mod tests {
             Some("2026-11-27T01:02:03.456+00:00".to_owned())
         );
         assert_eq!(ours.payload.as_ref(), sdk_record.payload);
+    }
+
+    #[test]
+    fn outages_are_the_infrastructures_failures_and_bad_records_are_the_records() {
+        let delivery = |code| ProduceError::Delivery {
+            topic: "t".to_owned(),
+            source: KafkaError::MessageProduction(code),
+        };
+        for code in [
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::AllBrokersDown,
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::QueueFull,
+            RDKafkaErrorCode::RequestTimedOut,
+            RDKafkaErrorCode::NotEnoughReplicas,
+            RDKafkaErrorCode::NotLeaderForPartition,
+            RDKafkaErrorCode::Fatal,
+        ] {
+            assert!(delivery(code).is_infrastructure(), "{code:?}");
+        }
+        for code in [
+            RDKafkaErrorCode::MessageSizeTooLarge,
+            RDKafkaErrorCode::InvalidTopic,
+            RDKafkaErrorCode::UnknownTopic,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::InvalidRecord,
+        ] {
+            assert!(!delivery(code).is_infrastructure(), "{code:?}");
+        }
+        assert!(
+            ProduceError::Canceled {
+                topic: "t".to_owned()
+            }
+            .is_infrastructure()
+        );
     }
 }

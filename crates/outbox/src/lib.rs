@@ -3,11 +3,14 @@
 //! - [`publisher`]: [`DomainEventPublisher`] writes an event as an `outbox` row inside the
 //!   caller's transaction, so the event exists if and only if the state change committed.
 //! - [`store`]: the relay's queries over `outbox`.
+//! - [`audit`]: reconciliation queries for `wallet-hub audit` (outbox against the ledger,
+//!   the Kafka topics and the activity consumer's inbox).
 //! - [`ops`]: operator actions: status, parked rows, redrive, replay.
 //! - [`relay`]: [`Relay`] publishes pending rows to Kafka as CloudEvents, in id order, and
 //!   marks a row sent only after its delivery report succeeded (one module per job inside).
 //! - [`wake`]: [`CommitWaker`] wakes relays after writers' commits (LISTEN/NOTIFY).
 
+pub mod audit;
 pub mod ops;
 pub mod publisher;
 pub mod relay;
@@ -15,5 +18,5 @@ pub mod store;
 pub mod wake;
 
 pub use publisher::{DomainEventPublisher, OUTBOX_CHANNEL, OutboxError};
-pub use relay::{Relay, RelayConfig, RelayError};
+pub use relay::{Relay, RelayConfig, RelayError, RelayState, RelayStatus};
 pub use wake::CommitWaker;

@@ -8,6 +8,9 @@
 //! rule are reported, never patched up. This crate may touch the tables above and nothing
 //! else; it knows nothing about HTTP or Kafka.
 //!
+//! - [`audit`]: reconciliation queries for `wallet-hub audit` (balances against the
+//!   ledger, balanced transactions, the activity projection against the ledger, duplicate
+//!   notifications).
 //! - [`error`]: [`StoreError`], where database failures are classified, once.
 //! - [`wallets`], [`users`]: the aggregates' stored state.
 //! - [`ledger`]: double-entry postings and a wallet's history.
@@ -17,6 +20,7 @@
 //!   serves.
 
 pub mod activity;
+pub mod audit;
 pub mod error;
 pub mod idempotency;
 pub mod inbox;

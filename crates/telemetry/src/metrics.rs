@@ -29,8 +29,19 @@ pub const OUTBOX_PUBLISH_LATENCY_SECONDS: &str = "outbox_publish_latency_seconds
 pub const EVENTS_CONSUMED_TOTAL: &str = "events_consumed_total";
 /// From the event's `time` to its effect committed, by `topic`, `consumer`.
 pub const EVENT_PROCESSING_LATENCY_SECONDS: &str = "event_processing_latency_seconds";
-/// Messages behind the high watermark, by `topic`, `partition`, `group`.
+/// Messages behind the high watermark, by `topic`, `partition`, `group`, as a running
+/// consumer sees it (absent when no consumer runs).
 pub const CONSUMER_LAG: &str = "consumer_lag";
+/// Messages behind the end offset, by `group`, `topic`, `partition`, from the group's
+/// committed offsets: read by the admin server of every instance, so it exists and grows
+/// while every consumer of the group is down.
+pub const CONSUMER_GROUP_LAG: &str = "consumer_group_lag";
+/// 1 for the state each consumer is in, by `consumer` and `state` (`running`, `paused`:
+/// retrying through an outage, `stopped`).
+pub const CONSUMER_STATE: &str = "consumer_state";
+/// 1 for the state the relay is in, by `state` (`closed`: publishing, `open`: Kafka
+/// failed and the relay waits for it, `standby`: another instance leads).
+pub const OUTBOX_RELAY_STATE: &str = "outbox_relay_state";
 /// Pool connections by `state` (`idle`, `in_use`).
 pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
 /// Configured pool size.

@@ -1,4 +1,5 @@
-//! The admin server: `/metrics` (Prometheus), `/health/live` and `/health/ready`.
+//! The admin server: `/metrics` (Prometheus), `/health/live` and `/health/ready`, and the
+//! sampler of the consumer groups' lag from their committed offsets.
 //!
 //! It runs in every role on its own address, so that relay-only and consumer-only
 //! instances can be scraped and probed, and so that metrics never share a port with
@@ -13,10 +14,13 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use kafka::{ConsumerStatus, KafkaProbe};
+use kafka::{ConsumerStatus, KafkaProbe, LagReader};
 use metrics_exporter_prometheus::PrometheusHandle;
+use outbox::{RelayState, RelayStatus};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use telemetry::metrics::CONSUMER_GROUP_LAG;
+use tokio_util::sync::CancellationToken;
 
 /// `[admin]` configuration section.
 #[derive(Debug, Clone, Deserialize)]
@@ -32,9 +36,11 @@ pub struct HealthConfig {
     pub outbox_max_pending_age_seconds: u64,
     pub consumer_max_lag: i64,
     pub check_timeout_ms: u64,
+    /// How often the admin server reads every consumer group's committed offsets.
+    pub group_lag_interval_ms: u64,
 }
 
-/// What the admin server looks at. `kafka`, `outbox` and `consumer` are present only in
+/// What the admin server looks at. `kafka`, `relay` and `consumers` are present only in
 /// the roles that use them.
 #[derive(Debug, Clone)]
 pub struct AdminState {
@@ -42,8 +48,11 @@ pub struct AdminState {
     pub metrics: PrometheusHandle,
     pub health: HealthConfig,
     pub kafka: Option<KafkaProbe>,
-    /// Whether this instance relays the outbox (then outbox age is part of readiness).
-    pub relays_outbox: bool,
+    /// The topics this instance produces to or consumes from: each must be available.
+    pub topics: Vec<String>,
+    /// The relay's state, when this instance relays the outbox (then its circuit and the
+    /// outbox age are part of readiness).
+    pub relay: Option<Arc<RelayStatus>>,
     /// The consumers this instance runs, by name.
     pub consumers: Vec<(&'static str, Arc<ConsumerStatus>)>,
 }
@@ -112,9 +121,17 @@ async fn ready(State(state): State<AdminState>) -> (StatusCode, Json<Health>) {
             Ok(brokers) => Ok(format!("metadata from {brokers} broker(s)")),
             Err(error) => Err(format!("metadata request failed: {error}")),
         };
+        let reachable = result.is_ok();
         checks.push(Check::new("kafka", result));
+        if reachable {
+            checks.push(Check::new(
+                "topics",
+                check_topics(kafka, &state.topics, timeout).await,
+            ));
+        }
     }
-    if state.relays_outbox {
+    if let Some(relay) = &state.relay {
+        checks.push(Check::new("relay", check_relay(&relay.state())));
         checks.push(Check::new("outbox", check_outbox(&state, timeout).await));
     }
     if !state.consumers.is_empty() {
@@ -162,6 +179,33 @@ async fn check_database(pool: &PgPool, timeout: Duration) -> Result<String, Stri
     }
 }
 
+async fn check_topics(
+    kafka: &KafkaProbe,
+    topics: &[String],
+    timeout: Duration,
+) -> Result<String, String> {
+    match kafka.unavailable_topics(topics, timeout).await {
+        Ok(unavailable) if unavailable.is_empty() => {
+            Ok(format!("{} topic(s) available", topics.len()))
+        }
+        Ok(unavailable) => Err(unavailable.join("; ")),
+        Err(error) => Err(format!("metadata request failed: {error}")),
+    }
+}
+
+fn check_relay(state: &RelayState) -> Result<String, String> {
+    match state {
+        RelayState::Closed => Ok("leading; circuit closed, publishing".to_owned()),
+        RelayState::Standby => Ok("standing by: another instance leads".to_owned()),
+        RelayState::Open { since, reason } => Err(format!(
+            "circuit open since {} ({} s): Kafka failed ({reason}); nothing is sent and \
+             nothing parks until a probe answers",
+            since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            (chrono::Utc::now() - *since).num_seconds()
+        )),
+    }
+}
+
 fn check_pool(pool: &PgPool) -> Result<String, String> {
     let size = pool.size();
     let idle = pool.num_idle();
@@ -190,6 +234,16 @@ fn check_consumer(status: &ConsumerStatus, health: &HealthConfig) -> Result<Stri
     if !status.is_running() {
         return Err("consumer is not running".to_owned());
     }
+    if let Some(pause) = status.paused() {
+        return Err(format!(
+            "paused since {} ({} s), retrying: {}",
+            pause
+                .since
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            (chrono::Utc::now() - pause.since).num_seconds(),
+            pause.reason
+        ));
+    }
     let assigned = status.assigned_partitions();
     match status.max_lag() {
         Some(lag) if lag > health.consumer_max_lag => Err(format!(
@@ -200,5 +254,44 @@ fn check_consumer(status: &ConsumerStatus, health: &HealthConfig) -> Result<Stri
         None => Ok(format!(
             "{assigned} partition(s) assigned, lag not reported yet"
         )),
+    }
+}
+
+/// Reads every consumer group's lag from its committed offsets every `interval` and
+/// exports it as `consumer_group_lag`, until `shutdown`. Runs in every role, so the series
+/// exists (and grows) while every consumer of a group is down.
+pub async fn sample_group_lag(
+    reader: LagReader,
+    interval: Duration,
+    timeout: Duration,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            _ = ticks.tick() => {}
+        }
+        match reader.read(timeout).await {
+            Ok(lags) => {
+                for lag in lags {
+                    #[allow(clippy::cast_precision_loss)] // lag fits f64 exactly below 2^53
+                    metrics::gauge!(
+                        CONSUMER_GROUP_LAG,
+                        "group" => lag.group,
+                        "topic" => lag.topic,
+                        "partition" => lag.partition.to_string(),
+                    )
+                    .set(lag.lag as f64);
+                }
+            }
+            Err(error) => {
+                tracing::debug!(
+                    error = &error as &dyn std::error::Error,
+                    "cannot read consumer group offsets; keeping the last lag sample"
+                );
+            }
+        }
     }
 }

@@ -33,6 +33,7 @@ pub struct Settings {
     pub kafka: KafkaConfig,
     pub relay: RelayConfig,
     pub consumer: ConsumerConfig,
+    pub topics: TopicsConfig,
     /// Binding name (`wallet_created_out`, ...) -> destination topic; the names and the
     /// built-in topics are `event_bindings`'s.
     pub bindings: BTreeMap<String, String>,
@@ -65,6 +66,15 @@ pub struct ConsumerConfig {
     pub group_id: String,
     pub dead_letter_suffix: String,
     pub max_payload_bytes: usize,
+}
+
+/// `[topics]`: the Kafka topics the service creates when they are missing.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicsConfig {
+    pub provision: bool,
+    pub partitions: i32,
+    pub replication_factor: i32,
 }
 
 #[derive(Debug, thiserror::Error)]

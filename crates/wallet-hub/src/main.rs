@@ -6,13 +6,19 @@
 //! - `migrate`: apply the database migrations and exit;
 //! - `outbox`: inspect and repair the outbox (`status`, `parked`, `redrive`, `replay`);
 //! - `dlq`: list dead-lettered Kafka records and send them back (`list`, `redrive`);
-//! - `token`: print an access token signed by the local development issuer.
+//! - `token`: print an access token signed by the local development issuer;
+//! - `audit`: check that balances, ledger, outbox, Kafka topics and consumers agree (exit 0),
+//!   or list what disagrees (exit 1); exit 2 when it cannot run.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use wallet_hub::audit::AuditOptions;
 use wallet_hub::ops::{DlqCommand, OutboxCommand};
 use wallet_hub::startup::{MIGRATOR, Role, connect_database};
 use wallet_hub::{Application, Settings};
@@ -61,12 +67,34 @@ enum Command {
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=1440))]
         ttl_minutes: u64,
     },
+    /// Reconcile balances, ledger, outbox, Kafka topics and consumers' effects: exit 0 when
+    /// all agree, 1 with the list of findings, 2 when the audit cannot run.
+    Audit {
+        /// Events younger than this may still be on their way and are not expected on
+        /// Kafka or in the projections yet.
+        #[arg(long, default_value_t = 60)]
+        settle_seconds: u64,
+        /// Only ledger transactions and outbox events written at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<DateTime<Utc>>,
+        /// Database checks only: do not read the topics back.
+        #[arg(long)]
+        no_kafka: bool,
+    },
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
-    let settings = Settings::load(cli.config.as_deref())?;
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        // `audit` keeps exit code 1 for findings: it cannot run without its settings.
+        Err(error) if matches!(cli.command, Command::Audit { .. }) => {
+            eprintln!("Error: {:?}", anyhow::Error::new(error));
+            return Ok(ExitCode::from(2));
+        }
+        Err(error) => return Err(error.into()),
+    };
     // A token goes to stdout alone, so that `TOKEN=$(wallet-hub token ...)` works: no logs.
     if let Command::Token {
         sub,
@@ -74,7 +102,24 @@ async fn main() -> anyhow::Result<()> {
         ttl_minutes,
     } = &cli.command
     {
-        return token(&settings, sub, scopes, *ttl_minutes).await;
+        return token(&settings, sub, scopes, *ttl_minutes)
+            .await
+            .map(|()| ExitCode::SUCCESS);
+    }
+    // The report goes to stdout alone (logs would go there too): no telemetry.
+    if let Command::Audit {
+        settle_seconds,
+        since,
+        no_kafka,
+    } = cli.command
+    {
+        let options = AuditOptions {
+            settle_seconds,
+            since,
+            kafka: !no_kafka,
+            progress: std::io::stderr().is_terminal(),
+        };
+        return Ok(audit(&settings, &options).await);
     }
     telemetry::init("wallet-hub", &settings.log, &settings.telemetry)?;
     let result = match cli.command {
@@ -82,10 +127,28 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => migrate(settings).await,
         Command::Outbox(command) => wallet_hub::ops::run(settings, command).await,
         Command::Dlq(command) => wallet_hub::ops::run_dlq(settings, command).await,
-        Command::Token { .. } => Ok(()),
+        Command::Token { .. } | Command::Audit { .. } => Ok(()),
     };
     telemetry::shutdown();
-    result
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+/// Exit 0 when clean, 1 with the findings on stdout, 2 when the audit cannot run.
+async fn audit(settings: &Settings, options: &AuditOptions) -> ExitCode {
+    match wallet_hub::audit::run(settings, options).await {
+        Ok(report) => {
+            println!("{report}");
+            if report.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(error) => {
+            eprintln!("Error: {:?}", anyhow::Error::new(error));
+            ExitCode::from(2)
+        }
+    }
 }
 
 async fn serve(settings: Settings, roles: &[Role]) -> anyhow::Result<()> {

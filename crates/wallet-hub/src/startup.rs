@@ -9,7 +9,7 @@ use api::AppState;
 use consumers::{WalletActivityProjection, WalletCreatedEventConsumer};
 use domain::EventType;
 use event_bindings::EventBindings;
-use kafka::{ConsumerOptions, ConsumerStatus, KafkaProbe, ProbeError};
+use kafka::{ConsumerOptions, ConsumerStatus, GroupTopics, KafkaProbe, LagReader, ProbeError};
 use outbox::{CommitWaker, DomainEventPublisher, Relay};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
-use crate::config::{DatabaseConfig, Settings};
+use crate::config::{DatabaseConfig, Settings, TopicsConfig};
 
 /// Migrations compiled into the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
@@ -135,6 +135,9 @@ impl Application {
             check_kafka(&settings).await?;
         }
         let pool = connect_database(&settings.database).await?;
+        if (parts.relay || parts.consumer) && settings.topics.provision {
+            provision_topics(&settings, &bindings).await?;
+        }
         if settings.database.migrate_on_start {
             MIGRATOR
                 .run(&pool)
@@ -211,6 +214,7 @@ impl Application {
             });
         }
 
+        let mut relay_status = None;
         if parts.relay {
             let relay = Relay::new(
                 pool.clone(),
@@ -219,6 +223,7 @@ impl Application {
                 settings.relay.clone(),
             )
             .context("cannot create Kafka producer")?;
+            relay_status = Some(relay.status());
             let relay_shutdown = shutdown.clone();
             tasks.spawn(async move {
                 relay.run(relay_shutdown).await;
@@ -226,37 +231,22 @@ impl Application {
             });
         }
 
+        let groups = consumer_groups(&settings, &bindings);
         let mut consumers: Vec<(&'static str, Arc<ConsumerStatus>)> = Vec::new();
         if parts.consumer {
-            let welcome = WalletCreatedEventConsumer::new(pool.clone());
-            let welcome_topics = vec![bindings.destination(EventType::WalletCreated).to_owned()];
-            let group = settings.consumer.group_id.clone();
+            let [welcome, activity] = groups.clone();
             consumers.push(spawn_consumer(
                 &mut tasks,
                 &settings,
-                group,
-                welcome_topics,
                 welcome,
+                WalletCreatedEventConsumer::new(pool.clone()),
                 &shutdown,
             ));
-
-            let activity = WalletActivityProjection::new(pool.clone());
-            let activity_topics = [
-                EventType::FundsAdded,
-                EventType::FundsWithdrawn,
-                EventType::FundsTransferred,
-            ]
-            .into_iter()
-            .map(|t| bindings.destination(t).to_owned())
-            .collect();
-            // Its own group: a projection keeps its own offsets.
-            let group = format!("{}-activity", settings.consumer.group_id);
             consumers.push(spawn_consumer(
                 &mut tasks,
                 &settings,
-                group,
-                activity_topics,
                 activity,
+                WalletActivityProjection::new(pool.clone()),
                 &shutdown,
             ));
         }
@@ -266,14 +256,33 @@ impl Application {
         } else {
             None
         };
+        let mut topics = Vec::new();
+        if parts.relay {
+            topics.extend(bindings.topics().into_iter().map(str::to_owned));
+        }
+        if parts.consumer {
+            topics.extend(consumed_topics(&settings, &groups));
+        }
+        topics.sort();
+        topics.dedup();
         let admin = admin::router(AdminState {
             pool: pool.clone(),
             metrics,
             health: settings.health.clone(),
             kafka: kafka_probe,
-            relays_outbox: parts.relay,
+            topics,
+            relay: relay_status,
             consumers,
         });
+        // Every role reports the groups' lag, so it is there when no consumer runs.
+        let lag = LagReader::new(&settings.kafka, groups.to_vec())
+            .context("cannot create the consumer-group lag reader")?;
+        tasks.spawn(admin::sample_group_lag(
+            lag,
+            Duration::from_millis(settings.health.group_lag_interval_ms.max(100)),
+            Duration::from_millis(settings.health.check_timeout_ms),
+            shutdown.clone(),
+        ));
         tracing::info!(address = %admin_listener.local_addr()?, "admin server (metrics, health) listening");
         let admin_shutdown = shutdown.clone();
         tasks.spawn(async move {
@@ -306,12 +315,82 @@ impl Application {
     }
 }
 
+/// The consumer groups of the service and the topics each reads: the welcome consumer in
+/// `consumer.group_id`, the activity projection in its own group (a projection keeps its
+/// own offsets).
+pub fn consumer_groups(settings: &Settings, bindings: &EventBindings) -> [GroupTopics; 2] {
+    let topics = |types: &[EventType]| {
+        types
+            .iter()
+            .map(|t| bindings.destination(*t).to_owned())
+            .collect()
+    };
+    [
+        GroupTopics {
+            group: settings.consumer.group_id.clone(),
+            topics: topics(&[EventType::WalletCreated]),
+        },
+        GroupTopics {
+            group: format!("{}-activity", settings.consumer.group_id),
+            topics: topics(&[
+                EventType::FundsAdded,
+                EventType::FundsWithdrawn,
+                EventType::FundsTransferred,
+            ]),
+        },
+    ]
+}
+
+/// The topics the consumers read, and their dead-letter topics.
+fn consumed_topics(settings: &Settings, groups: &[GroupTopics]) -> Vec<String> {
+    groups
+        .iter()
+        .flat_map(|g| g.topics.iter())
+        .flat_map(|topic| {
+            [
+                topic.clone(),
+                format!("{topic}{}", settings.consumer.dead_letter_suffix),
+            ]
+        })
+        .collect()
+}
+
+/// Creates the missing topics this service uses (every binding's topic, and the
+/// dead-letter topics of the consumed ones), so that nothing depends on the brokers'
+/// auto-creation.
+async fn provision_topics(settings: &Settings, bindings: &EventBindings) -> anyhow::Result<()> {
+    let TopicsConfig {
+        provision: _,
+        partitions,
+        replication_factor,
+    } = settings.topics;
+    let mut topics: Vec<String> = bindings.topics().into_iter().map(str::to_owned).collect();
+    topics.extend(consumed_topics(
+        settings,
+        &consumer_groups(settings, bindings),
+    ));
+    topics.sort();
+    topics.dedup();
+    let created =
+        kafka::topics::ensure_topics(&settings.kafka, &topics, partitions, replication_factor)
+            .await
+            .context("cannot provision the Kafka topics (topics.provision)")?;
+    if !created.is_empty() {
+        tracing::info!(
+            ?created,
+            partitions,
+            replication_factor,
+            "created missing Kafka topics"
+        );
+    }
+    Ok(())
+}
+
 /// Starts one consumer task; returns its name and status for readiness.
 fn spawn_consumer<H: kafka::EventHandler + 'static>(
     tasks: &mut JoinSet<anyhow::Result<()>>,
     settings: &Settings,
-    group: String,
-    topics: Vec<String>,
+    GroupTopics { group, topics }: GroupTopics,
     handler: H,
     shutdown: &CancellationToken,
 ) -> (&'static str, Arc<ConsumerStatus>) {

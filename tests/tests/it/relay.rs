@@ -1,12 +1,13 @@
 //! The relay against the real database and broker: failures leave rows unsent and they are
-//! published once the cause is gone; rows are claimed by state, so a late commit with a
+//! published once the cause is gone (an unreachable broker opens the circuit and counts
+//! nothing against the rows); rows are claimed by state, so a late commit with a
 //! lower id is not skipped.
 
 use chrono::Utc;
 use domain::{DomainEvent, EventContext, UserId, Wallet, WalletId, WalletName};
 use event_bindings::EventBindings;
 use kafka::EventProducer;
-use outbox::{DomainEventPublisher, Relay, RelayConfig};
+use outbox::{DomainEventPublisher, Relay, RelayConfig, RelayState};
 use rdkafka::Message;
 use telemetry::TraceHeaders;
 use tokio::task::JoinHandle;
@@ -102,27 +103,44 @@ async fn rows(app: &TestApp) -> Vec<(i64, bool, i32, Option<String>)> {
 }
 
 #[tokio::test]
-async fn a_row_the_broker_did_not_acknowledge_stays_unsent_and_is_published_when_it_is_back() {
+async fn an_unreachable_broker_opens_the_circuit_counts_no_attempt_and_the_row_goes_out_after() {
     let app = app_without_relay().await;
     let wallet = app.create_wallet_for(app.fixture_user().await, "USD").await;
 
-    // Nothing listens on port 1: every delivery fails after message.timeout.ms.
-    run_relay_until(
-        relay(&app, "127.0.0.1:1"),
-        "the failed attempt to be recorded",
-        || async { (rows(&app).await[0].2 > 0).then_some(()) },
-    )
+    // Nothing listens on port 1: every delivery times out after message.timeout.ms, and
+    // more than max_attempts (3) rounds of it pass while the circuit is open.
+    let cut_off = relay(&app, "127.0.0.1:1");
+    let status = cut_off.status();
+    assert_eq!(
+        status.state(),
+        RelayState::Standby,
+        "not leading before it runs"
+    );
+    let running = Running::start(cut_off);
+    let reason = eventually("the circuit to open", || async {
+        match status.state() {
+            RelayState::Open { reason, .. } => Some(reason),
+            _ => None,
+        }
+    })
     .await;
-    let after_failure = rows(&app).await;
     assert!(
-        !after_failure[0].1,
+        reason.contains("timed out") || reason.contains("Timed out"),
+        "{reason}"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    assert!(
+        matches!(status.state(), RelayState::Open { .. }),
+        "still open: the broker still does not answer"
+    );
+    running.stop().await;
+    let after_outage = rows(&app).await;
+    assert!(
+        !after_outage[0].1,
         "not marked sent without a delivery report"
     );
-    assert_eq!(after_failure[0].2, 1, "the attempt is counted");
-    assert!(
-        after_failure[0].3.as_deref().is_some_and(|e| !e.is_empty()),
-        "the error is kept"
-    );
+    assert_eq!(after_outage[0].2, 0, "an outage counts no attempt");
+    assert_eq!(after_outage[0].3, None, "and blames nothing on the row");
 
     run_relay_until(
         relay(&app, &app.settings.kafka.brokers),
@@ -132,7 +150,6 @@ async fn a_row_the_broker_did_not_acknowledge_stays_unsent_and_is_published_when
     .await;
     let after_success = rows(&app).await;
     assert!(after_success[0].1, "marked sent after delivery");
-    assert_eq!(after_success[0].3, None, "error cleared");
 
     let records = read_records(&app.settings.kafka.brokers, &app.topics.wallet_created, 1).await;
     let key = records[0]

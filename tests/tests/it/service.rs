@@ -34,7 +34,15 @@ async fn health_endpoints_answer_and_shutdown_is_clean() {
         .collect();
     assert_eq!(
         names,
-        ["database", "database_pool", "kafka", "outbox", "consumer"]
+        [
+            "database",
+            "database_pool",
+            "kafka",
+            "topics",
+            "relay",
+            "outbox",
+            "consumer"
+        ]
     );
     assert!(
         body["checks"]

@@ -5,7 +5,9 @@
 //! 2. open a consumer span that continues the producer's trace (`traceparent`, falling back
 //!    to the `ce_traceparent` extension);
 //! 3. call the handler; a transient error is retried with exponential backoff and jitter on
-//!    the same message (the partition waits, nothing is skipped);
+//!    the same message (the partition waits, nothing is skipped, nothing is dead-lettered:
+//!    a database or broker outage pauses consumption, shown as `paused` in
+//!    [`ConsumerStatus`] and the `consumer_state` gauge, until it ends);
 //! 4. store the offset only once the handler returned, i.e. after its effect committed.
 //!
 //! librdkafka commits stored offsets in the background, on rebalance and at shutdown, so a
@@ -155,12 +157,14 @@ pub async fn run_consumer<H: EventHandler>(
         "consumer started"
     );
     status.set_running(true);
+    status.export(handler.name());
     let runtime = Runtime {
         handler: &handler,
         dead_letters: &dead_letters,
         dead_letter_suffix: options.dead_letter_suffix,
         max_payload_bytes: options.max_payload_bytes,
         shutdown: &shutdown,
+        status: &status,
     };
 
     loop {
@@ -184,6 +188,7 @@ pub async fn run_consumer<H: EventHandler>(
             // Shut down mid-retry: leave the offset where it is, the message comes again.
             break;
         }
+        status.resume(handler.name());
         crate::failpoint::crash_point(crate::failpoint::CONSUMER_AFTER_EFFECT);
         if let Err(error) = consumer.store_offset_from_message(&message) {
             tracing::warn!(
@@ -205,6 +210,7 @@ pub async fn run_consumer<H: EventHandler>(
         }
     }
     status.set_running(false);
+    status.export(handler.name());
     tracing::info!(consumer = handler.name(), "consumer stopped");
     Ok(())
 }

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{EventHandler, HandlerError, Outcome, ReceivedEvent, dlq_headers};
+use crate::status::ConsumerStatus;
 
 pub(super) struct Runtime<'a, H> {
     pub(super) handler: &'a H,
@@ -23,6 +24,8 @@ pub(super) struct Runtime<'a, H> {
     pub(super) dead_letter_suffix: &'a str,
     pub(super) max_payload_bytes: usize,
     pub(super) shutdown: &'a CancellationToken,
+    /// Paused while a transient failure (an outage) is retried.
+    pub(super) status: &'a ConsumerStatus,
 }
 
 /// Why a message goes to the dead-letter topic.
@@ -144,6 +147,8 @@ impl<H: EventHandler> Runtime<'_, H> {
                 }
                 Err(HandlerError::Transient(error)) => {
                     count("retried");
+                    self.status
+                        .pause(handler.name(), || telemetry::error_chain(&*error));
                     let delay = delays.next().unwrap_or(Duration::from_secs(10));
                     span.in_scope(|| {
                         tracing::warn!(
@@ -218,6 +223,12 @@ impl<H: EventHandler> Runtime<'_, H> {
             match self.dead_letters.send(record, Duration::from_secs(5)).await {
                 Ok(_) => return true,
                 Err((error, _)) => {
+                    self.status.pause(self.handler.name(), || {
+                        format!(
+                            "dead-letter write failed: {}",
+                            telemetry::error_chain(&error)
+                        )
+                    });
                     let delay = delays.next().unwrap_or(Duration::from_secs(10));
                     span.in_scope(|| {
                         tracing::warn!(

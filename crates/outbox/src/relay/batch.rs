@@ -1,6 +1,8 @@
 //! One batch through Kafka: encode every row as a CloudEvent and enqueue it in id order,
 //! hold back the rows whose key already failed, then await the delivery reports and sort
-//! the rows into delivered and failed. Nothing here touches the database.
+//! the rows into delivered, failed (the record's fault: an attempt counts) and unsent (the
+//! infrastructure's fault: nothing counts, the circuit opens). Nothing here touches the
+//! database.
 
 use std::collections::HashSet;
 use std::error::Error as StdError;
@@ -24,6 +26,9 @@ pub(super) struct BatchOutcome {
     pub(super) held: usize,
     /// Rows that reached the attempt limit in this batch and parked.
     pub(super) parked: u64,
+    /// Not delivered because of the infrastructure (no broker, timeouts, an unusable
+    /// producer): no attempt counted, the rows stay queued as they were.
+    pub(super) unsent: usize,
     /// The producer reported a fatal error (e.g. fenced): it must be recreated.
     pub(super) producer_fatal: bool,
 }
@@ -38,6 +43,8 @@ pub(super) struct InFlight<'r> {
     errors: Vec<String>,
     /// Keys with a failed row in this batch.
     failed_keys: HashSet<Uuid>,
+    /// The first infrastructure failure: once set, nothing more is enqueued.
+    outage: Option<String>,
 }
 
 /// A batch whose delivery reports are all in, not yet recorded.
@@ -48,8 +55,10 @@ pub(super) struct Acked {
     /// Rows not delivered, with their errors (same order).
     pub(super) failed_ids: Vec<i64>,
     pub(super) errors: Vec<String>,
-    /// Keys with a failed row: their later rows wait.
+    /// Keys with a failed or unsent row: their later rows wait.
     pub(super) failed_keys: HashSet<Uuid>,
+    /// The first infrastructure failure of the batch: the relay opens its circuit.
+    pub(super) outage: Option<String>,
 }
 
 type DeliveryFuture = std::pin::Pin<
@@ -62,6 +71,8 @@ struct SendFailure {
     error: String,
     /// librdkafka declared the producer unusable: recreate it.
     fatal: bool,
+    /// Not the record's fault (see [`ProduceError::is_infrastructure`]).
+    infrastructure: bool,
 }
 
 impl From<String> for SendFailure {
@@ -69,6 +80,7 @@ impl From<String> for SendFailure {
         Self {
             error,
             fatal: false,
+            infrastructure: false,
         }
     }
 }
@@ -77,7 +89,7 @@ impl Relay {
     /// Encodes and enqueues `rows` in id order (the idempotent producer keeps that order
     /// per partition). A row is held back, unsent and without an attempt counted, when its
     /// key is in `failed_keys` (an earlier row of it failed in the previous batch) or failed
-    /// earlier in this one, or after a fatal producer error.
+    /// earlier in this one, or after a fatal producer error or an infrastructure failure.
     pub(super) fn dispatch(
         &self,
         rows: Vec<PendingRow>,
@@ -92,9 +104,11 @@ impl Relay {
             failed_ids: Vec::new(),
             errors: Vec::new(),
             failed_keys: HashSet::new(),
+            outage: None,
         };
         for row in rows {
             if batch.outcome.producer_fatal
+                || batch.outage.is_some()
                 || failed_keys.contains(&row.aggregate_id)
                 || batch.failed_keys.contains(&row.aggregate_id)
             {
@@ -107,8 +121,13 @@ impl Relay {
                     published::count_failed(UNRESOLVED_TOPIC);
                     batch.outcome.producer_fatal |= failure.fatal;
                     batch.failed_keys.insert(row.aggregate_id);
-                    batch.failed_ids.push(row.id);
-                    batch.errors.push(failure.error);
+                    if failure.infrastructure {
+                        batch.outcome.unsent += 1;
+                        batch.outage.get_or_insert(failure.error);
+                    } else {
+                        batch.failed_ids.push(row.id);
+                        batch.errors.push(failure.error);
+                    }
                 }
             }
         }
@@ -123,6 +142,7 @@ impl Relay {
             mut failed_ids,
             mut errors,
             mut failed_keys,
+            mut outage,
         } = batch;
         let (sent_rows, pending): (Vec<_>, Vec<_>) = sent
             .into_iter()
@@ -139,8 +159,15 @@ impl Relay {
                     delivered.record(topic, latency);
                     sent_ids.push(row.id);
                 }
-                Err(error) => {
+                Err(error) if error.is_infrastructure() => {
+                    // Logged once per batch by the relay when it opens its circuit.
                     outcome.producer_fatal |= error.is_fatal();
+                    outcome.unsent += 1;
+                    published::count_failed(topic);
+                    failed_keys.insert(row.aggregate_id);
+                    outage.get_or_insert_with(|| telemetry::error_chain(&error));
+                }
+                Err(error) => {
                     published::count_failed(topic);
                     tracing::warn!(
                         outbox_id = row.id,
@@ -166,6 +193,7 @@ impl Relay {
             failed_ids,
             errors,
             failed_keys,
+            outage,
         }
     }
 
@@ -198,11 +226,14 @@ impl Relay {
                 .send(topic, &row.aggregate_id.to_string(), event, &span.headers())
                 .map_err(|e| SendFailure {
                     fatal: e.is_fatal(),
+                    infrastructure: e.is_infrastructure(),
                     error: telemetry::error_chain(&e),
                 })?;
             Ok((topic, Box::pin(pending) as DeliveryFuture))
         });
-        if let Err(failure) = &result {
+        if let Err(failure) = &result
+            && !failure.infrastructure
+        {
             tracing::warn!(outbox_id = row.id, event_id = %row.event_id, error = %failure.error, "outbox row cannot be sent; will retry");
         }
         result

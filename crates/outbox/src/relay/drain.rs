@@ -11,6 +11,15 @@ use super::batch::{Acked, BatchOutcome, InFlight};
 use super::{Relay, RelayError};
 use crate::store;
 
+/// Why a drain stopped before the queue was empty.
+#[derive(Debug, Default)]
+pub(super) struct Interrupted {
+    /// The producer reported a fatal error: recreate it.
+    pub(super) producer_fatal: bool,
+    /// Kafka failed (the first error): open the circuit.
+    pub(super) outage: Option<String>,
+}
+
 /// A batch whose delivery reports are recorded.
 struct Settled {
     outcome: BatchOutcome,
@@ -21,12 +30,13 @@ struct Settled {
 impl Relay {
     /// Publishes until the queue is empty. Once batch N's delivery reports are in, batch
     /// N+1 is encoded and enqueued while, on the session, N's outcome is recorded and
-    /// committed and then N+2 is read. Returns true if the producer reported a fatal error.
+    /// committed and then N+2 is read. Stops early, after recording what was delivered, on
+    /// a fatal producer error or an infrastructure failure, and says which.
     pub(super) async fn drain(
         &self,
         conn: &mut PgConnection,
         shutdown: &CancellationToken,
-    ) -> Result<bool, RelayError> {
+    ) -> Result<Interrupted, RelayError> {
         let limit = i64::from(self.config.batch_size);
         let mut next = store::fetch_pending(&mut *conn, limit, &[]).await?;
         let mut in_flight: Option<InFlight<'_>> = None;
@@ -39,16 +49,19 @@ impl Relay {
                 .as_mut()
                 .map(|acked| std::mem::take(&mut acked.failed_keys))
                 .unwrap_or_default();
-            let fatal = acked
-                .as_ref()
-                .is_some_and(|acked| acked.outcome.producer_fatal);
-            if fatal || next.is_empty() {
+            let interrupted = Interrupted {
+                producer_fatal: acked
+                    .as_ref()
+                    .is_some_and(|acked| acked.outcome.producer_fatal),
+                outage: acked.as_mut().and_then(|acked| acked.outage.take()),
+            };
+            if interrupted.producer_fatal || interrupted.outage.is_some() || next.is_empty() {
                 if let Some(acked) = acked {
                     self.record(&mut *conn, acked).await?;
                 }
-                // After a fatal error the rows read meanwhile stay queued for the new
-                // producer.
-                return Ok(fatal);
+                // After a fatal error or an outage the rows read meanwhile stay queued,
+                // for the new producer or for when the circuit closes.
+                return Ok(interrupted);
             }
             let rows = std::mem::take(&mut next);
             // Read ahead only behind a full batch: a short one means the queue was empty
@@ -102,6 +115,7 @@ impl Relay {
             failed_ids,
             errors,
             failed_keys: _,
+            outage: _,
         } = acked;
         let dequeued = store::mark_sent(&mut *tx, &sent_ids).await?;
         let policy = store::RetryPolicy {
@@ -123,7 +137,7 @@ impl Relay {
                 "outbox rows parked after too many failed attempts; see `wallet-hub outbox parked`"
             );
         }
-        if outcome.failed > 0 || outcome.held > 0 {
+        if outcome.failed > 0 || outcome.held > 0 || outcome.unsent > 0 {
             tracing::info!(?outcome, "outbox batch left rows pending");
         }
     }

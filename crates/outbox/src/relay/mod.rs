@@ -34,6 +34,14 @@
 //! acknowledged or held back. (A crash before N's record commits re-sends N and N+1 with
 //! the same CloudEvent ids.)
 //!
+//! **Circuit breaking:** only a failure of the record itself (too large, an invalid or
+//! unknown topic, no authorization, an event that cannot be encoded) counts an attempt and
+//! can park a row. A failure of the infrastructure (no broker, deliveries timing out, a
+//! full local queue, a fatal producer error) counts nothing: the relay records what was
+//! delivered, opens its circuit, stops fetching and sending, and probes the brokers with
+//! backoff until they answer; then it drains at once. So a broker outage of any length
+//! parks nothing. The state is in [`RelayStatus`] (readiness, `outbox_relay_state`).
+//!
 //! Beside the publishing loop, a maintenance task wakes once a second: it samples the
 //! outbox gauges, deletes rows past their retention in bounded batches and, after
 //! `relay.vacuum_after_rows` rows left the queue, vacuums it. None of that runs between
@@ -45,11 +53,13 @@
 //! - `drain`: the pipeline above, and recording each batch's outcome in the queue;
 //! - `batch`: one batch through Kafka: encode, enqueue in order, hold back failed keys,
 //!   await the delivery reports;
+//! - `circuit`: the relay's state and the wait for the brokers while its circuit is open;
 //! - `published`: the per-topic publish metrics, batched per batch;
 //! - `maintenance`: gauges, retention and vacuum, off the publishing path;
 //! - `listen`: LISTEN/NOTIFY wake-ups.
 
 mod batch;
+mod circuit;
 mod drain;
 mod leadership;
 mod listen;
@@ -62,12 +72,13 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use event_bindings::EventBindings;
-use kafka::{EventProducer, ProduceError};
+use kafka::{EventProducer, KafkaProbe, ProduceError};
 use serde::Deserialize;
 use sqlx::PgPool;
 use telemetry::metrics::{KAFKA_PRODUCER_QUEUE_DEPTH, KAFKA_PRODUCER_RECREATED_TOTAL};
 use tokio_util::sync::CancellationToken;
 
+pub use circuit::{RelayState, RelayStatus};
 use leadership::Leadership;
 pub(crate) use listen::retry_pause;
 use maintenance::Maintenance;
@@ -85,7 +96,8 @@ pub struct RelayConfig {
     /// Wake the relay when outbox rows commit (LISTEN/NOTIFY); also makes the API notify
     /// after its commits ([`crate::CommitWaker`]).
     pub notify: bool,
-    /// Failed attempts after which a row parks until `wallet-hub outbox redrive`.
+    /// Failed attempts after which a row parks until `wallet-hub outbox redrive`. Only
+    /// failures of the record count; an unreachable broker counts nothing.
     pub max_attempts: i32,
     /// First retry delay after a failed attempt; doubles each attempt, +-50% jitter.
     pub retry_base_ms: i64,
@@ -119,6 +131,9 @@ pub struct Relay {
     dequeued: Arc<AtomicU64>,
     /// The relay's own session, and whether it holds the relay lock.
     leadership: Leadership,
+    /// Asks the brokers for metadata while the circuit is open.
+    probe: KafkaProbe,
+    status: Arc<RelayStatus>,
 }
 
 impl Relay {
@@ -131,12 +146,19 @@ impl Relay {
         Ok(Self {
             pool,
             producer: EventProducer::new(&kafka)?,
+            probe: KafkaProbe::new(&kafka).map_err(ProduceError::Create)?,
+            status: Arc::new(RelayStatus::default()),
             kafka,
             bindings,
             config,
             dequeued: Arc::new(AtomicU64::new(0)),
             leadership: Leadership::default(),
         })
+    }
+
+    /// The relay's state, for readiness.
+    pub fn status(&self) -> Arc<RelayStatus> {
+        Arc::clone(&self.status)
     }
 
     /// Runs until `shutdown` is cancelled. The batches in flight are finished first.
@@ -165,18 +187,22 @@ impl Relay {
             notify = wake.is_some(),
             "outbox relay started"
         );
+        // After the circuit closes the relay drains at once, without waiting for a wake-up.
+        let mut resume = false;
         loop {
-            let ticked = tokio::select! {
-                () = shutdown.cancelled() => break,
-                _ = interval.tick() => true,
-                () = listen::woken(wake.as_deref()) => false,
-            };
+            let ticked = std::mem::take(&mut resume)
+                || tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    _ = interval.tick() => true,
+                    () = listen::woken(wake.as_deref()) => false,
+                };
             // A standby relay only competes for the lock on ticks: commits wake every relay.
             if !self.leadership.is_leading() && !ticked {
                 continue;
             }
-            let fatal = match self.leadership.take(&self.pool).await {
+            let interrupted = match self.leadership.take(&self.pool).await {
                 Ok(Some(mut conn)) => {
+                    self.status.set(RelayState::Closed);
                     let drained = self.drain(&mut conn, &shutdown).await;
                     self.leadership.keep(conn, drained.is_ok());
                     drained.unwrap_or_else(|error| {
@@ -184,22 +210,41 @@ impl Relay {
                             error = &error as &dyn StdError,
                             "outbox relay failed; reconnecting"
                         );
-                        false
+                        drain::Interrupted::default()
                     })
                 }
-                Ok(None) => false,
+                Ok(None) => {
+                    self.status.set(RelayState::Standby);
+                    drain::Interrupted::default()
+                }
                 Err(error) => {
                     tracing::warn!(
                         error = &error as &dyn StdError,
                         "cannot reach the database for the relay lock; retrying next tick"
                     );
-                    false
+                    drain::Interrupted::default()
                 }
             };
-            if fatal {
+            if interrupted.producer_fatal {
                 self.recreate_producer();
             }
             metrics::gauge!(KAFKA_PRODUCER_QUEUE_DEPTH).set(f64::from(self.producer.in_flight()));
+            if let Some(reason) = interrupted.outage {
+                tracing::error!(
+                    error = %reason,
+                    "Kafka failed; the relay's circuit is open: nothing is sent, and no \
+                     attempt counted, until the brokers answer"
+                );
+                self.status.set(RelayState::Open {
+                    since: chrono::Utc::now(),
+                    reason,
+                });
+                if !circuit::wait_for_brokers(&self.probe, &shutdown).await {
+                    break;
+                }
+                self.status.set(RelayState::Closed);
+                resume = true;
+            }
         }
         if let Err(error) = maintenance.await {
             tracing::error!(
