@@ -9,11 +9,12 @@
 # DATABASE_URL and KAFKA_BROKERS. Ports: 8080 API, 9464 admin (/metrics, /health/*).
 
 FROM rust:1.95-bookworm AS builder
-# librdkafka is built from source by the rdkafka crate (cmake-build feature).
+# librdkafka is built from source by the rdkafka crate (cmake-build feature), with OpenSSL
+# for TLS and SASL to Kafka (libssl-dev, found with pkg-config).
 # Debian package versions are not pinned: the bookworm suite only takes fixes.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends cmake libcurl4-openssl-dev \
+    && apt-get install -y --no-install-recommends cmake libcurl4-openssl-dev libssl-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -26,13 +27,14 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     && install -D -m 0755 target/release/wallet-hub /out/wallet-hub
 
 FROM debian:bookworm-slim
-# ca-certificates for TLS to brokers/databases/collectors; curl for container health checks.
+# ca-certificates for TLS to brokers/databases/collectors; libssl3 for librdkafka's TLS and
+# SASL; curl for container health checks.
 # /var/lib/wallet-hub/dev-issuer is where docker-compose.yml keeps the local development
 # token issuer, on a named volume: a new volume takes the owner of the image's directory, so
 # the directory exists here, owned by the service's user (otherwise it would be root's).
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates curl \
+    && apt-get install -y --no-install-recommends ca-certificates curl libssl3 \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 wallet-hub \
     && useradd --system --uid 10001 --gid wallet-hub --home-dir /nonexistent \

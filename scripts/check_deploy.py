@@ -47,6 +47,8 @@ CHOICES = {
     ("env",): {"development", "production"},
     ("log", "format"): {"text", "json"},
     ("telemetry", "otlp_protocol"): {"grpc", "http"},
+    ("kafka", "security_protocol"): {"plaintext", "ssl", "sasl_plaintext", "sasl_ssl"},
+    ("kafka", "sasl_mechanism"): {"SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"},
 }
 OTLP_PORTS = {"grpc": 4317, "http": 4318}
 IMAGE_NAME = "wallet-hub"
@@ -293,8 +295,45 @@ def check_prometheus(problems: Problems, config: ServiceConfig) -> None:
     problems.check(expected in targets, f"{PROMETHEUS}: job {IMAGE_NAME} scrapes {targets}, expected {expected}")
 
 
+MONITORING_NAMESPACE = "monitoring"
+
+
+def check_network_policies(problems: Problems, admin_port: int, docs: list[dict]) -> None:
+    """Every rule that opens the admin port admits only the monitoring namespace, and some
+    policy selecting the pods opens it to that namespace."""
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    opened = False
+    for policy in policies:
+        name = policy["metadata"]["name"]
+        spec = policy.get("spec") or {}
+        for rule in spec.get("ingress") or []:
+            ports = [p.get("port") for p in rule.get("ports") or []]
+            if ports and not ({"admin", admin_port} & set(ports)):
+                continue
+            peers = rule.get("from") or []
+            only_monitoring = bool(peers) and all(
+                set(peer) == {"namespaceSelector"}
+                and (peer["namespaceSelector"].get("matchLabels") or {})
+                == {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}
+                for peer in peers
+            )
+            problems.check(
+                only_monitoring,
+                f"k8s NetworkPolicy {name}: a rule opens the admin port ({ports or 'all ports'}) "
+                f"to more than the namespace {MONITORING_NAMESPACE}",
+            )
+            opened = opened or only_monitoring
+    problems.check(opened, f"k8s: no NetworkPolicy lets the namespace {MONITORING_NAMESPACE} reach the admin port")
+
+
 def check_k8s(problems: Problems, config: ServiceConfig, docs: list[dict]) -> None:
     api_port, admin_port = config.port("api"), config.port("admin")
+    for secret in (d for d in docs if d["kind"] == "Secret"):
+        problems.add(
+            f"k8s Secret {secret['metadata']['name']}: credentials come from the installation's "
+            "secret manager, never from a file in the repository"
+        )
+    check_network_policies(problems, admin_port, docs)
     configmaps = {d["metadata"]["name"]: d.get("data") or {} for d in docs if d["kind"] == "ConfigMap"}
     workloads = [d for d in docs if d["kind"] in ("Deployment", "Job")]
     roles = {}

@@ -11,12 +11,16 @@
 
 Values are interpolated as `docker compose` does with no `.env` file and none of the
 caller's variables set, i.e. with the file's own defaults: `${NAME:-default}` and
-`${NAME-default}` give the default, `${NAME}` and `$NAME` give "", `$$` gives `$`. Any other
-form is an error rather than a guess. Runs with Debian's python3 and python3-yaml.
+`${NAME-default}` give the default, `${NAME}` and `$NAME` give "", `$$` gives `$`. The
+exception are required variables, the secrets: `${NAME:?message}` and `${NAME?message}` take
+NAME from the caller's environment and, when it is unset (or empty, with `:?`), stop with
+the message, as compose does. Any other form is an error rather than a guess. Runs with
+Debian's python3 and python3-yaml.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 
@@ -24,7 +28,7 @@ import yaml
 
 VARIABLE = re.compile(
     r"\$(?:(?P<dollar>\$)"
-    r"|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?-)(?P<default>[^}$]*))?\}"
+    r"|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<default>[^}$]*))?\}"
     r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*)"
     r"|(?P<other>))"
 )
@@ -34,6 +38,11 @@ def interpolate(value: str, where: str) -> str:
     def one(match: re.Match) -> str:
         if match["dollar"]:
             return "$"
+        if match["braced"] is not None and (match["op"] or "").endswith("?"):
+            value = os.environ.get(match["braced"])
+            if value is None or (value == "" and match["op"] == ":?"):
+                sys.exit(f"{where}: required variable {match['braced']} is missing a value: {match['default']}")
+            return value
         if match["braced"] is not None:
             return match["default"] or ""
         if match["bare"] is not None:

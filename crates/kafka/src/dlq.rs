@@ -8,7 +8,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::KafkaConfig;
 use crate::consumer::dlq_headers;
@@ -46,8 +46,8 @@ pub enum DlqError {
 
 /// Reads every record of `dlq_topic` that exists now (up to the high watermarks).
 pub fn list(config: &KafkaConfig, dlq_topic: &str) -> Result<Vec<DeadLetter>, DlqError> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
+    let consumer: BaseConsumer = config
+        .client_config("dlq-reader")
         .set("group.id", format!("{}-dlq-reader", config.client_id))
         .set("enable.auto.commit", "false")
         .create()?;

@@ -33,11 +33,11 @@ pub mod scan;
 pub mod status;
 pub mod topics;
 
-pub use config::KafkaConfig;
+pub use config::{KafkaConfig, SaslMechanism, SecurityProtocol};
 pub use consumer::{
     ConsumerOptions, EventHandler, HandlerError, Outcome, ReceivedEvent, run_consumer,
 };
 pub use lag::{GroupTopics, LagReader, PartitionLag};
-pub use probe::KafkaProbe;
+pub use probe::{KafkaProbe, ProbeError};
 pub use producer::{Delivered, EventProducer, ProduceError};
 pub use status::ConsumerStatus;

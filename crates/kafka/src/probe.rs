@@ -1,19 +1,22 @@
-//! Kafka reachability and topic availability for `/health/ready` and the relay's circuit:
-//! metadata requests with a timeout.
+//! Kafka reachability and topic availability: metadata requests with a timeout, for
+//! `/health/ready` and the relay's circuit, and the check `serve` makes before it starts,
+//! which tells a refused connection (bad credentials, an untrusted certificate) from a
+//! broker that is merely not there yet.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use std::sync::Arc;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use crate::config::KafkaConfig;
 
 /// A dedicated, idle client used only to ask the brokers for metadata.
 #[derive(Clone)]
 pub struct KafkaProbe {
-    client: Arc<BaseConsumer>,
+    client: Arc<BaseConsumer<ProbeContext>>,
 }
 
 impl std::fmt::Debug for KafkaProbe {
@@ -22,12 +25,80 @@ impl std::fmt::Debug for KafkaProbe {
     }
 }
 
+/// Why the brokers could not be used when the service started.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The brokers answered but refused us: a wrong password or mechanism, or a TLS
+    /// handshake that failed (an untrusted CA, a host name not in the certificate). Waiting
+    /// does not fix these, so the service stops.
+    #[error("Kafka brokers {brokers} refused the connection: {reason}")]
+    Refused { brokers: String, reason: String },
+    /// No metadata within the timeout and no refusal either: the brokers may be down or
+    /// still starting. The relay and the consumers retry; readiness reports it.
+    #[error("Kafka brokers {brokers} did not answer a metadata request")]
+    Unreachable {
+        brokers: String,
+        #[source]
+        source: KafkaError,
+    },
+}
+
+/// What librdkafka reported about its connections. Its error events carry only a code and
+/// are not always delivered (identical errors are suppressed, a failed TLS handshake may
+/// arrive as a transport failure); its log lines always say what failed.
+#[derive(Default)]
+struct ProbeContext {
+    /// The last warning or error logged.
+    last_failure: Mutex<Option<String>>,
+    /// The last logged failure that waiting cannot fix (see [`REFUSALS`]).
+    refusal: Mutex<Option<String>>,
+}
+
+/// What librdkafka's log lines say of the failures that retrying cannot fix: OpenSSL
+/// rejecting the handshake ("SSL routines::certificate verify failed" for an untrusted CA
+/// or another host's certificate) and rejected SASL credentials. A handshake cut off by the
+/// peer ("SSL handshake failed: Disconnected", also what TLS to a plaintext Kafka listener
+/// gets) is not one of them: it reads as unreachable.
+const REFUSALS: [&str; 2] = ["SSL routines", "SASL authentication error"];
+
+impl ProbeContext {
+    fn take(slot: &Mutex<Option<String>>) -> Option<String> {
+        slot.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
+    fn set(slot: &Mutex<Option<String>>, message: &str) {
+        *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(message.to_owned());
+    }
+}
+
+impl ClientContext for ProbeContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error
+            | RDKafkaLogLevel::Warning => {
+                Self::set(&self.last_failure, log_message);
+                if REFUSALS.iter().any(|marker| log_message.contains(marker)) {
+                    Self::set(&self.refusal, log_message);
+                }
+                tracing::warn!(target: "librdkafka", facility = fac, "{log_message}");
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info | RDKafkaLogLevel::Debug => {
+                tracing::debug!(target: "librdkafka", facility = fac, "{log_message}");
+            }
+        }
+    }
+}
+
+impl ConsumerContext for ProbeContext {}
+
 impl KafkaProbe {
     pub fn new(config: &KafkaConfig) -> Result<Self, KafkaError> {
-        let client: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
-            .set("client.id", format!("{}-health", config.client_id))
-            .create()?;
+        let client: BaseConsumer<ProbeContext> = config
+            .client_config("health")
+            .create_with_context(ProbeContext::default())?;
         Ok(Self {
             client: Arc::new(client),
         })
@@ -72,6 +143,8 @@ impl KafkaProbe {
     pub async fn check(&self, timeout: Duration) -> Result<usize, KafkaError> {
         let client = Arc::clone(&self.client);
         tokio::task::spawn_blocking(move || {
+            // Error events queue up on this never-polled client: drop them.
+            while client.poll(Duration::ZERO).is_some() {}
             client
                 .fetch_metadata(None, timeout)
                 .map(|metadata| metadata.brokers().len())
@@ -79,4 +152,65 @@ impl KafkaProbe {
         .await
         .unwrap_or(Err(KafkaError::Canceled))
     }
+
+    /// The startup check: metadata within `timeout`, or why not. An authentication or TLS
+    /// failure reported while waiting ends the wait, since retrying cannot fix it.
+    pub async fn check_at_startup(
+        &self,
+        brokers: &str,
+        timeout: Duration,
+    ) -> Result<usize, ProbeError> {
+        let client = Arc::clone(&self.client);
+        let brokers = brokers.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let deadline = Instant::now() + timeout;
+            loop {
+                let mut refused = ProbeContext::take(&client.context().refusal);
+                while let Some(event) = client.poll(Duration::ZERO) {
+                    if let Err(error) = event
+                        && refusal(&error)
+                        && refused.is_none()
+                    {
+                        refused = Some(
+                            ProbeContext::take(&client.context().last_failure)
+                                .unwrap_or_else(|| error.to_string()),
+                        );
+                    }
+                }
+                if let Some(reason) = refused {
+                    return Err(ProbeError::Refused { brokers, reason });
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                match client.fetch_metadata(None, left.min(STARTUP_ATTEMPT)) {
+                    Ok(metadata) => return Ok(metadata.brokers().len()),
+                    Err(source) if left <= STARTUP_ATTEMPT => {
+                        return Err(match ProbeContext::take(&client.context().refusal) {
+                            Some(reason) => ProbeError::Refused { brokers, reason },
+                            None => ProbeError::Unreachable { brokers, source },
+                        });
+                    }
+                    Err(_) => {}
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(ProbeError::Unreachable {
+                brokers: String::new(),
+                source: KafkaError::Canceled,
+            })
+        })
+    }
+}
+
+/// How long one metadata request of the startup check waits before the error events are
+/// looked at again.
+const STARTUP_ATTEMPT: Duration = Duration::from_millis(500);
+
+/// An error that retrying cannot fix: credentials or TLS.
+fn refusal(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL)
+    )
 }

@@ -14,7 +14,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use crate::config::KafkaConfig;
@@ -100,9 +100,8 @@ fn assign(
     topics: &[String],
     since: Option<DateTime<Utc>>,
 ) -> Result<(BaseConsumer, Ends, u64), ScanError> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
-        .set("client.id", format!("{}-audit", config.client_id))
+    let consumer: BaseConsumer = config
+        .client_config("audit")
         // Required by librdkafka; nothing is ever committed under it.
         .set("group.id", format!("{}-audit", config.client_id))
         .set("enable.auto.commit", "false")

@@ -137,6 +137,29 @@ mod tests {
         assert!(!format!("{settings:?}").contains("wallet_hub:wallet_hub"));
     }
 
+    #[test]
+    fn kafka_security_comes_from_the_environment_and_a_bad_protocol_is_refused_by_name() {
+        jailed(|jail| {
+            // librdkafka's spelling; the documented one is `sasl_ssl`.
+            jail.set_env("WALLET_HUB__KAFKA__SECURITY_PROTOCOL", "SASL_SSL");
+            jail.set_env("WALLET_HUB__KAFKA__SASL_USERNAME", "svc");
+            jail.set_env("WALLET_HUB__KAFKA__SASL_PASSWORD", "s3cret-from-env");
+            let settings = Settings::load(None).expect("valid settings");
+            let client = settings.kafka.producer_config();
+            assert_eq!(client.get("security.protocol"), Some("sasl_ssl"));
+            assert_eq!(client.get("sasl.password"), Some("s3cret-from-env"));
+            assert!(!format!("{settings:?}").contains("s3cret-from-env"));
+
+            jail.set_env("WALLET_HUB__KAFKA__SECURITY_PROTOCOL", "SASL-SSL");
+            let error = Settings::load(None).expect_err("unknown protocol");
+            let message = format!("{:#}", error.0);
+            assert!(
+                message.to_lowercase().contains("kafka.security_protocol"),
+                "{message}"
+            );
+        });
+    }
+
     /// The topic `wallet_created_out` resolves to after loading, and how many entries
     /// `[bindings]` has (a second spelling of a name would be one more).
     fn wallet_created_topic(file: Option<&Path>) -> (String, usize) {

@@ -9,7 +9,7 @@ use api::AppState;
 use consumers::{WalletActivityProjection, WalletCreatedEventConsumer};
 use domain::EventType;
 use event_bindings::EventBindings;
-use kafka::{ConsumerOptions, ConsumerStatus, GroupTopics, KafkaProbe, LagReader};
+use kafka::{ConsumerOptions, ConsumerStatus, GroupTopics, KafkaProbe, LagReader, ProbeError};
 use outbox::{CommitWaker, DomainEventPublisher, Relay};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
@@ -86,6 +86,33 @@ pub async fn connect_database(config: &DatabaseConfig) -> anyhow::Result<PgPool>
         .context("cannot connect to PostgreSQL (database.url / DATABASE_URL)")
 }
 
+/// Asks the brokers for metadata before anything runs. Refused credentials or an untrusted
+/// certificate stop the service here, with a message naming Kafka and librdkafka's reason.
+/// Brokers that do not answer at all only warn: the relay and the consumers retry and
+/// readiness reports Kafka down, so a broker restart does not stop a rollout.
+async fn check_kafka(settings: &Settings) -> anyhow::Result<()> {
+    let probe = KafkaProbe::new(&settings.kafka)
+        .context("cannot create a Kafka client from the [kafka] settings")?;
+    let timeout = Duration::from_millis(settings.health.check_timeout_ms);
+    match probe
+        .check_at_startup(&settings.kafka.brokers, timeout)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(error @ ProbeError::Refused { .. }) => Err(error).context(
+            "cannot use Kafka (check kafka.security_protocol, kafka.sasl_username, \
+             kafka.sasl_password and kafka.ssl_ca_location)",
+        ),
+        Err(error @ ProbeError::Unreachable { .. }) => {
+            tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                "Kafka is not reachable yet; the relay and the consumers keep trying"
+            );
+            Ok(())
+        }
+    }
+}
+
 async fn bind(address: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(address)
         .await
@@ -104,6 +131,9 @@ impl Application {
         } else {
             None
         };
+        if parts.relay || parts.consumer {
+            check_kafka(&settings).await?;
+        }
         let pool = connect_database(&settings.database).await?;
         if (parts.relay || parts.consumer) && settings.topics.provision {
             provision_topics(&settings, &bindings).await?;
