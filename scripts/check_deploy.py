@@ -41,7 +41,7 @@ METRIC_CONSTANTS = Path("crates/telemetry/src/metrics.rs")
 
 ENV_PREFIX = "WALLET_HUB__"
 # Variables the service reads besides WALLET_HUB__SECTION__KEY (README, "Running it").
-OTHER_SERVICE_ENV = {"DATABASE_URL", "KAFKA_BROKERS", "RUST_LOG", "WALLET_HUB_CONFIG"}
+OTHER_SERVICE_ENV = {"DATABASE_URL", "DATABASE_MIGRATE_URL", "KAFKA_BROKERS", "RUST_LOG", "WALLET_HUB_CONFIG"}
 # Values with a closed set of choices, as documented in config/default.toml.
 CHOICES = {
     ("env",): {"development", "production"},
@@ -750,7 +750,11 @@ def cmd_metrics(out: str) -> None:
 # every binding, and each is documented with its environment variable like any key.
 FREE_FORM_TABLES = {("kafka", "producer"), ("kafka", "consumer")}
 # Keys that also have a variable of their own, named on the same line as the key.
-KEY_ALIASES = {("database", "url"): "DATABASE_URL", ("kafka", "brokers"): "KAFKA_BROKERS"}
+KEY_ALIASES = {
+    ("database", "url"): "DATABASE_URL",
+    ("database", "migrate_url"): "DATABASE_MIGRATE_URL",
+    ("kafka", "brokers"): "KAFKA_BROKERS",
+}
 
 
 def config_leaves(node: dict, path: tuple = ()):

@@ -10,6 +10,7 @@ use auth::JwksSource;
 use auth::dev::DevIssuer;
 
 use secrecy::{ExposeSecret, SecretString};
+use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -36,6 +37,8 @@ pub struct TestApp {
     /// The admin server: /metrics, /health/*.
     pub admin_address: String,
     pub client: reqwest::Client,
+    /// The database as its owner (the migration role): fixtures and inspection, beyond
+    /// what the service's runtime role may do.
     pub pool: PgPool,
     pub settings: Settings,
     pub topics: Topics,
@@ -50,8 +53,20 @@ pub struct TestApp {
 pub async fn test_settings() -> (Settings, Topics) {
     let mut settings = Settings::load(None).expect("settings load");
     let suffix = Uuid::now_v7().simple().to_string();
-    settings.database.url = create_database(settings.database.url.expose_secret(), &suffix).await;
-    settings.database.max_connections = 8;
+    // The test database belongs to DATABASE_URL's role, which migrates it; the service runs
+    // as a member of the runtime role, as in production.
+    let owner = create_database(settings.database.url.expose_secret(), &suffix).await;
+    ensure_runtime_login(settings.database.url.expose_secret()).await;
+    settings.database.url = as_role(&owner, RUNTIME_LOGIN, RUNTIME_PASSWORD);
+    settings.database.migrate_url = owner;
+    settings.database.api_max_connections = 8;
+    settings.database.relay_max_connections = 4;
+    settings.database.consumers_max_connections = 4;
+    // Many tests fire dozens of requests at once as one principal: the limits are tested
+    // on their own (tests/tests/it/limits.rs).
+    settings.api.write_concurrency_limit = std::num::NonZeroUsize::new(1024).expect("non-zero");
+    settings.api.rate_limit_per_second = 0;
+    settings.api.money_out_rate_limit_per_second = 0;
     settings.api.listen = "127.0.0.1:0".parse().expect("valid address");
     settings.admin.listen = "127.0.0.1:0".parse().expect("valid address");
     settings.consumer.group_id = format!("wallet-hub-consumers-{suffix}");
@@ -107,7 +122,11 @@ pub async fn start(settings: Settings, topics: Topics) -> TestApp {
         .expect("app builds");
     let address = format!("http://{}", app.api_addr().expect("API bound"));
     let admin_address = format!("http://{}", app.admin_addr().expect("admin bound"));
-    let pool = app.pool().clone();
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .connect(settings.database.migrate_url.expose_secret())
+        .await
+        .expect("the owner's pool of the test database");
     let issuer = DevIssuer::load_or_create(&issuer_dir(&settings)).expect("development issuer");
     let shutdown = CancellationToken::new();
     let handle = tokio::spawn(app.run_until_stopped(shutdown.clone()));
@@ -414,4 +433,43 @@ async fn create_database(base_url: &str, suffix: &str) -> SecretString {
         .expect("create test database");
     let (server, _db) = base_url.rsplit_once('/').expect("URL has a database path");
     SecretString::from(format!("{server}/{name}"))
+}
+
+/// The login role the services of the tests run as: a member of `wallet_hub_runtime`, the
+/// group role the migrations grant DML to.
+pub const RUNTIME_LOGIN: &str = "wallet_hub_test_runtime";
+const RUNTIME_PASSWORD: &str = "wallet_hub_test_runtime";
+
+/// Creates the runtime group role (as the migrations would) and [`RUNTIME_LOGIN`] in it,
+/// unless they exist; tests running at once may race to create them.
+async fn ensure_runtime_login(admin_url: &str) {
+    let mut admin = PgConnection::connect(admin_url)
+        .await
+        .expect("PostgreSQL reachable");
+    // The names and the password are this file's constants, never input.
+    let statement = format!(
+        "DO $$ BEGIN \
+           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'wallet_hub_runtime') THEN \
+             CREATE ROLE wallet_hub_runtime NOLOGIN; \
+           END IF; \
+           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{RUNTIME_LOGIN}') THEN \
+             CREATE ROLE {RUNTIME_LOGIN} LOGIN PASSWORD '{RUNTIME_PASSWORD}' \
+               IN ROLE wallet_hub_runtime; \
+           END IF; \
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; \
+         END $$"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+        .execute(&mut admin)
+        .await
+        .expect("runtime login role");
+}
+
+/// `url` with another user and password.
+pub fn as_role(url: &SecretString, user: &str, password: &str) -> SecretString {
+    let mut url = url::Url::parse(url.expose_secret()).expect("a valid database URL");
+    url.set_username(user).expect("URL takes a user");
+    url.set_password(Some(password))
+        .expect("URL takes a password");
+    SecretString::from(url.to_string())
 }

@@ -37,6 +37,10 @@ fn crash_child(test: &str, failpoint: &str, settings: &wallet_hub::Settings) {
         .env(CHILD, "1")
         .env("FAILPOINTS", format!("{failpoint}=return"))
         .env("DATABASE_URL", settings.database.url.expose_secret())
+        .env(
+            "DATABASE_MIGRATE_URL",
+            settings.database.migrate_url.expose_secret(),
+        )
         .env("KAFKA_BROKERS", &settings.kafka.brokers)
         .env(
             "WALLET_HUB__CONSUMER__GROUP_ID",

@@ -5,10 +5,11 @@
 //! the cause is logged once, here, with its chain.
 
 use std::error::Error as StdError;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::{UserId, WalletError};
 use outbox::OutboxError;
@@ -65,6 +66,21 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("service temporarily unavailable")]
     Unavailable(#[source] BoxError),
+    /// Too many writes in flight: refused at once instead of queued ([`crate::limits`]).
+    #[error(
+        "the service is at its limit of concurrent writes; retry after {} ms",
+        .retry_after.as_millis()
+    )]
+    Overloaded { retry_after: Duration },
+    /// The caller used up a rate limit ([`crate::limits`]).
+    #[error(
+        "rate limit `{}` exceeded ({} requests per second, bursts of {}); retry after {} ms",
+        .0.policy, .0.per_second, .0.burst, .0.retry_after.as_millis()
+    )]
+    RateLimited(RateLimited),
+    /// The request ran longer than `api.request_timeout_ms` and was abandoned.
+    #[error("the request did not complete within {0} ms; retry it with the same Idempotency-Key")]
+    Timeout(u64),
     #[error("internal error")]
     Internal(#[source] BoxError),
 }
@@ -163,6 +179,21 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service-unavailable",
                 "Service unavailable",
+            ),
+            ApiError::Overloaded { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "Too many requests in progress",
+            ),
+            ApiError::RateLimited(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Rate limit exceeded",
+            ),
+            ApiError::Timeout(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "request-timeout",
+                "Request timed out",
             ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -328,7 +359,60 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, value);
         }
+        match &self {
+            ApiError::Overloaded { retry_after } => retry_headers(&mut response, *retry_after),
+            ApiError::RateLimited(limited) => limited.headers(&mut response),
+            _ => {}
+        }
         response
+    }
+}
+
+/// `Retry-After-Ms`: the wait in milliseconds, next to `Retry-After`, whose RFC 9110 form
+/// is whole seconds (too coarse for a refusal that clears in a fraction of one).
+pub static RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
+/// `RateLimit-Policy` and `RateLimit` of the IETF draft "RateLimit header fields for HTTP"
+/// (draft-ietf-httpapi-ratelimit-headers, structured-field form).
+pub static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+pub static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// `Retry-After` in whole seconds, rounded up, and `Retry-After-Ms`.
+fn retry_headers(response: &mut Response, wait: Duration) {
+    let millis = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(millis.div_ceil(1000)),
+    );
+    headers.insert(RETRY_AFTER_MS.clone(), HeaderValue::from(millis));
+}
+
+/// Which limit a caller exceeded, and when it may try again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimited {
+    /// The policy's name in the `RateLimit*` headers: `default` or `money-out`.
+    pub policy: &'static str,
+    pub per_second: u32,
+    pub burst: u32,
+    pub retry_after: Duration,
+}
+
+impl RateLimited {
+    /// `RateLimit-Policy: "money-out";q=20;w=2` (the burst, and the seconds the rate takes
+    /// to refill it), `RateLimit: "money-out";r=0;t=1` (nothing left; seconds until a
+    /// request is allowed again), `Retry-After` and `Retry-After-Ms`.
+    fn headers(&self, response: &mut Response) {
+        retry_headers(response, self.retry_after);
+        let window = self.burst.div_ceil(self.per_second.max(1));
+        let reset = self.retry_after.as_millis().div_ceil(1000).max(1);
+        let policy = format!("\"{}\";q={};w={window}", self.policy, self.burst);
+        let remaining = format!("\"{}\";r=0;t={reset}", self.policy);
+        let headers = response.headers_mut();
+        for (name, value) in [(&RATELIMIT_POLICY, policy), (&RATELIMIT, remaining)] {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(name.clone(), value);
+            }
+        }
     }
 }
 

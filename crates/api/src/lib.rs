@@ -10,6 +10,9 @@
 //! - [`openapi`]: the contract, built with the routes from their `#[utoipa::path]`s.
 //! - [`write`]: how a change runs: one transaction, retried on contention, idempotent, its
 //!   events written to the outbox.
+//! - [`limits`]: bounded work per request: request timeout, per-principal rate limits,
+//!   load shedding of writes.
+//! - [`server`]: the HTTP/1.1 server with a header read timeout and a connection limit.
 //!
 //! Handlers never build SQL: every statement is in the `store` crate (the outbox's in
 //! `outbox`). This crate depends on `domain`, `store`, `outbox` and `telemetry` only.
@@ -18,17 +21,22 @@ pub mod caller;
 pub mod context;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod notifications;
 pub mod openapi;
+pub mod server;
 pub mod transfers;
 pub mod users;
 pub mod wallets;
 pub mod write;
 
 use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use outbox::DomainEventPublisher;
 use serde::Deserialize;
@@ -49,6 +57,25 @@ pub struct ApiConfig {
     pub request_timeout_ms: u64,
     /// How long the answer to an `Idempotency-Key` is kept.
     pub idempotency_ttl_hours: u32,
+    /// A connection that has not sent a whole request head this long after opening (or
+    /// after its previous response) is closed: slow-loris clients and idle keep-alive
+    /// connections alike.
+    pub header_read_timeout_ms: NonZeroU64,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: NonZeroUsize,
+    /// Writes (non-GET requests) running at once; one more gets 503 `overloaded` at once.
+    pub write_concurrency_limit: NonZeroUsize,
+    /// What `Retry-After-Ms` (and, rounded up to seconds, `Retry-After`) advises after 503
+    /// `overloaded`.
+    pub overload_retry_after_ms: u64,
+    /// Requests per second each principal may make, on average (0: no limit)...
+    pub rate_limit_per_second: u32,
+    /// ...and in a burst.
+    pub rate_limit_burst: NonZeroU32,
+    /// Withdrawals and transfers per second each principal may make (0: no limit)...
+    pub money_out_rate_limit_per_second: u32,
+    /// ...and in a burst.
+    pub money_out_rate_limit_burst: NonZeroU32,
 }
 
 /// What every handler can reach.
@@ -65,14 +92,19 @@ pub struct AppState {
 
 /// The whole API.
 pub fn router(state: AppState, config: &ApiConfig) -> Router {
-    openapi::router(state.verifier.clone())
+    let limits = Arc::new(limits::Limits::new(config));
+    let timeout_ms = config.request_timeout_ms;
+    openapi::router(state.verifier.clone(), limits)
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(move |error| {
+                    limits::request_timeout(timeout_ms, error)
+                }))
+                .timeout(Duration::from_millis(timeout_ms)),
+        )
         .layer(axum::middleware::from_fn(context::request_context))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            http::StatusCode::SERVICE_UNAVAILABLE,
-            Duration::from_millis(config.request_timeout_ms),
-        ))
         .with_state(state)
 }

@@ -106,11 +106,25 @@ pub fn document() -> utoipa::openapi::OpenApi {
 
 /// The API's routes behind [`crate::caller::authenticate`], plus `/openapi.json` and
 /// `/docs`, which need no token.
-pub fn router(verifier: auth::Verifier) -> Router<AppState> {
+///
+/// Behind authentication, each route has the rate limits and write shedding of
+/// [`crate::limits`] (innermost last).
+pub fn router(
+    verifier: auth::Verifier,
+    limits: std::sync::Arc<crate::limits::Limits>,
+) -> Router<AppState> {
     let (routes, document) = routes().split_for_parts();
     let mut document = document;
     BearerSecurity.modify(&mut document);
     routes
+        .layer(axum::middleware::from_fn_with_state(
+            limits.clone(),
+            crate::limits::shed_writes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            limits,
+            crate::limits::rate_limit,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             verifier,
             crate::caller::authenticate,

@@ -16,9 +16,14 @@ const SERIALIZATION_FAILURE: &str = "40001";
 const DEADLOCK_DETECTED: &str = "40P01";
 /// `lock_not_available`: a `lock_timeout` expired.
 pub(crate) const LOCK_NOT_AVAILABLE: &str = "55P03";
+/// `query_canceled`: a `statement_timeout` expired (or an operator cancelled the query).
+const QUERY_CANCELED: &str = "57014";
 /// SQLSTATE classes of a database that cannot do work right now: 08 connection
 /// exception, 53 insufficient resources, 57P operator intervention (shutdown, restart).
 const UNAVAILABLE_CLASSES: [&str; 3] = ["08", "53", "57P"];
+/// Codes of work that ran out of time (`database.statement_timeout_ms`,
+/// `database.lock_timeout_ms`): the database is too busy for it now; retry later.
+const TIMED_OUT: [&str; 2] = [QUERY_CANCELED, LOCK_NOT_AVAILABLE];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -69,7 +74,8 @@ impl StoreError {
     }
 
     /// The database cannot be reached or cannot do work right now (lost or refused
-    /// connections, pool exhausted or closed, shutdown, out of resources): retry later.
+    /// connections, pool exhausted or closed, shutdown, out of resources, a statement or
+    /// lock timeout expired): retry later.
     pub fn is_unavailable(&self) -> bool {
         match self.database() {
             Some(
@@ -81,9 +87,10 @@ impl StoreError {
                 | sqlx::Error::WorkerCrashed,
             ) => true,
             Some(sqlx::Error::Database(_)) => self.code().is_some_and(|code| {
-                UNAVAILABLE_CLASSES
-                    .iter()
-                    .any(|class| code.starts_with(class))
+                TIMED_OUT.contains(&code.as_ref())
+                    || UNAVAILABLE_CLASSES
+                        .iter()
+                        .any(|class| code.starts_with(class))
             }),
             _ => false,
         }

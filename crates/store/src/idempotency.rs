@@ -12,7 +12,8 @@ use crate::error::{LOCK_NOT_AVAILABLE, StoreError, has_code};
 
 /// How long a claim waits for a key held by a request still running.
 const CLAIM_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '200ms'";
-const NO_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = 0";
+/// Back to the connection's own `lock_timeout` (`database.lock_timeout_ms`) for the change.
+const RESTORE_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = DEFAULT";
 
 /// One key: the client's `Idempotency-Key` within its caller, and the request (`route`:
 /// method and concrete path) it is used for.
@@ -95,7 +96,9 @@ pub async fn claim(
             .await?;
         insert(&mut *conn, key, request_hash, ttl).await?;
     }
-    sqlx::query(NO_LOCK_TIMEOUT).execute(&mut *conn).await?;
+    sqlx::query(RESTORE_LOCK_TIMEOUT)
+        .execute(&mut *conn)
+        .await?;
     Ok(Claim::Claimed)
 }
 

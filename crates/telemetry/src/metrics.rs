@@ -12,6 +12,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
 /// HTTP request latency by `method`, `route`, `status`.
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
+/// Counter: requests refused before they ran, by `reason`: `overloaded` (write
+/// concurrency limit, 503), `default` or `money-out` (the rate-limit policy, 429).
+pub const HTTP_REQUESTS_REFUSED_TOTAL: &str = "http_requests_refused_total";
 /// Counter: bearer tokens refused, by `reason` (expired, bad_signature, ...: a fixed set).
 pub const AUTH_REFUSED_TOTAL: &str = "auth_refused_total";
 /// Unsent outbox rows.
@@ -42,9 +45,9 @@ pub const CONSUMER_STATE: &str = "consumer_state";
 /// 1 for the state the relay is in, by `state` (`closed`: publishing, `open`: Kafka
 /// failed and the relay waits for it, `standby`: another instance leads).
 pub const OUTBOX_RELAY_STATE: &str = "outbox_relay_state";
-/// Pool connections by `state` (`idle`, `in_use`).
+/// Pool connections by `pool` (`api`, `relay`, `consumers`) and `state` (`idle`, `in_use`).
 pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
-/// Configured pool size.
+/// Configured pool size, by `pool`.
 pub const DB_POOL_MAX_CONNECTIONS: &str = "db_pool_max_connections";
 /// Messages the producer has enqueued but the broker has not acknowledged.
 pub const KAFKA_PRODUCER_QUEUE_DEPTH: &str = "kafka_producer_queue_depth";

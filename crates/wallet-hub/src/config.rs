@@ -1,5 +1,6 @@
 //! Settings: `config/default.toml` (compiled in), then an optional file, then
-//! `WALLET_HUB__SECTION__KEY` variables, then `DATABASE_URL` and `KAFKA_BROKERS`.
+//! `WALLET_HUB__SECTION__KEY` variables, then `DATABASE_URL`, `DATABASE_MIGRATE_URL` and
+//! `KAFKA_BROKERS`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -52,10 +53,21 @@ pub enum Environment {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
-    /// Wrapped so that it never appears in logs or `Debug` output.
+    /// The runtime role's URL (`serve`, `outbox`, `dlq`). Wrapped so that it never
+    /// appears in logs or `Debug` output.
     pub url: SecretString,
-    pub max_connections: u32,
+    /// The migration owner's URL (`migrate`, and `serve` when `migrate_on_start`): the
+    /// role that owns the tables. Empty: `url`.
+    pub migrate_url: SecretString,
+    /// Each part has its own pool, so that a flood of one cannot starve the others.
+    pub api_max_connections: u32,
+    pub relay_max_connections: u32,
+    pub consumers_max_connections: u32,
     pub acquire_timeout_ms: u64,
+    /// `statement_timeout` of every runtime connection (0: none).
+    pub statement_timeout_ms: u64,
+    /// `lock_timeout` of every runtime connection (0: none).
+    pub lock_timeout_ms: u64,
     pub migrate_on_start: bool,
 }
 
@@ -94,6 +106,9 @@ impl Settings {
         figment = figment.merge(Env::prefixed("WALLET_HUB__").split("__"));
         if let Ok(url) = std::env::var("DATABASE_URL") {
             figment = figment.merge(("database.url", url));
+        }
+        if let Ok(url) = std::env::var("DATABASE_MIGRATE_URL") {
+            figment = figment.merge(("database.migrate_url", url));
         }
         if let Ok(brokers) = std::env::var("KAFKA_BROKERS") {
             figment = figment.merge(("kafka.brokers", brokers));

@@ -14,13 +14,12 @@ use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use wallet_hub::audit::AuditOptions;
 use wallet_hub::ops::{DlqCommand, OutboxCommand};
-use wallet_hub::startup::{MIGRATOR, Role, connect_database};
+use wallet_hub::startup::Role;
 use wallet_hub::{Application, Settings};
 
 #[global_allocator]
@@ -172,11 +171,7 @@ async fn token(
 }
 
 async fn migrate(settings: Settings) -> anyhow::Result<()> {
-    let pool = connect_database(&settings.database).await?;
-    MIGRATOR
-        .run(&pool)
-        .await
-        .context("cannot apply migrations")?;
+    wallet_hub::startup::migrate(&settings.database).await?;
     tracing::info!("migrations applied");
     Ok(())
 }

@@ -12,8 +12,8 @@ use event_bindings::EventBindings;
 use kafka::{ConsumerOptions, ConsumerStatus, GroupTopics, KafkaProbe, LagReader, ProbeError};
 use outbox::{CommitWaker, DomainEventPublisher, Relay};
 use secrecy::ExposeSecret;
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
 use telemetry::metrics::{DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -63,7 +63,7 @@ impl Parts {
 pub struct Application {
     settings: Settings,
     parts: Parts,
-    pool: PgPool,
+    pools: Pools,
     api_listener: Option<TcpListener>,
     /// Checks the API's bearer tokens (only when this process serves the API).
     verifier: Option<auth::Verifier>,
@@ -71,19 +71,95 @@ pub struct Application {
     bindings: EventBindings,
 }
 
-/// Connects the pool described by `config`, failing fast if the database is unreachable.
-pub async fn connect_database(config: &DatabaseConfig) -> anyhow::Result<PgPool> {
+/// One pool per part that runs here, each sized by its own `database.*_max_connections`,
+/// so that a flood of API requests cannot take the connections the relay publishes with.
+#[derive(Debug, Clone)]
+pub struct Pools {
+    pub api: Option<PgPool>,
+    pub relay: Option<PgPool>,
+    pub consumers: Option<PgPool>,
+}
+
+impl Pools {
+    /// Each pool with its `pool` label.
+    fn labelled(&self) -> impl Iterator<Item = (&'static str, &PgPool)> {
+        [
+            ("api", self.api.as_ref()),
+            ("relay", self.relay.as_ref()),
+            ("consumers", self.consumers.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(label, pool)| pool.map(|pool| (label, pool)))
+    }
+
+    async fn close(&self) {
+        for (_, pool) in self.labelled() {
+            pool.close().await;
+        }
+    }
+}
+
+/// Connection options of the runtime role (`database.url`): every connection carries the
+/// configured `statement_timeout` and `lock_timeout`.
+fn runtime_options(config: &DatabaseConfig) -> anyhow::Result<PgConnectOptions> {
     let options: PgConnectOptions = config
         .url
         .expose_secret()
         .parse()
         .context("database.url is not a valid PostgreSQL URL")?;
+    Ok(options.options([
+        ("statement_timeout", config.statement_timeout_ms.to_string()),
+        ("lock_timeout", config.lock_timeout_ms.to_string()),
+    ]))
+}
+
+/// Connects a pool of at most `max_connections` runtime connections (`what` names it in
+/// errors), failing fast if the database is unreachable.
+async fn connect_pool(
+    config: &DatabaseConfig,
+    max_connections: u32,
+    what: &str,
+) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
-        .max_connections(config.max_connections)
+        .max_connections(max_connections)
         .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms))
-        .connect_with(options)
+        .connect_with(runtime_options(config)?)
         .await
-        .context("cannot connect to PostgreSQL (database.url / DATABASE_URL)")
+        .with_context(|| {
+            format!("cannot connect the {what} pool to PostgreSQL (database.url / DATABASE_URL)")
+        })
+}
+
+/// Connects a small pool of the runtime role for one-off commands (`outbox`, `dlq`).
+pub async fn connect_database(config: &DatabaseConfig) -> anyhow::Result<PgPool> {
+    connect_pool(config, 2, "command").await
+}
+
+/// Applies pending migrations as the migration owner (`database.migrate_url`, or `url`
+/// when that is empty), on a connection of its own without the runtime timeouts: a
+/// migration may rewrite a large table.
+pub async fn migrate(config: &DatabaseConfig) -> anyhow::Result<()> {
+    let (url, key) = if config.migrate_url.expose_secret().is_empty() {
+        (&config.url, "database.url / DATABASE_URL")
+    } else {
+        (
+            &config.migrate_url,
+            "database.migrate_url / DATABASE_MIGRATE_URL",
+        )
+    };
+    let options: PgConnectOptions = url
+        .expose_secret()
+        .parse()
+        .with_context(|| format!("{key} is not a valid PostgreSQL URL"))?;
+    let mut conn = PgConnection::connect_with(&options)
+        .await
+        .with_context(|| format!("cannot connect to PostgreSQL to migrate ({key})"))?;
+    MIGRATOR
+        .run(&mut conn)
+        .await
+        .with_context(|| format!("cannot apply migrations as the role of {key}"))?;
+    conn.close().await.ok();
+    Ok(())
 }
 
 /// Asks the brokers for metadata before anything runs. Refused credentials or an untrusted
@@ -134,16 +210,31 @@ impl Application {
         if parts.relay || parts.consumer {
             check_kafka(&settings).await?;
         }
-        let pool = connect_database(&settings.database).await?;
         if (parts.relay || parts.consumer) && settings.topics.provision {
             provision_topics(&settings, &bindings).await?;
         }
         if settings.database.migrate_on_start {
-            MIGRATOR
-                .run(&pool)
-                .await
-                .context("cannot apply migrations")?;
+            migrate(&settings.database).await?;
         }
+        let database = &settings.database;
+        let pools = Pools {
+            api: if parts.api {
+                Some(connect_pool(database, database.api_max_connections, "api").await?)
+            } else {
+                None
+            },
+            relay: if parts.relay {
+                Some(connect_pool(database, database.relay_max_connections, "relay").await?)
+            } else {
+                None
+            },
+            consumers: if parts.consumer {
+                let max = database.consumers_max_connections;
+                Some(connect_pool(database, max, "consumers").await?)
+            } else {
+                None
+            },
+        };
         let api_listener = if parts.api {
             Some(bind(settings.api.listen, "api.listen").await?)
         } else {
@@ -153,7 +244,7 @@ impl Application {
         Ok(Self {
             settings,
             parts,
-            pool,
+            pools,
             api_listener,
             verifier,
             admin_listener,
@@ -170,8 +261,9 @@ impl Application {
         self.admin_listener.local_addr()
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    /// The pools of the parts that run here.
+    pub fn pools(&self) -> &Pools {
+        &self.pools
     }
 
     /// Runs this process's parts until `shutdown` is cancelled, then lets each finish
@@ -181,7 +273,7 @@ impl Application {
         let Application {
             settings,
             parts,
-            pool,
+            pools,
             api_listener,
             verifier,
             admin_listener,
@@ -190,7 +282,9 @@ impl Application {
         let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
         let metrics = telemetry::metrics::install();
 
-        if let (Some(listener), Some(verifier)) = (api_listener, verifier) {
+        if let (Some(listener), Some(verifier), Some(pool)) =
+            (api_listener, verifier, pools.api.clone())
+        {
             let state = AppState {
                 pool: pool.clone(),
                 publisher: DomainEventPublisher::new(),
@@ -206,18 +300,17 @@ impl Application {
             let api_shutdown = shutdown.clone();
             tracing::info!(address = %listener.local_addr()?, "API listening");
             tasks.spawn(expire_idempotency_keys(pool.clone(), shutdown.clone()));
+            let config = settings.api.clone();
             tasks.spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(api_shutdown.cancelled_owned())
-                    .await
-                    .context("HTTP server failed")
+                api::server::serve(listener, app, &config, api_shutdown.cancelled_owned()).await;
+                Ok(())
             });
         }
 
         let mut relay_status = None;
-        if parts.relay {
+        if let Some(pool) = pools.relay.clone() {
             let relay = Relay::new(
-                pool.clone(),
+                pool,
                 settings.kafka.clone(),
                 bindings.clone(),
                 settings.relay.clone(),
@@ -233,7 +326,7 @@ impl Application {
 
         let groups = consumer_groups(&settings, &bindings);
         let mut consumers: Vec<(&'static str, Arc<ConsumerStatus>)> = Vec::new();
-        if parts.consumer {
+        if let Some(pool) = pools.consumers.clone() {
             let [welcome, activity] = groups.clone();
             consumers.push(spawn_consumer(
                 &mut tasks,
@@ -265,8 +358,14 @@ impl Application {
         }
         topics.sort();
         topics.dedup();
+        // Readiness checks the database through the API's pool where the API runs (the
+        // one a flood exhausts), else the relay's, else the consumers'.
+        let checked = match pools.labelled().next() {
+            Some((_, pool)) => pool.clone(),
+            None => connect_pool(&settings.database, 1, "admin").await?,
+        };
         let admin = admin::router(AdminState {
-            pool: pool.clone(),
+            pool: checked,
             metrics,
             health: settings.health.clone(),
             kafka: kafka_probe,
@@ -291,7 +390,9 @@ impl Application {
                 .await
                 .context("admin server failed")
         });
-        tasks.spawn(sample_pool(pool.clone(), shutdown.clone()));
+        for (label, pool) in pools.labelled() {
+            tasks.spawn(sample_pool(label, pool.clone(), shutdown.clone()));
+        }
 
         let mut outcome = Ok(());
         while let Some(joined) = tasks.join_next().await {
@@ -310,7 +411,7 @@ impl Application {
                 shutdown.cancel();
             }
         }
-        pool.close().await;
+        pools.close().await;
         outcome
     }
 }
@@ -440,11 +541,15 @@ async fn expire_idempotency_keys(pool: PgPool, shutdown: CancellationToken) -> a
     }
 }
 
-/// Exports pool usage every few seconds until shutdown.
-async fn sample_pool(pool: PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Exports the usage of the pool labelled `label` every few seconds until shutdown.
+async fn sample_pool(
+    label: &'static str,
+    pool: PgPool,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let mut interval = tokio::time::interval(Duration::from_secs(5));
     let max = pool.options().get_max_connections();
-    metrics::gauge!(DB_POOL_MAX_CONNECTIONS).set(f64::from(max));
+    metrics::gauge!(DB_POOL_MAX_CONNECTIONS, "pool" => label).set(f64::from(max));
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
@@ -452,8 +557,9 @@ async fn sample_pool(pool: PgPool, shutdown: CancellationToken) -> anyhow::Resul
         }
         let size = pool.size();
         let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
-        metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "idle").set(f64::from(idle));
-        metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "in_use")
+        metrics::gauge!(DB_POOL_CONNECTIONS, "pool" => label, "state" => "idle")
+            .set(f64::from(idle));
+        metrics::gauge!(DB_POOL_CONNECTIONS, "pool" => label, "state" => "in_use")
             .set(f64::from(size.saturating_sub(idle)));
     }
 }

@@ -34,6 +34,8 @@ pub fn fault_settings(settings: &mut Settings) {
     settings.kafka.message_timeout_ms = 2_000;
     settings.health.check_timeout_ms = 1_000;
     settings.database.acquire_timeout_ms = 1_000;
+    // The load's few principals move money faster than a customer would.
+    settings.api.money_out_rate_limit_per_second = 0;
 }
 
 /// Runs `scripts/<name> <action>` (with this process's environment, so a second set of

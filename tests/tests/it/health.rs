@@ -71,19 +71,45 @@ async fn the_service_creates_its_dead_letter_topics_and_readiness_names_a_missin
 #[tokio::test]
 async fn readiness_reports_the_pool_exhausted_while_every_connection_is_held() {
     let app = spawn_app_with(|s| {
-        s.database.max_connections = 3;
-        s.relay.enabled = false;
-        s.consumer.enabled = false;
+        s.database.api_max_connections = 2;
+        s.database.lock_timeout_ms = 0;
+        s.database.statement_timeout_ms = 0;
+        s.api.request_timeout_ms = 120_000;
     })
     .await;
-    let mut held = Vec::new();
-    for _ in 0..3 {
-        held.push(app.pool.acquire().await.expect("connection"));
+    let wallet = app.create_wallet("USD").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    // Both API connections wait on a lock the test holds.
+    let mut lock = app.pool.begin().await.expect("begin");
+    sqlx::query("SELECT 1 FROM wallets WHERE id = $1::uuid FOR UPDATE")
+        .bind(&wallet)
+        .execute(&mut *lock)
+        .await
+        .expect("lock the wallet");
+    let mut stuck = Vec::new();
+    for _ in 0..2 {
+        let request = app
+            .request(
+                reqwest::Method::POST,
+                &format!("/v1/wallets/{wallet}/deposits"),
+                Some(&serde_json::json!({"amount": "1.00"})),
+            )
+            .await;
+        stuck.push(tokio::spawn(request.send()));
     }
-    let (code, status, detail) = readiness_check(&app, "database_pool").await;
-    assert_eq!((code, status.as_str()), (503, "down"), "{detail}");
+    let detail = eventually("readiness to report the pool exhausted", || async {
+        let (code, status, detail) = readiness_check(&app, "database_pool").await;
+        (code == 503 && status == "down").then_some(detail)
+    })
+    .await;
     assert!(detail.starts_with("exhausted"), "{detail}");
-    drop(held);
+    lock.rollback().await.expect("release");
+    for request in stuck {
+        let response = request.await.expect("joined").expect("answered");
+        assert_eq!(response.status(), 201);
+    }
     let (code, status, _) = readiness_check(&app, "database_pool").await;
     assert_eq!((code, status.as_str()), (200, "up"));
 }

@@ -11,7 +11,7 @@ const QUEUE_MIGRATION: i64 = 20261126000006;
 #[tokio::test]
 async fn unsent_outbox_rows_move_to_the_queue_with_their_delivery_state_and_sent_ones_do_not() {
     let (settings, _topics) = wallet_hub_tests::test_settings().await;
-    let pool = PgPool::connect(settings.database.url.expose_secret())
+    let pool = PgPool::connect(settings.database.migrate_url.expose_secret())
         .await
         .expect("pool");
     let mut before_queue = sqlx::migrate!("../migrations");

@@ -28,7 +28,7 @@ async fn failure(sqlstate: &str, constraint: Option<&str>) -> StoreError {
 }
 
 /// Codes that must be neither contention nor unavailable.
-const PERMANENT: [&str; 5] = ["23505", "23503", "42601", "55P03", "57014"];
+const PERMANENT: [&str; 3] = ["23505", "23503", "42601"];
 
 #[tokio::test]
 async fn serialization_failures_and_deadlocks_are_contention_and_nothing_else_is() {
@@ -38,14 +38,20 @@ async fn serialization_failures_and_deadlocks_are_contention_and_nothing_else_is
         assert!(error.is_transient(), "{code}");
         assert!(!error.is_unavailable(), "{code}");
     }
-    for code in PERMANENT.into_iter().chain(["08006", "57P01", "53300"]) {
+    for code in PERMANENT
+        .into_iter()
+        .chain(["08006", "57P01", "53300", "57014", "55P03"])
+    {
         assert!(!failure(code, None).await.is_contention(), "{code}");
     }
 }
 
 #[tokio::test]
-async fn lost_connections_shutdowns_and_exhausted_resources_are_unavailable() {
-    for code in ["08006", "08001", "57P01", "57P03", "53300", "53100"] {
+async fn lost_connections_shutdowns_exhausted_resources_and_timeouts_are_unavailable() {
+    // 57014 and 55P03: a statement or lock timeout expired.
+    for code in [
+        "08006", "08001", "57P01", "57P03", "53300", "53100", "57014", "55P03",
+    ] {
         let error = failure(code, None).await;
         assert!(error.is_unavailable(), "{code}");
         assert!(error.is_transient(), "{code}");

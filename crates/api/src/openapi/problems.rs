@@ -40,10 +40,16 @@ pub enum BodyRejected {
 /// What any operation can answer when the server cannot complete it.
 #[derive(Debug, IntoResponses)]
 pub enum ServerErrors {
-    /// Retry later. (A request that runs out of time gets this status with an empty body.)
+    /// The caller's rate limit is used up: `RateLimit-Policy`, `RateLimit`, `Retry-After`
+    /// (seconds) and `Retry-After-Ms` say which limit and when to try again.
+    #[response(status = 429, description = "rate-limited", content_type = PROBLEM_JSON)]
+    RateLimited(Problem),
+    /// Retry later: `overloaded` (too many writes in flight, refused at once; `Retry-After`
+    /// and `Retry-After-Ms` say when), `request-timeout` (ran longer than the request
+    /// timeout), `service-unavailable` (the database cannot do the work now).
     #[response(
         status = 503,
-        description = "service-unavailable",
+        description = "service-unavailable, overloaded, request-timeout",
         content_type = PROBLEM_JSON
     )]
     Unavailable(Problem),

@@ -1,0 +1,176 @@
+//! Bounded work per request: what the API refuses at once instead of queueing.
+//!
+//! - [`request_timeout`]: a request still running after `api.request_timeout_ms` is
+//!   abandoned (its transaction rolls back) and answered 503 `request-timeout`.
+//! - [`rate_limit`]: each authenticated principal (issuer and subject) has a budget of
+//!   requests (GCRA, crate `governor`): `default` for every request, and a stricter
+//!   `money-out` for withdrawals and transfers. Past it: 429 `rate-limited` with
+//!   `RateLimit-Policy`, `RateLimit`, `Retry-After` and `Retry-After-Ms`.
+//! - [`shed_writes`]: at most `api.write_concurrency_limit` writes (any method but GET, HEAD,
+//!   OPTIONS) run at once; one more is answered 503 `overloaded` with `Retry-After` and
+//!   `Retry-After-Ms` at once, before it touches the database, so it changes nothing.
+//!   A semaphore's `try_acquire` rather than tower's `load_shed` + `concurrency_limit`:
+//!   the limit covers only the write methods of the routes, and the refusal is an
+//!   [`ApiError`] like every other.
+//!
+//! Order (outermost first): request context, timeout, authentication, rate limit, shedding,
+//! handler. An unauthenticated request never takes a write slot, and a principal over its
+//! rate takes none either.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio::sync::Semaphore;
+
+use crate::ApiConfig;
+use crate::caller::Caller;
+use crate::error::{ApiError, RateLimited};
+
+/// Routes whose POST moves money out of a wallet: the `money-out` policy applies.
+const MONEY_OUT_ROUTES: [&str; 2] = ["/v1/wallets/{id}/withdrawals", "/v1/transfers"];
+
+/// Forget principals idle long enough to be back at a full budget, every this many checks.
+const RETAIN_EVERY: u64 = 4096;
+
+/// The API's limits, shared by every request.
+#[derive(Debug)]
+pub struct Limits {
+    writes: Arc<Semaphore>,
+    retry_after: Duration,
+    default: Option<Policy>,
+    money_out: Option<Policy>,
+}
+
+/// One rate-limit policy: a keyed GCRA limiter and how the headers describe it.
+#[derive(Debug)]
+struct Policy {
+    name: &'static str,
+    per_second: NonZeroU32,
+    burst: NonZeroU32,
+    limiter: DefaultKeyedRateLimiter<String>,
+    checks: AtomicU64,
+}
+
+impl Policy {
+    /// `None` when `per_second` is 0 (the policy is off).
+    fn new(name: &'static str, per_second: u32, burst: NonZeroU32) -> Option<Self> {
+        let per_second = NonZeroU32::new(per_second)?;
+        Some(Self {
+            name,
+            per_second,
+            burst,
+            limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
+            checks: AtomicU64::new(0),
+        })
+    }
+
+    fn check(&self, principal: &String) -> Result<(), ApiError> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % RETAIN_EVERY == RETAIN_EVERY - 1 {
+            self.limiter.retain_recent();
+        }
+        self.limiter.check_key(principal).map_err(|not_until| {
+            ApiError::RateLimited(RateLimited {
+                policy: self.name,
+                per_second: self.per_second.get(),
+                burst: self.burst.get(),
+                retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+            })
+        })
+    }
+}
+
+impl Limits {
+    pub fn new(config: &ApiConfig) -> Self {
+        Self {
+            writes: Arc::new(Semaphore::new(config.write_concurrency_limit.get())),
+            retry_after: Duration::from_millis(config.overload_retry_after_ms),
+            default: Policy::new(
+                "default",
+                config.rate_limit_per_second,
+                config.rate_limit_burst,
+            ),
+            money_out: Policy::new(
+                "money-out",
+                config.money_out_rate_limit_per_second,
+                config.money_out_rate_limit_burst,
+            ),
+        }
+    }
+}
+
+/// Answers 503 `request-timeout` for a request that ran out of time (the error of
+/// `tower::timeout`); any other error of the layers below is a 500.
+pub async fn request_timeout(timeout_ms: u64, error: tower::BoxError) -> Response {
+    if error.is::<tower::timeout::error::Elapsed>() {
+        tracing::warn!(timeout_ms, "request timed out");
+        ApiError::Timeout(timeout_ms).into_response()
+    } else {
+        ApiError::Internal(error).into_response()
+    }
+}
+
+/// The middleware of the rate limits (behind authentication: it needs the [`Caller`]).
+pub async fn rate_limit(
+    State(limits): State<Arc<Limits>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(principal) = request
+        .extensions()
+        .get::<Caller>()
+        .map(Caller::idempotency_scope)
+    else {
+        return next.run(request).await;
+    };
+    let money_out = request.method() == Method::POST
+        && request
+            .extensions()
+            .get::<MatchedPath>()
+            .is_some_and(|path| MONEY_OUT_ROUTES.contains(&path.as_str()));
+    let policies = [
+        limits.default.as_ref(),
+        limits.money_out.as_ref().filter(|_| money_out),
+    ];
+    for policy in policies.into_iter().flatten() {
+        if let Err(refused) = policy.check(&principal) {
+            metrics::counter!(
+                telemetry::metrics::HTTP_REQUESTS_REFUSED_TOTAL,
+                "reason" => policy.name
+            )
+            .increment(1);
+            return refused.into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// The middleware of the write concurrency limit.
+pub async fn shed_writes(
+    State(limits): State<Arc<Limits>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.method().is_safe() {
+        return next.run(request).await;
+    }
+    let Ok(_permit) = Arc::clone(&limits.writes).try_acquire_owned() else {
+        metrics::counter!(
+            telemetry::metrics::HTTP_REQUESTS_REFUSED_TOTAL,
+            "reason" => "overloaded"
+        )
+        .increment(1);
+        return ApiError::Overloaded {
+            retry_after: limits.retry_after,
+        }
+        .into_response();
+    };
+    next.run(request).await
+}
