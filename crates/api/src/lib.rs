@@ -8,14 +8,16 @@
 //! - [`caller`]: bearer-token authentication and who may do what.
 //! - [`users`], [`wallets`], [`transfers`], [`notifications`]: the routes.
 //! - [`openapi`]: the contract, built with the routes from their `#[utoipa::path]`s.
+//! - [`contracts`]: the event contracts: `/asyncapi.json` and the event schemas.
 //! - [`write`]: how a change runs: one transaction, retried on contention, idempotent, its
 //!   events written to the outbox.
 //!
 //! Handlers never build SQL: every statement is in the `store` crate (the outbox's in
-//! `outbox`). This crate depends on `domain`, `store`, `outbox` and `telemetry` only.
+//! `outbox`). This crate depends on `domain`, `store`, `outbox`, `event-bindings` (the event contracts) and `telemetry` only.
 
 pub mod caller;
 pub mod context;
+pub mod contracts;
 pub mod error;
 pub mod extract;
 pub mod notifications;
@@ -61,11 +63,14 @@ pub struct AppState {
     pub idempotency_ttl_hours: u32,
     /// Checks bearer access tokens.
     pub verifier: auth::Verifier,
+    /// `/asyncapi.json` and `/schemas/*`.
+    pub event_contracts: contracts::EventContracts,
 }
 
 /// The whole API.
 pub fn router(state: AppState, config: &ApiConfig) -> Router {
     openapi::router(state.verifier.clone())
+        .merge(contracts::router())
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))

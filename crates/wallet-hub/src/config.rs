@@ -36,6 +36,7 @@ pub struct Settings {
     /// Binding name (`wallet_created_out`, ...) -> destination topic; the names and the
     /// built-in topics are `event_bindings`'s.
     pub bindings: BTreeMap<String, String>,
+    pub events: EventsConfig,
     pub telemetry: TelemetryConfig,
     pub log: LogConfig,
 }
@@ -65,6 +66,18 @@ pub struct ConsumerConfig {
     pub group_id: String,
     pub dead_letter_suffix: String,
     pub max_payload_bytes: usize,
+    /// `ce_source` values the consumers accept; events from any other source are
+    /// dead-lettered (class `untrusted-source`).
+    pub trusted_sources: Vec<String>,
+}
+
+/// `[events]`: what the published events say about themselves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Base URL of the schemas named by each event's `dataschema`
+    /// (`<base>/schemas/<type>.json`, served by the API). Empty: the API's own address.
+    pub schema_base_url: String,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use api::AppState;
 use consumers::{WalletActivityProjection, WalletCreatedEventConsumer};
-use domain::EventType;
 use event_bindings::EventBindings;
 use kafka::{ConsumerOptions, ConsumerStatus, KafkaProbe};
 use outbox::{CommitWaker, DomainEventPublisher, Relay};
@@ -117,6 +116,12 @@ impl Application {
             None
         };
         let admin_listener = bind(settings.admin.listen, "admin.listen").await?;
+        let schema_base = schema_base(&settings, api_listener.as_ref());
+        anyhow::ensure!(
+            url::Url::parse(&schema_base).is_ok_and(|u| matches!(u.scheme(), "http" | "https")),
+            "events.schema_base_url `{schema_base}` is not an absolute http(s) URL"
+        );
+        let bindings = bindings.with_schema_base(&schema_base);
         Ok(Self {
             settings,
             parts,
@@ -168,6 +173,11 @@ impl Application {
                 },
                 idempotency_ttl_hours: settings.api.idempotency_ttl_hours,
                 verifier,
+                event_contracts: api::contracts::EventContracts::new(
+                    &bindings,
+                    &settings.consumer.dead_letter_suffix,
+                    &consumers::consumed_event_types(),
+                ),
             };
             let app = api::router(state, &settings.api);
             let api_shutdown = shutdown.clone();
@@ -199,7 +209,10 @@ impl Application {
         let mut consumers: Vec<(&'static str, Arc<ConsumerStatus>)> = Vec::new();
         if parts.consumer {
             let welcome = WalletCreatedEventConsumer::new(pool.clone());
-            let welcome_topics = vec![bindings.destination(EventType::WalletCreated).to_owned()];
+            let welcome_topics = WalletCreatedEventConsumer::EVENT_TYPES
+                .iter()
+                .map(|t| bindings.destination(*t).to_owned())
+                .collect();
             let group = settings.consumer.group_id.clone();
             consumers.push(spawn_consumer(
                 &mut tasks,
@@ -211,14 +224,10 @@ impl Application {
             ));
 
             let activity = WalletActivityProjection::new(pool.clone());
-            let activity_topics = [
-                EventType::FundsAdded,
-                EventType::FundsWithdrawn,
-                EventType::FundsTransferred,
-            ]
-            .into_iter()
-            .map(|t| bindings.destination(t).to_owned())
-            .collect();
+            let activity_topics = WalletActivityProjection::EVENT_TYPES
+                .iter()
+                .map(|t| bindings.destination(*t).to_owned())
+                .collect();
             // Its own group: a projection keeps its own offsets.
             let group = format!("{}-activity", settings.consumer.group_id);
             consumers.push(spawn_consumer(
@@ -292,6 +301,7 @@ fn spawn_consumer<H: kafka::EventHandler + 'static>(
         settings.consumer.dead_letter_suffix.clone(),
     );
     let max_payload_bytes = settings.consumer.max_payload_bytes;
+    let admission = kafka::Admission::new(settings.consumer.trusted_sources.clone());
     let (task_status, shutdown) = (Arc::clone(&status), shutdown.clone());
     tasks.spawn(async move {
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -300,12 +310,25 @@ fn spawn_consumer<H: kafka::EventHandler + 'static>(
             topics: &topics,
             dead_letter_suffix: &suffix,
             max_payload_bytes,
+            admission: &admission,
         };
         kafka::run_consumer(&kafka, options, handler, task_status, shutdown)
             .await
             .with_context(|| format!("consumer {name} failed"))
     });
     (name, status)
+}
+
+/// The base URL of the event schemas: `events.schema_base_url`, or else the API's own
+/// address (as bound, so port 0 resolves), or else `api.listen` (a process without the API).
+fn schema_base(settings: &Settings, api_listener: Option<&TcpListener>) -> String {
+    if !settings.events.schema_base_url.is_empty() {
+        return settings.events.schema_base_url.clone();
+    }
+    let address = api_listener
+        .and_then(|l| l.local_addr().ok())
+        .unwrap_or(settings.api.listen);
+    format!("http://{address}")
 }
 
 /// Deletes expired Idempotency-Key records once a minute, in bounded batches.
