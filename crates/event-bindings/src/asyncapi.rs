@@ -26,7 +26,11 @@ const RETENTION_MS: u64 = 7 * 24 * 3600 * 1000;
 
 /// The document for `bindings`, with dead-letter topics `<topic><dead_letter_suffix>` for
 /// the topics of `consumed` (the event types our own consumers read).
-pub fn document(bindings: &EventBindings, dead_letter_suffix: &str, consumed: &[EventType]) -> Value {
+pub fn document(
+    bindings: &EventBindings,
+    dead_letter_suffix: &str,
+    consumed: &[EventType],
+) -> Value {
     let mut channels = Map::new();
     let mut operations = Map::new();
     let mut messages = Map::new();
@@ -192,13 +196,21 @@ fn message(bindings: &EventBindings, event_type: EventType, dead_letter: bool) -
         "content-type",
     ];
     if dead_letter {
-        let object = headers.as_object_mut().unwrap_or_else(|| unreachable!("an object"));
+        let object = headers
+            .as_object_mut()
+            .unwrap_or_else(|| unreachable!("an object"));
         for (name, description) in [
-            ("dlq_original_topic", "The topic the record was read from (where `wallet-hub dlq redrive` sends it back)."),
+            (
+                "dlq_original_topic",
+                "The topic the record was read from (where `wallet-hub dlq redrive` sends it back).",
+            ),
             ("dlq_original_partition", "Its partition."),
             ("dlq_original_offset", "Its offset."),
             ("dlq_consumer", "The consumer that refused it."),
-            ("dlq_error_class", "Why, as a class: oversized, undecodable, untrusted-source, unknown-type, unknown-version, schema-invalid, permanent."),
+            (
+                "dlq_error_class",
+                "Why, as a class: oversized, undecodable, untrusted-source, unknown-type, unknown-version, schema-invalid, permanent.",
+            ),
             ("dlq_error_message", "Why, in words."),
             ("dlq_time", "When it was dead-lettered (RFC 3339)."),
         ] {
@@ -235,7 +247,11 @@ fn message(bindings: &EventBindings, event_type: EventType, dead_letter: bool) -
 }
 
 /// The document as committed: pretty-printed, with a final newline.
-pub fn document_text(bindings: &EventBindings, dead_letter_suffix: &str, consumed: &[EventType]) -> String {
+pub fn document_text(
+    bindings: &EventBindings,
+    dead_letter_suffix: &str,
+    consumed: &[EventType],
+) -> String {
     let mut text = serde_json::to_string_pretty(&document(bindings, dead_letter_suffix, consumed))
         .unwrap_or_else(|_| unreachable!("a JSON value always serializes"));
     text.push('\n');

@@ -204,13 +204,13 @@ pub(crate) mod tests {
         let meta = transferred.metadata();
         let ce = encode(
             &OutgoingEvent {
-            event_id: meta.event_id.as_uuid(),
-            event_type: EventType::FundsTransferred,
-            aggregate_id: meta.aggregate_id,
-            occurred_at: meta.occurred_at,
-            payload: &payload,
-            traceparent: None,
-            tracestate: None,
+                event_id: meta.event_id.as_uuid(),
+                event_type: EventType::FundsTransferred,
+                aggregate_id: meta.aggregate_id,
+                occurred_at: meta.occurred_at,
+                payload: &payload,
+                traceparent: None,
+                tracestate: None,
             },
             "http://127.0.0.1:8080/schemas/io.wallethub.funds.transferred.v1.json",
         )
@@ -244,8 +244,8 @@ pub(crate) mod tests {
                 traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
                 tracestate: None,
             };
-            let bindings = crate::EventBindings::default()
-                .with_schema_base("https://wallets.example.com/");
+            let bindings =
+                crate::EventBindings::default().with_schema_base("https://wallets.example.com/");
             let ce = bindings.encode(&outgoing).expect("valid CloudEvent");
             assert_eq!(
                 ce.dataschema().map(ToString::to_string),

@@ -168,7 +168,8 @@ fn compare(path: &str, old: &Value, new: &Value, out: &mut Vec<BreakingChange>) 
     }
 
     // Properties: none removed, each compatible, none newly required.
-    let properties = |obj: &Map<String, Value>| obj.get("properties").and_then(Value::as_object).cloned();
+    let properties =
+        |obj: &Map<String, Value>| obj.get("properties").and_then(Value::as_object).cloned();
     let (old_props, new_props) = (
         properties(old_obj).unwrap_or_default(),
         properties(new_obj).unwrap_or_default(),
@@ -273,7 +274,8 @@ mod tests {
     fn widening_is_compatible() {
         assert_eq!(
             changed(|s| {
-                s["properties"]["status"]["enum"] = json!(["active", "frozen", "closed", "dormant"]);
+                s["properties"]["status"]["enum"] =
+                    json!(["active", "frozen", "closed", "dormant"]);
                 s["properties"]["name"]["maxLength"] = json!(200);
                 s["properties"]["count"]["type"] = json!("number");
                 s["properties"]["id"]["type"] = json!(["string", "null"]);
@@ -291,7 +293,10 @@ mod tests {
     fn a_removed_field_is_breaking() {
         assert_eq!(
             changed(|s| {
-                s["properties"].as_object_mut().expect("object").remove("count");
+                s["properties"]
+                    .as_object_mut()
+                    .expect("object")
+                    .remove("count");
             }),
             [BreakingChange::Removed {
                 path: "/count".to_owned()

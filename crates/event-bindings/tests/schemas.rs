@@ -49,9 +49,9 @@ fn no_generated_schema_breaks_the_committed_one_of_its_version() {
 
 #[test]
 fn committed_schemas_are_what_the_code_generates() {
-    let gate_passes = EventType::ALL.into_iter().all(|t| {
-        committed(t).is_none_or(|old| breaking_changes(&old, &schema(t)).is_empty())
-    });
+    let gate_passes = EventType::ALL
+        .into_iter()
+        .all(|t| committed(t).is_none_or(|old| breaking_changes(&old, &schema(t)).is_empty()));
     let mut stale = Vec::new();
     for event_type in EventType::ALL {
         let path = schemas_dir().join(schema_file(event_type));

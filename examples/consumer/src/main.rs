@@ -64,7 +64,10 @@ async fn main() -> anyhow::Result<()> {
         let event = match message.to_event() {
             Ok(event) => event,
             Err(error) => {
-                eprintln!("skipped offset {}: not a CloudEvent: {error}", message.offset());
+                eprintln!(
+                    "skipped offset {}: not a CloudEvent: {error}",
+                    message.offset()
+                );
                 continue;
             }
         };
@@ -93,15 +96,24 @@ fn describe(event: &DomainEvent) -> String {
         ),
         DomainEvent::FundsAdded(e) => format!(
             "{at} wallet {} +{} {} (balance {})",
-            e.wallet_id, e.amount, e.amount.currency(), e.balance_after
+            e.wallet_id,
+            e.amount,
+            e.amount.currency(),
+            e.balance_after
         ),
         DomainEvent::FundsWithdrawn(e) => format!(
             "{at} wallet {} -{} {} (balance {})",
-            e.wallet_id, e.amount, e.amount.currency(), e.balance_after
+            e.wallet_id,
+            e.amount,
+            e.amount.currency(),
+            e.balance_after
         ),
         DomainEvent::FundsTransferred(e) => format!(
             "{at} {} {} from wallet {} to wallet {}",
-            e.amount, e.amount.currency(), e.from_wallet_id, e.to_wallet_id
+            e.amount,
+            e.amount.currency(),
+            e.from_wallet_id,
+            e.to_wallet_id
         ),
         DomainEvent::WalletStatusChanged(e) => {
             format!("{at} wallet {} {:?} -> {:?}", e.wallet_id, e.from, e.to)

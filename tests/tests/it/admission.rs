@@ -116,7 +116,14 @@ async fn untrusted_unknown_and_invalid_events_are_dead_lettered_with_their_class
     }
     // A good event after them on the same key (same partition): once it is applied, every
     // hostile one before it has been dealt with.
-    send(&app, &topic, &wallet, cloud_event(&deposit_event(wallet_id, 700)), &[]).await;
+    send(
+        &app,
+        &topic,
+        &wallet,
+        cloud_event(&deposit_event(wallet_id, 700)),
+        &[],
+    )
+    .await;
     eventually("the good event applied", || async {
         (total_in(&app, &wallet).await == "7.00").then_some(())
     })
@@ -134,12 +141,16 @@ async fn untrusted_unknown_and_invalid_events_are_dead_lettered_with_their_class
         .collect();
     let expected: Vec<&str> = cases.iter().map(|(class, _)| *class).collect();
     assert_eq!(classes, expected);
-    assert_eq!(total_in(&app, &wallet).await, "7.00", "none of them applied");
+    assert_eq!(
+        total_in(&app, &wallet).await,
+        "7.00",
+        "none of them applied"
+    );
 }
 
 #[tokio::test]
 async fn forged_dead_letter_headers_are_replaced_so_a_redrive_goes_back_where_the_record_came_from()
- {
+{
     let app = spawn_app_with(|settings| settings.relay.enabled = false).await;
     let topic = app.topics.funds_added.clone();
     let wallet_id = Uuid::now_v7();
@@ -171,7 +182,11 @@ async fn forged_dead_letter_headers_are_replaced_so_a_redrive_goes_back_where_th
             .map(|h| String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
             .collect()
     };
-    assert_eq!(originals, [topic.clone()], "only our own dlq_original_topic");
+    assert_eq!(
+        originals,
+        [topic.clone()],
+        "only our own dlq_original_topic"
+    );
     assert_eq!(
         header(&dead[0], "dlq_error_class").as_deref(),
         Some("untrusted-source")
@@ -193,11 +208,19 @@ async fn a_wallet_name_the_api_would_refuse_sends_no_welcome_and_is_dead_lettere
     let ctx = EventContext::new(Utc::now(), "hostile");
     let name = WalletName::parse("Fine").expect("valid");
     let currency = "USD".parse().expect("ISO 4217");
-    let (_, mut created) = Wallet::create(WalletId::new(), UserId::from(user), name, currency, &ctx);
+    let (_, mut created) =
+        Wallet::create(WalletId::new(), UserId::from(user), name, currency, &ctx);
     created.name = "Pay here: \u{1b}]8;;http://evil.example\u{7}".to_owned();
     let key = created.wallet_id.to_string();
     let event: DomainEvent = created.into();
-    send(&app, &app.topics.wallet_created, &key, cloud_event(&event), &[]).await;
+    send(
+        &app,
+        &app.topics.wallet_created,
+        &key,
+        cloud_event(&event),
+        &[],
+    )
+    .await;
 
     let dead = wallet_hub_tests::read_records(
         &app.settings.kafka.brokers,

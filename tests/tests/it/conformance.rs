@@ -14,7 +14,9 @@ use kafka::EventProducer;
 use serde_json::json;
 use telemetry::TraceHeaders;
 use uuid::Uuid;
-use wallet_hub_tests::{TestApp, cloud_event, deposit_event, read_records, spawn_app, spawn_app_with};
+use wallet_hub_tests::{
+    TestApp, cloud_event, deposit_event, read_records, spawn_app, spawn_app_with,
+};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -108,7 +110,10 @@ async fn the_java_conformance_consumer_fails_on_an_event_that_breaks_its_schema(
     )
     .await;
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "the bad event must fail: {stderr}");
+    assert!(
+        !output.status.success(),
+        "the bad event must fail: {stderr}"
+    );
     assert!(
         stderr.contains("FAIL:") && stderr.contains("data:") && stderr.contains("amount"),
         "{stderr}"

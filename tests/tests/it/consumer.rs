@@ -282,7 +282,12 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_later_messages_are_proc
     );
     assert_eq!(
         classes,
-        ["schema-invalid", "unknown-type", "schema-invalid", "oversized"],
+        [
+            "schema-invalid",
+            "unknown-type",
+            "schema-invalid",
+            "oversized"
+        ],
         "not JSON, an unknown type, data missing its fields, too large"
     );
     assert_eq!(consumed(&app, "dead_lettered").await, 4);

@@ -14,7 +14,9 @@ use wallet_hub::Settings;
 use wallet_hub_tests::{header, read_records, spawn_app};
 
 fn repo_file(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
 }
 
 fn keys(value: &Value) -> BTreeSet<String> {
@@ -48,7 +50,11 @@ fn assert_describes(doc: &Value, bindings: &EventBindings, dlq_suffix: &str) {
         .map(|c| c["address"].as_str().expect("address").to_owned())
         .collect();
     assert_eq!(topics, expected_topics, "channels are exactly our topics");
-    assert_eq!(channels.len(), expected_topics.len(), "one channel per topic");
+    assert_eq!(
+        channels.len(),
+        expected_topics.len(),
+        "one channel per topic"
+    );
     assert_eq!(keys(&doc["components"]["messages"]), expected_messages);
 
     for event_type in EventType::ALL {
@@ -76,8 +82,7 @@ fn assert_describes(doc: &Value, bindings: &EventBindings, dlq_suffix: &str) {
         assert!(channels.contains_key(channel), "{id} names a channel");
     }
     let dead_letter_headers = &doc["components"]["messages"]
-        [format!("{}.dead-letter", cloud_event_type(EventType::WalletCreated))]["headers"]
-        ["properties"];
+        [format!("{}.dead-letter", cloud_event_type(EventType::WalletCreated))]["headers"]["properties"];
     for name in [
         kafka::consumer::dlq_headers::TOPIC,
         kafka::consumer::dlq_headers::PARTITION,
@@ -121,11 +126,8 @@ fn the_committed_asyncapi_document_describes_every_topic_and_type_and_nothing_el
 #[test]
 fn a_document_missing_a_topic_or_with_a_stray_one_fails_the_check() {
     let bindings = EventBindings::default();
-    let good = event_bindings::asyncapi::document(
-        &bindings,
-        ".dlq",
-        &consumers::consumed_event_types(),
-    );
+    let good =
+        event_bindings::asyncapi::document(&bindings, ".dlq", &consumers::consumed_event_types());
     let mut missing = good.clone();
     missing["channels"]
         .as_object_mut()
@@ -169,11 +171,9 @@ async fn every_published_event_names_a_served_schema_equal_to_the_committed_one(
         assert_eq!(served.status(), 200, "{url}");
         assert_eq!(served.headers()["content-type"], "application/schema+json");
         let served = served.text().await.expect("text");
-        let committed = std::fs::read_to_string(repo_file(&format!(
-            "schemas/{}",
-            schema_file(event_type)
-        )))
-        .expect("committed schema");
+        let committed =
+            std::fs::read_to_string(repo_file(&format!("schemas/{}", schema_file(event_type))))
+                .expect("committed schema");
         assert_eq!(served, committed, "{ty}");
         let data: Value = serde_json::from_slice(record.payload().expect("data")).expect("JSON");
         assert_eq!(validators.validate(ty, &data), Ok(()), "{ty}");

@@ -72,7 +72,10 @@ impl Admission {
                     format!("`{ty}` is a version of a known type that this consumer does not read"),
                 )
             } else {
-                refuse(classes::UNKNOWN_TYPE, format!("unknown CloudEvent type `{ty}`"))
+                refuse(
+                    classes::UNKNOWN_TYPE,
+                    format!("unknown CloudEvent type `{ty}`"),
+                )
             };
         };
         if let Some(dataschema) = event.dataschema() {
@@ -89,13 +92,19 @@ impl Admission {
             Some(Data::Binary(bytes)) => match serde_json::from_slice(bytes) {
                 Ok(value) => value,
                 Err(error) => {
-                    return refuse(classes::SCHEMA_INVALID, format!("data is not JSON: {error}"));
+                    return refuse(
+                        classes::SCHEMA_INVALID,
+                        format!("data is not JSON: {error}"),
+                    );
                 }
             },
             Some(Data::String(text)) => match serde_json::from_str(text) {
                 Ok(value) => value,
                 Err(error) => {
-                    return refuse(classes::SCHEMA_INVALID, format!("data is not JSON: {error}"));
+                    return refuse(
+                        classes::SCHEMA_INVALID,
+                        format!("data is not JSON: {error}"),
+                    );
                 }
             },
             None => return refuse(classes::SCHEMA_INVALID, "the event has no data".to_owned()),
@@ -106,7 +115,9 @@ impl Admission {
             Some(version) => {
                 return refuse(
                     classes::UNKNOWN_VERSION,
-                    format!("schema_version {version} of `{ty}` is unknown (expected {expected_version})"),
+                    format!(
+                        "schema_version {version} of `{ty}` is unknown (expected {expected_version})"
+                    ),
                 );
             }
             None => {} // The schema names what is missing or wrong.
@@ -178,17 +189,28 @@ mod tests {
     #[test]
     fn only_trusted_known_current_and_valid_events_are_admitted() {
         let admission = Admission::new(vec!["/wallet-hub".to_owned()]);
-        assert_eq!(class(admission.check(&event("/wallet-hub", TYPE, data()))), "admitted");
+        assert_eq!(
+            class(admission.check(&event("/wallet-hub", TYPE, data()))),
+            "admitted"
+        );
         assert_eq!(
             class(admission.check(&event("/evil", TYPE, data()))),
             classes::UNTRUSTED_SOURCE
         );
         assert_eq!(
-            class(admission.check(&event("/wallet-hub", "io.wallethub.wallet.exploded.v1", data()))),
+            class(admission.check(&event(
+                "/wallet-hub",
+                "io.wallethub.wallet.exploded.v1",
+                data()
+            ))),
             classes::UNKNOWN_TYPE
         );
         assert_eq!(
-            class(admission.check(&event("/wallet-hub", "io.wallethub.wallet.created.v2", data()))),
+            class(admission.check(&event(
+                "/wallet-hub",
+                "io.wallethub.wallet.created.v2",
+                data()
+            ))),
             classes::UNKNOWN_VERSION
         );
         let mut v2 = data();
@@ -224,8 +246,14 @@ mod tests {
 
     #[test]
     fn version_suffixes_are_recognised() {
-        assert_eq!(stem("io.wallethub.wallet.created.v12"), "io.wallethub.wallet.created");
-        assert_eq!(stem("io.wallethub.wallet.created"), "io.wallethub.wallet.created");
+        assert_eq!(
+            stem("io.wallethub.wallet.created.v12"),
+            "io.wallethub.wallet.created"
+        );
+        assert_eq!(
+            stem("io.wallethub.wallet.created"),
+            "io.wallethub.wallet.created"
+        );
         assert_eq!(stem("a.v"), "a.v");
     }
 }
