@@ -97,7 +97,8 @@ pub struct WalletCreated {
     pub metadata: EventMetadata,
     pub wallet_id: WalletId,
     pub user_id: UserId,
-    /// The wallet's display name, as the API accepted it (see `WalletName`).
+    /// The wallet's display name, as the API accepted it: 1 to 100 characters, not blank,
+    /// no control characters.
     #[schemars(length(min = 1, max = 100))]
     pub name: String,
     pub currency: Currency,

@@ -68,11 +68,11 @@ macro_rules! typed_id {
 }
 
 typed_id!(
-    /// Names a [`crate::Wallet`].
+    /// A wallet's id (a UUID).
     WalletId
 );
 typed_id!(
-    /// Names a [`crate::User`].
+    /// A user's id (a UUID).
     UserId
 );
 typed_id!(

@@ -92,3 +92,51 @@ fn every_committed_schema_file_is_of_a_type_the_code_knows() {
         "schemas the code does not know: {unknown:?}"
     );
 }
+
+/// The gate on a real committed schema: what a code change would generate.
+#[test]
+fn the_gate_refuses_breaking_edits_of_a_real_schema_and_accepts_an_optional_field() {
+    let committed = committed(EventType::FundsAdded).expect("committed funds.added schema");
+    let edited = |edit: fn(&mut serde_json::Value)| {
+        let mut new = committed.clone();
+        edit(&mut new);
+        breaking_changes(&committed, &new)
+    };
+    assert_eq!(
+        edited(|s| {
+            s["properties"]["memo"] = serde_json::json!({"type": "string"});
+        }),
+        [],
+        "a new optional field is compatible"
+    );
+    for (what, edit) in [
+        (
+            "field removed",
+            (|s: &mut serde_json::Value| {
+                s["properties"]
+                    .as_object_mut()
+                    .expect("properties")
+                    .remove("balance_after");
+            }) as fn(&mut serde_json::Value),
+        ),
+        ("new required field", |s| {
+            s["properties"]["memo"] = serde_json::json!({"type": "string"});
+            s["required"]
+                .as_array_mut()
+                .expect("required")
+                .push("memo".into());
+        }),
+        ("type narrowed", |s| {
+            s["properties"]["correlation_id"]["maxLength"] = serde_json::json!(16);
+        }),
+        ("nested field renamed", |s| {
+            let amount = s["properties"]["amount"]["properties"]
+                .as_object_mut()
+                .expect("amount properties");
+            let value = amount.remove("value").expect("value");
+            amount.insert("amount".to_owned(), value);
+        }),
+    ] {
+        assert!(!edited(edit).is_empty(), "{what} must be breaking");
+    }
+}

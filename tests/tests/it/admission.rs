@@ -184,7 +184,7 @@ async fn forged_dead_letter_headers_are_replaced_so_a_redrive_goes_back_where_th
     };
     assert_eq!(
         originals,
-        [topic.clone()],
+        [topic.as_str()],
         "only our own dlq_original_topic"
     );
     assert_eq!(
