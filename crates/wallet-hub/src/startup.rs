@@ -97,6 +97,13 @@ impl Application {
     pub async fn build(settings: Settings, roles: &[Role]) -> anyhow::Result<Self> {
         let bindings =
             EventBindings::new(&settings.bindings).context("invalid [bindings] configuration")?;
+        let configured_base = &settings.events.schema_base_url;
+        anyhow::ensure!(
+            configured_base.is_empty()
+                || url::Url::parse(configured_base)
+                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https")),
+            "events.schema_base_url `{configured_base}` is not an absolute http(s) URL"
+        );
         let parts = Parts::new(roles, &settings);
         let verifier = if parts.api {
             Some(crate::identity::verifier(&settings).await?)
@@ -116,12 +123,7 @@ impl Application {
             None
         };
         let admin_listener = bind(settings.admin.listen, "admin.listen").await?;
-        let schema_base = schema_base(&settings, api_listener.as_ref());
-        anyhow::ensure!(
-            url::Url::parse(&schema_base).is_ok_and(|u| matches!(u.scheme(), "http" | "https")),
-            "events.schema_base_url `{schema_base}` is not an absolute http(s) URL"
-        );
-        let bindings = bindings.with_schema_base(&schema_base);
+        let bindings = bindings.with_schema_base(&schema_base(&settings, api_listener.as_ref()));
         Ok(Self {
             settings,
             parts,
