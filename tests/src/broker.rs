@@ -49,7 +49,9 @@ pub async fn read_records(brokers: &str, topic: &str, count: usize) -> Vec<Owned
                 )
             });
         if let Some(message) = received_or_retry(received) {
-            records.push(message.detach());
+            let message = message.detach();
+            crate::contracts::check_published(&message);
+            records.push(message);
         }
     }
     records
@@ -87,7 +89,9 @@ pub async fn read_all_records(brokers: &str, topic: &str, min: usize) -> Vec<Own
         match tokio::time::timeout_at(wait, consumer.recv()).await {
             Ok(received) => {
                 if let Some(message) = received_or_retry(received) {
-                    records.push(message.detach());
+                    let message = message.detach();
+                    crate::contracts::check_published(&message);
+                    records.push(message);
                 }
             }
             Err(_) if records.len() >= min => return records,

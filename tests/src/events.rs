@@ -27,18 +27,19 @@ pub fn deposit_event(wallet_id: Uuid, minor: i64) -> domain::DomainEvent {
         .into()
 }
 
-/// The CloudEvent the relay would publish for `event`.
+/// The CloudEvent the relay would publish for `event` (with the default schema base).
 pub fn cloud_event(event: &domain::DomainEvent) -> cloudevents::Event {
     let payload = event.to_json().expect("serializes").to_string();
     let meta = event.metadata();
-    event_bindings::encode(&event_bindings::OutgoingEvent {
-        event_id: meta.event_id.as_uuid(),
-        event_type: event.event_type(),
-        aggregate_id: meta.aggregate_id,
-        occurred_at: meta.occurred_at,
-        payload: &payload,
-        traceparent: None,
-        tracestate: None,
-    })
-    .expect("valid CloudEvent")
+    event_bindings::EventBindings::default()
+        .encode(&event_bindings::OutgoingEvent {
+            event_id: meta.event_id.as_uuid(),
+            event_type: event.event_type(),
+            aggregate_id: meta.aggregate_id,
+            occurred_at: meta.occurred_at,
+            payload: &payload,
+            traceparent: None,
+            tracestate: None,
+        })
+        .expect("valid CloudEvent")
 }

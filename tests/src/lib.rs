@@ -5,10 +5,13 @@
 //!   consumer group, and returns a [`TestApp`] to drive it;
 //! - [`broker`]: creating topics and reading the records the service published;
 //! - [`events`]: domain events and CloudEvents built as the service builds them;
+//! - [`contracts`]: every record the tests read that Wallet Hub published is checked
+//!   against its schema and names it in `dataschema`;
 //! - [`eventually`]: waiting for an asynchronous outcome, bounded by [`KAFKA_WAIT`].
 
 pub mod app;
 pub mod broker;
+pub mod contracts;
 pub mod events;
 
 use std::time::Duration;

@@ -8,6 +8,7 @@
 //! - [`caller`]: bearer-token authentication and who may do what.
 //! - [`users`], [`wallets`], [`transfers`], [`notifications`]: the routes.
 //! - [`openapi`]: the contract, built with the routes from their `#[utoipa::path]`s.
+//! - [`contracts`]: the event contracts: `/asyncapi.json` and the event schemas.
 //! - [`write`]: how a change runs: one transaction, retried on contention, idempotent, its
 //!   events written to the outbox.
 //! - [`limits`]: bounded work per request: request timeout, per-principal rate limits,
@@ -15,10 +16,11 @@
 //! - [`server`]: the HTTP/1.1 server with a header read timeout and a connection limit.
 //!
 //! Handlers never build SQL: every statement is in the `store` crate (the outbox's in
-//! `outbox`). This crate depends on `domain`, `store`, `outbox` and `telemetry` only.
+//! `outbox`). This crate depends on `domain`, `store`, `outbox`, `event-bindings` (the event contracts) and `telemetry` only.
 
 pub mod caller;
 pub mod context;
+pub mod contracts;
 pub mod error;
 pub mod extract;
 pub mod limits;
@@ -88,6 +90,8 @@ pub struct AppState {
     pub idempotency_ttl_hours: u32,
     /// Checks bearer access tokens.
     pub verifier: auth::Verifier,
+    /// `/asyncapi.json` and `/schemas/*`.
+    pub event_contracts: contracts::EventContracts,
 }
 
 /// The whole API.
@@ -95,6 +99,7 @@ pub fn router(state: AppState, config: &ApiConfig) -> Router {
     let limits = Arc::new(limits::Limits::new(config));
     let timeout_ms = config.request_timeout_ms;
     openapi::router(state.verifier.clone(), limits)
+        .merge(contracts::router())
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))

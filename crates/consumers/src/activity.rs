@@ -3,7 +3,7 @@
 //! and replay leave the totals unchanged.
 
 use cloudevents::AttributesReader;
-use domain::DomainEvent;
+use domain::{DomainEvent, EventType};
 use kafka::{EventHandler, HandlerError, Outcome, ReceivedEvent};
 use sqlx::PgPool;
 use store::activity::{self, Direction, Movement};
@@ -17,6 +17,12 @@ pub struct WalletActivityProjection {
 
 impl WalletActivityProjection {
     pub const NAME: &'static str = "wallet-activity";
+    /// The event types it reads (their topics are its subscription): the money movements.
+    pub const EVENT_TYPES: &'static [EventType] = &[
+        EventType::FundsAdded,
+        EventType::FundsWithdrawn,
+        EventType::FundsTransferred,
+    ];
 
     pub fn new(pool: PgPool) -> Self {
         Self { pool }

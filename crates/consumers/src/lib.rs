@@ -14,5 +14,17 @@ pub mod notifications;
 pub mod wallet_created;
 
 pub use activity::WalletActivityProjection;
+
+/// Every event type some consumer of ours reads: their topics have dead-letter topics,
+/// and the AsyncAPI document says we receive them.
+pub fn consumed_event_types() -> Vec<domain::EventType> {
+    let mut types: Vec<domain::EventType> = WalletCreatedEventConsumer::EVENT_TYPES
+        .iter()
+        .chain(WalletActivityProjection::EVENT_TYPES)
+        .copied()
+        .collect();
+    types.dedup();
+    types
+}
 pub use notifications::NotificationService;
 pub use wallet_created::WalletCreatedEventConsumer;

@@ -1,7 +1,7 @@
 //! `WalletCreatedEventConsumer`: welcomes the owner of every new wallet, once.
 
 use cloudevents::AttributesReader;
-use domain::DomainEvent;
+use domain::{DomainEvent, EventType, WalletName};
 use kafka::{EventHandler, HandlerError, Outcome, ReceivedEvent};
 use sqlx::PgPool;
 
@@ -16,6 +16,8 @@ pub struct WalletCreatedEventConsumer {
 
 impl WalletCreatedEventConsumer {
     pub const NAME: &'static str = "wallet-created-welcome";
+    /// The event types it reads (their topics are its subscription).
+    pub const EVENT_TYPES: &'static [EventType] = &[EventType::WalletCreated];
 
     pub fn new(pool: PgPool) -> Self {
         Self {
@@ -40,6 +42,11 @@ impl EventHandler for WalletCreatedEventConsumer {
             }
             Err(error) => return Err(HandlerError::Permanent(Box::new(error))),
         };
+        // The name goes into a message a person reads: it must be one the API would have
+        // accepted, whoever wrote the event.
+        if let Err(error) = WalletName::parse(&event.name) {
+            return Err(HandlerError::Permanent(Box::new(error)));
+        }
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let source = received.event.source().as_str();
         if !store::inbox::record(&mut tx, Self::NAME, source, received.event.id())

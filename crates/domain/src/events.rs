@@ -9,6 +9,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, SubsecRound, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -17,7 +18,7 @@ use crate::money::{Currency, Money};
 use crate::wallet_status::WalletStatus;
 
 /// What every event carries besides its data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct EventMetadata {
     /// Unique and stable: a re-sent event keeps its id, so consumers can dedupe by it.
     pub event_id: EventId,
@@ -35,7 +36,7 @@ pub struct EventMetadata {
 
 /// An authenticated principal: the issuer of its access token and the subject it names.
 /// Together they identify who acted; neither alone does.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub struct Actor {
     pub issuer: String,
     pub subject: String,
@@ -90,18 +91,21 @@ impl EventContext {
 }
 
 /// A wallet was opened with a zero balance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct WalletCreated {
     #[serde(flatten)]
     pub metadata: EventMetadata,
     pub wallet_id: WalletId,
     pub user_id: UserId,
+    /// The wallet's display name, as the API accepted it: 1 to 100 characters, not blank,
+    /// no control characters.
+    #[schemars(length(min = 1, max = 100))]
     pub name: String,
     pub currency: Currency,
 }
 
 /// Money was deposited into a wallet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FundsAdded {
     #[serde(flatten)]
     pub metadata: EventMetadata,
@@ -113,7 +117,7 @@ pub struct FundsAdded {
 }
 
 /// A user signed up.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct UserCreated {
     #[serde(flatten)]
     pub metadata: EventMetadata,
@@ -124,7 +128,7 @@ pub struct UserCreated {
 }
 
 /// Money was withdrawn from a wallet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FundsWithdrawn {
     #[serde(flatten)]
     pub metadata: EventMetadata,
@@ -141,7 +145,7 @@ pub struct FundsWithdrawn {
 /// One event describes both sides. It belongs to the source wallet (its `aggregate_id`, and
 /// so its Kafka key, is `from_wallet_id`), so it is ordered with the source wallet's other
 /// events; consumers that follow the destination wallet read `to_wallet_id`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FundsTransferred {
     #[serde(flatten)]
     pub metadata: EventMetadata,
@@ -156,7 +160,7 @@ pub struct FundsTransferred {
 }
 
 /// A wallet was frozen, unfrozen or closed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct WalletStatusChanged {
     #[serde(flatten)]
     pub metadata: EventMetadata,

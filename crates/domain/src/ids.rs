@@ -13,7 +13,10 @@ use uuid::Uuid;
 macro_rules! typed_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+            schemars::JsonSchema,
+        )]
         #[serde(transparent)]
         pub struct $name(Uuid);
 
@@ -65,11 +68,11 @@ macro_rules! typed_id {
 }
 
 typed_id!(
-    /// Names a [`crate::Wallet`].
+    /// A wallet's id (a UUID).
     WalletId
 );
 typed_id!(
-    /// Names a [`crate::User`].
+    /// A user's id (a UUID).
     UserId
 );
 typed_id!(

@@ -81,6 +81,21 @@ impl Serialize for Currency {
     }
 }
 
+impl schemars::JsonSchema for Currency {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Currency".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "ISO 4217 code, upper case.",
+            "type": "string",
+            "pattern": "^[A-Z]{3}$",
+            "examples": ["USD"],
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for Currency {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let code = String::deserialize(deserializer)?;
@@ -252,6 +267,30 @@ impl Serialize for Money {
             currency: self.currency,
         }
         .serialize(serializer)
+    }
+}
+
+/// The JSON Schema of the wire form: the decimal string in the currency's scale (no
+/// exponent, no `+`) and the upper-case ISO 4217 code.
+impl schemars::JsonSchema for Money {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Money".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "An amount: a decimal string with exactly the currency's decimal places, and the currency.",
+            "type": "object",
+            "properties": {
+                "value": {
+                    "type": "string",
+                    "pattern": "^-?[0-9]+(\\.[0-9]+)?$",
+                    "examples": ["10.50"],
+                },
+                "currency": generator.subschema_for::<Currency>(),
+            },
+            "required": ["value", "currency"],
+        })
     }
 }
 

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 /// Where a wallet is in its lifecycle. Money moves in and out of an active wallet only.
 ///
 /// Stored and sent as the lower-case name (`"active"`, `"frozen"`, `"closed"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum WalletStatus {
     /// Open for deposits, withdrawals and transfers.

@@ -40,10 +40,17 @@ fn known_bindings() -> String {
         .join(", ")
 }
 
-/// Resolved bindings: every event type has exactly one destination topic.
+/// Where the service serves the event schemas unless configured otherwise: the default
+/// API address (`api.listen`).
+pub const DEFAULT_SCHEMA_BASE: &str = "http://127.0.0.1:8080";
+
+/// Resolved bindings: every event type has exactly one destination topic, and its
+/// CloudEvents name their schema below one base URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventBindings {
     destinations: HashMap<EventType, String>,
+    /// `<schema_base>/schemas/<type>.json` is each event's `dataschema`; no trailing `/`.
+    schema_base: String,
 }
 
 impl EventBindings {
@@ -67,7 +74,42 @@ impl EventBindings {
             }
             destinations.insert(event_type, topic.to_owned());
         }
-        Ok(Self { destinations })
+        Ok(Self {
+            destinations,
+            schema_base: DEFAULT_SCHEMA_BASE.to_owned(),
+        })
+    }
+
+    /// The same bindings with the schemas served below `base` (an absolute URL such as
+    /// `https://wallets.example.com`; a trailing `/` is dropped).
+    #[must_use]
+    pub fn with_schema_base(self, base: &str) -> Self {
+        Self {
+            schema_base: base.trim_end_matches('/').to_owned(),
+            ..self
+        }
+    }
+
+    /// The base URL the schemas are served below.
+    pub fn schema_base(&self) -> &str {
+        &self.schema_base
+    }
+
+    /// The `dataschema` of an event type's CloudEvents: where its schema is served.
+    pub fn dataschema(&self, event_type: EventType) -> String {
+        format!(
+            "{}/{}",
+            self.schema_base,
+            crate::schemas::schema_path(event_type)
+        )
+    }
+
+    /// Builds the CloudEvent for a stored event, naming its schema.
+    pub fn encode(
+        &self,
+        event: &crate::OutgoingEvent<'_>,
+    ) -> Result<cloudevents::Event, crate::EncodeError> {
+        crate::cloud_event::encode(event, &self.dataschema(event.event_type))
     }
 
     /// The binding name of an event type, e.g. `wallet_created_out`.
@@ -106,7 +148,10 @@ impl Default for EventBindings {
             .into_iter()
             .map(|t| (t, spec(t).1.to_owned()))
             .collect();
-        Self { destinations }
+        Self {
+            destinations,
+            schema_base: DEFAULT_SCHEMA_BASE.to_owned(),
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 //! | `subject`         | the aggregate id (also the Kafka key)   |
 //! | `time`            | when the event occurred                 |
 //! | `datacontenttype` | `application/json`                      |
+//! | `dataschema`      | URL of the data's JSON Schema: `<schema base>/schemas/<type>.json` |
 //! | `traceparent`     | W3C trace context of the causing request (extension) |
 //! | `data`            | the event's JSON payload                |
 //!
@@ -59,15 +60,16 @@ pub struct EncodeError {
     source: cloudevents::event::EventBuilderError,
 }
 
-/// Builds the CloudEvent for a stored event.
-pub fn encode(event: &OutgoingEvent<'_>) -> Result<Event, EncodeError> {
+/// Builds the CloudEvent for a stored event, whose schema is served at `dataschema`
+/// ([`crate::EventBindings::encode`] names it).
+pub fn encode(event: &OutgoingEvent<'_>, dataschema: &str) -> Result<Event, EncodeError> {
     let mut builder = EventBuilderV10::new()
         .id(event.event_id.to_string())
         .source(SOURCE)
         .ty(cloud_event_type(event.event_type))
         .subject(event.aggregate_id.to_string())
         .time(event.occurred_at)
-        .data(JSON, event.payload.as_bytes().to_vec());
+        .data_with_schema(JSON, dataschema, event.payload.as_bytes().to_vec());
     if let Some(traceparent) = event.traceparent {
         builder = builder.extension("traceparent", traceparent);
     }
@@ -129,7 +131,7 @@ pub fn decode(event: &Event) -> Result<DomainEvent, DecodeError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use domain::{
         Email, EventContext, Money, TransactionId, User, UserId, UserName, Wallet, WalletId,
@@ -137,7 +139,7 @@ mod tests {
     };
 
     /// One event of each type, in the order of `EventType::ALL`.
-    fn events() -> Vec<DomainEvent> {
+    pub(crate) fn events() -> Vec<DomainEvent> {
         let ctx = EventContext::new(Utc::now(), "c-1");
         let usd = "USD".parse().expect("USD is ISO 4217");
         let email = Email::parse("Ada@Example.com").expect("valid email");
@@ -200,15 +202,18 @@ mod tests {
         };
         let payload = transferred.to_json().expect("serializes").to_string();
         let meta = transferred.metadata();
-        let ce = encode(&OutgoingEvent {
-            event_id: meta.event_id.as_uuid(),
-            event_type: EventType::FundsTransferred,
-            aggregate_id: meta.aggregate_id,
-            occurred_at: meta.occurred_at,
-            payload: &payload,
-            traceparent: None,
-            tracestate: None,
-        })
+        let ce = encode(
+            &OutgoingEvent {
+                event_id: meta.event_id.as_uuid(),
+                event_type: EventType::FundsTransferred,
+                aggregate_id: meta.aggregate_id,
+                occurred_at: meta.occurred_at,
+                payload: &payload,
+                traceparent: None,
+                tracestate: None,
+            },
+            "http://127.0.0.1:8080/schemas/io.wallethub.funds.transferred.v1.json",
+        )
         .expect("valid CloudEvent");
         assert_eq!(ce.ty(), "io.wallethub.funds.transferred.v1");
         assert_eq!(
@@ -239,7 +244,16 @@ mod tests {
                 traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
                 tracestate: None,
             };
-            let ce = encode(&outgoing).expect("valid CloudEvent");
+            let bindings =
+                crate::EventBindings::default().with_schema_base("https://wallets.example.com/");
+            let ce = bindings.encode(&outgoing).expect("valid CloudEvent");
+            assert_eq!(
+                ce.dataschema().map(ToString::to_string),
+                Some(format!(
+                    "https://wallets.example.com/schemas/{}.json",
+                    cloud_event_type(domain_event.event_type())
+                ))
+            );
             assert_eq!(ce.id(), meta.event_id.to_string());
             assert_eq!(ce.source().as_str(), SOURCE);
             assert_eq!(ce.ty(), cloud_event_type(domain_event.event_type()));

@@ -11,9 +11,20 @@
 //!   binding names (`wallet_created_out`, ...) are spelled so that an environment variable
 //!   names them exactly.
 //! - [`cloud_event`]: the CloudEvents 1.0 form of a stored event and the way back.
+//! - [`schemas`]: the JSON Schema of each event type's data, generated from the domain's
+//!   types (committed under `schemas/`, served by the API, named by `dataschema`), and
+//!   validation against them.
+//! - [`compat`]: the compatibility gate between two schemas of one type version.
+//! - [`asyncapi`]: the AsyncAPI 3.0 document of every topic we produce and consume.
 
+pub mod asyncapi;
 pub mod bindings;
 pub mod cloud_event;
+pub mod compat;
+pub mod schemas;
 
-pub use bindings::{BindingError, EventBindings};
-pub use cloud_event::{DecodeError, EncodeError, OutgoingEvent, SOURCE, decode, encode};
+pub use bindings::{BindingError, DEFAULT_SCHEMA_BASE, EventBindings};
+pub use cloud_event::{
+    DecodeError, EncodeError, OutgoingEvent, SOURCE, cloud_event_type, decode, encode,
+};
+pub use schemas::{SchemaValidators, SchemaViolation};

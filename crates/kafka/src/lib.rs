@@ -4,8 +4,9 @@
 //! idempotent producer, the consumer runtime and its offset discipline, dead-letter
 //! topics, and the Kafka readiness probe. **May touch** the Kafka brokers, and nothing
 //! else: no database (a handler commits its own effect, then the runtime stores the
-//! offset), no event schema (CloudEvents come from `event-bindings`), no topic names (the
-//! callers pass them).
+//! offset), no topic names (the callers pass them). What a consumed event must be (trusted
+//! source, known type and version, valid data) is checked here, against the schemas of
+//! `event-bindings`, before any handler runs.
 //!
 //! - [`config`]: the `[kafka]` section and the librdkafka client configs built from it.
 //! - [`producer`]: [`EventProducer`] sends CloudEvents in binary content mode (`ce_*`
@@ -35,7 +36,7 @@ pub mod topics;
 
 pub use config::{KafkaConfig, SaslMechanism, SecurityProtocol};
 pub use consumer::{
-    ConsumerOptions, EventHandler, HandlerError, Outcome, ReceivedEvent, run_consumer,
+    Admission, ConsumerOptions, EventHandler, HandlerError, Outcome, ReceivedEvent, run_consumer,
 };
 pub use lag::{GroupTopics, LagReader, PartitionLag};
 pub use probe::{KafkaProbe, ProbeError};

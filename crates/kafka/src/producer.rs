@@ -96,8 +96,9 @@ struct BinaryRecord {
 }
 
 /// Headers a relayed event carries: specversion, id, source, type, subject, time,
-/// content-type, the traceparent/tracestate extensions and the plain trace headers.
-const HEADERS_PER_EVENT: usize = 11;
+/// dataschema, content-type, the traceparent/tracestate extensions and the plain trace
+/// headers.
+const HEADERS_PER_EVENT: usize = 12;
 
 impl Default for BinaryRecord {
     fn default() -> Self {

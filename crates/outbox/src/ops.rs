@@ -203,7 +203,8 @@ pub async fn replay(
             let (event_type, topic) = bindings
                 .resolve(&row.event_type)
                 .map_err(|e| fail(e.to_string()))?;
-            let event = event_bindings::encode(&row.outgoing(event_type))
+            let event = bindings
+                .encode(&row.outgoing(event_type))
                 .map_err(|e| fail(e.to_string()))?;
             let trace = row.trace();
             let pending = producer

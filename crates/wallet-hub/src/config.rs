@@ -38,6 +38,7 @@ pub struct Settings {
     /// Binding name (`wallet_created_out`, ...) -> destination topic; the names and the
     /// built-in topics are `event_bindings`'s.
     pub bindings: BTreeMap<String, String>,
+    pub events: EventsConfig,
     pub telemetry: TelemetryConfig,
     pub log: LogConfig,
 }
@@ -81,6 +82,9 @@ pub struct ConsumerConfig {
     /// Replace a consumer's Kafka client that has been without a group assignment this
     /// long.
     pub rejoin_timeout_ms: u64,
+    /// `ce_source` values the consumers accept; events from any other source are
+    /// dead-lettered (class `untrusted-source`).
+    pub trusted_sources: Vec<String>,
 }
 
 /// `[topics]`: the Kafka topics the service creates when they are missing.
@@ -90,6 +94,15 @@ pub struct TopicsConfig {
     pub provision: bool,
     pub partitions: i32,
     pub replication_factor: i32,
+}
+
+/// `[events]`: what the published events say about themselves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Base URL of the schemas named by each event's `dataschema`
+    /// (`<base>/schemas/<type>.json`, served by the API). Empty: the API's own address.
+    pub schema_base_url: String,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -136,6 +136,11 @@ pub async fn run(settings: Settings, command: OutboxCommand) -> anyhow::Result<(
             );
             let total = ops::replay_count(&pool, &selection).await?;
             let bindings = EventBindings::new(&settings.bindings)?;
+            let bindings = if settings.events.schema_base_url.is_empty() {
+                bindings.with_schema_base(&format!("http://{}", settings.api.listen))
+            } else {
+                bindings.with_schema_base(&settings.events.schema_base_url)
+            };
             let producer = EventProducer::new(&settings.kafka)?;
             let bar = std::io::stdout().is_terminal().then(|| {
                 let bar = ProgressBar::new(u64::try_from(total).unwrap_or(0));

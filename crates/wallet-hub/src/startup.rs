@@ -7,7 +7,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use api::AppState;
 use consumers::{WalletActivityProjection, WalletCreatedEventConsumer};
-use domain::EventType;
 use event_bindings::EventBindings;
 use kafka::{ConsumerOptions, ConsumerStatus, GroupTopics, KafkaProbe, LagReader, ProbeError};
 use outbox::{CommitWaker, DomainEventPublisher, Relay};
@@ -201,6 +200,13 @@ impl Application {
     pub async fn build(settings: Settings, roles: &[Role]) -> anyhow::Result<Self> {
         let bindings =
             EventBindings::new(&settings.bindings).context("invalid [bindings] configuration")?;
+        let configured_base = &settings.events.schema_base_url;
+        anyhow::ensure!(
+            configured_base.is_empty()
+                || url::Url::parse(configured_base)
+                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https")),
+            "events.schema_base_url `{configured_base}` is not an absolute http(s) URL"
+        );
         let parts = Parts::new(roles, &settings);
         let verifier = if parts.api {
             Some(crate::identity::verifier(&settings).await?)
@@ -241,6 +247,7 @@ impl Application {
             None
         };
         let admin_listener = bind(settings.admin.listen, "admin.listen").await?;
+        let bindings = bindings.with_schema_base(&schema_base(&settings, api_listener.as_ref()));
         Ok(Self {
             settings,
             parts,
@@ -295,6 +302,11 @@ impl Application {
                 },
                 idempotency_ttl_hours: settings.api.idempotency_ttl_hours,
                 verifier,
+                event_contracts: api::contracts::EventContracts::new(
+                    &bindings,
+                    &settings.consumer.dead_letter_suffix,
+                    &consumers::consumed_event_types(),
+                ),
             };
             let app = api::router(state, &settings.api);
             let api_shutdown = shutdown.clone();
@@ -420,7 +432,7 @@ impl Application {
 /// `consumer.group_id`, the activity projection in its own group (a projection keeps its
 /// own offsets).
 pub fn consumer_groups(settings: &Settings, bindings: &EventBindings) -> [GroupTopics; 2] {
-    let topics = |types: &[EventType]| {
+    let topics = |types: &[domain::EventType]| {
         types
             .iter()
             .map(|t| bindings.destination(*t).to_owned())
@@ -429,15 +441,11 @@ pub fn consumer_groups(settings: &Settings, bindings: &EventBindings) -> [GroupT
     [
         GroupTopics {
             group: settings.consumer.group_id.clone(),
-            topics: topics(&[EventType::WalletCreated]),
+            topics: topics(WalletCreatedEventConsumer::EVENT_TYPES),
         },
         GroupTopics {
             group: format!("{}-activity", settings.consumer.group_id),
-            topics: topics(&[
-                EventType::FundsAdded,
-                EventType::FundsWithdrawn,
-                EventType::FundsTransferred,
-            ]),
+            topics: topics(WalletActivityProjection::EVENT_TYPES),
         },
     ]
 }
@@ -503,6 +511,7 @@ fn spawn_consumer<H: kafka::EventHandler + 'static>(
     );
     let max_payload_bytes = settings.consumer.max_payload_bytes;
     let rejoin_timeout = Duration::from_millis(settings.consumer.rejoin_timeout_ms);
+    let admission = kafka::Admission::new(settings.consumer.trusted_sources.clone());
     let (task_status, shutdown) = (Arc::clone(&status), shutdown.clone());
     tasks.spawn(async move {
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -512,12 +521,25 @@ fn spawn_consumer<H: kafka::EventHandler + 'static>(
             dead_letter_suffix: &suffix,
             max_payload_bytes,
             rejoin_timeout,
+            admission: &admission,
         };
         kafka::run_consumer(&kafka, options, handler, task_status, shutdown)
             .await
             .with_context(|| format!("consumer {name} failed"))
     });
     (name, status)
+}
+
+/// The base URL of the event schemas: `events.schema_base_url`, or else the API's own
+/// address (as bound, so port 0 resolves), or else `api.listen` (a process without the API).
+fn schema_base(settings: &Settings, api_listener: Option<&TcpListener>) -> String {
+    if !settings.events.schema_base_url.is_empty() {
+        return settings.events.schema_base_url.clone();
+    }
+    let address = api_listener
+        .and_then(|l| l.local_addr().ok())
+        .unwrap_or(settings.api.listen);
+    format!("http://{address}")
 }
 
 /// Deletes expired Idempotency-Key records once a minute, in bounded batches.

@@ -3,11 +3,14 @@
 //! topics and consumer group, so tests run in parallel without seeing each other. What the
 //! tests share (`spawn_app()` and friends) is this crate's library, `wallet_hub_tests`.
 
+mod admission;
 mod api_validation;
 mod audit;
 mod authz;
 mod concurrency;
+mod conformance;
 mod consumer;
+mod contracts;
 mod health;
 mod idempotency;
 mod kafka_e2e;

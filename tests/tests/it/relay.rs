@@ -306,7 +306,10 @@ async fn a_row_that_keeps_failing_parks_its_wallet_waits_others_flow_and_redrive
     let app = app_without_relay().await;
     let x = app.create_wallet_for(app.fixture_user().await, "USD").await;
     let x_id: Uuid = x["id"].as_str().expect("id").parse().expect("uuid");
-    let poison_id = Uuid::now_v7();
+    // What the row will be once fixed: a deposit to X (every published event must be valid
+    // against its schema, which the test readers check).
+    let fixed = wallet_hub_tests::deposit_event(x_id, 100);
+    let poison_id = fixed.metadata().event_id.as_uuid();
     sqlx::query(
         "INSERT INTO outbox (event_id, event_type, aggregate_id, payload, occurred_at) \
          VALUES ($1, 'WalletExploded', $2, '{}', now())",
@@ -344,11 +347,12 @@ async fn a_row_that_keeps_failing_parks_its_wallet_waits_others_flow_and_redrive
     assert_eq!(state, [true, false, false, true]);
     assert_eq!(after[2].2, 0, "X's deposit waits, unattempted");
 
-    // The cause is fixed (here: the row gets a type the relay knows, the deposit's) and an
+    // The cause is fixed (here: the row gets a type the relay knows and a deposit's data) and an
     // operator redrives X: the parked row goes first, then the deposit that waited behind
     // it, on the same partition, in that order.
-    sqlx::query("UPDATE outbox SET event_type = 'FundsAdded' WHERE event_id = $1")
+    sqlx::query("UPDATE outbox SET event_type = 'FundsAdded', payload = $2 WHERE event_id = $1")
         .bind(poison_id)
+        .bind(fixed.to_json().expect("serializes"))
         .execute(&app.pool)
         .await
         .expect("fix the row");

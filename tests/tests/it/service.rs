@@ -19,6 +19,28 @@ async fn a_typo_in_the_bindings_stops_startup_with_a_clear_error() {
 }
 
 #[tokio::test]
+async fn a_schema_base_that_is_not_an_http_url_stops_startup_before_anything_changes() {
+    let (mut settings, _topics) = test_settings().await;
+    settings.events.schema_base_url = "wallets.example.com".to_owned();
+    let url = settings.database.url.clone();
+    let error = Application::build(settings, &[])
+        .await
+        .expect_err("must not start");
+    let text = format!("{error:#}");
+    assert!(text.contains("events.schema_base_url"), "{text}");
+    assert!(text.contains("wallets.example.com"), "{text}");
+    let pool = sqlx::PgPool::connect(secrecy::ExposeSecret::expose_secret(&url))
+        .await
+        .expect("test database");
+    let migrated: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+            .fetch_one(&pool)
+            .await
+            .expect("query");
+    assert_eq!(migrated, None, "no migration ran");
+}
+
+#[tokio::test]
 async fn health_endpoints_answer_and_shutdown_is_clean() {
     let app = spawn_app().await;
     let live = app.admin_get("/health/live").await;

@@ -1,7 +1,8 @@
 //! The consumer runtime: every Kafka consumer of Wallet Hub runs through [`run_consumer`].
 //!
 //! For each message, in partition order:
-//! 1. decode the CloudEvent (binary or structured mode);
+//! 1. decode the CloudEvent (binary or structured mode) and admit it (trusted source,
+//!    known type and version, data valid against its schema: see [`admission`]);
 //! 2. open a consumer span that continues the producer's trace (`traceparent`, falling back
 //!    to the `ce_traceparent` extension);
 //! 3. call the handler; a transient error is retried with exponential backoff and jitter on
@@ -14,6 +15,7 @@
 //! crash between the effect and the commit redelivers the message: handlers must be
 //! idempotent (the `consumers` crate dedupes by event id in the effect's transaction).
 
+pub mod admission;
 mod runtime;
 
 use std::error::Error as StdError;
@@ -29,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaConfig;
 use crate::status::{ConsumerStatus, RuntimeContext};
+pub use admission::Admission;
 use runtime::Runtime;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
@@ -103,6 +106,8 @@ pub struct ConsumerOptions<'a> {
     /// A consumer that has been without a group assignment this long (after a broker
     /// outage librdkafka can stay stuck rejoining its group) is replaced by a new client.
     pub rejoin_timeout: Duration,
+    /// What an event must be before the handler sees it; the rest is dead-lettered.
+    pub admission: &'a Admission,
 }
 
 /// Why one client's consumption ended.
@@ -113,7 +118,8 @@ enum Ended {
     Stalled,
 }
 
-/// Dead-letter headers added to the original ones.
+/// Dead-letter headers added to the original ones (incoming headers with the `dlq_`
+/// prefix are dropped first, so these are the only ones).
 pub mod dlq_headers {
     pub const TOPIC: &str = "dlq_original_topic";
     pub const PARTITION: &str = "dlq_original_partition";
@@ -151,6 +157,7 @@ pub async fn run_consumer<H: EventHandler>(
         dead_letters: &dead_letters,
         dead_letter_suffix: options.dead_letter_suffix,
         max_payload_bytes: options.max_payload_bytes,
+        admission: options.admission,
         shutdown: &shutdown,
         status: &status,
     };

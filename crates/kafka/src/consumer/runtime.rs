@@ -23,6 +23,7 @@ pub(super) struct Runtime<'a, H> {
     pub(super) dead_letters: &'a FutureProducer,
     pub(super) dead_letter_suffix: &'a str,
     pub(super) max_payload_bytes: usize,
+    pub(super) admission: &'a super::Admission,
     pub(super) shutdown: &'a CancellationToken,
     /// Paused while a transient failure (an outage) is retried.
     pub(super) status: &'a ConsumerStatus,
@@ -106,6 +107,17 @@ impl<H: EventHandler> Runtime<'_, H> {
             }
         };
         span.record("messaging.message.id", event.id());
+        if let Err(refusal) = self.admission.check(&event) {
+            let rejection = Rejection {
+                class: refusal.class,
+                message: refusal.message,
+            };
+            let moved_on = self.dead_letter(message, rejection, &span).await;
+            if moved_on {
+                count("dead_lettered");
+            }
+            return moved_on;
+        }
         let event_time = event.time().copied();
         let received = ReceivedEvent {
             event,
@@ -186,7 +198,9 @@ impl<H: EventHandler> Runtime<'_, H> {
         });
         let mut headers = OwnedHeaders::new();
         if let Some(original) = message.headers() {
-            for header in original.iter() {
+            // Incoming `dlq_*` headers are not ours: a forged `dlq_original_topic` must
+            // never steer `wallet-hub dlq redrive`.
+            for header in original.iter().filter(|h| !h.key.starts_with("dlq_")) {
                 headers = headers.insert(Header {
                     key: header.key,
                     value: header.value,

@@ -219,7 +219,9 @@ impl Relay {
                     KeyValue::new("outbox_id", row.id),
                 ],
             );
-            let event = event_bindings::encode(&row.outgoing(event_type))
+            let event = self
+                .bindings
+                .encode(&row.outgoing(event_type))
                 .map_err(|e| SendFailure::from(telemetry::error_chain(&e)))?;
             let pending = self
                 .producer
