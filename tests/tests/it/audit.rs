@@ -56,9 +56,10 @@ async fn settled_traffic(app: &TestApp) -> Vec<String> {
     vec![a, b, c, d]
 }
 
-/// A connection pool of the test's database that outlives the service.
+/// A connection pool of the test's database that outlives the service, as the owner of
+/// the tables (the service's runtime role may not turn triggers off).
 async fn own_pool(settings: &Settings) -> PgPool {
-    PgPool::connect(settings.database.url.expose_secret())
+    PgPool::connect(settings.database.migrate_url.expose_secret())
         .await
         .expect("test database")
 }
