@@ -106,6 +106,8 @@ async fn tls_settings(servers: &Servers) -> (Settings, Topics) {
     let suffix = Uuid::now_v7().simple().to_string();
     let url = create_database(servers, &format!("wh_test_tls_{suffix}")).await;
     settings.database.url = SecretString::from(verify_full(&url, &servers.ca));
+    // One role on this server: it migrates (as owner) and serves.
+    settings.database.migrate_url = settings.database.url.clone();
     settings.database.api_max_connections = 4;
     settings.api.listen = "127.0.0.1:0".parse().expect("address");
     settings.admin.listen = "127.0.0.1:0".parse().expect("address");

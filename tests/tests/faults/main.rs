@@ -44,6 +44,31 @@ async fn attempts_counted(app: &wallet_hub_tests::TestApp) -> i32 {
         .expect("attempts")
 }
 
+/// A service with the fault settings whose relay runs elsewhere (in a child process the
+/// scenario controls), and its wallets: the child's settings, the service, the wallets.
+async fn relay_elsewhere() -> (
+    wallet_hub::Settings,
+    wallet_hub_tests::TestApp,
+    harness::Wallets,
+) {
+    let (mut settings, topics) = test_settings().await;
+    fault_settings(&mut settings);
+    let mut own = settings.clone();
+    own.relay.enabled = false;
+    let app = start(own, topics).await;
+    let wallets = wallets(&app, 6).await;
+    (settings, app, wallets)
+}
+
+/// Waits until some deposit of the load reached Kafka: a relay publishes.
+async fn first_deposits_published(app: &wallet_hub_tests::TestApp) {
+    eventually("a relay to publish", || async {
+        let (_, ids) = harness::topic_records(&app.settings.kafka.brokers, &app.topics.funds_added);
+        (!ids.is_empty()).then_some(())
+    })
+    .await;
+}
+
 /// Waits until the relay of `app` reports its circuit open.
 async fn circuit_opens(app: &wallet_hub_tests::TestApp) -> String {
     eventually("the relay's circuit to open", || async {
@@ -122,18 +147,7 @@ async fn s3_relay_killed_mid_batch_and_a_standby_takes_over() {
         return run_child(&roles).await;
     }
     let _servers = SERVERS.lock().await;
-    let (mut settings, topics) = test_settings().await;
-    fault_settings(&mut settings);
-    let app = start(
-        {
-            let mut s = settings.clone();
-            s.relay.enabled = false;
-            s
-        },
-        topics,
-    )
-    .await;
-    let wallets = wallets(&app, 6).await;
+    let (settings, app, wallets) = relay_elsewhere().await;
     // The leader stops for 3 s after every batch is acknowledged, before the queue delete:
     // the moment it is killed in.
     let mut leader = spawn_child(
@@ -144,11 +158,7 @@ async fn s3_relay_killed_mid_batch_and_a_standby_takes_over() {
         false,
     );
     let load = Load::start(&app, &wallets, 2);
-    eventually("the first relay to publish", || async {
-        let (_, ids) = harness::topic_records(&settings.kafka.brokers, &app.topics.funds_added);
-        (!ids.is_empty()).then_some(())
-    })
-    .await;
+    first_deposits_published(&app).await;
     let mut standby = spawn_child(TEST, "relay", &settings, "", false);
     tokio::time::sleep(Duration::from_secs(2)).await;
     // SIGKILL, while it sleeps between a batch's acknowledgement and its queue delete.
@@ -206,26 +216,11 @@ async fn s5_network_partition_between_relay_and_broker_heals() {
         return run_child(&roles).await;
     }
     let _servers = SERVERS.lock().await;
-    let (mut settings, topics) = test_settings().await;
-    fault_settings(&mut settings);
-    let app = start(
-        {
-            let mut s = settings.clone();
-            s.relay.enabled = false;
-            s
-        },
-        topics,
-    )
-    .await;
-    let wallets = wallets(&app, 6).await;
+    let (settings, app, wallets) = relay_elsewhere().await;
     // The relay runs as `nobody`, whose packets to the broker's port nftables drops.
     let mut relay = spawn_child(TEST, "relay", &settings, "", true);
     let load = Load::start(&app, &wallets, 2);
-    eventually("the relay to publish", || async {
-        let (_, ids) = harness::topic_records(&settings.kafka.brokers, &app.topics.funds_added);
-        (!ids.is_empty()).then_some(())
-    })
-    .await;
+    first_deposits_published(&app).await;
 
     let port = settings
         .kafka
