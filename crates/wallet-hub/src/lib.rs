@@ -3,16 +3,20 @@
 //! - [`admin`]: the admin server (`/metrics`, `/health/live`, `/health/ready`).
 //! - [`audit`]: `wallet-hub audit`, reconciliation of ledger, outbox, topics and consumers.
 //! - [`config`]: typed, layered settings (defaults, file, env).
+//! - [`database`]: migrations and the connection pools, one per part.
 //! - [`ops`]: the `outbox` and `dlq` operator commands.
 //! - [`startup`]: [`Application`] builds everything from settings and a bound listener and
 //!   runs API, relay and consumers until a shutdown token is cancelled.
+//! - [`topology`]: the Kafka side of a start: brokers checked, consumer groups, topics.
 
 pub mod admin;
 pub mod audit;
 pub mod config;
+pub mod database;
 pub mod identity;
 pub mod ops;
 pub mod startup;
+pub mod topology;
 
 pub use config::Settings;
 pub use startup::Application;

@@ -171,7 +171,7 @@ async fn token(
 }
 
 async fn migrate(settings: Settings) -> anyhow::Result<()> {
-    wallet_hub::startup::migrate(&settings.database).await?;
+    wallet_hub::database::migrate(&settings.database).await?;
     tracing::info!("migrations applied");
     Ok(())
 }

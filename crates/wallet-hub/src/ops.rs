@@ -13,7 +13,7 @@ use outbox::ops::{self, RedriveSelection, ReplaySelection};
 use uuid::Uuid;
 
 use crate::Settings;
-use crate::startup::connect_database;
+use crate::database::connect_database;
 
 #[derive(Debug, Subcommand)]
 pub enum OutboxCommand {

@@ -8,21 +8,17 @@ use anyhow::Context as _;
 use api::AppState;
 use consumers::{WalletActivityProjection, WalletCreatedEventConsumer};
 use event_bindings::EventBindings;
-use kafka::{ConsumerOptions, ConsumerStatus, GroupTopics, KafkaProbe, LagReader, ProbeError};
+use kafka::{ConsumerOptions, ConsumerStatus, GroupTopics, KafkaProbe, LagReader};
 use outbox::{CommitWaker, DomainEventPublisher, Relay};
-use secrecy::ExposeSecret;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool};
-use telemetry::metrics::{DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS};
+use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
-use crate::config::{DatabaseConfig, Settings, TopicsConfig};
-
-/// Migrations compiled into the binary.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+use crate::config::Settings;
+use crate::database::{Pools, connect_pool, migrate, sample_pool};
+use crate::topology::{check_kafka, consumed_topics, consumer_groups, provision_topics};
 
 /// Which parts of the service this process runs (`wallet-hub serve --role ...`). The
 /// admin server (metrics, health) runs in every role.
@@ -68,124 +64,6 @@ pub struct Application {
     verifier: Option<auth::Verifier>,
     admin_listener: TcpListener,
     bindings: EventBindings,
-}
-
-/// One pool per part that runs here, each sized by its own `database.*_max_connections`,
-/// so that a flood of API requests cannot take the connections the relay publishes with.
-#[derive(Debug, Clone)]
-pub struct Pools {
-    pub api: Option<PgPool>,
-    pub relay: Option<PgPool>,
-    pub consumers: Option<PgPool>,
-}
-
-impl Pools {
-    /// Each pool with its `pool` label.
-    fn labelled(&self) -> impl Iterator<Item = (&'static str, &PgPool)> {
-        [
-            ("api", self.api.as_ref()),
-            ("relay", self.relay.as_ref()),
-            ("consumers", self.consumers.as_ref()),
-        ]
-        .into_iter()
-        .filter_map(|(label, pool)| pool.map(|pool| (label, pool)))
-    }
-
-    async fn close(&self) {
-        for (_, pool) in self.labelled() {
-            pool.close().await;
-        }
-    }
-}
-
-/// Connection options of the runtime role (`database.url`): every connection carries the
-/// configured `statement_timeout` and `lock_timeout`.
-fn runtime_options(config: &DatabaseConfig) -> anyhow::Result<PgConnectOptions> {
-    let options: PgConnectOptions = config
-        .url
-        .expose_secret()
-        .parse()
-        .context("database.url is not a valid PostgreSQL URL")?;
-    Ok(options.options([
-        ("statement_timeout", config.statement_timeout_ms.to_string()),
-        ("lock_timeout", config.lock_timeout_ms.to_string()),
-    ]))
-}
-
-/// Connects a pool of at most `max_connections` runtime connections (`what` names it in
-/// errors), failing fast if the database is unreachable.
-async fn connect_pool(
-    config: &DatabaseConfig,
-    max_connections: u32,
-    what: &str,
-) -> anyhow::Result<PgPool> {
-    PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms))
-        .connect_with(runtime_options(config)?)
-        .await
-        .with_context(|| {
-            format!("cannot connect the {what} pool to PostgreSQL (database.url / DATABASE_URL)")
-        })
-}
-
-/// Connects a small pool of the runtime role for one-off commands (`outbox`, `dlq`).
-pub async fn connect_database(config: &DatabaseConfig) -> anyhow::Result<PgPool> {
-    connect_pool(config, 2, "command").await
-}
-
-/// Applies pending migrations as the migration owner (`database.migrate_url`, or `url`
-/// when that is empty), on a connection of its own without the runtime timeouts: a
-/// migration may rewrite a large table.
-pub async fn migrate(config: &DatabaseConfig) -> anyhow::Result<()> {
-    let (url, key) = if config.migrate_url.expose_secret().is_empty() {
-        (&config.url, "database.url / DATABASE_URL")
-    } else {
-        (
-            &config.migrate_url,
-            "database.migrate_url / DATABASE_MIGRATE_URL",
-        )
-    };
-    let options: PgConnectOptions = url
-        .expose_secret()
-        .parse()
-        .with_context(|| format!("{key} is not a valid PostgreSQL URL"))?;
-    let mut conn = PgConnection::connect_with(&options)
-        .await
-        .with_context(|| format!("cannot connect to PostgreSQL to migrate ({key})"))?;
-    MIGRATOR
-        .run(&mut conn)
-        .await
-        .with_context(|| format!("cannot apply migrations as the role of {key}"))?;
-    conn.close().await.ok();
-    Ok(())
-}
-
-/// Asks the brokers for metadata before anything runs. Refused credentials or an untrusted
-/// certificate stop the service here, with a message naming Kafka and librdkafka's reason.
-/// Brokers that do not answer at all only warn: the relay and the consumers retry and
-/// readiness reports Kafka down, so a broker restart does not stop a rollout.
-async fn check_kafka(settings: &Settings) -> anyhow::Result<()> {
-    let probe = KafkaProbe::new(&settings.kafka)
-        .context("cannot create a Kafka client from the [kafka] settings")?;
-    let timeout = Duration::from_millis(settings.health.check_timeout_ms);
-    match probe
-        .check_at_startup(&settings.kafka.brokers, timeout)
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(error @ ProbeError::Refused { .. }) => Err(error).context(
-            "cannot use Kafka (check kafka.security_protocol, kafka.sasl_username, \
-             kafka.sasl_password and kafka.ssl_ca_location)",
-        ),
-        Err(error @ ProbeError::Unreachable { .. }) => {
-            tracing::warn!(
-                error = &error as &dyn std::error::Error,
-                "Kafka is not reachable yet; the relay and the consumers keep trying"
-            );
-            Ok(())
-        }
-    }
 }
 
 async fn bind(address: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
@@ -428,73 +306,6 @@ impl Application {
     }
 }
 
-/// The consumer groups of the service and the topics each reads: the welcome consumer in
-/// `consumer.group_id`, the activity projection in its own group (a projection keeps its
-/// own offsets).
-pub fn consumer_groups(settings: &Settings, bindings: &EventBindings) -> [GroupTopics; 2] {
-    let topics = |types: &[domain::EventType]| {
-        types
-            .iter()
-            .map(|t| bindings.destination(*t).to_owned())
-            .collect()
-    };
-    [
-        GroupTopics {
-            group: settings.consumer.group_id.clone(),
-            topics: topics(WalletCreatedEventConsumer::EVENT_TYPES),
-        },
-        GroupTopics {
-            group: format!("{}-activity", settings.consumer.group_id),
-            topics: topics(WalletActivityProjection::EVENT_TYPES),
-        },
-    ]
-}
-
-/// The topics the consumers read, and their dead-letter topics.
-fn consumed_topics(settings: &Settings, groups: &[GroupTopics]) -> Vec<String> {
-    groups
-        .iter()
-        .flat_map(|g| g.topics.iter())
-        .flat_map(|topic| {
-            [
-                topic.clone(),
-                format!("{topic}{}", settings.consumer.dead_letter_suffix),
-            ]
-        })
-        .collect()
-}
-
-/// Creates the missing topics this service uses (every binding's topic, and the
-/// dead-letter topics of the consumed ones), so that nothing depends on the brokers'
-/// auto-creation.
-async fn provision_topics(settings: &Settings, bindings: &EventBindings) -> anyhow::Result<()> {
-    let TopicsConfig {
-        provision: _,
-        partitions,
-        replication_factor,
-    } = settings.topics;
-    let mut topics: Vec<String> = bindings.topics().into_iter().map(str::to_owned).collect();
-    topics.extend(consumed_topics(
-        settings,
-        &consumer_groups(settings, bindings),
-    ));
-    topics.sort();
-    topics.dedup();
-    let created =
-        kafka::topics::ensure_topics(&settings.kafka, &topics, partitions, replication_factor)
-            .await
-            .context("cannot provision the Kafka topics (topics.provision)")?;
-    if !created.is_empty() {
-        tracing::info!(
-            ?created,
-            partitions,
-            replication_factor,
-            "created missing Kafka topics"
-        );
-    }
-    Ok(())
-}
-
 /// Starts one consumer task; returns its name and status for readiness.
 fn spawn_consumer<H: kafka::EventHandler + 'static>(
     tasks: &mut JoinSet<anyhow::Result<()>>,
@@ -560,28 +371,5 @@ async fn expire_idempotency_keys(pool: PgPool, shutdown: CancellationToken) -> a
                 "cannot delete expired idempotency keys"
             );
         }
-    }
-}
-
-/// Exports the usage of the pool labelled `label` every few seconds until shutdown.
-async fn sample_pool(
-    label: &'static str,
-    pool: PgPool,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let mut interval = tokio::time::interval(Duration::from_secs(5));
-    let max = pool.options().get_max_connections();
-    metrics::gauge!(DB_POOL_MAX_CONNECTIONS, "pool" => label).set(f64::from(max));
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            _ = interval.tick() => {}
-        }
-        let size = pool.size();
-        let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
-        metrics::gauge!(DB_POOL_CONNECTIONS, "pool" => label, "state" => "idle")
-            .set(f64::from(idle));
-        metrics::gauge!(DB_POOL_CONNECTIONS, "pool" => label, "state" => "in_use")
-            .set(f64::from(size.saturating_sub(idle)));
     }
 }

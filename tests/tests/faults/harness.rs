@@ -277,7 +277,7 @@ pub async fn check_answers(app: &TestApp, sent: &[Sent]) -> (usize, usize) {
 pub async fn settle(app: &TestApp, parked: i64) -> Duration {
     let started = Instant::now();
     let bindings = event_bindings::EventBindings::new(&app.settings.bindings).expect("bindings");
-    let groups = wallet_hub::startup::consumer_groups(&app.settings, &bindings);
+    let groups = wallet_hub::topology::consumer_groups(&app.settings, &bindings);
     let lag = kafka::LagReader::new(&app.settings.kafka, groups.to_vec()).expect("lag reader");
     loop {
         let queued = app.queued_rows().await;

@@ -38,7 +38,7 @@ async fn unsent_outbox_rows_move_to_the_queue_with_their_delivery_state_and_sent
     .await
     .expect("rows under the old schema");
 
-    wallet_hub::startup::MIGRATOR
+    wallet_hub::database::MIGRATOR
         .run(&pool)
         .await
         .expect("the rest of the migrations");
