@@ -226,7 +226,7 @@ impl Relay {
                 }
             };
             if interrupted.producer_fatal {
-                self.recreate_producer();
+                self.replace_producer(Replacement::Fatal);
             }
             metrics::gauge!(KAFKA_PRODUCER_QUEUE_DEPTH).set(f64::from(self.producer.in_flight()));
             if let Some(reason) = interrupted.outage {
@@ -242,6 +242,11 @@ impl Relay {
                 if !circuit::wait_for_brokers(&self.probe, &shutdown).await {
                     break;
                 }
+                // A producer that lived through the outage can stay wedged: after a broker
+                // freeze every delivery timed out for minutes while the brokers answered
+                // (the soak, docs/faults.md). A new one starts clean; what the old one still
+                // held was never acknowledged, so those rows are in the queue and go again.
+                self.replace_producer(Replacement::AfterOutage);
                 self.status.set(RelayState::Closed);
                 resume = true;
             }
@@ -262,13 +267,23 @@ impl Relay {
         tracing::info!("outbox relay stopped");
     }
 
-    /// Replaces a producer that librdkafka declared unusable (fatal error, fenced).
-    fn recreate_producer(&mut self) {
+    /// Replaces the producer with a new one. The old one is dropped off the async runtime:
+    /// dropping purges its queue and waits for the purge's reports (up to half a second).
+    fn replace_producer(&mut self, why: Replacement) {
         match EventProducer::new(&self.kafka) {
             Ok(producer) => {
-                tracing::warn!("Kafka producer hit a fatal error; recreated it");
-                metrics::counter!(KAFKA_PRODUCER_RECREATED_TOTAL).increment(1);
-                self.producer = producer;
+                let old = std::mem::replace(&mut self.producer, producer);
+                tokio::task::spawn_blocking(move || drop(old));
+                match why {
+                    Replacement::Fatal => {
+                        tracing::warn!("Kafka producer hit a fatal error; recreated it");
+                    }
+                    Replacement::AfterOutage => {
+                        tracing::info!("Kafka producer recreated after the outage");
+                    }
+                }
+                metrics::counter!(KAFKA_PRODUCER_RECREATED_TOTAL, "reason" => why.label())
+                    .increment(1);
             }
             Err(error) => {
                 tracing::error!(
@@ -276,6 +291,24 @@ impl Relay {
                     "cannot recreate the Kafka producer; retrying next round"
                 );
             }
+        }
+    }
+}
+
+/// Why the relay replaces its producer.
+#[derive(Debug, Clone, Copy)]
+enum Replacement {
+    /// librdkafka declared it unusable (fatal error, fenced).
+    Fatal,
+    /// The circuit closes after an outage.
+    AfterOutage,
+}
+
+impl Replacement {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Fatal => "fatal",
+            Self::AfterOutage => "outage",
         }
     }
 }
