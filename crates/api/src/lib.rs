@@ -35,10 +35,8 @@ pub mod write;
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use outbox::DomainEventPublisher;
 use serde::Deserialize;
@@ -103,13 +101,10 @@ pub fn router(state: AppState, config: &ApiConfig) -> Router {
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
-        .layer(
-            tower::ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(move |error| {
-                    limits::request_timeout(timeout_ms, error)
-                }))
-                .timeout(Duration::from_millis(timeout_ms)),
-        )
+        .layer(axum::middleware::from_fn_with_state(
+            timeout_ms,
+            limits::deadline,
+        ))
         .layer(axum::middleware::from_fn(context::request_context))
         .with_state(state)
 }

@@ -1,7 +1,10 @@
 //! Bounded work per request: what the API refuses at once instead of queueing.
 //!
-//! - [`request_timeout`]: a request still running after `api.request_timeout_ms` is
-//!   abandoned (its transaction rolls back) and answered 503 `request-timeout`.
+//! - [`deadline`]: a request still running after `api.request_timeout_ms` is abandoned
+//!   (its transaction rolls back) and answered 503 `request-timeout`, unless it is already
+//!   committing ([`committing`]): then the answer waits for the commit, so a change that
+//!   committed is never answered with an error (the database's own timeouts bound that
+//!   wait).
 //! - [`rate_limit`]: each authenticated principal (issuer and subject) has a budget of
 //!   requests (GCRA, crate `governor`): `default` for every request, and a stricter
 //!   `money-out` for withdrawals and transfers. Past it: 429 `rate-limited` with
@@ -19,7 +22,7 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -106,14 +109,38 @@ impl Limits {
     }
 }
 
-/// Answers 503 `request-timeout` for a request that ran out of time (the error of
-/// `tower::timeout`); any other error of the layers below is a 500.
-pub async fn request_timeout(timeout_ms: u64, error: tower::BoxError) -> Response {
-    if error.is::<tower::timeout::error::Elapsed>() {
-        tracing::warn!(timeout_ms, "request timed out");
-        ApiError::Timeout(timeout_ms).into_response()
-    } else {
-        ApiError::Internal(error).into_response()
+tokio::task_local! {
+    /// Set by the write path when its COMMIT starts: see [`committing`].
+    static COMMITTING: Arc<AtomicBool>;
+}
+
+/// Marks the current request as committing: from now on [`deadline`] waits for its answer
+/// instead of abandoning it. Call right before the COMMIT; outside a request it does nothing.
+pub fn committing() {
+    // Outside `deadline` (a unit test, a background task) there is nothing to mark.
+    let _ = COMMITTING.try_with(|flag| flag.store(true, Ordering::Release));
+}
+
+/// The middleware of `api.request_timeout_ms` (see the module docs).
+///
+/// The handler runs inside this task, so when the deadline fires it is suspended: either
+/// it has marked its commit (and is waited for) or it has not started one (and dropping it
+/// rolls its transaction back).
+pub async fn deadline(State(timeout_ms): State<u64>, request: Request, next: Next) -> Response {
+    let flag = Arc::new(AtomicBool::new(false));
+    let response = COMMITTING.scope(Arc::clone(&flag), next.run(request));
+    tokio::pin!(response);
+    tokio::select! {
+        response = &mut response => response,
+        () = tokio::time::sleep(Duration::from_millis(timeout_ms)) => {
+            if flag.load(Ordering::Acquire) {
+                tracing::warn!(timeout_ms, "request over its time while committing; answering once the commit ends");
+                response.await
+            } else {
+                tracing::warn!(timeout_ms, "request timed out");
+                ApiError::Timeout(timeout_ms).into_response()
+            }
+        }
     }
 }
 

@@ -173,6 +173,55 @@ async fn a_request_running_past_the_request_timeout_gets_503_problem_json_and_ch
     );
 }
 
+/// Makes every COMMIT that inserted a ledger transaction take a second (a deferred trigger,
+/// run by the COMMIT itself).
+async fn slow_commits(app: &TestApp) {
+    for statement in [
+        "CREATE FUNCTION test_slow_commit() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN PERFORM pg_sleep(1); RETURN NULL; END $$",
+        "CREATE CONSTRAINT TRIGGER test_slow_commit AFTER INSERT ON ledger_transactions \
+         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_slow_commit()",
+    ] {
+        sqlx::query(statement)
+            .execute(&app.pool)
+            .await
+            .expect("the slow-commit trigger");
+    }
+}
+
+#[tokio::test]
+async fn a_request_whose_commit_outlasts_the_request_timeout_gets_the_commits_answer() {
+    let app = spawn_app_with(|s| {
+        s.api.request_timeout_ms = 300;
+        s.database.statement_timeout_ms = 0;
+    })
+    .await;
+    let wallet = id(&app.create_wallet("USD").await);
+    slow_commits(&app).await;
+
+    let plain = app.deposit(&wallet, "5.00").await;
+    assert_eq!(plain.status(), 201, "committed, so answered as committed");
+    let keyed = app
+        .request(
+            reqwest::Method::POST,
+            &format!("/v1/wallets/{wallet}/deposits"),
+            Some(&serde_json::json!({"amount": "2.00"})),
+        )
+        .await
+        .header("Idempotency-Key", "slow-commit-1")
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(keyed.status(), 201, "committed with its key, so answered");
+
+    let balance: i64 = sqlx::query_scalar("SELECT balance_minor FROM wallets WHERE id = $1::uuid")
+        .bind(&wallet)
+        .fetch_one(&app.pool)
+        .await
+        .expect("balance");
+    assert_eq!(balance, 700);
+}
+
 #[tokio::test]
 async fn a_statement_waiting_past_the_lock_timeout_is_cancelled_and_answered_503_changing_nothing()
 {
