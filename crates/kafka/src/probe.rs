@@ -14,9 +14,14 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use crate::config::KafkaConfig;
 
 /// A dedicated, idle client used only to ask the brokers for metadata.
+///
+/// A failed [`KafkaProbe::check`] replaces the client: after back-to-back outages (a broker
+/// stopped, then frozen) a long-lived client kept failing, or answered with no brokers,
+/// while a fresh one connected at once (the soak, docs/faults.md).
 #[derive(Clone)]
 pub struct KafkaProbe {
-    client: Arc<BaseConsumer<ProbeContext>>,
+    client: Arc<Mutex<Arc<BaseConsumer<ProbeContext>>>>,
+    config: KafkaConfig,
 }
 
 impl std::fmt::Debug for KafkaProbe {
@@ -96,12 +101,39 @@ impl ConsumerContext for ProbeContext {}
 
 impl KafkaProbe {
     pub fn new(config: &KafkaConfig) -> Result<Self, KafkaError> {
-        let client: BaseConsumer<ProbeContext> = config
-            .client_config("health")
-            .create_with_context(ProbeContext::default())?;
         Ok(Self {
-            client: Arc::new(client),
+            client: Arc::new(Mutex::new(Arc::new(Self::client(config)?))),
+            config: config.clone(),
         })
+    }
+
+    fn client(config: &KafkaConfig) -> Result<BaseConsumer<ProbeContext>, KafkaError> {
+        config
+            .client_config("health")
+            .create_with_context(ProbeContext::default())
+    }
+
+    /// The current client (a cheap handle).
+    fn current(&self) -> Arc<BaseConsumer<ProbeContext>> {
+        Arc::clone(&self.client.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Replaces the client with a fresh one; keeps the old one if that cannot be created.
+    fn renew(&self) {
+        match Self::client(&self.config) {
+            Ok(fresh) => {
+                let old = std::mem::replace(
+                    &mut *self.client.lock().unwrap_or_else(PoisonError::into_inner),
+                    Arc::new(fresh),
+                );
+                // Dropping a client joins its threads: not on the async runtime.
+                tokio::task::spawn_blocking(move || drop(old));
+            }
+            Err(error) => tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                "cannot create a fresh Kafka probe client; keeping the old one"
+            ),
+        }
     }
 
     /// The topics of `topics` that cannot take traffic: missing, in error, or with a
@@ -111,7 +143,7 @@ impl KafkaProbe {
         topics: &[String],
         timeout: Duration,
     ) -> Result<Vec<String>, KafkaError> {
-        let client = Arc::clone(&self.client);
+        let client = self.current();
         let topics = topics.to_vec();
         tokio::task::spawn_blocking(move || {
             let metadata = client.fetch_metadata(None, timeout)?;
@@ -139,18 +171,27 @@ impl KafkaProbe {
         .unwrap_or(Err(KafkaError::Canceled))
     }
 
-    /// Fetches cluster metadata; returns the number of brokers that answered.
+    /// Fetches cluster metadata; returns the number of brokers that answered (at least one:
+    /// metadata that lists no broker is a failure too). A failure renews the client.
     pub async fn check(&self, timeout: Duration) -> Result<usize, KafkaError> {
-        let client = Arc::clone(&self.client);
-        tokio::task::spawn_blocking(move || {
+        let client = self.current();
+        let checked = tokio::task::spawn_blocking(move || {
             // Error events queue up on this never-polled client: drop them.
             while client.poll(Duration::ZERO).is_some() {}
-            client
-                .fetch_metadata(None, timeout)
-                .map(|metadata| metadata.brokers().len())
+            match client.fetch_metadata(None, timeout) {
+                Ok(metadata) if metadata.brokers().is_empty() => {
+                    Err(KafkaError::MetadataFetch(RDKafkaErrorCode::AllBrokersDown))
+                }
+                Ok(metadata) => Ok(metadata.brokers().len()),
+                Err(error) => Err(error),
+            }
         })
         .await
-        .unwrap_or(Err(KafkaError::Canceled))
+        .unwrap_or(Err(KafkaError::Canceled));
+        if checked.is_err() {
+            self.renew();
+        }
+        checked
     }
 
     /// The startup check: metadata within `timeout`, or why not. An authentication or TLS
@@ -160,7 +201,7 @@ impl KafkaProbe {
         brokers: &str,
         timeout: Duration,
     ) -> Result<usize, ProbeError> {
-        let client = Arc::clone(&self.client);
+        let client = self.current();
         let brokers = brokers.to_owned();
         tokio::task::spawn_blocking(move || {
             let deadline = Instant::now() + timeout;
@@ -213,4 +254,39 @@ fn refusal(error: &KafkaError) -> bool {
         error.rdkafka_error_code(),
         Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::config::{SaslMechanism, SecurityProtocol};
+
+    #[tokio::test]
+    async fn a_failed_check_renews_the_client() {
+        let nobody = KafkaConfig {
+            brokers: "127.0.0.1:1".to_owned(),
+            client_id: "probe-test".to_owned(),
+            message_timeout_ms: 1000,
+            security_protocol: SecurityProtocol::Plaintext,
+            sasl_mechanism: SaslMechanism::ScramSha512,
+            sasl_username: String::new(),
+            sasl_password: SecretString::from(""),
+            ssl_ca_location: String::new(),
+            producer: BTreeMap::new(),
+            consumer: BTreeMap::new(),
+        };
+        let probe = KafkaProbe::new(&nobody).expect("a client");
+        let first = Arc::as_ptr(&probe.current());
+
+        probe
+            .check(Duration::from_millis(300))
+            .await
+            .expect_err("nothing listens on port 1");
+
+        assert_ne!(Arc::as_ptr(&probe.current()), first, "a fresh client");
+    }
 }

@@ -102,6 +102,7 @@ pub(super) async fn wait_for_brokers(probe: &KafkaProbe, shutdown: &Cancellation
         .with_jitter()
         .without_max_times()
         .build();
+    let mut failed = 0_u64;
     loop {
         let pause = pauses.next().unwrap_or(PROBE_MAX);
         tokio::select! {
@@ -114,7 +115,13 @@ pub(super) async fn wait_for_brokers(probe: &KafkaProbe, shutdown: &Cancellation
                 return true;
             }
             Err(error) => {
-                tracing::debug!(error = %error, "Kafka still unreachable; circuit stays open");
+                failed += 1;
+                // Every probe at debug; every tenth also at info, so a long outage shows.
+                if failed % 10 == 0 {
+                    tracing::info!(error = %error, probes = failed, "Kafka still unreachable; circuit stays open");
+                } else {
+                    tracing::debug!(error = %error, "Kafka still unreachable; circuit stays open");
+                }
             }
         }
     }
