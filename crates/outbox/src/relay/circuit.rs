@@ -117,7 +117,7 @@ pub(super) async fn wait_for_brokers(probe: &KafkaProbe, shutdown: &Cancellation
             Err(error) => {
                 failed += 1;
                 // Every probe at debug; every tenth also at info, so a long outage shows.
-                if failed % 10 == 0 {
+                if failed.is_multiple_of(10) {
                     tracing::info!(error = %error, probes = failed, "Kafka still unreachable; circuit stays open");
                 } else {
                     tracing::debug!(error = %error, "Kafka still unreachable; circuit stays open");
