@@ -7,7 +7,7 @@
 //! Input is validated before the database is touched wherever the currency is not
 //! needed; the rest is validated under the lock, and a refusal rolls everything back.
 
-mod movements;
+pub(crate) mod movements;
 pub mod reads;
 mod status;
 
