@@ -75,12 +75,20 @@ struct Queued {
 }
 
 impl Batcher {
-    /// Starts the writer on `state` (whose own `batcher` must be `None`: the writer's
-    /// fallback runs requests one by one).
-    pub fn spawn(state: AppState, max: NonZeroUsize, writers: NonZeroUsize) -> Self {
+    /// The handle and the writer to run on `state` (whose own `batcher` must be `None`:
+    /// the writer's fallback runs requests one by one). The writer returns once every
+    /// handle is dropped and its last batch is answered, so the service runs it as one of
+    /// its tasks and waits for it after the HTTP server has drained.
+    pub fn new(
+        state: AppState,
+        max: NonZeroUsize,
+        writers: NonZeroUsize,
+    ) -> (Self, impl Future<Output = ()> + Send + 'static) {
         let (queue, receiver) = mpsc::channel(max.get().saturating_mul(4));
-        tokio::spawn(run(state, receiver, max.get(), writers.get()));
-        Self { queue }
+        (
+            Self { queue },
+            run(state, receiver, max.get(), writers.get()),
+        )
     }
 
     /// Queues `request` and waits for its answer.

@@ -188,11 +188,17 @@ impl Application {
                 batcher: None,
             };
             if settings.api.write_batching {
-                state.batcher = Some(api::batch::Batcher::spawn(
+                let (batcher, writer) = api::batch::Batcher::new(
                     state.clone(),
                     settings.api.write_batch_max,
                     settings.api.write_batch_writers,
-                ));
+                );
+                state.batcher = Some(batcher);
+                // Ends when the server (the last holder of the handle) has drained.
+                tasks.spawn(async move {
+                    writer.await;
+                    Ok(())
+                });
             }
             let app = api::router(state, &settings.api);
             let api_shutdown = shutdown.clone();
