@@ -79,11 +79,20 @@ pub async fn run(state: &AppState, request: MoneyRequest) -> Result<Response, Ap
 pub async fn run_alone(state: &AppState, request: &MoneyRequest) -> Result<Response, ApiError> {
     let span = request.span.clone();
     match request.movement {
-        Movement::Deposit { .. } | Movement::Withdrawal { .. } => {
-            wallets::movements::run_alone(state, request)
+        Movement::Deposit { wallet } => {
+            wallets::movements::run_alone(state, request, wallet, true)
                 .instrument(span)
                 .await
         }
-        Movement::Transfer { .. } => transfers::run_alone(state, request).instrument(span).await,
+        Movement::Withdrawal { wallet } => {
+            wallets::movements::run_alone(state, request, wallet, false)
+                .instrument(span)
+                .await
+        }
+        Movement::Transfer { from, to } => {
+            transfers::run_alone(state, request, from, to)
+                .instrument(span)
+                .await
+        }
     }
 }

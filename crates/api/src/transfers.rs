@@ -96,20 +96,13 @@ async fn transfer(
     money::run(&state, request).await
 }
 
-/// A transfer in a transaction of its own.
+/// The transfer `request` (from `from_id` to `to_id`) in a transaction of its own.
 pub(crate) async fn run_alone(
     state: &AppState,
     request: &MoneyRequest,
+    from_id: WalletId,
+    to_id: WalletId,
 ) -> Result<Response, ApiError> {
-    let Movement::Transfer {
-        from: from_id,
-        to: to_id,
-    } = request.movement
-    else {
-        return Err(ApiError::internal(std::io::Error::other(
-            "a deposit or withdrawal is not a transfer",
-        )));
-    };
     let (amount, publisher) = (request.amount, state.publisher);
     let operation = write::operation(move |conn| {
         let (ctx, caller) = (request.ctx.clone(), request.caller.clone());

@@ -112,21 +112,14 @@ async fn move_money(
     money::run(&state, request).await
 }
 
-/// A deposit or a withdrawal in a transaction of its own: the wallet against its
-/// currency's external account.
+/// The deposit (`deposit`) or withdrawal `request` in a transaction of its own: the wallet
+/// `wallet_id` against its currency's external account.
 pub(crate) async fn run_alone(
     state: &AppState,
     request: &MoneyRequest,
+    wallet_id: WalletId,
+    deposit: bool,
 ) -> Result<Response, ApiError> {
-    let (wallet_id, deposit) = match request.movement {
-        Movement::Deposit { wallet } => (wallet, true),
-        Movement::Withdrawal { wallet } => (wallet, false),
-        Movement::Transfer { .. } => {
-            return Err(ApiError::internal(std::io::Error::other(
-                "a transfer is not a deposit or withdrawal",
-            )));
-        }
-    };
     let kind = request.movement.kind();
     let (amount, publisher) = (request.amount, state.publisher);
     let operation = write::operation(move |conn| {
