@@ -52,6 +52,12 @@ impl Caller {
         self.0.has_scope(ADMIN_SCOPE)
     }
 
+    /// Whether a user bound to `owner` (its principal, as read with the wallet) was
+    /// registered by this caller; the pure form of [`Caller::owns`].
+    pub fn is_owner(&self, owner: Option<&Actor>) -> bool {
+        owner.is_some_and(|principal| self.is(principal))
+    }
+
     /// Whether `principal` is this caller.
     fn is(&self, principal: &Actor) -> bool {
         principal.issuer == self.0.issuer && principal.subject == self.0.subject

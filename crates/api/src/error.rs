@@ -235,7 +235,9 @@ impl From<sqlx::Error> for ApiError {
 impl From<OutboxError> for ApiError {
     fn from(error: OutboxError) -> Self {
         match error {
-            OutboxError::Insert { source, .. } => source.into(),
+            OutboxError::Insert { source, .. } | OutboxError::InsertMany { source, .. } => {
+                source.into()
+            }
             error @ OutboxError::Serialize { .. } => ApiError::internal(error),
         }
     }

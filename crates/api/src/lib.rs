@@ -9,6 +9,8 @@
 //! - [`users`], [`wallets`], [`transfers`], [`notifications`]: the routes.
 //! - [`openapi`]: the contract, built with the routes from their `#[utoipa::path]`s.
 //! - [`contracts`]: the event contracts: `/asyncapi.json` and the event schemas.
+//! - [`money`]: deposits, withdrawals and transfers as one request type; [`batch`]: the
+//!   writer that applies whatever of them is waiting in one transaction.
 //! - [`write`]: how a change runs: one transaction, retried on contention, idempotent, its
 //!   events written to the outbox.
 //! - [`limits`]: bounded work per request: request timeout, per-principal rate limits,
@@ -18,12 +20,14 @@
 //! Handlers never build SQL: every statement is in the `store` crate (the outbox's in
 //! `outbox`). This crate depends on `domain`, `store`, `outbox`, `event-bindings` (the event contracts) and `telemetry` only.
 
+pub mod batch;
 pub mod caller;
 pub mod context;
 pub mod contracts;
 pub mod error;
 pub mod extract;
 pub mod limits;
+pub mod money;
 pub mod notifications;
 pub mod openapi;
 pub mod server;
@@ -76,6 +80,16 @@ pub struct ApiConfig {
     pub money_out_rate_limit_per_second: u32,
     /// ...and in a burst.
     pub money_out_rate_limit_burst: NonZeroU32,
+    /// Deposits, withdrawals and transfers go through the batching writer
+    /// ([`batch`]): whatever waits while a batch commits forms the next one, in one
+    /// transaction. Off: one transaction per request.
+    pub write_batching: bool,
+    /// The most money movements one batch takes.
+    pub write_batch_max: NonZeroUsize,
+    /// Batches in flight at once (each holds one connection of the API's pool): more than
+    /// one lets a batch run while another waits for its commit or for a row lock held
+    /// elsewhere.
+    pub write_batch_writers: NonZeroUsize,
 }
 
 /// What every handler can reach.
@@ -90,6 +104,9 @@ pub struct AppState {
     pub verifier: auth::Verifier,
     /// `/asyncapi.json` and `/schemas/*`.
     pub event_contracts: contracts::EventContracts,
+    /// The batching writer of money movements (`api.write_batching`); `None` runs each in
+    /// a transaction of its own.
+    pub batcher: Option<batch::Batcher>,
 }
 
 /// The whole API.

@@ -14,6 +14,7 @@ use utoipa_axum::routes;
 use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::extract::ValidJson;
+use crate::money::{self, MoneyRequest, Movement};
 use crate::openapi::headers::IdempotencyHeaders;
 use crate::openapi::problems;
 use crate::wallets;
@@ -79,9 +80,32 @@ async fn transfer(
         return Err(ApiError::Wallet(WalletError::SameWallet));
     }
     let body = serde_json::to_value(&request).map_err(ApiError::internal)?;
-    let publisher = state.publisher;
+    let request = MoneyRequest {
+        movement: Movement::Transfer {
+            from: from_id,
+            to: to_id,
+        },
+        amount,
+        caller,
+        ctx,
+        key,
+        body,
+        expected_version: None,
+        span: tracing::Span::current(),
+    };
+    money::run(&state, request).await
+}
+
+/// The transfer `request` (from `from_id` to `to_id`) in a transaction of its own.
+pub(crate) async fn run_alone(
+    state: &AppState,
+    request: &MoneyRequest,
+    from_id: WalletId,
+    to_id: WalletId,
+) -> Result<Response, ApiError> {
+    let (amount, publisher) = (request.amount, state.publisher);
     let operation = write::operation(move |conn| {
-        let (ctx, caller) = (ctx.clone(), caller.clone());
+        let (ctx, caller) = (request.ctx.clone(), request.caller.clone());
         Box::pin(
             async move {
                 // Both rows locked in id order: opposite transfers cannot deadlock.
@@ -146,8 +170,8 @@ async fn transfer(
         )
     });
     let write = Write {
-        key,
-        request: &body,
+        key: request.key.clone(),
+        request: &request.body,
     };
-    write::execute(&state, write, &operation).await
+    write::execute(state, write, &operation).await
 }

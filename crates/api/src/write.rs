@@ -94,7 +94,7 @@ pub struct IdempotencyKey {
 pub struct MaybeIdempotencyKey(pub Option<IdempotencyKey>);
 
 impl IdempotencyKey {
-    fn as_store_key(&self) -> idempotency::Key<'_> {
+    pub(crate) fn as_store_key(&self) -> idempotency::Key<'_> {
         idempotency::Key {
             caller: &self.caller,
             route: &self.route,
@@ -166,7 +166,7 @@ pub async fn execute(
     write: Write<'_>,
     operation: &Operation<'_>,
 ) -> Result<Response, ApiError> {
-    let hash = Sha256::digest(write.request.to_string().as_bytes()).to_vec();
+    let hash = request_hash(write.request);
     let mut delays = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(5))
         .with_max_delay(Duration::from_millis(200))
@@ -189,6 +189,11 @@ pub async fn execute(
             other => return other,
         }
     }
+}
+
+/// The hash that recognises a retry of the same request (its whole body).
+pub(crate) fn request_hash(request: &serde_json::Value) -> Vec<u8> {
+    Sha256::digest(request.to_string().as_bytes()).to_vec()
 }
 
 async fn attempt(
@@ -248,7 +253,7 @@ async fn attempt(
 }
 
 /// The stored answer of an earlier request with the same key, marked as a replay.
-fn replay(stored: idempotency::StoredAnswer) -> Result<Response, ApiError> {
+pub(crate) fn replay(stored: idempotency::StoredAnswer) -> Result<Response, ApiError> {
     let status = StatusCode::from_u16(stored.status).map_err(ApiError::internal)?;
     let mut response = Reply {
         status,

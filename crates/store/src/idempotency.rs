@@ -154,6 +154,130 @@ pub async fn record_answer(
     Ok(())
 }
 
+/// A key to claim in a batch, with the hash of the request it is used for.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyClaim<'a> {
+    pub key: Key<'a>,
+    pub request_hash: &'a [u8],
+}
+
+/// Claims several keys in one statement (in key order, so two batches wait on each other's
+/// keys in one order); returns, for each, whether this transaction took it. A key not
+/// taken exists already: [`claim`] it on its own to read its answer (or retake it when it
+/// expired). A key held by a request still running fails the statement after the short
+/// lock timeout with [`StoreError::KeyInUse`].
+pub async fn claim_many(
+    conn: &mut PgConnection,
+    claims: &[KeyClaim<'_>],
+    ttl_hours: u32,
+) -> Result<Vec<bool>, StoreError> {
+    if claims.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query(CLAIM_LOCK_TIMEOUT).execute(&mut *conn).await?;
+    let callers: Vec<&str> = claims.iter().map(|c| c.key.caller).collect();
+    let routes: Vec<&str> = claims.iter().map(|c| c.key.route).collect();
+    let keys: Vec<&str> = claims.iter().map(|c| c.key.key).collect();
+    let hashes: Vec<&[u8]> = claims.iter().map(|c| c.request_hash).collect();
+    let ttl = i32::try_from(ttl_hours).unwrap_or(i32::MAX);
+    let taken: Vec<(String, String)> = sqlx::query_as(
+        "INSERT INTO idempotency_keys \
+         (caller, route, key, request_hash, response_status, response_body, expires_at) \
+         SELECT k.caller, k.route, k.key, k.request_hash, 0, 'null', \
+                now() + make_interval(hours => $5) \
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) \
+              AS k(caller, route, key, request_hash) \
+         ORDER BY k.caller, k.key \
+         ON CONFLICT DO NOTHING RETURNING caller, key",
+    )
+    .bind(&callers)
+    .bind(routes)
+    .bind(&keys)
+    .bind(hashes)
+    .bind(ttl)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|error| {
+        if has_code(&error, LOCK_NOT_AVAILABLE) {
+            StoreError::KeyInUse(error)
+        } else {
+            StoreError::from(error)
+        }
+    })?;
+    sqlx::query(RESTORE_LOCK_TIMEOUT)
+        .execute(&mut *conn)
+        .await?;
+    Ok(claims
+        .iter()
+        .map(|c| {
+            taken
+                .iter()
+                .any(|(caller, key)| caller == c.key.caller && key == c.key.key)
+        })
+        .collect())
+}
+
+/// The answer to store with a claimed key.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer<'a> {
+    pub key: Key<'a>,
+    pub status: u16,
+    pub body: &'a serde_json::Value,
+    pub location: Option<&'a str>,
+}
+
+/// Stores the answers of several claimed keys, in one statement.
+pub async fn record_answers(
+    conn: &mut PgConnection,
+    answers: &[Answer<'_>],
+) -> Result<(), StoreError> {
+    if answers.is_empty() {
+        return Ok(());
+    }
+    let callers: Vec<&str> = answers.iter().map(|a| a.key.caller).collect();
+    let keys: Vec<&str> = answers.iter().map(|a| a.key.key).collect();
+    let statuses: Vec<i16> = answers
+        .iter()
+        .map(|a| i16::try_from(a.status).unwrap_or(i16::MAX))
+        .collect();
+    let bodies: Vec<String> = answers.iter().map(|a| a.body.to_string()).collect();
+    let locations: Vec<Option<&str>> = answers.iter().map(|a| a.location).collect();
+    sqlx::query(
+        "UPDATE idempotency_keys k \
+         SET response_status = a.status, response_body = a.body::jsonb, location = a.location \
+         FROM unnest($1::text[], $2::text[], $3::smallint[], $4::text[], $5::text[]) \
+              AS a(caller, key, status, body, location) \
+         WHERE k.caller = a.caller AND k.key = a.key",
+    )
+    .bind(callers)
+    .bind(keys)
+    .bind(statuses)
+    .bind(bodies)
+    .bind(locations)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Gives claimed keys back (deletes them) in one statement: their requests failed in a way
+/// that is not stored (as a request that fails validation), so a retry runs again.
+pub async fn release_many(conn: &mut PgConnection, keys: &[Key<'_>]) -> Result<(), StoreError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let callers: Vec<&str> = keys.iter().map(|k| k.caller).collect();
+    let names: Vec<&str> = keys.iter().map(|k| k.key).collect();
+    sqlx::query(
+        "DELETE FROM idempotency_keys k USING unnest($1::text[], $2::text[]) AS r(caller, key) \
+         WHERE k.caller = r.caller AND k.key = r.key",
+    )
+    .bind(callers)
+    .bind(names)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Deletes up to `batch` expired keys; returns how many.
 pub async fn delete_expired(conn: &mut PgConnection, batch: i64) -> Result<u64, StoreError> {
     let done = sqlx::query(

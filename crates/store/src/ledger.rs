@@ -139,6 +139,84 @@ pub async fn post(conn: &mut PgConnection, posting: &Posting<'_>) -> Result<(), 
     Ok(())
 }
 
+/// Writes several transactions and all their entries in two statements: entries in the
+/// order given (postings in order, each posting's entries in order), so the running-balance
+/// trigger sees each wallet's entries in the order its balance moved.
+pub async fn post_many(
+    conn: &mut PgConnection,
+    postings: &[Posting<'_>],
+) -> Result<(), StoreError> {
+    if postings.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = postings.iter().map(|p| p.id.as_uuid()).collect();
+    let kinds: Vec<&str> = postings.iter().map(|p| p.kind.as_str()).collect();
+    let currencies: Vec<&str> = postings
+        .iter()
+        .map(|p| p.amount.currency().code())
+        .collect();
+    let amounts: Vec<i64> = postings.iter().map(|p| p.amount.minor_units()).collect();
+    let correlations: Vec<&str> = postings.iter().map(|p| p.correlation_id).collect();
+    let times: Vec<DateTime<Utc>> = postings.iter().map(|p| p.created_at).collect();
+    let issuers: Vec<&str> = postings.iter().map(|p| p.actor.issuer.as_str()).collect();
+    let subjects: Vec<&str> = postings.iter().map(|p| p.actor.subject.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO ledger_transactions \
+         (id, kind, currency, amount_minor, correlation_id, created_at, actor_issuer, actor_subject) \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], \
+                              $6::timestamptz[], $7::text[], $8::text[])",
+    )
+    .bind(&ids)
+    .bind(kinds)
+    .bind(&currencies)
+    .bind(amounts)
+    .bind(correlations)
+    .bind(&times)
+    .bind(issuers)
+    .bind(subjects)
+    .execute(&mut *conn)
+    .await?;
+    let entries = postings
+        .iter()
+        .zip(ids.iter().zip(currencies.iter().zip(&times)));
+    let mut transaction_ids = Vec::new();
+    let mut wallets: Vec<Option<Uuid>> = Vec::new();
+    let mut entry_currencies = Vec::new();
+    let mut entry_amounts = Vec::new();
+    let mut balances: Vec<Option<i64>> = Vec::new();
+    let mut created = Vec::new();
+    for (posting, (id, (currency, at))) in entries {
+        for entry in posting.entries {
+            transaction_ids.push(*id);
+            wallets.push(entry.wallet_id.map(WalletId::as_uuid));
+            entry_currencies.push(*currency);
+            entry_amounts.push(entry.amount_minor);
+            balances.push(entry.balance_after.map(|m| m.minor_units()));
+            created.push(*at);
+        }
+    }
+    sqlx::query(
+        "INSERT INTO ledger_entries \
+         (transaction_id, wallet_id, currency, amount_minor, balance_after_minor, created_at) \
+         SELECT e.transaction_id, e.wallet_id, e.currency, e.amount_minor, e.balance_after_minor, \
+                e.created_at \
+         FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::bigint[], \
+                     $6::timestamptz[]) WITH ORDINALITY \
+              AS e(transaction_id, wallet_id, currency, amount_minor, balance_after_minor, \
+                   created_at, n) \
+         ORDER BY e.n",
+    )
+    .bind(transaction_ids)
+    .bind(wallets)
+    .bind(entry_currencies)
+    .bind(entry_amounts)
+    .bind(balances)
+    .bind(created)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// One line of a wallet's history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryEntry {

@@ -181,3 +181,75 @@ pub async fn record_status_change(
     .await?;
     Ok(())
 }
+
+/// A wallet locked for a batch of changes, with the principal bound to its owner (`None`
+/// when the owner has none, or no longer exists).
+#[derive(Debug, Clone)]
+pub struct LockedWallet {
+    pub wallet: Wallet,
+    pub owner: Option<Actor>,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct LockedRow {
+    #[sqlx(flatten)]
+    wallet: WalletRow,
+    issuer: Option<String>,
+    subject: Option<String>,
+}
+
+/// Locks all `ids` in one statement, in id order (so two batches, or a batch and a
+/// transfer, cannot deadlock), and reads each wallet's owning principal with it; returns
+/// those that exist, in id order.
+pub async fn lock_with_owners(
+    conn: &mut PgConnection,
+    ids: &[WalletId],
+) -> Result<Vec<LockedWallet>, StoreError> {
+    let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
+    let rows: Vec<LockedRow> = sqlx::query_as(
+        "SELECT w.id, w.user_id, w.name, w.currency, w.balance_minor, w.status, w.version, \
+                w.created_at, u.issuer, u.subject \
+         FROM wallets w LEFT JOIN users u ON u.id = w.user_id \
+         WHERE w.id = ANY($1) ORDER BY w.id FOR UPDATE OF w",
+    )
+    .bind(ids)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            let owner = row
+                .issuer
+                .zip(row.subject)
+                .map(|(issuer, subject)| Actor { issuer, subject });
+            Ok(LockedWallet {
+                wallet: Wallet::try_from(row.wallet)?,
+                owner,
+            })
+        })
+        .collect()
+}
+
+/// Writes balance, status and version of several wallets back, in one statement.
+pub async fn update_many(conn: &mut PgConnection, wallets: &[Wallet]) -> Result<(), StoreError> {
+    if wallets.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = wallets.iter().map(|w| w.id().as_uuid()).collect();
+    let balances: Vec<i64> = wallets.iter().map(|w| w.balance().minor_units()).collect();
+    let statuses: Vec<&str> = wallets.iter().map(|w| w.status().as_str()).collect();
+    let versions: Vec<i64> = wallets.iter().map(Wallet::version).collect();
+    sqlx::query(
+        "UPDATE wallets w SET balance_minor = u.balance_minor, status = u.status, \
+                version = u.version, updated_at = now() \
+         FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bigint[]) \
+              AS u(id, balance_minor, status, version) \
+         WHERE w.id = u.id",
+    )
+    .bind(ids)
+    .bind(balances)
+    .bind(statuses)
+    .bind(versions)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

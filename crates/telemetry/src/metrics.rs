@@ -32,6 +32,11 @@ pub const OUTBOX_PUBLISH_LATENCY_SECONDS: &str = "outbox_publish_latency_seconds
 pub const EVENTS_CONSUMED_TOTAL: &str = "events_consumed_total";
 /// From the event's `time` to its effect committed, by `topic`, `consumer`.
 pub const EVENT_PROCESSING_LATENCY_SECONDS: &str = "event_processing_latency_seconds";
+/// Money movements per batch of the API's batching writer (a histogram, no labels).
+pub const API_WRITE_BATCH_REQUESTS: &str = "api_write_batch_requests";
+/// Batches the writer gave up on and ran one transaction per request instead, by
+/// `reason` (`key_in_use`, `database`).
+pub const API_WRITE_BATCH_FALLBACKS_TOTAL: &str = "api_write_batch_fallbacks_total";
 /// Messages behind the high watermark, by `topic`, `partition`, `group`, as a running
 /// consumer sees it (absent when no consumer runs).
 pub const CONSUMER_LAG: &str = "consumer_lag";

@@ -170,7 +170,7 @@ impl Application {
         if let (Some(listener), Some(verifier), Some(pool)) =
             (api_listener, verifier, pools.api.clone())
         {
-            let state = AppState {
+            let mut state = AppState {
                 pool: pool.clone(),
                 publisher: DomainEventPublisher::new(),
                 waker: if settings.relay.notify {
@@ -185,7 +185,21 @@ impl Application {
                     &settings.consumer.dead_letter_suffix,
                     &consumers::consumed_event_types(),
                 ),
+                batcher: None,
             };
+            if settings.api.write_batching {
+                let (batcher, writer) = api::batch::Batcher::new(
+                    state.clone(),
+                    settings.api.write_batch_max,
+                    settings.api.write_batch_writers,
+                );
+                state.batcher = Some(batcher);
+                // Ends when the server (the last holder of the handle) has drained.
+                tasks.spawn(async move {
+                    writer.await;
+                    Ok(())
+                });
+            }
             let app = api::router(state, &settings.api);
             let api_shutdown = shutdown.clone();
             tracing::info!(address = %listener.local_addr()?, "API listening");

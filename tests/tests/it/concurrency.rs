@@ -1,13 +1,36 @@
 //! Concurrent requests on the same wallets: no lost update, no overdraft, no deadlock
-//! reaching the client.
+//! reaching the client. Each runs with the batching writer (the default) and with one
+//! transaction per request (`api.write_batching = false`).
 
 use futures::future::join_all;
 
-use wallet_hub_tests::spawn_app;
+use wallet_hub_tests::{TestApp, spawn_app_with};
+
+async fn app(batching: bool) -> TestApp {
+    spawn_app_with(|settings| settings.api.write_batching = batching).await
+}
 
 #[tokio::test]
 async fn fifty_parallel_withdrawals_of_ten_from_two_hundred_five_leave_five() {
-    let app = spawn_app().await;
+    fifty_parallel_withdrawals(app(true).await).await;
+}
+
+#[tokio::test]
+async fn fifty_parallel_withdrawals_leave_five_one_transaction_per_request() {
+    fifty_parallel_withdrawals(app(false).await).await;
+}
+
+#[tokio::test]
+async fn opposite_transfers_at_the_same_time_neither_deadlock_nor_lose_money() {
+    opposite_transfers(app(true).await).await;
+}
+
+#[tokio::test]
+async fn opposite_transfers_neither_deadlock_nor_lose_money_one_transaction_per_request() {
+    opposite_transfers(app(false).await).await;
+}
+
+async fn fifty_parallel_withdrawals(app: TestApp) {
     let id = app.create_wallet("USD").await["id"]
         .as_str()
         .expect("id")
@@ -54,9 +77,7 @@ async fn fifty_parallel_withdrawals_of_ten_from_two_hundred_five_leave_five() {
     assert_eq!(withdrawals, 20);
 }
 
-#[tokio::test]
-async fn opposite_transfers_at_the_same_time_neither_deadlock_nor_lose_money() {
-    let app = spawn_app().await;
+async fn opposite_transfers(app: TestApp) {
     let a = app.create_wallet("USD").await["id"]
         .as_str()
         .expect("id")

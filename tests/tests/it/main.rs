@@ -7,6 +7,7 @@ mod admission;
 mod api_validation;
 mod audit;
 mod authz;
+mod batching;
 mod concurrency;
 mod conformance;
 mod consumer;

@@ -4,10 +4,12 @@
 //! Each change is one transaction (run by [`crate::write::execute`]: retried on
 //! contention, idempotent with `Idempotency-Key`): the wallet row is locked, changed,
 //! posted to the ledger, and its domain event written to the outbox before the commit.
+//! Deposits and withdrawals (and transfers) may share that transaction with others waiting
+//! at the same moment ([`crate::batch`]), with the same rows, events and answers.
 //! Input is validated before the database is touched wherever the currency is not
 //! needed; the rest is validated under the lock, and a refusal rolls everything back.
 
-mod movements;
+pub(crate) mod movements;
 pub mod reads;
 mod status;
 

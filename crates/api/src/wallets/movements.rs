@@ -6,7 +6,7 @@ use axum::Extension;
 use axum::extract::State;
 use axum::response::Response;
 use domain::{DomainEvent, TransactionId, WalletId};
-use store::ledger::{self, Entry, Kind, Posting};
+use store::ledger::{self, Entry, Posting};
 use store::wallets;
 use tracing::Instrument;
 
@@ -17,6 +17,7 @@ use super::{
 use crate::caller::{Caller, DEPOSIT_SCOPE};
 use crate::error::ApiError;
 use crate::extract::{ValidJson, ValidPath};
+use crate::money::{self, MoneyRequest, Movement};
 use crate::openapi::headers::IdempotencyHeaders;
 use crate::openapi::problems;
 use crate::write::{self, MaybeIdempotencyKey, Reply, Write, publish};
@@ -49,7 +50,7 @@ pub(super) async fn deposit(
     ValidJson(request): ValidJson<AmountRequest>,
 ) -> Result<Response, ApiError> {
     caller.require(DEPOSIT_SCOPE)?;
-    move_money(state, caller, ctx, key, id, request, Movement::Deposit).await
+    move_money(state, caller, ctx, key, id, request, true).await
 }
 
 #[utoipa::path(
@@ -77,64 +78,77 @@ pub(super) async fn withdraw(
     ValidPath(id): ValidPath<WalletId>,
     ValidJson(request): ValidJson<AmountRequest>,
 ) -> Result<Response, ApiError> {
-    move_money(state, caller, ctx, key, id, request, Movement::Withdrawal).await
+    move_money(state, caller, ctx, key, id, request, false).await
 }
 
-/// Money moving between a wallet and its currency's external account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Movement {
-    Deposit,
-    Withdrawal,
-}
-
-impl Movement {
-    fn kind(self) -> Kind {
-        match self {
-            Movement::Deposit => Kind::Deposit,
-            Movement::Withdrawal => Kind::Withdrawal,
-        }
-    }
-}
-
-/// A deposit or a withdrawal: the wallet against its currency's external account.
+/// A deposit or a withdrawal: parsed here, run by [`money::run`].
 async fn move_money(
     state: AppState,
     caller: Caller,
     ctx: RequestContext,
     key: Option<write::IdempotencyKey>,
-    wallet_id: WalletId,
+    wallet: WalletId,
     request: AmountRequest,
-    movement: Movement,
+    deposit: bool,
 ) -> Result<Response, ApiError> {
     // Grammar first: a malformed amount never costs a transaction.
     let amount = parse_amount(&request.amount)?;
     let body = serde_json::to_value(&request).map_err(ApiError::internal)?;
-    let publisher = state.publisher;
+    let movement = if deposit {
+        Movement::Deposit { wallet }
+    } else {
+        Movement::Withdrawal { wallet }
+    };
+    let request = MoneyRequest {
+        movement,
+        amount,
+        caller,
+        ctx,
+        key,
+        body,
+        expected_version: None,
+        span: tracing::Span::current(),
+    };
+    money::run(&state, request).await
+}
+
+/// The deposit (`deposit`) or withdrawal `request` in a transaction of its own: the wallet
+/// `wallet_id` against its currency's external account.
+pub(crate) async fn run_alone(
+    state: &AppState,
+    request: &MoneyRequest,
+    wallet_id: WalletId,
+    deposit: bool,
+) -> Result<Response, ApiError> {
+    let kind = request.movement.kind();
+    let (amount, publisher) = (request.amount, state.publisher);
     let operation = write::operation(move |conn| {
-        let (ctx, caller) = (ctx.clone(), caller.clone());
+        let (ctx, caller) = (request.ctx.clone(), request.caller.clone());
         Box::pin(
             async move {
                 // Money enters any wallet through the deposit scope (checked before);
                 // it leaves only by its owner's hand.
-                let mut wallet = match movement {
-                    Movement::Deposit => wallets::lock(&mut *conn, wallet_id)
+                let mut wallet = if deposit {
+                    wallets::lock(&mut *conn, wallet_id)
                         .await?
-                        .ok_or_else(|| wallet_not_found(wallet_id))?,
-                    Movement::Withdrawal => lock_owned(&mut *conn, &caller, wallet_id).await?,
+                        .ok_or_else(|| wallet_not_found(wallet_id))?
+                } else {
+                    lock_owned(&mut *conn, &caller, wallet_id).await?
                 };
                 let amount = in_currency(amount, wallet.currency())?;
                 let transaction_id = TransactionId::new();
                 let actor = caller.actor();
                 let event_ctx = event_context(&ctx, &actor);
-                let (event, signed): (DomainEvent, i64) = match movement {
-                    Movement::Deposit => (
+                let (event, signed): (DomainEvent, i64) = if deposit {
+                    (
                         wallet.add_funds(amount, transaction_id, &event_ctx)?.into(),
                         amount.minor_units(),
-                    ),
-                    Movement::Withdrawal => (
+                    )
+                } else {
+                    (
                         wallet.withdraw(amount, transaction_id, &event_ctx)?.into(),
                         -amount.minor_units(),
-                    ),
+                    )
                 };
                 let created_at = event.metadata().occurred_at;
                 wallets::update(&mut *conn, &wallet).await?;
@@ -146,7 +160,7 @@ async fn move_money(
                     &mut *conn,
                     &Posting {
                         id: transaction_id,
-                        kind: movement.kind(),
+                        kind,
                         amount,
                         correlation_id: &ctx.correlation_id,
                         actor: &actor,
@@ -167,12 +181,12 @@ async fn move_money(
                     None,
                 )
             }
-            .instrument(db_transaction_span(movement.kind().as_str())),
+            .instrument(db_transaction_span(kind.as_str())),
         )
     });
     let write = Write {
-        key,
-        request: &body,
+        key: request.key.clone(),
+        request: &request.body,
     };
-    write::execute(&state, write, &operation).await
+    write::execute(state, write, &operation).await
 }

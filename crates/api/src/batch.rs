@@ -1,0 +1,552 @@
+//! Natural batching of money movements: one transaction for whatever is waiting.
+//!
+//! Handlers queue their [`MoneyRequest`] to the writer ([`Batcher::submit`], a bounded
+//! queue). The writer takes the first waiting request and everything queued behind it, up
+//! to `api.write_batch_max`, and runs them as one batch: no timer, so a lone request on an
+//! idle service runs at once, and under load the batch is whatever arrived while the
+//! previous one was committing. Up to `api.write_batch_writers` batches run at once.
+//!
+//! A batch is one transaction ([`attempt`]):
+//! 1. idempotency keys are claimed in one statement; a key repeated inside the batch
+//!    follows its first use (a replay of its answer, 422 on another request, 409 when the
+//!    first's answer is not stored), keys answered before are replays, as in
+//!    [`crate::write`];
+//! 2. every wallet touched is locked in one statement, in id order (so batches, and a
+//!    batch and a single transfer, cannot deadlock);
+//! 3. the domain rules run in Rust, in arrival order, on the wallets as the earlier
+//!    accepted requests left them; a refused request gets its own answer and writes
+//!    nothing;
+//! 4. wallets, ledger transactions and entries, outbox rows (in arrival order, each with
+//!    its request's trace context) and idempotency answers are written with one
+//!    set-based statement each;
+//! 5. one commit, then every request is answered.
+//!
+//! A database error retries the batch (contention with backoff); if it persists, or a key
+//! is held by a request still running, each request runs in a transaction of its own
+//! ([`money::run_alone`]), so one bad request never fails its neighbours.
+
+use std::collections::{BTreeSet, HashMap};
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::response::{IntoResponse, Response};
+use backon::{BackoffBuilder, ExponentialBuilder};
+use domain::{Actor, DomainEvent, TransactionId, Wallet, WalletId};
+use store::idempotency::{self, Claim, KeyClaim, StoredAnswer};
+use store::ledger::{self, Entry, Posting};
+use store::wallets::{self, LockedWallet};
+use telemetry::TraceHeaders;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::money::{self, MoneyRequest, Movement};
+use crate::transfers::TransferResponse;
+use crate::wallets::{
+    MovementResponse, db_transaction_span, event_context, in_currency, wallet_not_found,
+};
+use crate::write::{Reply, replay, request_hash};
+use telemetry::metrics as telemetry_metrics;
+
+/// Attempts of a batch that hit a deadlock or serialization failure before it falls back.
+const CONTENTION_ATTEMPTS: usize = 4;
+/// Attempts of a batch that hit any other database error before it falls back.
+const ERROR_ATTEMPTS: usize = 2;
+
+/// The handle handlers queue money movements to; cheap to clone. The writer stops once
+/// every handle is gone (after the HTTP server has drained).
+#[derive(Debug, Clone)]
+pub struct Batcher {
+    queue: mpsc::Sender<Queued>,
+}
+
+/// A request waiting for the writer.
+#[derive(Debug)]
+struct Queued {
+    request: MoneyRequest,
+    /// The context of the request's `db.transaction` span, written with its event (as the
+    /// per-request path writes it).
+    trace: TraceHeaders,
+    hash: Vec<u8>,
+    answer: oneshot::Sender<Result<Response, ApiError>>,
+}
+
+impl Batcher {
+    /// The handle and the writer to run on `state` (whose own `batcher` must be `None`:
+    /// the writer's fallback runs requests one by one). The writer returns once every
+    /// handle is dropped and its last batch is answered, so the service runs it as one of
+    /// its tasks and waits for it after the HTTP server has drained.
+    pub fn new(
+        state: AppState,
+        max: NonZeroUsize,
+        writers: NonZeroUsize,
+    ) -> (Self, impl Future<Output = ()> + Send + 'static) {
+        let (queue, receiver) = mpsc::channel(max.get().saturating_mul(4));
+        (
+            Self { queue },
+            run(state, receiver, max.get(), writers.get()),
+        )
+    }
+
+    /// Queues `request` and waits for its answer.
+    pub async fn submit(&self, request: MoneyRequest) -> Result<Response, ApiError> {
+        let span = db_transaction_span(request.movement.kind().as_str());
+        let trace = span.in_scope(TraceHeaders::current);
+        let hash = request_hash(&request.body);
+        let (answer, receiver) = oneshot::channel();
+        let queued = Queued {
+            request,
+            trace,
+            hash,
+            answer,
+        };
+        async {
+            self.queue.send(queued).await.map_err(|_| stopped())?;
+            receiver.await.map_err(|_| stopped())?
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+fn stopped() -> ApiError {
+    ApiError::Unavailable("the write batcher has stopped".into())
+}
+
+/// The writer: forms batches and runs up to `writers` of them at once.
+async fn run(state: AppState, mut receiver: mpsc::Receiver<Queued>, max: usize, writers: usize) {
+    let permits = Arc::new(Semaphore::new(writers));
+    let mut running = JoinSet::new();
+    loop {
+        // A permit first, so requests wait in the queue (and join the next batch) while
+        // every writer is busy.
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+            break;
+        };
+        let Some(first) = receiver.recv().await else {
+            break;
+        };
+        let mut batch = vec![first];
+        while batch.len() < max {
+            match receiver.try_recv() {
+                Ok(queued) => batch.push(queued),
+                Err(_) => break,
+            }
+        }
+        let state = state.clone();
+        running.spawn(async move {
+            process(&state, batch).await;
+            drop(permit);
+        });
+        while running.try_join_next().is_some() {}
+    }
+    while running.join_next().await.is_some() {}
+}
+
+/// Runs one batch to the end: every request gets its answer.
+async fn process(state: &AppState, batch: Vec<Queued>) {
+    // A request whose client is gone (request timeout) is not run.
+    let batch: Vec<Queued> = batch
+        .into_iter()
+        .filter(|q| !q.answer.is_closed())
+        .collect();
+    if batch.is_empty() {
+        return;
+    }
+    metrics::histogram!(telemetry_metrics::API_WRITE_BATCH_REQUESTS).record(batch.len() as f64);
+    let mut delays = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(5))
+        .with_max_delay(Duration::from_millis(200))
+        .with_jitter()
+        .build();
+    let mut attempts = 0;
+    let reason = loop {
+        attempts += 1;
+        match attempt(state, &batch)
+            .instrument(tracing::info_span!("write.batch", requests = batch.len()))
+            .await
+        {
+            Ok(answers) => {
+                for (queued, answer) in batch.into_iter().zip(answers) {
+                    // A client that went away meanwhile has its answer stored with its key.
+                    let _ = queued.answer.send(answer);
+                }
+                return;
+            }
+            Err(ApiError::IdempotencyInFlight) => break "key_in_use",
+            Err(ApiError::Contention(error)) if attempts < CONTENTION_ATTEMPTS => {
+                tracing::debug!(
+                    error = &error as &dyn std::error::Error,
+                    "batch conflict; retrying"
+                );
+                if let Some(delay) = delays.next() {
+                    tokio::time::sleep(delay).await;
+                }
+            }
+            Err(error) if attempts < ERROR_ATTEMPTS => {
+                tracing::debug!(
+                    error = &error as &dyn std::error::Error,
+                    "batch failed; retrying"
+                );
+            }
+            Err(error) => {
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    requests = batch.len(),
+                    "batch failed; running its requests one by one"
+                );
+                break "database";
+            }
+        }
+    };
+    metrics::counter!(
+        telemetry_metrics::API_WRITE_BATCH_FALLBACKS_TOTAL,
+        "reason" => reason
+    )
+    .increment(1);
+    let alone = batch.into_iter().map(|queued| async move {
+        let answer = money::run_alone(state, &queued.request).await;
+        let _ = queued.answer.send(answer);
+    });
+    futures::future::join_all(alone).await;
+}
+
+/// Where a request of the batch stands.
+#[derive(Debug)]
+enum Slot {
+    /// To be decided by the rules.
+    Run,
+    /// Answered without running (a replay, a key reused for another request, or a
+    /// refusal).
+    Done(Result<Response, ApiError>),
+    /// Accepted: its reply.
+    Accepted(Reply),
+    /// Its key is that of the earlier request at this index of the batch.
+    Follows(usize),
+}
+
+/// What an accepted request writes.
+#[derive(Debug)]
+struct Change {
+    index: usize,
+    event: DomainEvent,
+    transaction_id: TransactionId,
+    amount: domain::Money,
+    actor: Actor,
+    entries: Vec<Entry>,
+}
+
+/// One try of the batch in one transaction; the answers in batch order, or the error that
+/// rolled it back.
+async fn attempt(
+    state: &AppState,
+    batch: &[Queued],
+) -> Result<Vec<Result<Response, ApiError>>, ApiError> {
+    let mut tx = state.pool.begin().await?;
+    let mut slots: Vec<Slot> = batch.iter().map(|_| Slot::Run).collect();
+
+    // 1. Idempotency keys: the first use of a key in the batch claims it.
+    let mut first_use: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut claims = Vec::new();
+    for (index, queued) in batch.iter().enumerate() {
+        if let Some(key) = &queued.request.key {
+            let key = key.as_store_key();
+            match first_use.get(&(key.caller, key.key)) {
+                Some(&first) => slots[index] = Slot::Follows(first),
+                None => {
+                    first_use.insert((key.caller, key.key), index);
+                    claims.push((
+                        index,
+                        KeyClaim {
+                            key,
+                            request_hash: &queued.hash,
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    let only_claims: Vec<KeyClaim<'_>> = claims.iter().map(|(_, c)| *c).collect();
+    let taken = idempotency::claim_many(&mut tx, &only_claims, state.idempotency_ttl_hours).await?;
+    // The answer stored with each first use, once known: what its followers replay.
+    let mut stored: HashMap<usize, StoredAnswer> = HashMap::new();
+    for ((index, claim), taken) in claims.iter().zip(taken) {
+        if taken {
+            continue;
+        }
+        // Answered before (or expired, and then retaken): one by one, as they are rare.
+        match idempotency::claim(
+            &mut tx,
+            claim.key,
+            claim.request_hash,
+            state.idempotency_ttl_hours,
+        )
+        .await?
+        {
+            Claim::Claimed => {}
+            Claim::Answered(answer) => {
+                slots[*index] = if answer.route != claim.key.route
+                    || answer.request_hash != claim.request_hash
+                {
+                    Slot::Done(Err(ApiError::IdempotencyKeyReuse))
+                } else {
+                    Slot::Done(replay(answer.clone()))
+                };
+                stored.insert(*index, answer);
+            }
+        }
+    }
+
+    // 2. Lock every wallet to change, in id order, in one statement.
+    let ids: BTreeSet<WalletId> = batch
+        .iter()
+        .zip(&slots)
+        .filter(|(_, slot)| matches!(slot, Slot::Run))
+        .flat_map(|(queued, _)| queued.request.movement.wallets())
+        .collect();
+    let ids: Vec<WalletId> = ids.into_iter().collect();
+    let mut wallets: HashMap<WalletId, LockedWallet> = if ids.is_empty() {
+        HashMap::new()
+    } else {
+        wallets::lock_with_owners(&mut tx, &ids)
+            .await?
+            .into_iter()
+            .map(|locked| (locked.wallet.id(), locked))
+            .collect()
+    };
+
+    // 3. The rules, in arrival order.
+    let mut changes = Vec::new();
+    let mut changed: BTreeSet<WalletId> = BTreeSet::new();
+    let mut answers = Vec::new();
+    let mut released = Vec::new();
+    for (index, queued) in batch.iter().enumerate() {
+        if !matches!(slots[index], Slot::Run) {
+            continue;
+        }
+        let request = &queued.request;
+        let key = request.key.as_ref().map(|k| k.as_store_key());
+        match decide(request, &mut wallets, index) {
+            Ok((change, reply)) => {
+                changed.extend(request.movement.wallets());
+                changes.push(change);
+                slots[index] = Slot::Accepted(reply);
+            }
+            Err(error) => match key {
+                Some(_) if error.is_recorded_outcome() => {
+                    let (status, body) = error.problem();
+                    slots[index] = Slot::Accepted(Reply {
+                        status,
+                        body,
+                        location: None,
+                    });
+                }
+                Some(key) => {
+                    released.push(key);
+                    slots[index] = Slot::Done(Err(error));
+                }
+                None => slots[index] = Slot::Done(Err(error)),
+            },
+        }
+    }
+    for (index, queued) in batch.iter().enumerate() {
+        if let (Some(key), Slot::Accepted(reply)) = (&queued.request.key, &slots[index]) {
+            let key = key.as_store_key();
+            answers.push(idempotency::Answer {
+                key,
+                status: reply.status.as_u16(),
+                body: &reply.body,
+                location: reply.location.as_deref(),
+            });
+            stored.insert(
+                index,
+                StoredAnswer {
+                    route: key.route.to_owned(),
+                    request_hash: queued.hash.clone(),
+                    status: reply.status.as_u16(),
+                    body: reply.body.clone(),
+                    location: reply.location.clone(),
+                },
+            );
+        }
+    }
+
+    // 4. The writes, one statement each.
+    let updated: Vec<Wallet> = changed
+        .iter()
+        .filter_map(|id| wallets.get(id).map(|locked| locked.wallet.clone()))
+        .collect();
+    wallets::update_many(&mut tx, &updated).await?;
+    let postings: Vec<Posting<'_>> = changes
+        .iter()
+        .map(|change| Posting {
+            id: change.transaction_id,
+            kind: batch[change.index].request.movement.kind(),
+            amount: change.amount,
+            correlation_id: &batch[change.index].request.ctx.correlation_id,
+            actor: &change.actor,
+            created_at: change.event.metadata().occurred_at,
+            entries: &change.entries,
+        })
+        .collect();
+    ledger::post_many(&mut tx, &postings).await?;
+    let events: Vec<(&DomainEvent, &TraceHeaders)> = changes
+        .iter()
+        .map(|change| (&change.event, &batch[change.index].trace))
+        .collect();
+    state.publisher.publish_many(&mut tx, &events).await?;
+    idempotency::record_answers(&mut tx, &answers).await?;
+    idempotency::release_many(&mut tx, &released).await?;
+    drop(answers);
+
+    // 5. One commit, then the answers.
+    tx.commit().await?;
+    if !changes.is_empty() {
+        state.waker.wake();
+    }
+    let mut responses = Vec::with_capacity(batch.len());
+    for (index, queued) in batch.iter().enumerate() {
+        let slot = std::mem::replace(&mut slots[index], Slot::Run);
+        responses.push(match slot {
+            Slot::Accepted(reply) => Ok(reply.into_response()),
+            Slot::Done(answer) => answer,
+            Slot::Follows(first) => follow(stored.get(&first), queued),
+            Slot::Run => Err(ApiError::internal(std::io::Error::other(
+                "a request of the batch was never decided",
+            ))),
+        });
+    }
+    Ok(responses)
+}
+
+/// The answer to a request whose key an earlier request of the batch used: that request's
+/// stored answer replayed, 422 if this is another request, 409 if no answer was stored
+/// (the earlier request failed in a way that is not stored).
+fn follow(stored: Option<&StoredAnswer>, queued: &Queued) -> Result<Response, ApiError> {
+    let Some(key) = &queued.request.key else {
+        return Err(ApiError::IdempotencyInFlight);
+    };
+    match stored {
+        Some(answer)
+            if answer.route == key.as_store_key().route && answer.request_hash == queued.hash =>
+        {
+            replay(answer.clone())
+        }
+        Some(_) => Err(ApiError::IdempotencyKeyReuse),
+        None => Err(ApiError::IdempotencyInFlight),
+    }
+}
+
+/// Applies the domain rules to one request, on the wallets as the batch's earlier requests
+/// left them; on success the changed wallets replace those in `wallets`. Checks run in the
+/// order of the per-request path, so both refuse alike.
+fn decide(
+    request: &MoneyRequest,
+    wallets: &mut HashMap<WalletId, LockedWallet>,
+    index: usize,
+) -> Result<(Change, Reply), ApiError> {
+    let find = |wallets: &HashMap<WalletId, LockedWallet>, id: WalletId| {
+        wallets
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| wallet_not_found(id))
+    };
+    let actor = request.caller.actor();
+    let event_ctx = event_context(&request.ctx, &actor);
+    let transaction_id = TransactionId::new();
+    match request.movement {
+        Movement::Deposit { wallet: id } | Movement::Withdrawal { wallet: id } => {
+            let LockedWallet { mut wallet, owner } = find(wallets, id)?;
+            let deposit = matches!(request.movement, Movement::Deposit { .. });
+            // Money enters any wallet (the deposit scope was checked); it leaves only by
+            // its owner's hand.
+            if !deposit && !request.caller.is_owner(owner.as_ref()) {
+                return Err(wallet_not_found(id));
+            }
+            // The hook of `request.expected_version` (If-Match), once a route sets it.
+            let amount = in_currency(request.amount, wallet.currency())?;
+            let (event, signed): (DomainEvent, i64) = if deposit {
+                (
+                    wallet.add_funds(amount, transaction_id, &event_ctx)?.into(),
+                    amount.minor_units(),
+                )
+            } else {
+                (
+                    wallet.withdraw(amount, transaction_id, &event_ctx)?.into(),
+                    -amount.minor_units(),
+                )
+            };
+            let reply = Reply::created(
+                MovementResponse {
+                    id: transaction_id,
+                    wallet_id: wallet.id(),
+                    amount: amount.to_string(),
+                    balance_after: wallet.balance().to_string(),
+                    created_at: event.metadata().occurred_at,
+                },
+                None,
+            )?;
+            let entries = vec![
+                Entry::wallet(wallet.id(), signed, wallet.balance()),
+                Entry::external(-signed),
+            ];
+            wallets.insert(id, LockedWallet { wallet, owner });
+            let change = Change {
+                index,
+                event,
+                transaction_id,
+                amount,
+                actor,
+                entries,
+            };
+            Ok((change, reply))
+        }
+        Movement::Transfer { from, to } => {
+            let mut source = find(wallets, from)?;
+            let mut target = find(wallets, to)?;
+            if !request.caller.is_owner(source.owner.as_ref()) {
+                return Err(wallet_not_found(from));
+            }
+            // The hook of `request.expected_version` (If-Match), once a route sets it.
+            let amount = in_currency(request.amount, source.wallet.currency())?;
+            let event = domain::transfer(
+                &mut source.wallet,
+                &mut target.wallet,
+                amount,
+                transaction_id,
+                &event_ctx,
+            )?;
+            let created_at = event.metadata.occurred_at;
+            let reply = Reply::created(
+                TransferResponse {
+                    id: transaction_id,
+                    from_wallet_id: from,
+                    to_wallet_id: to,
+                    amount: amount.to_string(),
+                    from_balance_after: source.wallet.balance().to_string(),
+                    to_balance_after: target.wallet.balance().to_string(),
+                    created_at,
+                },
+                None,
+            )?;
+            let entries = vec![
+                Entry::wallet(from, -amount.minor_units(), source.wallet.balance()),
+                Entry::wallet(to, amount.minor_units(), target.wallet.balance()),
+            ];
+            wallets.insert(from, source);
+            wallets.insert(to, target);
+            let change = Change {
+                index,
+                event: event.into(),
+                transaction_id,
+                amount,
+                actor,
+                entries,
+            };
+            Ok((change, reply))
+        }
+    }
+}
