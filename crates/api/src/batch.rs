@@ -43,6 +43,7 @@ use tracing::Instrument;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::limits::{self, Commitment};
 use crate::money::{self, MoneyRequest, Movement};
 use crate::transfers::TransferResponse;
 use crate::wallets::{
@@ -72,6 +73,9 @@ struct Queued {
     trace: TraceHeaders,
     hash: Vec<u8>,
     answer: oneshot::Sender<Result<Response, ApiError>>,
+    /// Claimed right before the batch's commit, so the request timeout either abandons the
+    /// request before that (and the batch runs again without it) or waits for its answer.
+    commitment: Option<Commitment>,
 }
 
 impl Batcher {
@@ -102,6 +106,7 @@ impl Batcher {
             trace,
             hash,
             answer,
+            commitment: limits::commitment(),
         };
         async {
             self.queue.send(queued).await.map_err(|_| stopped())?;
@@ -148,8 +153,8 @@ async fn run(state: AppState, mut receiver: mpsc::Receiver<Queued>, max: usize, 
 
 /// Runs one batch to the end: every request gets its answer.
 async fn process(state: &AppState, batch: Vec<Queued>) {
-    // A request whose client is gone (request timeout) is not run.
-    let batch: Vec<Queued> = batch
+    // A request abandoned by the request timeout (answered 503) is not run.
+    let mut batch: Vec<Queued> = batch
         .into_iter()
         .filter(|q| !q.answer.is_closed())
         .collect();
@@ -177,6 +182,13 @@ async fn process(state: &AppState, batch: Vec<Queued>) {
                 return;
             }
             Err(ApiError::IdempotencyInFlight) => break "key_in_use",
+            // One timed out before the commit: the batch rolled back; again without it.
+            Err(ApiError::Abandoned) => {
+                batch.retain(|q| !q.commitment.as_ref().is_some_and(Commitment::is_abandoned));
+                if batch.is_empty() {
+                    return;
+                }
+            }
             Err(ApiError::Contention(error)) if attempts < CONTENTION_ATTEMPTS => {
                 tracing::debug!(
                     error = &error as &dyn std::error::Error,
@@ -208,7 +220,11 @@ async fn process(state: &AppState, batch: Vec<Queued>) {
     )
     .increment(1);
     let alone = batch.into_iter().map(|queued| async move {
-        let answer = money::run_alone(state, &queued.request).await;
+        let answer = limits::acting_for(
+            queued.commitment.clone(),
+            money::run_alone(state, &queued.request),
+        )
+        .await;
         let _ = queued.answer.send(answer);
     });
     futures::future::join_all(alone).await;
@@ -402,7 +418,14 @@ async fn attempt(
     idempotency::release_many(&mut tx, &released).await?;
     drop(answers);
 
-    // 5. One commit, then the answers.
+    // 5. One commit, then the answers. Each request's commit is claimed first, so its
+    // timeout waits for this answer; one already answered 503 rolls the batch back.
+    if !batch
+        .iter()
+        .all(|q| q.commitment.as_ref().is_none_or(Commitment::begin))
+    {
+        return Err(ApiError::Abandoned);
+    }
     tx.commit().await?;
     if !changes.is_empty() {
         state.waker.wake();

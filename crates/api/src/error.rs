@@ -81,6 +81,10 @@ pub enum ApiError {
     /// The request ran longer than `api.request_timeout_ms` and was abandoned.
     #[error("the request did not complete within {0} ms; retry it with the same Idempotency-Key")]
     Timeout(u64),
+    /// The request timed out (and was answered [`ApiError::Timeout`]) before a task that
+    /// commits for it (the batching writer) reached its commit: rolled back, nothing written.
+    #[error("the request was abandoned at its timeout before it committed")]
+    Abandoned,
     #[error("internal error")]
     Internal(#[source] BoxError),
 }
@@ -190,7 +194,7 @@ impl ApiError {
                 "rate-limited",
                 "Rate limit exceeded",
             ),
-            ApiError::Timeout(_) => (
+            ApiError::Timeout(_) | ApiError::Abandoned => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "request-timeout",
                 "Request timed out",

@@ -22,7 +22,7 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -109,36 +109,91 @@ impl Limits {
     }
 }
 
-tokio::task_local! {
-    /// Set by the write path when its COMMIT starts: see [`committing`].
-    static COMMITTING: Arc<AtomicBool>;
+/// Whether a request may still be abandoned by [`deadline`] or is committing: decided once,
+/// by whichever comes first, so a request is never both answered 503 and committed, even
+/// when another task (the batching writer) commits it.
+#[derive(Debug, Clone, Default)]
+pub struct Commitment(Arc<AtomicU8>);
+
+const RUNNING: u8 = 0;
+const COMMITTING: u8 = 1;
+const ABANDONED: u8 = 2;
+
+impl Commitment {
+    /// Claims the commit: true unless the request was already abandoned (then it must not
+    /// run). Idempotent.
+    pub fn begin(&self) -> bool {
+        match self
+            .0
+            .compare_exchange(RUNNING, COMMITTING, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(state) => state == COMMITTING,
+        }
+    }
+
+    /// Whether the request was abandoned (answered 503).
+    pub fn is_abandoned(&self) -> bool {
+        self.0.load(Ordering::Acquire) == ABANDONED
+    }
+
+    /// Abandons the request: true unless its commit has begun.
+    fn abandon(&self) -> bool {
+        self.0
+            .compare_exchange(RUNNING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
 }
 
-/// Marks the current request as committing: from now on [`deadline`] waits for its answer
-/// instead of abandoning it. Call right before the COMMIT; outside a request it does nothing.
-pub fn committing() {
-    // Outside `deadline` (a unit test, a background task) there is nothing to mark.
-    let _ = COMMITTING.try_with(|flag| flag.store(true, Ordering::Release));
+tokio::task_local! {
+    /// The current request's [`Commitment`], set by [`deadline`].
+    static CURRENT: Commitment;
+}
+
+/// The current request's [`Commitment`], to hand to another task that commits for it;
+/// `None` outside a request.
+pub fn commitment() -> Option<Commitment> {
+    CURRENT.try_with(Commitment::clone).ok()
+}
+
+/// Claims the commit for the current request, right before the COMMIT: from then on
+/// [`deadline`] waits for its answer. [`ApiError::Abandoned`] when the request was answered
+/// 503 already (possible only when another task commits for it): roll back instead.
+/// Outside a request there is nothing to claim.
+pub fn committing() -> Result<(), ApiError> {
+    match commitment() {
+        Some(commitment) if !commitment.begin() => Err(ApiError::Abandoned),
+        _ => Ok(()),
+    }
+}
+
+/// Runs `work` (in another task than the request's) as the request `commitment` belongs
+/// to, so [`committing`] claims that request's commit.
+pub async fn acting_for<F: Future>(commitment: Option<Commitment>, work: F) -> F::Output {
+    match commitment {
+        Some(commitment) => CURRENT.scope(commitment, work).await,
+        None => work.await,
+    }
 }
 
 /// The middleware of `api.request_timeout_ms` (see the module docs).
 ///
-/// The handler runs inside this task, so when the deadline fires it is suspended: either
-/// it has marked its commit (and is waited for) or it has not started one (and dropping it
-/// rolls its transaction back).
+/// When the deadline fires, either the request's commit has begun (then its answer is
+/// waited for) or it is abandoned: dropping the handler rolls its transaction back, and a
+/// writer that has not taken it yet skips it.
 pub async fn deadline(State(timeout_ms): State<u64>, request: Request, next: Next) -> Response {
-    let flag = Arc::new(AtomicBool::new(false));
-    let response = COMMITTING.scope(Arc::clone(&flag), next.run(request));
+    let commitment = Commitment::default();
+    let response = CURRENT.scope(commitment.clone(), next.run(request));
     tokio::pin!(response);
     tokio::select! {
         response = &mut response => response,
         () = tokio::time::sleep(Duration::from_millis(timeout_ms)) => {
-            if flag.load(Ordering::Acquire) {
-                tracing::warn!(timeout_ms, "request over its time while committing; answering once the commit ends");
-                response.await
-            } else {
+            if commitment.abandon() {
                 tracing::warn!(timeout_ms, "request timed out");
                 ApiError::Timeout(timeout_ms).into_response()
+            } else {
+                tracing::warn!(timeout_ms, "request over its time while committing; answering once the commit ends");
+                response.await
             }
         }
     }

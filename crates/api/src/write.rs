@@ -205,7 +205,7 @@ async fn attempt(
     let mut tx = state.pool.begin().await?;
     let Some(key) = &write.key else {
         let reply = operation(&mut tx).await?;
-        crate::limits::committing();
+        crate::limits::committing()?;
         tx.commit().await?;
         state.waker.wake();
         return Ok(reply.into_response());
@@ -246,7 +246,7 @@ async fn attempt(
         reply.location.as_deref(),
     )
     .await?;
-    crate::limits::committing();
+    crate::limits::committing()?;
     tx.commit().await?;
     state.waker.wake();
     Ok(reply.into_response())

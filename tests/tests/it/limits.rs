@@ -171,6 +171,14 @@ async fn a_request_running_past_the_request_timeout_gets_503_problem_json_and_ch
         201,
         "works once free"
     );
+    // The abandoned deposit did not commit later either (with batching it was queued in a
+    // batch that reached its commit once the lock was released).
+    let balance: i64 = sqlx::query_scalar("SELECT balance_minor FROM wallets WHERE id = $1::uuid")
+        .bind(&wallet)
+        .fetch_one(&app.pool)
+        .await
+        .expect("balance");
+    assert_eq!(balance, 500, "only the second deposit");
 }
 
 /// Makes every COMMIT that inserted a ledger transaction take a second (a deferred trigger,
