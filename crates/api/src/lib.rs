@@ -4,6 +4,7 @@
 //!   W3C trace continuation), body limit and problem+json fallbacks.
 //! - [`error`]: [`ApiError`], the one error type, answered as RFC 9457 problem+json.
 //! - [`extract`]: JSON and path extractors whose rejections are `ApiError`s.
+//! - [`grammar`]: the request grammar the document states and the handlers check.
 //! - [`context`]: the per-request middleware and [`RequestContext`].
 //! - [`caller`]: bearer-token authentication and who may do what.
 //! - [`users`], [`wallets`], [`transfers`], [`notifications`]: the routes.
@@ -23,6 +24,7 @@ pub mod context;
 pub mod contracts;
 pub mod error;
 pub mod extract;
+pub mod grammar;
 pub mod limits;
 pub mod notifications;
 pub mod openapi;

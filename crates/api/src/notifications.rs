@@ -19,7 +19,7 @@ use crate::openapi::problems;
 const LIMIT: i64 = 100;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list))
+    OpenApiRouter::new().routes(routes!(list_notifications))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -65,7 +65,7 @@ impl From<store::notifications::Notification> for NotificationResponse {
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id = %user_id))]
-async fn list(
+async fn list_notifications(
     State(state): State<AppState>,
     caller: Caller,
     ValidPath(user_id): ValidPath<UserId>,

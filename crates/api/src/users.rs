@@ -29,7 +29,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
+    #[schema(schema_with = crate::grammar::email_schema)]
     pub email: String,
+    #[schema(schema_with = crate::grammar::name_schema)]
     pub name: String,
 }
 
@@ -60,7 +62,8 @@ impl From<&User> for UserResponse {
     request_body = CreateUserRequest,
     params(IdempotencyHeaders),
     responses(
-        (status = 201, description = "Created", body = UserResponse),
+        (status = 201, description = "Created", body = UserResponse,
+            headers(("Location" = String, description = "The new user's path"))),
         problems::Malformed,
         problems::EmailTaken,
         problems::Invalid,

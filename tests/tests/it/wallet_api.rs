@@ -146,11 +146,16 @@ async fn withdrawals_never_go_below_zero() {
         .post_json(&path, &serde_json::json!({"amount": "7.51"}))
         .await;
     assert_eq!(problem_type(too_much, 422).await, "insufficient-funds");
-    for amount in ["0", "-1", "1.001", "x"] {
+    for (amount, slug) in [
+        ("0", "validation-error"),
+        ("-1", "validation-error"),
+        ("x", "validation-error"),
+        ("1.001", "amount-not-representable"),
+    ] {
         let response = app
             .post_json(&path, &serde_json::json!({"amount": amount}))
             .await;
-        assert_eq!(problem_type(response, 422).await, "validation-error");
+        assert_eq!(problem_type(response, 422).await, slug, "{amount}");
     }
     assert_eq!(balance(&app, id).await, "7.50");
     assert_eq!(
@@ -300,7 +305,7 @@ async fn transfers_move_money_atomically_between_active_wallets_of_one_currency(
         (transfer(&a, &eur, "1.00"), 422, "currency-mismatch"),
         (transfer(&a, &a, "1.00"), 422, "same-wallet"),
         (transfer(&a, &b, "0"), 422, "validation-error"),
-        (transfer(&a, &b, "1.001"), 422, "validation-error"),
+        (transfer(&a, &b, "1.001"), 422, "amount-not-representable"),
         (
             transfer(&a, &Uuid::now_v7().to_string(), "1.00"),
             404,

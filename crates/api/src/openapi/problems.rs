@@ -107,6 +107,20 @@ pub struct CloseConflict(pub Problem);
 )]
 pub struct Invalid(pub Problem);
 
+/// 422 of a change with no content of its own: only its `Idempotency-Key` can be wrong.
+#[derive(Debug, IntoResponses)]
+#[response(status = 422, description = "idempotency-key-reuse", content_type = PROBLEM_JSON)]
+pub struct KeyReused(pub Problem);
+
+/// 422 of a deposit.
+#[derive(Debug, IntoResponses)]
+#[response(
+    status = 422,
+    description = "validation-error, amount-not-representable, idempotency-key-reuse",
+    content_type = PROBLEM_JSON
+)]
+pub struct InvalidDeposit(pub Problem);
+
 /// 422 of creating a wallet.
 #[derive(Debug, IntoResponses)]
 #[response(
@@ -120,7 +134,8 @@ pub struct InvalidWallet(pub Problem);
 #[derive(Debug, IntoResponses)]
 #[response(
     status = 422,
-    description = "insufficient-funds, validation-error, idempotency-key-reuse",
+    description = "insufficient-funds, amount-not-representable, validation-error, \
+                   idempotency-key-reuse",
     content_type = PROBLEM_JSON
 )]
 pub struct InvalidWithdrawal(pub Problem);
@@ -129,8 +144,8 @@ pub struct InvalidWithdrawal(pub Problem);
 #[derive(Debug, IntoResponses)]
 #[response(
     status = 422,
-    description = "insufficient-funds, currency-mismatch, same-wallet, validation-error, \
-                   idempotency-key-reuse",
+    description = "insufficient-funds, currency-mismatch, same-wallet, amount-not-representable, \
+                   validation-error, idempotency-key-reuse",
     content_type = PROBLEM_JSON
 )]
 pub struct InvalidTransfer(pub Problem);

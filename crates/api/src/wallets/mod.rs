@@ -51,15 +51,16 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct CreateWalletRequest {
     /// The owner is the caller (the user its token registered), never a body field.
+    #[schema(schema_with = crate::grammar::name_schema)]
     pub name: String,
-    /// ISO 4217 code, upper case.
+    #[schema(schema_with = crate::grammar::currency_schema)]
     pub currency: String,
 }
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AmountRequest {
-    /// Decimal string with at most the currency's decimal places, e.g. `"10.50"`.
+    #[schema(schema_with = crate::grammar::amount_schema)]
     pub amount: String,
 }
 
@@ -76,8 +77,7 @@ pub struct WalletResponse {
     /// Decimal string with exactly the currency's scale.
     #[schema(example = "10.50")]
     pub balance: String,
-    /// `active`, `frozen` or `closed`.
-    #[schema(value_type = String, example = "active")]
+    #[schema(schema_with = status_schema)]
     pub status: WalletStatus,
     pub version: i64,
     pub created_at: DateTime<Utc>,
@@ -96,6 +96,16 @@ impl From<&Wallet> for WalletResponse {
             created_at: wallet.created_at(),
         }
     }
+}
+
+fn status_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::new(
+            utoipa::openapi::schema::Type::String,
+        ))
+        .enum_values(Some(WalletStatus::ALL.map(|s| s.as_str())))
+        .examples(["active"])
+        .build()
 }
 
 /// A deposit or withdrawal.
@@ -168,11 +178,13 @@ pub(crate) fn wallet_not_found(id: WalletId) -> ApiError {
 }
 
 pub(crate) fn parse_amount(text: &str) -> Result<DecimalAmount, ApiError> {
-    DecimalAmount::parse(text).map_err(|e| ApiError::Validation(format!("amount: {e}")))
+    crate::grammar::amount(text)
 }
 
+/// The amount in the wallet's currency: 422 `amount-not-representable` when it has more
+/// decimal places than the currency (a rule of the wallet, not of the request's grammar).
 pub(crate) fn in_currency(amount: DecimalAmount, currency: Currency) -> Result<Money, ApiError> {
-    Money::from_decimal(amount, currency).map_err(|e| ApiError::Validation(format!("amount: {e}")))
+    Money::from_decimal(amount, currency).map_err(ApiError::AmountNotRepresentable)
 }
 
 #[utoipa::path(
@@ -182,7 +194,8 @@ pub(crate) fn in_currency(amount: DecimalAmount, currency: Currency) -> Result<M
     request_body = CreateWalletRequest,
     params(IdempotencyHeaders),
     responses(
-        (status = 201, body = WalletResponse),
+        (status = 201, body = WalletResponse,
+            headers(("Location" = String, description = "The new wallet's path"))),
         problems::Malformed,
         problems::InFlight,
         problems::InvalidWallet,

@@ -34,7 +34,7 @@ use crate::{AppState, RequestContext};
         problems::Forbidden,
         problems::NotFound,
         problems::WalletNotActive,
-        problems::Invalid,
+        problems::InvalidDeposit,
         problems::BodyRejected,
         problems::ServerErrors,
     )

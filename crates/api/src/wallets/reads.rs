@@ -21,7 +21,7 @@ pub struct HistoryQuery {
     /// 1 to 200, default 50.
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
+    #[param(schema_with = crate::grammar::cursor_schema)]
     pub cursor: Option<String>,
 }
 
@@ -86,11 +86,7 @@ pub(crate) async fn history(
     }
     let cursor = query
         .cursor
-        .map(|c| {
-            c.parse::<i64>().ok().filter(|c| *c > 0).ok_or_else(|| {
-                ApiError::MalformedRequest("cursor is not one this API returned".to_owned())
-            })
-        })
+        .map(|c| crate::grammar::cursor(&c))
         .transpose()?;
     let mut conn = state.pool.acquire().await?;
     super::find_readable(&mut conn, &caller, id).await?;

@@ -28,6 +28,7 @@ use crate::{AppState, RequestContext};
         problems::Forbidden,
         problems::NotFound,
         problems::StatusConflict,
+        problems::KeyReused,
         problems::ServerErrors,
     )
 )]
@@ -52,6 +53,7 @@ pub(super) async fn freeze(
         problems::Forbidden,
         problems::NotFound,
         problems::StatusConflict,
+        problems::KeyReused,
         problems::ServerErrors,
     )
 )]
@@ -75,6 +77,7 @@ pub(super) async fn unfreeze(
         problems::Malformed,
         problems::NotFound,
         problems::CloseConflict,
+        problems::KeyReused,
         problems::ServerErrors,
     )
 )]
