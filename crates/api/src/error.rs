@@ -53,6 +53,9 @@ pub enum ApiError {
     NotRegistered,
     #[error("user {0} does not exist")]
     UnknownUser(UserId),
+    /// `If-Match` named a version the wallet is no longer (or not yet) at.
+    #[error("the wallet is at version {current}, not the one If-Match names; read it again")]
+    PreconditionFailed { current: i64 },
     #[error("this Idempotency-Key was already used for a different request (path or body)")]
     IdempotencyKeyReuse,
     #[error("a request with this Idempotency-Key is still being processed; retry later")]
@@ -148,6 +151,11 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unknown-user",
                 "Unknown user",
+            ),
+            ApiError::PreconditionFailed { .. } => (
+                StatusCode::PRECONDITION_FAILED,
+                "precondition-failed",
+                "The wallet changed since it was read",
             ),
             ApiError::IdempotencyKeyReuse => (
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -10,6 +10,7 @@
 //! - [`users`], [`wallets`], [`transfers`], [`notifications`]: the routes.
 //! - [`openapi`]: the contract, built with the routes from their `#[utoipa::path]`s.
 //! - [`contracts`]: the event contracts: `/asyncapi.json` and the event schemas.
+//! - [`preconditions`]: `ETag`, `If-None-Match` (304) and `If-Match` (412) on wallets.
 //! - [`write`]: how a change runs: one transaction, retried on contention, idempotent, its
 //!   events written to the outbox.
 //! - [`limits`]: bounded work per request: request timeout, per-principal rate limits,
@@ -28,6 +29,7 @@ pub mod grammar;
 pub mod limits;
 pub mod notifications;
 pub mod openapi;
+pub mod preconditions;
 pub mod server;
 pub mod transfers;
 pub mod users;

@@ -271,6 +271,9 @@ mod tests {
                 .as_array()
                 .cloned()
                 .unwrap_or_default();
+            if parameters.iter().any(|p| p["name"] == "If-Match") {
+                expected.push("412");
+            }
             if parameters.iter().any(|p| p["name"] == "Idempotency-Key") {
                 expected.push("409");
                 let conflict = responses["409"]["description"].as_str().unwrap_or_default();
@@ -299,8 +302,19 @@ mod tests {
                 .filter(|p| p["in"] == "header")
                 .filter_map(|p| p["name"].as_str())
                 .collect();
-            let expected: &[&str] = if method == "post" {
+            // Changes of one wallet are conditional on its version; reading it can be.
+            let wallet_change = method == "post" && path.starts_with("/v1/wallets/{id}/");
+            let expected: &[&str] = if wallet_change {
+                &[
+                    "Idempotency-Key",
+                    "If-Match",
+                    "X-Correlation-Id",
+                    "traceparent",
+                ]
+            } else if method == "post" {
                 &["Idempotency-Key", "X-Correlation-Id", "traceparent"]
+            } else if path == "/v1/wallets/{id}" {
+                &["If-None-Match", "X-Correlation-Id", "traceparent"]
             } else {
                 &["X-Correlation-Id", "traceparent"]
             };
@@ -399,7 +413,10 @@ mod tests {
         let doc = serde_json::to_value(document()).expect("document as JSON");
         for (method, path, operation) in operations(&doc) {
             let responses = operation["responses"].as_object().expect("responses");
-            for (status, response) in responses.iter().filter(|(s, _)| !s.starts_with('2')) {
+            let errors = responses
+                .iter()
+                .filter(|(s, _)| s.starts_with('4') || s.starts_with('5'));
+            for (status, response) in errors {
                 let content = response["content"].as_object().expect("content");
                 assert_eq!(
                     content.keys().collect::<Vec<_>>(),

@@ -16,6 +16,7 @@ pub struct IdempotencyHeaders {
     /// the same caller for the same method, path and body
     #[param(
         rename = "Idempotency-Key",
+        nullable = false,
         min_length = 1,
         max_length = 255,
         pattern = "^[!-~]+$"
@@ -30,10 +31,10 @@ pub struct IdempotencyHeaders {
 #[into_params(parameter_in = Header)]
 pub struct TracingHeaders {
     /// Carried by every event the request causes and echoed in the response
-    #[param(rename = "X-Correlation-Id")]
+    #[param(rename = "X-Correlation-Id", nullable = false)]
     pub correlation_id: Option<String>,
     /// W3C Trace Context: the request's span continues this trace
-    #[param(rename = "traceparent")]
+    #[param(rename = "traceparent", nullable = false)]
     pub traceparent: Option<String>,
 }
 

@@ -57,6 +57,11 @@ pub enum ServerErrors {
     Internal(Problem),
 }
 
+/// `If-Match` named another version of the wallet ([`crate::preconditions`]).
+#[derive(Debug, IntoResponses)]
+#[response(status = 412, description = "precondition-failed", content_type = PROBLEM_JSON)]
+pub struct VersionChanged(pub Problem);
+
 /// 409 of creating a user.
 #[derive(Debug, IntoResponses)]
 #[response(

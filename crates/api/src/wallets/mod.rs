@@ -12,7 +12,8 @@ pub mod reads;
 mod status;
 
 use axum::extract::State;
-use axum::response::Response;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use domain::{
@@ -31,6 +32,7 @@ use crate::error::ApiError;
 use crate::extract::{ValidJson, ValidPath};
 use crate::openapi::headers::IdempotencyHeaders;
 use crate::openapi::problems;
+use crate::preconditions::{self, IfNoneMatch, IfNoneMatchHeader};
 use crate::write::{self, MaybeIdempotencyKey, Reply, Write, publish};
 use crate::{AppState, RequestContext};
 
@@ -249,9 +251,12 @@ async fn create_wallet(
     get,
     path = "/v1/wallets/{id}",
     tag = "wallets",
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path), IfNoneMatchHeader),
     responses(
-        (status = 200, body = WalletResponse),
+        (status = 200, body = WalletResponse,
+            headers(("ETag" = String, description = "The wallet's version, e.g. `\"7\"`"))),
+        (status = 304, description = "The copy named by If-None-Match is current",
+            headers(("ETag" = String, description = "The wallet's version"))),
         problems::Malformed,
         problems::NotFound,
         problems::ServerErrors,
@@ -262,8 +267,13 @@ async fn get_wallet(
     State(state): State<AppState>,
     caller: Caller,
     ValidPath(id): ValidPath<WalletId>,
-) -> Result<Json<WalletResponse>, ApiError> {
+    if_none_match: IfNoneMatch,
+) -> Result<Response, ApiError> {
     let mut conn = state.pool.acquire().await?;
     let wallet = find_readable(&mut conn, &caller, id).await?;
-    Ok(Json(WalletResponse::from(&wallet)))
+    let etag = [(header::ETAG, preconditions::etag(wallet.version()))];
+    if if_none_match.is_current(wallet.version()) {
+        return Ok((StatusCode::NOT_MODIFIED, etag).into_response());
+    }
+    Ok((etag, Json(WalletResponse::from(&wallet))).into_response())
 }

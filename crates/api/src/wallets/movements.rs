@@ -19,6 +19,7 @@ use crate::error::ApiError;
 use crate::extract::{ValidJson, ValidPath};
 use crate::openapi::headers::IdempotencyHeaders;
 use crate::openapi::problems;
+use crate::preconditions::{Condition, IfMatch, IfMatchHeader, require_version};
 use crate::write::{self, MaybeIdempotencyKey, Reply, Write, publish};
 use crate::{AppState, RequestContext};
 
@@ -27,7 +28,7 @@ use crate::{AppState, RequestContext};
     path = "/v1/wallets/{id}/deposits",
     tag = "wallets",
     request_body = AmountRequest,
-    params(("id" = Uuid, Path), IdempotencyHeaders),
+    params(("id" = Uuid, Path), IdempotencyHeaders, IfMatchHeader),
     responses(
         (status = 201, body = MovementResponse),
         problems::Malformed,
@@ -35,6 +36,7 @@ use crate::{AppState, RequestContext};
         problems::NotFound,
         problems::WalletNotActive,
         problems::InvalidDeposit,
+        problems::VersionChanged,
         problems::BodyRejected,
         problems::ServerErrors,
     )
@@ -46,10 +48,23 @@ pub(super) async fn deposit(
     Extension(ctx): Extension<RequestContext>,
     MaybeIdempotencyKey(key): MaybeIdempotencyKey,
     ValidPath(id): ValidPath<WalletId>,
+    IfMatch(expected): IfMatch,
     ValidJson(request): ValidJson<AmountRequest>,
 ) -> Result<Response, ApiError> {
     caller.require(DEPOSIT_SCOPE)?;
-    move_money(state, caller, ctx, key, id, request, Movement::Deposit).await
+    move_money(
+        state,
+        caller,
+        ctx,
+        key,
+        Target {
+            wallet_id: id,
+            expected_version: expected,
+        },
+        request,
+        Movement::Deposit,
+    )
+    .await
 }
 
 #[utoipa::path(
@@ -57,13 +72,14 @@ pub(super) async fn deposit(
     path = "/v1/wallets/{id}/withdrawals",
     tag = "wallets",
     request_body = AmountRequest,
-    params(("id" = Uuid, Path), IdempotencyHeaders),
+    params(("id" = Uuid, Path), IdempotencyHeaders, IfMatchHeader),
     responses(
         (status = 201, body = MovementResponse),
         problems::Malformed,
         problems::NotFound,
         problems::WalletNotActive,
         problems::InvalidWithdrawal,
+        problems::VersionChanged,
         problems::BodyRejected,
         problems::ServerErrors,
     )
@@ -75,9 +91,22 @@ pub(super) async fn withdraw(
     Extension(ctx): Extension<RequestContext>,
     MaybeIdempotencyKey(key): MaybeIdempotencyKey,
     ValidPath(id): ValidPath<WalletId>,
+    IfMatch(expected): IfMatch,
     ValidJson(request): ValidJson<AmountRequest>,
 ) -> Result<Response, ApiError> {
-    move_money(state, caller, ctx, key, id, request, Movement::Withdrawal).await
+    move_money(
+        state,
+        caller,
+        ctx,
+        key,
+        Target {
+            wallet_id: id,
+            expected_version: expected,
+        },
+        request,
+        Movement::Withdrawal,
+    )
+    .await
 }
 
 /// Money moving between a wallet and its currency's external account.
@@ -96,22 +125,35 @@ impl Movement {
     }
 }
 
+/// The wallet a movement is for, and the version `If-Match` requires it to be at (checked
+/// once the wallet row is locked).
+#[derive(Debug, Clone)]
+struct Target {
+    wallet_id: WalletId,
+    expected_version: Option<Condition>,
+}
+
 /// A deposit or a withdrawal: the wallet against its currency's external account.
 async fn move_money(
     state: AppState,
     caller: Caller,
     ctx: RequestContext,
     key: Option<write::IdempotencyKey>,
-    wallet_id: WalletId,
+    target: Target,
     request: AmountRequest,
     movement: Movement,
 ) -> Result<Response, ApiError> {
+    let Target {
+        wallet_id,
+        expected_version,
+    } = target;
     // Grammar first: a malformed amount never costs a transaction.
     let amount = parse_amount(&request.amount)?;
     let body = serde_json::to_value(&request).map_err(ApiError::internal)?;
     let publisher = state.publisher;
     let operation = write::operation(move |conn| {
-        let (ctx, caller) = (ctx.clone(), caller.clone());
+        let (ctx, caller, expected_version) =
+            (ctx.clone(), caller.clone(), expected_version.clone());
         Box::pin(
             async move {
                 // Money enters any wallet through the deposit scope (checked before);
@@ -122,6 +164,7 @@ async fn move_money(
                         .ok_or_else(|| wallet_not_found(wallet_id))?,
                     Movement::Withdrawal => lock_owned(&mut *conn, &caller, wallet_id).await?,
                 };
+                require_version(&wallet, expected_version.as_ref())?;
                 let amount = in_currency(amount, wallet.currency())?;
                 let transaction_id = TransactionId::new();
                 let actor = caller.actor();

@@ -19,9 +19,9 @@ use crate::openapi::problems;
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// 1 to 200, default 50.
-    #[param(minimum = 1, maximum = 200)]
+    #[param(minimum = 1, maximum = 200, nullable = false)]
     pub limit: Option<i64>,
-    #[param(schema_with = crate::grammar::cursor_schema)]
+    #[param(schema_with = crate::grammar::cursor_schema, nullable = false)]
     pub cursor: Option<String>,
 }
 
