@@ -8,7 +8,7 @@
 //! - Names (users, wallets): the domain's rule (1 to 100 characters, not blank, no control
 //!   characters) written as a pattern; a test holds the two together.
 //! - Currencies: the ISO 4217 codes the domain accepts, listed as an enum.
-//! - Cursors: the positive integers this API hands out as `next_cursor`.
+//! - Cursors: the item ids this API hands out as `next_cursor` (lower-case UUIDs).
 //!
 //! What depends on state cannot be in a schema and is answered 422 with its own type: an
 //! amount with more decimal places than *this* wallet's currency, a balance that would
@@ -136,13 +136,13 @@ pub(crate) fn currency_schema() -> Object {
         .build()
 }
 
-/// The cursors this API hands out: positive integers that fit an `i64`.
-const CURSOR_PATTERN: &str = "^[1-9][0-9]{0,17}$";
+/// The cursors this API hands out: the id of an item, as a lower-case hyphenated UUID.
+const CURSOR_PATTERN: &str = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
 static CURSOR: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(CURSOR_PATTERN).expect("the cursor pattern compiles"));
 
 /// A `cursor` query parameter: 400 unless it is one this API could have returned.
-pub(crate) fn cursor(text: &str) -> Result<i64, ApiError> {
+pub(crate) fn cursor(text: &str) -> Result<uuid::Uuid, ApiError> {
     let malformed = || ApiError::MalformedRequest("cursor is not one this API returned".to_owned());
     if !CURSOR.is_match(text) {
         return Err(malformed());
@@ -154,7 +154,7 @@ pub(crate) fn cursor_schema() -> Object {
     ObjectBuilder::new()
         .schema_type(SchemaType::new(Type::String))
         .pattern(Some(CURSOR_PATTERN))
-        .description(Some("`next_cursor` of the previous page."))
+        .description(Some("`next_cursor` of the previous page (an item's id)."))
         .build()
 }
 
@@ -226,18 +226,6 @@ mod tests {
                 "{name:?} (U+{:04X})",
                 name.chars().last().map_or(0, u32::from)
             );
-        }
-    }
-
-    #[test]
-    fn cursors_are_positive_integers_that_fit() {
-        assert_eq!(cursor("1").ok(), Some(1));
-        assert_eq!(
-            cursor("999999999999999999").ok(),
-            Some(999_999_999_999_999_999)
-        );
-        for invalid in ["", "0", "01", "-1", "1234567890123456789", "abc"] {
-            assert!(cursor(invalid).is_err(), "{invalid:?}");
         }
     }
 }

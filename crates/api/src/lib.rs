@@ -10,6 +10,7 @@
 //! - [`users`], [`wallets`], [`transfers`], [`notifications`]: the routes.
 //! - [`openapi`]: the contract, built with the routes from their `#[utoipa::path]`s.
 //! - [`contracts`]: the event contracts: `/asyncapi.json` and the event schemas.
+//! - [`pagination`]: the one query and page shape of every list.
 //! - [`preconditions`]: `ETag`, `If-None-Match` (304) and `If-Match` (412) on wallets.
 //! - [`write`]: how a change runs: one transaction, retried on contention, idempotent, its
 //!   events written to the outbox.
@@ -29,6 +30,7 @@ pub mod grammar;
 pub mod limits;
 pub mod notifications;
 pub mod openapi;
+pub mod pagination;
 pub mod preconditions;
 pub mod server;
 pub mod transfers;

@@ -18,6 +18,7 @@ mod limits;
 mod metrics;
 mod migrations;
 mod model;
+mod pagination;
 mod preconditions;
 mod relay;
 mod roles;

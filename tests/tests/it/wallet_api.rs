@@ -106,12 +106,7 @@ async fn users_have_unique_case_insensitive_emails_and_list_their_wallets() {
     let user_id: Uuid = user["id"].as_str().expect("id").parse().expect("uuid");
     let usd = app.create_wallet_for(user_id, "USD").await;
     let eur = app.create_wallet_for(user_id, "EUR").await;
-    let wallets: Vec<serde_json::Value> = app
-        .get(&format!("/v1/users/{user_id}/wallets"))
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let wallets: Vec<serde_json::Value> = app.list(&format!("/v1/users/{user_id}/wallets")).await;
     assert_eq!(wallets, vec![usd, eur]);
     assert_eq!(
         problem_type(app.get(&format!("/v1/users/{}", Uuid::now_v7())).await, 404).await,

@@ -1,11 +1,12 @@
-//! The reads of one wallet beyond its state: its ledger history (paginated, newest first)
+//! The reads of one wallet beyond its state: its ledger history (paginated, newest first,
+//! [`crate::pagination`])
 //! and its activity read model.
 
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use domain::{Currency, Money, TransactionId, WalletId};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use store::{activity, ledger};
 
 use crate::AppState;
@@ -13,17 +14,7 @@ use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::extract::{ValidPath, ValidQuery};
 use crate::openapi::problems;
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct HistoryQuery {
-    /// 1 to 200, default 50.
-    #[param(minimum = 1, maximum = 200, nullable = false)]
-    pub limit: Option<i64>,
-    #[param(schema_with = crate::grammar::cursor_schema, nullable = false)]
-    pub cursor: Option<String>,
-}
+use crate::pagination::{Page, PageQuery};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HistoryItem {
@@ -51,21 +42,13 @@ pub struct ActorResponse {
     pub subject: String,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct HistoryPage {
-    pub items: Vec<HistoryItem>,
-    /// Pass as `cursor` for the next (older) page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
-}
-
 #[utoipa::path(
     get,
     path = "/v1/wallets/{id}/transactions",
     tag = "wallets",
-    params(("id" = Uuid, Path), HistoryQuery),
+    params(("id" = Uuid, Path), PageQuery),
     responses(
-        (status = 200, body = HistoryPage),
+        (status = 200, body = Page<HistoryItem>),
         problems::Malformed,
         problems::NotFound,
         problems::ServerErrors,
@@ -76,29 +59,18 @@ pub(crate) async fn history(
     State(state): State<AppState>,
     caller: Caller,
     ValidPath(id): ValidPath<WalletId>,
-    ValidQuery(query): ValidQuery<HistoryQuery>,
-) -> Result<Json<HistoryPage>, ApiError> {
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::MalformedRequest(
-            "limit must be between 1 and 200".to_owned(),
-        ));
-    }
-    let cursor = query
-        .cursor
-        .map(|c| crate::grammar::cursor(&c))
-        .transpose()?;
+    ValidQuery(query): ValidQuery<PageQuery>,
+) -> Result<Json<Page<HistoryItem>>, ApiError> {
+    let page = query.resolve()?;
     let mut conn = state.pool.acquire().await?;
     super::find_readable(&mut conn, &caller, id).await?;
-    let mut entries = ledger::history(&mut conn, id, cursor, limit + 1).await?;
-    let more = entries.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-    entries.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    let next_cursor = more
-        .then(|| entries.last().map(|e| e.entry_id.to_string()))
-        .flatten();
-    let items = entries
-        .into_iter()
-        .map(|entry| HistoryItem {
+    let after = page.after.map(TransactionId::from_uuid);
+    let entries = ledger::history(&mut conn, id, after, page.fetch()).await?;
+    Ok(Json(Page::from_rows(
+        entries,
+        page,
+        |entry| entry.transaction_id.as_uuid(),
+        |entry| HistoryItem {
             id: entry.transaction_id,
             kind: entry.kind.as_str().to_owned(),
             amount: entry.amount.to_string(),
@@ -109,9 +81,8 @@ pub(crate) async fn history(
                 subject: actor.subject,
             }),
             created_at: entry.created_at,
-        })
-        .collect();
-    Ok(Json(HistoryPage { items, next_cursor }))
+        },
+    )))
 }
 
 /// The activity read model of a wallet (eventually consistent: fed by Kafka events).
