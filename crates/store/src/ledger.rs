@@ -21,7 +21,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    const ALL: [Kind; 3] = [Kind::Deposit, Kind::Withdrawal, Kind::Transfer];
+    pub const ALL: [Kind; 3] = [Kind::Deposit, Kind::Withdrawal, Kind::Transfer];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -21,6 +21,7 @@ pub struct HistoryItem {
     /// The ledger transaction id (the deposit, withdrawal or transfer id).
     #[schema(value_type = uuid::Uuid)]
     pub id: TransactionId,
+    #[schema(schema_with = kind_schema)]
     pub kind: String,
     /// Signed: positive credits the wallet, negative debits it.
     pub amount: String,
@@ -32,6 +33,16 @@ pub struct HistoryItem {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub actor: Option<ActorResponse>,
     pub created_at: DateTime<Utc>,
+}
+
+/// `deposit`, `withdrawal` or `transfer`: every kind the ledger stores.
+fn kind_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::new(
+            utoipa::openapi::schema::Type::String,
+        ))
+        .enum_values(Some(ledger::Kind::ALL.map(ledger::Kind::as_str)))
+        .build()
 }
 
 /// An authenticated principal: the issuer of its token and the subject it names.
