@@ -293,6 +293,12 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// The items of the first page of the list at `path` (`{"items": [...], ...}`).
+    pub async fn list(&self, path: &str) -> Vec<serde_json::Value> {
+        let page: serde_json::Value = self.get(path).await.json().await.expect("page JSON");
+        page["items"].as_array().cloned().expect("a page of items")
+    }
+
     /// Creates a user with a unique email and returns its id.
     pub async fn create_user(&self) -> Uuid {
         let response = self

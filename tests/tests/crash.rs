@@ -114,12 +114,7 @@ async fn a_consumer_that_dies_between_its_commit_and_its_offset_commit_redeliver
         },
     )
     .await;
-    let list: Vec<serde_json::Value> = app
-        .get(&format!("/v1/users/{user}/notifications"))
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let list: Vec<serde_json::Value> = app.list(&format!("/v1/users/{user}/notifications")).await;
     assert_eq!(list.len(), 1, "one welcome for wallet {wallet}");
 }
 

@@ -112,12 +112,8 @@ async fn one_trace_runs_from_the_http_request_through_kafka_to_the_consumer() {
         .expect("request sent");
     assert_eq!(response.status(), 201);
     eventually("the welcome notification", || async {
-        let list: Vec<serde_json::Value> = app
-            .get(&format!("/v1/users/{user}/notifications"))
-            .await
-            .json()
-            .await
-            .expect("JSON");
+        let list: Vec<serde_json::Value> =
+            app.list(&format!("/v1/users/{user}/notifications")).await;
         (!list.is_empty()).then_some(())
     })
     .await;

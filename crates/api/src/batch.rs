@@ -45,6 +45,7 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::limits::{self, Commitment};
 use crate::money::{self, MoneyRequest, Movement};
+use crate::preconditions::require_version;
 use crate::transfers::TransferResponse;
 use crate::wallets::{
     MovementResponse, db_transaction_span, event_context, in_currency, wallet_not_found,
@@ -489,7 +490,8 @@ fn decide(
             if !deposit && !request.caller.is_owner(owner.as_ref()) {
                 return Err(wallet_not_found(id));
             }
-            // The hook of `request.expected_version` (If-Match), once a route sets it.
+            // If-Match, on the wallet as the earlier requests of the batch left it.
+            require_version(&wallet, request.expected_version.as_ref())?;
             let amount = in_currency(request.amount, wallet.currency())?;
             let (event, signed): (DomainEvent, i64) = if deposit {
                 (
@@ -533,7 +535,7 @@ fn decide(
             if !request.caller.is_owner(source.owner.as_ref()) {
                 return Err(wallet_not_found(from));
             }
-            // The hook of `request.expected_version` (If-Match), once a route sets it.
+            // Transfers take no If-Match (`expected_version` is always `None` here).
             let amount = in_currency(request.amount, source.wallet.currency())?;
             let event = domain::transfer(
                 &mut source.wallet,

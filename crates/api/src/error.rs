@@ -32,6 +32,10 @@ pub enum ApiError {
     Validation(String),
     #[error("{resource} {id} not found")]
     NotFound { resource: &'static str, id: String },
+    /// An amount of valid grammar that the wallet's currency cannot hold: more decimal
+    /// places than its minor unit, or out of range.
+    #[error("amount: {0}")]
+    AmountNotRepresentable(#[source] domain::MoneyError),
     /// A command the domain refused (insufficient funds, wallet not active, ...).
     #[error(transparent)]
     Wallet(#[from] WalletError),
@@ -49,6 +53,9 @@ pub enum ApiError {
     NotRegistered,
     #[error("user {0} does not exist")]
     UnknownUser(UserId),
+    /// `If-Match` named a version the wallet is no longer (or not yet) at.
+    #[error("the wallet is at version {current}, not the one If-Match names; read it again")]
+    PreconditionFailed { current: i64 },
     #[error("this Idempotency-Key was already used for a different request (path or body)")]
     IdempotencyKeyReuse,
     #[error("a request with this Idempotency-Key is still being processed; retry later")]
@@ -117,6 +124,7 @@ impl ApiError {
                 "Invalid request content",
             ),
             ApiError::NotFound { .. } => (StatusCode::NOT_FOUND, "not-found", "Resource not found"),
+            ApiError::AmountNotRepresentable(_) => amount_not_representable(),
             ApiError::Wallet(error) => wallet_error_kind(error),
             ApiError::EmailTaken => (
                 StatusCode::CONFLICT,
@@ -147,6 +155,11 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unknown-user",
                 "Unknown user",
+            ),
+            ApiError::PreconditionFailed { .. } => (
+                StatusCode::PRECONDITION_FAILED,
+                "precondition-failed",
+                "The wallet changed since it was read",
             ),
             ApiError::IdempotencyKeyReuse => (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -247,6 +260,14 @@ impl From<OutboxError> for ApiError {
     }
 }
 
+fn amount_not_representable() -> (StatusCode, &'static str, &'static str) {
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "amount-not-representable",
+        "Amount not representable in the wallet's currency",
+    )
+}
+
 fn wallet_error_kind(error: &WalletError) -> (StatusCode, &'static str, &'static str) {
     match error {
         WalletError::InsufficientFunds { .. } => (
@@ -279,7 +300,8 @@ fn wallet_error_kind(error: &WalletError) -> (StatusCode, &'static str, &'static
             "same-wallet",
             "Transfer to the same wallet",
         ),
-        WalletError::InvalidName(_) | WalletError::NonPositiveAmount | WalletError::Money(_) => (
+        WalletError::Money(_) => amount_not_representable(),
+        WalletError::InvalidName(_) | WalletError::NonPositiveAmount => (
             StatusCode::UNPROCESSABLE_ENTITY,
             "validation-error",
             "Invalid request content",

@@ -4,6 +4,7 @@
 //!   W3C trace continuation), body limit and problem+json fallbacks.
 //! - [`error`]: [`ApiError`], the one error type, answered as RFC 9457 problem+json.
 //! - [`extract`]: JSON and path extractors whose rejections are `ApiError`s.
+//! - [`grammar`]: the request grammar the document states and the handlers check.
 //! - [`context`]: the per-request middleware and [`RequestContext`].
 //! - [`caller`]: bearer-token authentication and who may do what.
 //! - [`users`], [`wallets`], [`transfers`], [`notifications`]: the routes.
@@ -11,6 +12,8 @@
 //! - [`contracts`]: the event contracts: `/asyncapi.json` and the event schemas.
 //! - [`money`]: deposits, withdrawals and transfers as one request type; [`batch`]: the
 //!   writer that applies whatever of them is waiting in one transaction.
+//! - [`pagination`]: the one query and page shape of every list.
+//! - [`preconditions`]: `ETag`, `If-None-Match` (304) and `If-Match` (412) on wallets.
 //! - [`write`]: how a change runs: one transaction, retried on contention, idempotent, its
 //!   events written to the outbox.
 //! - [`limits`]: bounded work per request: request timeout, per-principal rate limits,
@@ -26,10 +29,13 @@ pub mod context;
 pub mod contracts;
 pub mod error;
 pub mod extract;
+pub mod grammar;
 pub mod limits;
 pub mod money;
 pub mod notifications;
 pub mod openapi;
+pub mod pagination;
+pub mod preconditions;
 pub mod server;
 pub mod transfers;
 pub mod users;

@@ -55,12 +55,11 @@ pub struct MoneyRequest {
     pub key: Option<IdempotencyKey>,
     /// The request body (hashed to recognise a retry of the same request).
     pub body: serde_json::Value,
-    /// A precondition on the wallet the money leaves (or enters, for a deposit): its
-    /// version as the client last saw it (`If-Match`). No route sets it yet (always
-    /// `None`); its check belongs in the batch's rule phase (`decide` in [`crate::batch`]
-    /// marks the place), on the wallet as the earlier requests of the batch left it, and in
-    /// the per-request operations under the row lock.
-    pub expected_version: Option<i64>,
+    /// `If-Match` of a deposit or withdrawal: the wallet's version as the client last saw
+    /// it, checked under the row lock (per request) or in the batch's rule phase, on the
+    /// wallet as the earlier requests of the batch left it; 412 when it differs. Transfers
+    /// take none.
+    pub expected_version: Option<crate::preconditions::Condition>,
     /// The request's span: a fallback to one transaction per request runs in it, so its
     /// spans and the outbox row's trace context are those of the request.
     pub span: tracing::Span,

@@ -1,4 +1,5 @@
-//! `GET /v1/users/{id}/notifications`: a user's notifications, newest first.
+//! `GET /v1/users/{id}/notifications`: a user's notifications, newest first, paginated
+//! ([`crate::pagination`]).
 
 use axum::Json;
 use axum::extract::State;
@@ -12,14 +13,12 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::caller::Caller;
 use crate::error::ApiError;
-use crate::extract::ValidPath;
+use crate::extract::{ValidPath, ValidQuery};
 use crate::openapi::problems;
-
-/// At most this many are returned (pagination comes with the history endpoints).
-const LIMIT: i64 = 100;
+use crate::pagination::{Page, PageQuery};
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list))
+    OpenApiRouter::new().routes(routes!(list_notifications))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -56,27 +55,30 @@ impl From<store::notifications::Notification> for NotificationResponse {
     get,
     path = "/v1/users/{id}/notifications",
     tag = "users",
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path), PageQuery),
     responses(
-        (status = 200, body = [NotificationResponse]),
+        (status = 200, body = Page<NotificationResponse>),
         problems::Malformed,
         problems::NotFound,
         problems::ServerErrors,
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id = %user_id))]
-async fn list(
+async fn list_notifications(
     State(state): State<AppState>,
     caller: Caller,
     ValidPath(user_id): ValidPath<UserId>,
-) -> Result<Json<Vec<NotificationResponse>>, ApiError> {
+    ValidQuery(query): ValidQuery<PageQuery>,
+) -> Result<Json<Page<NotificationResponse>>, ApiError> {
+    let page = query.resolve()?;
     let mut conn = state.pool.acquire().await?;
     crate::users::readable_user(&mut conn, &caller, user_id).await?;
-    let notifications = store::notifications::list_for_user(&mut conn, user_id, LIMIT).await?;
-    Ok(Json(
-        notifications
-            .into_iter()
-            .map(NotificationResponse::from)
-            .collect(),
-    ))
+    let notifications =
+        store::notifications::list_for_user(&mut conn, user_id, page.after, page.fetch()).await?;
+    Ok(Json(Page::from_rows(
+        notifications,
+        page,
+        |notification| notification.id,
+        NotificationResponse::from,
+    )))
 }

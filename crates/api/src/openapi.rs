@@ -11,9 +11,11 @@ pub mod headers;
 pub mod problems;
 
 use axum::Router;
+use utoipa::openapi::link::LinkBuilder;
+use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-use utoipa::{Modify, OpenApi};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa::{IntoParams, Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -69,14 +71,7 @@ impl Modify for BearerSecurity {
             )
             .build();
         for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.patch,
-                &mut item.delete,
-            ];
-            for operation in operations.into_iter().flatten() {
+            for operation in operations_mut(item) {
                 operation.security =
                     Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
                 operation
@@ -86,6 +81,116 @@ impl Modify for BearerSecurity {
             }
         }
     }
+}
+
+/// Says once what every operation shares: the tracing headers it reads, the correlation id
+/// of every answer, `Idempotent-Replayed` on the answers an `Idempotency-Key` can replay
+/// (successes and the refusals stored with the key, 409 and 422).
+#[derive(Debug)]
+struct CommonHeaders;
+
+impl Modify for CommonHeaders {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let tracing = headers::TracingHeaders::into_params(|| None);
+        for item in openapi.paths.paths.values_mut() {
+            for operation in operations_mut(item) {
+                let parameters = operation.parameters.get_or_insert_with(Vec::new);
+                let idempotent = parameters
+                    .iter()
+                    .any(|p| matches!(p, RefOr::T(p) if p.name == "Idempotency-Key"));
+                parameters.extend(tracing.iter().cloned().map(RefOr::T));
+                for (status, response) in &mut operation.responses.responses {
+                    let RefOr::T(response) = response else {
+                        continue;
+                    };
+                    response.headers.insert(
+                        "X-Correlation-Id".to_owned(),
+                        headers::correlation_id().into(),
+                    );
+                    let replayable = status.starts_with('2') || status == "409" || status == "422";
+                    if idempotent && replayable {
+                        response.headers.insert(
+                            "Idempotent-Replayed".to_owned(),
+                            headers::idempotent_replayed().into(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The links that let a client (or a stateful test) go from what it created to what it
+/// can do with it: a new user to its wallets and notifications; a new wallet to its
+/// money movements, status changes and reads.
+#[derive(Debug)]
+struct Links;
+
+/// `(operation that creates, operations that take its id as "id")`.
+const LINKS: [(&str, &[&str]); 2] = [
+    (
+        "create_user",
+        &["get_user", "list_wallets", "list_notifications"],
+    ),
+    (
+        "create_wallet",
+        &[
+            "get_wallet",
+            "deposit",
+            "withdraw",
+            "history",
+            "activity",
+            "freeze",
+            "unfreeze",
+            "close",
+        ],
+    ),
+];
+
+impl Modify for Links {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for operation in operations_mut(item) {
+                let Some((_, targets)) = LINKS
+                    .iter()
+                    .find(|(source, _)| operation.operation_id.as_deref() == Some(*source))
+                else {
+                    continue;
+                };
+                let Some(RefOr::T(created)) = operation.responses.responses.get_mut("201") else {
+                    continue;
+                };
+                for target in *targets {
+                    let link = LinkBuilder::new()
+                        .operation_id(*target)
+                        .parameter("id", "$response.body#/id")
+                        .build();
+                    created.links.insert((*target).to_owned(), link.into());
+                }
+            }
+        }
+    }
+}
+
+/// The operations of a path item.
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.post,
+        &mut item.put,
+        &mut item.patch,
+        &mut item.delete,
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// The document's paths with what [`ApiDoc`]'s modifiers add to every operation.
+fn finish(mut document: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    BearerSecurity.modify(&mut document);
+    CommonHeaders.modify(&mut document);
+    Links.modify(&mut document);
+    document
 }
 
 /// Every documented route with its handler, and the document describing them.
@@ -99,9 +204,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// The document served at `/openapi.json`.
 pub fn document() -> utoipa::openapi::OpenApi {
-    let (_, mut document) = routes().split_for_parts();
-    BearerSecurity.modify(&mut document);
-    document
+    let (_, document) = routes().split_for_parts();
+    finish(document)
 }
 
 /// The API's routes behind [`crate::caller::authenticate`], plus `/openapi.json` and
@@ -114,8 +218,7 @@ pub fn router(
     limits: std::sync::Arc<crate::limits::Limits>,
 ) -> Router<AppState> {
     let (routes, document) = routes().split_for_parts();
-    let mut document = document;
-    BearerSecurity.modify(&mut document);
+    let document = finish(document);
     routes
         .layer(axum::middleware::from_fn_with_state(
             limits.clone(),
@@ -168,6 +271,9 @@ mod tests {
                 .as_array()
                 .cloned()
                 .unwrap_or_default();
+            if parameters.iter().any(|p| p["name"] == "If-Match") {
+                expected.push("412");
+            }
             if parameters.iter().any(|p| p["name"] == "Idempotency-Key") {
                 expected.push("409");
                 let conflict = responses["409"]["description"].as_str().unwrap_or_default();
@@ -186,7 +292,7 @@ mod tests {
     }
 
     #[test]
-    fn every_post_accepts_an_idempotency_key_and_no_other_header() {
+    fn every_post_accepts_an_idempotency_key_and_every_operation_the_tracing_headers() {
         let doc = serde_json::to_value(document()).expect("document as JSON");
         for (method, path, operation) in operations(&doc) {
             let headers: Vec<&str> = operation["parameters"]
@@ -196,13 +302,110 @@ mod tests {
                 .filter(|p| p["in"] == "header")
                 .filter_map(|p| p["name"].as_str())
                 .collect();
-            let expected: &[&str] = if method == "post" {
-                &["Idempotency-Key"]
+            // Changes of one wallet are conditional on its version; reading it can be.
+            let wallet_change = method == "post" && path.starts_with("/v1/wallets/{id}/");
+            let expected: &[&str] = if wallet_change {
+                &[
+                    "Idempotency-Key",
+                    "If-Match",
+                    "X-Correlation-Id",
+                    "traceparent",
+                ]
+            } else if method == "post" {
+                &["Idempotency-Key", "X-Correlation-Id", "traceparent"]
+            } else if path == "/v1/wallets/{id}" {
+                &["If-None-Match", "X-Correlation-Id", "traceparent"]
             } else {
-                &[]
+                &["X-Correlation-Id", "traceparent"]
             };
             assert_eq!(headers, expected, "{method} {path}");
+            for (status, response) in operation["responses"].as_object().expect("responses") {
+                assert!(
+                    response["headers"]["X-Correlation-Id"].is_object(),
+                    "{method} {path} {status} declares X-Correlation-Id"
+                );
+                let replayable = status.starts_with('2') || status == "409" || status == "422";
+                assert_eq!(
+                    response["headers"]["Idempotent-Replayed"].is_object(),
+                    method == "post" && replayable,
+                    "{method} {path} {status}: Idempotent-Replayed where a replay can answer"
+                );
+            }
         }
+    }
+
+    #[test]
+    fn what_is_created_links_to_what_can_be_done_with_it() {
+        let doc = serde_json::to_value(document()).expect("document as JSON");
+        let ids: Vec<String> = operations(&doc)
+            .iter()
+            .filter_map(|(_, _, op)| op["operationId"].as_str().map(str::to_owned))
+            .collect();
+        for (path, expected) in [
+            (
+                "/v1/users",
+                &["get_user", "list_wallets", "list_notifications"][..],
+            ),
+            (
+                "/v1/wallets",
+                &[
+                    "get_wallet",
+                    "deposit",
+                    "withdraw",
+                    "history",
+                    "activity",
+                    "close",
+                ][..],
+            ),
+        ] {
+            let links = &doc["paths"][path]["post"]["responses"]["201"]["links"];
+            for target in expected {
+                assert_eq!(links[target]["operationId"], *target, "{path} -> {target}");
+                assert_eq!(links[target]["parameters"]["id"], "$response.body#/id");
+                assert!(
+                    ids.iter().any(|id| id == target),
+                    "{target} is an operation"
+                );
+            }
+        }
+        let created = &doc["paths"]["/v1/wallets"]["post"]["responses"]["201"];
+        assert!(created["headers"]["Location"].is_object());
+    }
+
+    #[test]
+    fn request_schemas_carry_the_rules_the_server_enforces() {
+        let doc = serde_json::to_value(document()).expect("document as JSON");
+        let schemas = &doc["components"]["schemas"];
+        for name in [
+            "CreateUserRequest",
+            "CreateWalletRequest",
+            "AmountRequest",
+            "TransferRequest",
+        ] {
+            assert_eq!(schemas[name]["additionalProperties"], false, "{name}");
+        }
+        let user = &schemas["CreateUserRequest"]["properties"];
+        assert_eq!(user["email"]["format"], "email");
+        assert_eq!(user["email"]["maxLength"], 254);
+        assert_eq!(user["name"]["maxLength"], 100);
+        assert!(user["name"]["pattern"].is_string());
+        let currencies = schemas["CreateWalletRequest"]["properties"]["currency"]["enum"]
+            .as_array()
+            .expect("currency enum");
+        assert!(currencies.iter().any(|c| c == "USD"));
+        assert!(!currencies.iter().any(|c| c == "XAU"));
+        for name in ["AmountRequest", "TransferRequest"] {
+            assert!(schemas[name]["properties"]["amount"]["pattern"].is_string());
+        }
+        let params = doc["paths"]["/v1/wallets/{id}/transactions"]["get"]["parameters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let limit = params.iter().find(|p| p["name"] == "limit").expect("limit");
+        assert_eq!(
+            (&limit["schema"]["minimum"], &limit["schema"]["maximum"]),
+            (&1.into(), &200.into())
+        );
     }
 
     #[test]
@@ -210,7 +413,10 @@ mod tests {
         let doc = serde_json::to_value(document()).expect("document as JSON");
         for (method, path, operation) in operations(&doc) {
             let responses = operation["responses"].as_object().expect("responses");
-            for (status, response) in responses.iter().filter(|(s, _)| !s.starts_with('2')) {
+            let errors = responses
+                .iter()
+                .filter(|(s, _)| s.starts_with('4') || s.starts_with('5'));
+            for (status, response) in errors {
                 let content = response["content"].as_object().expect("content");
                 assert_eq!(
                     content.keys().collect::<Vec<_>>(),

@@ -32,7 +32,8 @@ pub struct TransferRequest {
     pub from_wallet_id: WalletId,
     #[schema(value_type = uuid::Uuid)]
     pub to_wallet_id: WalletId,
-    /// Decimal string in the wallets' currency.
+    /// In the wallets' currency.
+    #[schema(schema_with = crate::grammar::amount_schema)]
     pub amount: String,
 }
 

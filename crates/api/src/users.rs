@@ -1,10 +1,10 @@
-//! `/v1/users`: create a user, read it, list its wallets.
+//! `/v1/users`: create a user, read it, list its wallets (paginated, oldest first).
 
 use axum::extract::State;
 use axum::response::Response;
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
-use domain::{Email, EventContext, User, UserId, UserName};
+use domain::{Email, EventContext, User, UserId, UserName, WalletId};
 use serde::{Deserialize, Serialize};
 use store::{users, wallets};
 use utoipa_axum::router::OpenApiRouter;
@@ -12,9 +12,10 @@ use utoipa_axum::routes;
 
 use crate::caller::Caller;
 use crate::error::ApiError;
-use crate::extract::{ValidJson, ValidPath};
+use crate::extract::{ValidJson, ValidPath, ValidQuery};
 use crate::openapi::headers::IdempotencyHeaders;
 use crate::openapi::problems;
+use crate::pagination::{Page, PageQuery};
 use crate::wallets::WalletResponse;
 use crate::write::{self, MaybeIdempotencyKey, Reply, Write, publish};
 use crate::{AppState, RequestContext};
@@ -29,7 +30,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
+    #[schema(schema_with = crate::grammar::email_schema)]
     pub email: String,
+    #[schema(schema_with = crate::grammar::name_schema)]
     pub name: String,
 }
 
@@ -60,7 +63,8 @@ impl From<&User> for UserResponse {
     request_body = CreateUserRequest,
     params(IdempotencyHeaders),
     responses(
-        (status = 201, description = "Created", body = UserResponse),
+        (status = 201, description = "Created", body = UserResponse,
+            headers(("Location" = String, description = "The new user's path"))),
         problems::Malformed,
         problems::EmailTaken,
         problems::Invalid,
@@ -132,9 +136,9 @@ async fn get_user(
     get,
     path = "/v1/users/{id}/wallets",
     tag = "users",
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path), PageQuery),
     responses(
-        (status = 200, body = [WalletResponse]),
+        (status = 200, body = Page<WalletResponse>),
         problems::Malformed,
         problems::NotFound,
         problems::ServerErrors,
@@ -145,11 +149,19 @@ async fn list_wallets(
     State(state): State<AppState>,
     caller: Caller,
     ValidPath(id): ValidPath<UserId>,
-) -> Result<Json<Vec<WalletResponse>>, ApiError> {
+    ValidQuery(query): ValidQuery<PageQuery>,
+) -> Result<Json<Page<WalletResponse>>, ApiError> {
+    let page = query.resolve()?;
     let mut conn = state.pool.acquire().await?;
     readable_user(&mut conn, &caller, id).await?;
-    let wallets = wallets::list_for_user(&mut conn, id).await?;
-    Ok(Json(wallets.iter().map(WalletResponse::from).collect()))
+    let after = page.after.map(WalletId::from_uuid);
+    let wallets = wallets::list_for_user(&mut conn, id, after, page.fetch()).await?;
+    Ok(Json(Page::from_rows(
+        wallets,
+        page,
+        |wallet| wallet.id().as_uuid(),
+        |wallet| WalletResponse::from(&wallet),
+    )))
 }
 
 /// Ok if the caller may read the user `id` (its own, or any for an admin); a user it may

@@ -49,6 +49,18 @@ impl Currency {
     pub fn scale(&self) -> u32 {
         self.scale
     }
+
+    /// Every currency a wallet can hold, in code order: each three-letter code that
+    /// [`FromStr`] accepts (so a contract that lists them cannot disagree with parsing).
+    pub fn supported() -> Vec<Currency> {
+        let letters = b'A'..=b'Z';
+        letters
+            .clone()
+            .flat_map(|a| letters.clone().map(move |b| (a, b)))
+            .flat_map(|(a, b)| (b'A'..=b'Z').map(move |c| [a, b, c]))
+            .filter_map(|code| std::str::from_utf8(&code).ok()?.parse().ok())
+            .collect()
+    }
 }
 
 impl FromStr for Currency {
@@ -305,6 +317,17 @@ impl<'de> Deserialize<'de> for Money {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn supported_currencies_are_exactly_the_codes_that_parse() {
+        let codes: Vec<&str> = Currency::supported().iter().map(Currency::code).collect();
+        assert!(codes.contains(&"USD") && codes.contains(&"JPY") && codes.contains(&"BHD"));
+        assert!(!codes.contains(&"XAU"), "no minor unit, no wallet");
+        assert!(
+            codes.windows(2).all(|w| w[0] < w[1]),
+            "sorted, no duplicates"
+        );
+    }
 
     fn usd() -> Currency {
         "USD".parse().expect("USD is ISO 4217")

@@ -21,7 +21,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    const ALL: [Kind; 3] = [Kind::Deposit, Kind::Withdrawal, Kind::Transfer];
+    pub const ALL: [Kind; 3] = [Kind::Deposit, Kind::Withdrawal, Kind::Transfer];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -278,11 +278,12 @@ impl TryFrom<HistoryRow> for HistoryEntry {
     }
 }
 
-/// A wallet's entries, newest first, before `cursor` (an entry id) if given.
+/// A wallet's entries, newest first, after the entry of transaction `after` if given (none
+/// if that transaction did not touch the wallet).
 pub async fn history(
     conn: &mut PgConnection,
     wallet_id: WalletId,
-    cursor: Option<i64>,
+    after: Option<TransactionId>,
     limit: i64,
 ) -> Result<Vec<HistoryEntry>, StoreError> {
     let rows: Vec<HistoryRow> = sqlx::query_as(
@@ -293,11 +294,12 @@ pub async fn history(
                   LIMIT 1) AS counterparty_wallet_id, \
                 t.actor_issuer, t.actor_subject, t.created_at \
          FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id \
-         WHERE e.wallet_id = $1 AND ($2::bigint IS NULL OR e.id < $2) \
+         WHERE e.wallet_id = $1 AND ($2::uuid IS NULL OR e.id < \
+           (SELECT a.id FROM ledger_entries a WHERE a.wallet_id = $1 AND a.transaction_id = $2)) \
          ORDER BY e.id DESC LIMIT $3",
     )
     .bind(wallet_id.as_uuid())
-    .bind(cursor)
+    .bind(after.map(TransactionId::as_uuid))
     .bind(limit)
     .fetch_all(conn)
     .await?;

@@ -81,13 +81,18 @@ pub async fn insert_once_per_wallet(
 pub async fn list_for_user(
     conn: &mut PgConnection,
     user_id: UserId,
+    after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Notification>, StoreError> {
+    // Newest first; a page resumes after the notification `after` (none if not the user's).
     let rows: Vec<NotificationRow> = sqlx::query_as(
         "SELECT id, user_id, wallet_id, kind, message, event_id, created_at \
-         FROM notifications WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
+         FROM notifications WHERE user_id = $1 AND ($2::uuid IS NULL OR (created_at, id) < \
+           (SELECT a.created_at, a.id FROM notifications a WHERE a.id = $2 AND a.user_id = $1)) \
+         ORDER BY created_at DESC, id DESC LIMIT $3",
     )
     .bind(user_id.as_uuid())
+    .bind(after)
     .bind(limit)
     .fetch_all(conn)
     .await?;

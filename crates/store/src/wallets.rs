@@ -95,12 +95,19 @@ pub async fn find(conn: &mut PgConnection, id: WalletId) -> Result<Option<Wallet
 pub async fn list_for_user(
     conn: &mut PgConnection,
     user_id: UserId,
+    after: Option<WalletId>,
+    limit: i64,
 ) -> Result<Vec<Wallet>, StoreError> {
+    // Oldest first; a page resumes after the wallet `after` (none if it is not the user's).
     let rows: Vec<WalletRow> = sqlx::query_as(concat!(
         select_wallets!(),
-        "WHERE user_id = $1 ORDER BY created_at, id"
+        "WHERE user_id = $1 AND ($2::uuid IS NULL OR (created_at, id) > \
+           (SELECT a.created_at, a.id FROM wallets a WHERE a.id = $2 AND a.user_id = $1)) \
+         ORDER BY created_at, id LIMIT $3"
     ))
     .bind(user_id.as_uuid())
+    .bind(after.map(WalletId::as_uuid))
+    .bind(limit)
     .fetch_all(conn)
     .await?;
     rows.into_iter().map(Wallet::try_from).collect()

@@ -237,11 +237,6 @@ async fn a_wallet_name_the_api_would_refuse_sends_no_welcome_and_is_dead_lettere
         "{:?}",
         header(&dead[0], "dlq_error_message")
     );
-    let list: Vec<serde_json::Value> = app
-        .get(&format!("/v1/users/{user}/notifications"))
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let list: Vec<serde_json::Value> = app.list(&format!("/v1/users/{user}/notifications")).await;
     assert!(list.is_empty(), "no notification: {list:?}");
 }

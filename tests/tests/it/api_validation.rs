@@ -161,13 +161,20 @@ async fn invalid_deposits_are_rejected_and_change_nothing() {
     let before = balance_and_version(&app, wallet_id).await;
     let outbox_before = app.outbox_rows().await;
 
+    for (amount, slug) in [
+        ("10.001", "amount-not-representable"),
+        ("10.500", "amount-not-representable"),
+    ] {
+        let response = app.deposit(wallet_id, amount).await;
+        assert_problem(response, 422, slug).await;
+    }
     for amount in [
         "0",
         "0.00",
         "-5",
         "-0.01",
-        "10.001",
-        "10.500",
+        "010",
+        "10.00001",
         "abc",
         "1e2",
         "NaN",
@@ -277,7 +284,12 @@ async fn amounts_follow_each_currency_scale() {
     let deposit: serde_json::Value = ok.json().await.expect("JSON");
     assert_eq!(deposit["amount"], "10");
     assert_eq!(deposit["balance_after"], "10");
-    assert_problem(app.deposit(yen_id, "10.5").await, 422, "validation-error").await;
+    assert_problem(
+        app.deposit(yen_id, "10.5").await,
+        422,
+        "amount-not-representable",
+    )
+    .await;
 
     let dinar = app.create_wallet("BHD").await;
     let dinar_id = dinar["id"].as_str().expect("id");

@@ -40,12 +40,8 @@ async fn a_wallet_created_event_delivered_twice_sends_one_welcome_notification()
     }
 
     let list = eventually("both wallets' welcomes", || async {
-        let list: Vec<serde_json::Value> = app
-            .get(&format!("/v1/users/{user}/notifications"))
-            .await
-            .json()
-            .await
-            .expect("JSON");
+        let list: Vec<serde_json::Value> =
+            app.list(&format!("/v1/users/{user}/notifications")).await;
         (list.len() >= 2).then_some(list)
     })
     .await;
@@ -101,12 +97,7 @@ async fn redelivery_from_the_earliest_offset_and_replays_apply_every_effect_once
     })
     .await;
     eventually("both welcomes", || async {
-        let list: Vec<serde_json::Value> = app
-            .get(&format!("/v1/users/{user}/notifications"))
-            .await
-            .json()
-            .await
-            .ok()?;
+        let list = app.list(&format!("/v1/users/{user}/notifications")).await;
         (list.len() == 2).then_some(())
     })
     .await;
@@ -142,12 +133,7 @@ async fn redelivery_from_the_earliest_offset_and_replays_apply_every_effect_once
         "redelivery changed nothing"
     );
     assert_eq!(summary(&activity(&app, &b).await), expected_b);
-    let list: Vec<serde_json::Value> = app
-        .get(&format!("/v1/users/{user}/notifications"))
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let list: Vec<serde_json::Value> = app.list(&format!("/v1/users/{user}/notifications")).await;
     assert_eq!(list.len(), 2, "one welcome per wallet");
 
     // A replay publishes a's four events again with their ids: still applied once.

@@ -148,11 +148,8 @@ async fn wallet_and_deposit_events_reach_kafka_as_cloud_events_with_the_request_
 
     let notifications = eventually("the welcome notification", || async {
         let list: Vec<serde_json::Value> = app
-            .get(&format!("/v1/users/{user_id}/notifications"))
-            .await
-            .json()
-            .await
-            .expect("JSON");
+            .list(&format!("/v1/users/{user_id}/notifications"))
+            .await;
         (!list.is_empty()).then_some(list)
     })
     .await;

@@ -19,6 +19,8 @@ mod limits;
 mod metrics;
 mod migrations;
 mod model;
+mod pagination;
+mod preconditions;
 mod relay;
 mod roles;
 mod service;

@@ -57,6 +57,11 @@ pub enum ServerErrors {
     Internal(Problem),
 }
 
+/// `If-Match` named another version of the wallet ([`crate::preconditions`]).
+#[derive(Debug, IntoResponses)]
+#[response(status = 412, description = "precondition-failed", content_type = PROBLEM_JSON)]
+pub struct VersionChanged(pub Problem);
+
 /// 409 of creating a user.
 #[derive(Debug, IntoResponses)]
 #[response(
@@ -107,6 +112,20 @@ pub struct CloseConflict(pub Problem);
 )]
 pub struct Invalid(pub Problem);
 
+/// 422 of a change with no content of its own: only its `Idempotency-Key` can be wrong.
+#[derive(Debug, IntoResponses)]
+#[response(status = 422, description = "idempotency-key-reuse", content_type = PROBLEM_JSON)]
+pub struct KeyReused(pub Problem);
+
+/// 422 of a deposit.
+#[derive(Debug, IntoResponses)]
+#[response(
+    status = 422,
+    description = "validation-error, amount-not-representable, idempotency-key-reuse",
+    content_type = PROBLEM_JSON
+)]
+pub struct InvalidDeposit(pub Problem);
+
 /// 422 of creating a wallet.
 #[derive(Debug, IntoResponses)]
 #[response(
@@ -120,7 +139,8 @@ pub struct InvalidWallet(pub Problem);
 #[derive(Debug, IntoResponses)]
 #[response(
     status = 422,
-    description = "insufficient-funds, validation-error, idempotency-key-reuse",
+    description = "insufficient-funds, amount-not-representable, validation-error, \
+                   idempotency-key-reuse",
     content_type = PROBLEM_JSON
 )]
 pub struct InvalidWithdrawal(pub Problem);
@@ -129,8 +149,8 @@ pub struct InvalidWithdrawal(pub Problem);
 #[derive(Debug, IntoResponses)]
 #[response(
     status = 422,
-    description = "insufficient-funds, currency-mismatch, same-wallet, validation-error, \
-                   idempotency-key-reuse",
+    description = "insufficient-funds, currency-mismatch, same-wallet, amount-not-representable, \
+                   validation-error, idempotency-key-reuse",
     content_type = PROBLEM_JSON
 )]
 pub struct InvalidTransfer(pub Problem);

@@ -14,7 +14,8 @@ pub mod reads;
 mod status;
 
 use axum::extract::State;
-use axum::response::Response;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use domain::{
@@ -33,6 +34,7 @@ use crate::error::ApiError;
 use crate::extract::{ValidJson, ValidPath};
 use crate::openapi::headers::IdempotencyHeaders;
 use crate::openapi::problems;
+use crate::preconditions::{self, IfNoneMatch, IfNoneMatchHeader};
 use crate::write::{self, MaybeIdempotencyKey, Reply, Write, publish};
 use crate::{AppState, RequestContext};
 
@@ -53,15 +55,16 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct CreateWalletRequest {
     /// The owner is the caller (the user its token registered), never a body field.
+    #[schema(schema_with = crate::grammar::name_schema)]
     pub name: String,
-    /// ISO 4217 code, upper case.
+    #[schema(schema_with = crate::grammar::currency_schema)]
     pub currency: String,
 }
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AmountRequest {
-    /// Decimal string with at most the currency's decimal places, e.g. `"10.50"`.
+    #[schema(schema_with = crate::grammar::amount_schema)]
     pub amount: String,
 }
 
@@ -78,8 +81,7 @@ pub struct WalletResponse {
     /// Decimal string with exactly the currency's scale.
     #[schema(example = "10.50")]
     pub balance: String,
-    /// `active`, `frozen` or `closed`.
-    #[schema(value_type = String, example = "active")]
+    #[schema(schema_with = status_schema)]
     pub status: WalletStatus,
     pub version: i64,
     pub created_at: DateTime<Utc>,
@@ -98,6 +100,16 @@ impl From<&Wallet> for WalletResponse {
             created_at: wallet.created_at(),
         }
     }
+}
+
+fn status_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::new(
+            utoipa::openapi::schema::Type::String,
+        ))
+        .enum_values(Some(WalletStatus::ALL.map(|s| s.as_str())))
+        .examples(["active"])
+        .build()
 }
 
 /// A deposit or withdrawal.
@@ -170,11 +182,13 @@ pub(crate) fn wallet_not_found(id: WalletId) -> ApiError {
 }
 
 pub(crate) fn parse_amount(text: &str) -> Result<DecimalAmount, ApiError> {
-    DecimalAmount::parse(text).map_err(|e| ApiError::Validation(format!("amount: {e}")))
+    crate::grammar::amount(text)
 }
 
+/// The amount in the wallet's currency: 422 `amount-not-representable` when it has more
+/// decimal places than the currency (a rule of the wallet, not of the request's grammar).
 pub(crate) fn in_currency(amount: DecimalAmount, currency: Currency) -> Result<Money, ApiError> {
-    Money::from_decimal(amount, currency).map_err(|e| ApiError::Validation(format!("amount: {e}")))
+    Money::from_decimal(amount, currency).map_err(ApiError::AmountNotRepresentable)
 }
 
 #[utoipa::path(
@@ -184,7 +198,8 @@ pub(crate) fn in_currency(amount: DecimalAmount, currency: Currency) -> Result<M
     request_body = CreateWalletRequest,
     params(IdempotencyHeaders),
     responses(
-        (status = 201, body = WalletResponse),
+        (status = 201, body = WalletResponse,
+            headers(("Location" = String, description = "The new wallet's path"))),
         problems::Malformed,
         problems::InFlight,
         problems::InvalidWallet,
@@ -238,9 +253,12 @@ async fn create_wallet(
     get,
     path = "/v1/wallets/{id}",
     tag = "wallets",
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path), IfNoneMatchHeader),
     responses(
-        (status = 200, body = WalletResponse),
+        (status = 200, body = WalletResponse,
+            headers(("ETag" = String, description = "The wallet's version, e.g. `\"7\"`"))),
+        (status = 304, description = "The copy named by If-None-Match is current",
+            headers(("ETag" = String, description = "The wallet's version"))),
         problems::Malformed,
         problems::NotFound,
         problems::ServerErrors,
@@ -251,8 +269,13 @@ async fn get_wallet(
     State(state): State<AppState>,
     caller: Caller,
     ValidPath(id): ValidPath<WalletId>,
-) -> Result<Json<WalletResponse>, ApiError> {
+    if_none_match: IfNoneMatch,
+) -> Result<Response, ApiError> {
     let mut conn = state.pool.acquire().await?;
     let wallet = find_readable(&mut conn, &caller, id).await?;
-    Ok(Json(WalletResponse::from(&wallet)))
+    let etag = [(header::ETAG, preconditions::etag(wallet.version()))];
+    if if_none_match.is_current(wallet.version()) {
+        return Ok((StatusCode::NOT_MODIFIED, etag).into_response());
+    }
+    Ok((etag, Json(WalletResponse::from(&wallet))).into_response())
 }

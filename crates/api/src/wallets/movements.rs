@@ -20,6 +20,7 @@ use crate::extract::{ValidJson, ValidPath};
 use crate::money::{self, MoneyRequest, Movement};
 use crate::openapi::headers::IdempotencyHeaders;
 use crate::openapi::problems;
+use crate::preconditions::{Condition, IfMatch, IfMatchHeader, require_version};
 use crate::write::{self, MaybeIdempotencyKey, Reply, Write, publish};
 use crate::{AppState, RequestContext};
 
@@ -28,14 +29,15 @@ use crate::{AppState, RequestContext};
     path = "/v1/wallets/{id}/deposits",
     tag = "wallets",
     request_body = AmountRequest,
-    params(("id" = Uuid, Path), IdempotencyHeaders),
+    params(("id" = Uuid, Path), IdempotencyHeaders, IfMatchHeader),
     responses(
         (status = 201, body = MovementResponse),
         problems::Malformed,
         problems::Forbidden,
         problems::NotFound,
         problems::WalletNotActive,
-        problems::Invalid,
+        problems::InvalidDeposit,
+        problems::VersionChanged,
         problems::BodyRejected,
         problems::ServerErrors,
     )
@@ -47,10 +49,20 @@ pub(super) async fn deposit(
     Extension(ctx): Extension<RequestContext>,
     MaybeIdempotencyKey(key): MaybeIdempotencyKey,
     ValidPath(id): ValidPath<WalletId>,
+    IfMatch(expected): IfMatch,
     ValidJson(request): ValidJson<AmountRequest>,
 ) -> Result<Response, ApiError> {
     caller.require(DEPOSIT_SCOPE)?;
-    move_money(state, caller, ctx, key, id, request, true).await
+    move_money(
+        state,
+        caller,
+        ctx,
+        key,
+        Movement::Deposit { wallet: id },
+        expected,
+        request,
+    )
+    .await
 }
 
 #[utoipa::path(
@@ -58,13 +70,14 @@ pub(super) async fn deposit(
     path = "/v1/wallets/{id}/withdrawals",
     tag = "wallets",
     request_body = AmountRequest,
-    params(("id" = Uuid, Path), IdempotencyHeaders),
+    params(("id" = Uuid, Path), IdempotencyHeaders, IfMatchHeader),
     responses(
         (status = 201, body = MovementResponse),
         problems::Malformed,
         problems::NotFound,
         problems::WalletNotActive,
         problems::InvalidWithdrawal,
+        problems::VersionChanged,
         problems::BodyRejected,
         problems::ServerErrors,
     )
@@ -76,29 +89,34 @@ pub(super) async fn withdraw(
     Extension(ctx): Extension<RequestContext>,
     MaybeIdempotencyKey(key): MaybeIdempotencyKey,
     ValidPath(id): ValidPath<WalletId>,
+    IfMatch(expected): IfMatch,
     ValidJson(request): ValidJson<AmountRequest>,
 ) -> Result<Response, ApiError> {
-    move_money(state, caller, ctx, key, id, request, false).await
+    move_money(
+        state,
+        caller,
+        ctx,
+        key,
+        Movement::Withdrawal { wallet: id },
+        expected,
+        request,
+    )
+    .await
 }
 
-/// A deposit or a withdrawal: parsed here, run by [`money::run`].
+/// A deposit or a withdrawal (`movement`): parsed here, run by [`money::run`].
 async fn move_money(
     state: AppState,
     caller: Caller,
     ctx: RequestContext,
     key: Option<write::IdempotencyKey>,
-    wallet: WalletId,
+    movement: Movement,
+    expected_version: Option<Condition>,
     request: AmountRequest,
-    deposit: bool,
 ) -> Result<Response, ApiError> {
     // Grammar first: a malformed amount never costs a transaction.
     let amount = parse_amount(&request.amount)?;
     let body = serde_json::to_value(&request).map_err(ApiError::internal)?;
-    let movement = if deposit {
-        Movement::Deposit { wallet }
-    } else {
-        Movement::Withdrawal { wallet }
-    };
     let request = MoneyRequest {
         movement,
         amount,
@@ -106,7 +124,7 @@ async fn move_money(
         ctx,
         key,
         body,
-        expected_version: None,
+        expected_version,
         span: tracing::Span::current(),
     };
     money::run(&state, request).await
@@ -124,6 +142,7 @@ pub(crate) async fn run_alone(
     let (amount, publisher) = (request.amount, state.publisher);
     let operation = write::operation(move |conn| {
         let (ctx, caller) = (request.ctx.clone(), request.caller.clone());
+        let expected_version = request.expected_version.clone();
         Box::pin(
             async move {
                 // Money enters any wallet through the deposit scope (checked before);
@@ -135,6 +154,7 @@ pub(crate) async fn run_alone(
                 } else {
                     lock_owned(&mut *conn, &caller, wallet_id).await?
                 };
+                require_version(&wallet, expected_version.as_ref())?;
                 let amount = in_currency(amount, wallet.currency())?;
                 let transaction_id = TransactionId::new();
                 let actor = caller.actor();

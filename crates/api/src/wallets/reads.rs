@@ -1,11 +1,12 @@
-//! The reads of one wallet beyond its state: its ledger history (paginated, newest first)
+//! The reads of one wallet beyond its state: its ledger history (paginated, newest first,
+//! [`crate::pagination`])
 //! and its activity read model.
 
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use domain::{Currency, Money, TransactionId, WalletId};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use store::{activity, ledger};
 
 use crate::AppState;
@@ -13,23 +14,14 @@ use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::extract::{ValidPath, ValidQuery};
 use crate::openapi::problems;
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct HistoryQuery {
-    /// 1 to 200, default 50.
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-}
+use crate::pagination::{Page, PageQuery};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HistoryItem {
     /// The ledger transaction id (the deposit, withdrawal or transfer id).
     #[schema(value_type = uuid::Uuid)]
     pub id: TransactionId,
+    #[schema(schema_with = kind_schema)]
     pub kind: String,
     /// Signed: positive credits the wallet, negative debits it.
     pub amount: String,
@@ -43,6 +35,16 @@ pub struct HistoryItem {
     pub created_at: DateTime<Utc>,
 }
 
+/// `deposit`, `withdrawal` or `transfer`: every kind the ledger stores.
+fn kind_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::new(
+            utoipa::openapi::schema::Type::String,
+        ))
+        .enum_values(Some(ledger::Kind::ALL.map(ledger::Kind::as_str)))
+        .build()
+}
+
 /// An authenticated principal: the issuer of its token and the subject it names.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[schema(as = Actor)]
@@ -51,21 +53,13 @@ pub struct ActorResponse {
     pub subject: String,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct HistoryPage {
-    pub items: Vec<HistoryItem>,
-    /// Pass as `cursor` for the next (older) page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
-}
-
 #[utoipa::path(
     get,
     path = "/v1/wallets/{id}/transactions",
     tag = "wallets",
-    params(("id" = Uuid, Path), HistoryQuery),
+    params(("id" = Uuid, Path), PageQuery),
     responses(
-        (status = 200, body = HistoryPage),
+        (status = 200, body = Page<HistoryItem>),
         problems::Malformed,
         problems::NotFound,
         problems::ServerErrors,
@@ -76,33 +70,18 @@ pub(crate) async fn history(
     State(state): State<AppState>,
     caller: Caller,
     ValidPath(id): ValidPath<WalletId>,
-    ValidQuery(query): ValidQuery<HistoryQuery>,
-) -> Result<Json<HistoryPage>, ApiError> {
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::MalformedRequest(
-            "limit must be between 1 and 200".to_owned(),
-        ));
-    }
-    let cursor = query
-        .cursor
-        .map(|c| {
-            c.parse::<i64>().ok().filter(|c| *c > 0).ok_or_else(|| {
-                ApiError::MalformedRequest("cursor is not one this API returned".to_owned())
-            })
-        })
-        .transpose()?;
+    ValidQuery(query): ValidQuery<PageQuery>,
+) -> Result<Json<Page<HistoryItem>>, ApiError> {
+    let page = query.resolve()?;
     let mut conn = state.pool.acquire().await?;
     super::find_readable(&mut conn, &caller, id).await?;
-    let mut entries = ledger::history(&mut conn, id, cursor, limit + 1).await?;
-    let more = entries.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-    entries.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    let next_cursor = more
-        .then(|| entries.last().map(|e| e.entry_id.to_string()))
-        .flatten();
-    let items = entries
-        .into_iter()
-        .map(|entry| HistoryItem {
+    let after = page.after.map(TransactionId::from_uuid);
+    let entries = ledger::history(&mut conn, id, after, page.fetch()).await?;
+    Ok(Json(Page::from_rows(
+        entries,
+        page,
+        |entry| entry.transaction_id.as_uuid(),
+        |entry| HistoryItem {
             id: entry.transaction_id,
             kind: entry.kind.as_str().to_owned(),
             amount: entry.amount.to_string(),
@@ -113,9 +92,8 @@ pub(crate) async fn history(
                 subject: actor.subject,
             }),
             created_at: entry.created_at,
-        })
-        .collect();
-    Ok(Json(HistoryPage { items, next_cursor }))
+        },
+    )))
 }
 
 /// The activity read model of a wallet (eventually consistent: fed by Kafka events).

@@ -14,6 +14,7 @@ use crate::error::ApiError;
 use crate::extract::ValidPath;
 use crate::openapi::headers::IdempotencyHeaders;
 use crate::openapi::problems;
+use crate::preconditions::{IfMatch, IfMatchHeader, require_version};
 use crate::write::{self, MaybeIdempotencyKey, Reply, Write, publish};
 use crate::{AppState, RequestContext};
 
@@ -21,13 +22,15 @@ use crate::{AppState, RequestContext};
     post,
     path = "/v1/wallets/{id}/freeze",
     tag = "wallets",
-    params(("id" = Uuid, Path), IdempotencyHeaders),
+    params(("id" = Uuid, Path), IdempotencyHeaders, IfMatchHeader),
     responses(
         (status = 200, body = WalletResponse),
         problems::Malformed,
         problems::Forbidden,
         problems::NotFound,
         problems::StatusConflict,
+        problems::KeyReused,
+        problems::VersionChanged,
         problems::ServerErrors,
     )
 )]
@@ -37,21 +40,24 @@ pub(super) async fn freeze(
     ctx: Extension<RequestContext>,
     key: MaybeIdempotencyKey,
     id: ValidPath<WalletId>,
+    if_match: IfMatch,
 ) -> Result<Response, ApiError> {
-    change_status(state, caller, ctx, key, id, StatusAction::Freeze).await
+    change_status(state, caller, ctx, key, id, if_match, StatusAction::Freeze).await
 }
 
 #[utoipa::path(
     post,
     path = "/v1/wallets/{id}/unfreeze",
     tag = "wallets",
-    params(("id" = Uuid, Path), IdempotencyHeaders),
+    params(("id" = Uuid, Path), IdempotencyHeaders, IfMatchHeader),
     responses(
         (status = 200, body = WalletResponse),
         problems::Malformed,
         problems::Forbidden,
         problems::NotFound,
         problems::StatusConflict,
+        problems::KeyReused,
+        problems::VersionChanged,
         problems::ServerErrors,
     )
 )]
@@ -61,20 +67,32 @@ pub(super) async fn unfreeze(
     ctx: Extension<RequestContext>,
     key: MaybeIdempotencyKey,
     id: ValidPath<WalletId>,
+    if_match: IfMatch,
 ) -> Result<Response, ApiError> {
-    change_status(state, caller, ctx, key, id, StatusAction::Unfreeze).await
+    change_status(
+        state,
+        caller,
+        ctx,
+        key,
+        id,
+        if_match,
+        StatusAction::Unfreeze,
+    )
+    .await
 }
 
 #[utoipa::path(
     post,
     path = "/v1/wallets/{id}/close",
     tag = "wallets",
-    params(("id" = Uuid, Path), IdempotencyHeaders),
+    params(("id" = Uuid, Path), IdempotencyHeaders, IfMatchHeader),
     responses(
         (status = 200, body = WalletResponse),
         problems::Malformed,
         problems::NotFound,
         problems::CloseConflict,
+        problems::KeyReused,
+        problems::VersionChanged,
         problems::ServerErrors,
     )
 )]
@@ -84,8 +102,9 @@ pub(super) async fn close(
     ctx: Extension<RequestContext>,
     key: MaybeIdempotencyKey,
     id: ValidPath<WalletId>,
+    if_match: IfMatch,
 ) -> Result<Response, ApiError> {
-    change_status(state, caller, ctx, key, id, StatusAction::Close).await
+    change_status(state, caller, ctx, key, id, if_match, StatusAction::Close).await
 }
 
 #[tracing::instrument(skip_all, fields(wallet_id = %wallet_id, action = %action))]
@@ -95,6 +114,7 @@ async fn change_status(
     Extension(ctx): Extension<RequestContext>,
     MaybeIdempotencyKey(key): MaybeIdempotencyKey,
     ValidPath(wallet_id): ValidPath<WalletId>,
+    IfMatch(expected): IfMatch,
     action: StatusAction,
 ) -> Result<Response, ApiError> {
     // Freezing is risk's and operations' business; closing is the owner's.
@@ -104,7 +124,7 @@ async fn change_status(
     }
     let publisher = state.publisher;
     let operation = write::operation(move |conn| {
-        let (ctx, caller) = (ctx.clone(), caller.clone());
+        let (ctx, caller, expected) = (ctx.clone(), caller.clone(), expected.clone());
         Box::pin(
             async move {
                 let mut wallet = match action {
@@ -115,6 +135,7 @@ async fn change_status(
                     }
                     StatusAction::Close => lock_owned(&mut *conn, &caller, wallet_id).await?,
                 };
+                require_version(&wallet, expected.as_ref())?;
                 let from = wallet.status();
                 let actor = caller.actor();
                 let event_ctx = event_context(&ctx, &actor);

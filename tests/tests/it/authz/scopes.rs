@@ -90,7 +90,7 @@ async fn an_admin_reads_any_users_things() {
         .send(&app)
         .await;
     assert_eq!(
-        wallets.body.as_array().map(Vec::len),
+        wallets.body["items"].as_array().map(Vec::len),
         Some(2),
         "Alice's two wallets"
     );
