@@ -19,6 +19,8 @@ use crate::types::{
 };
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
+const CORRELATION_ID: &str = "x-correlation-id";
+const TRACEPARENT: &str = "traceparent";
 
 /// A client of one Wallet Hub, acting as one principal (its bearer token) or none.
 ///
@@ -30,6 +32,9 @@ pub struct Client {
     /// Always ends with `/`, so that operation paths join under it.
     base: Url,
     token: Option<SecretString>,
+    /// `X-Correlation-Id` and `traceparent` sent with every request, if set.
+    correlation_id: Option<String>,
+    traceparent: Option<String>,
 }
 
 impl fmt::Debug for Client {
@@ -37,6 +42,8 @@ impl fmt::Debug for Client {
         f.debug_struct("Client")
             .field("base", &self.base.as_str())
             .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .field("correlation_id", &self.correlation_id)
+            .field("traceparent", &self.traceparent)
             .finish_non_exhaustive()
     }
 }
@@ -59,7 +66,29 @@ impl Client {
             http,
             base,
             token: None,
+            correlation_id: None,
+            traceparent: None,
         })
+    }
+
+    /// This client sending `X-Correlation-Id: id` with every request: the server logs it
+    /// and puts it on the events the request causes (else it makes one up).
+    #[must_use]
+    pub fn with_correlation_id(&self, id: impl Into<String>) -> Self {
+        Self {
+            correlation_id: Some(id.into()),
+            ..self.clone()
+        }
+    }
+
+    /// This client sending a W3C `traceparent` with every request: the request's spans and
+    /// events continue that trace.
+    #[must_use]
+    pub fn with_traceparent(&self, traceparent: impl Into<String>) -> Self {
+        Self {
+            traceparent: Some(traceparent.into()),
+            ..self.clone()
+        }
     }
 
     /// This client acting as the principal of the bearer `token`.
@@ -267,16 +296,20 @@ impl Client {
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
-        let request = self.http.request(method, url);
-        Ok(match &self.token {
-            Some(token) => {
-                let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
-                    .map_err(|_| Error::InvalidToken)?;
-                value.set_sensitive(true);
-                request.header(AUTHORIZATION, value)
-            }
-            None => request,
-        })
+        let mut request = self.http.request(method, url);
+        if let Some(token) = &self.token {
+            let mut value =
+                header_value(&format!("Bearer {}", token.expose_secret()), "bearer token")?;
+            value.set_sensitive(true);
+            request = request.header(AUTHORIZATION, value);
+        }
+        if let Some(id) = &self.correlation_id {
+            request = request.header(CORRELATION_ID, header_value(id, "correlation id")?);
+        }
+        if let Some(traceparent) = &self.traceparent {
+            request = request.header(TRACEPARENT, header_value(traceparent, "traceparent")?);
+        }
+        Ok(request)
     }
 
     /// Sends `request`: a 2xx answer's body is read as `T`; any other is the problem.
@@ -312,6 +345,10 @@ impl Client {
             }),
         }
     }
+}
+
+fn header_value(value: &str, name: &'static str) -> Result<HeaderValue, Error> {
+    HeaderValue::from_str(value).map_err(|_| Error::InvalidHeader { name })
 }
 
 fn idempotent(request: RequestBuilder, key: Option<&IdempotencyKey>) -> RequestBuilder {

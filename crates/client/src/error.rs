@@ -72,9 +72,10 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
-    /// The bearer token cannot be sent in a header (it has control characters).
-    #[error("the bearer token is not a valid header value")]
-    InvalidToken,
+    /// A header of the client (the bearer token, the correlation id, `traceparent`) has
+    /// characters a header cannot carry.
+    #[error("the {name} is not a valid header value")]
+    InvalidHeader { name: &'static str },
     /// The base URL and the path do not make a URL.
     #[error("invalid URL for {operation}")]
     Url {
@@ -91,7 +92,7 @@ impl Error {
             Error::Problem(response) => Some(&response.problem),
             Error::UnexpectedResponse { .. }
             | Error::Transport { .. }
-            | Error::InvalidToken
+            | Error::InvalidHeader { .. }
             | Error::Url { .. } => None,
         }
     }
@@ -102,7 +103,7 @@ impl Error {
             Error::Problem(response) => StatusCode::from_u16(response.problem.status).ok(),
             Error::UnexpectedResponse { status, .. } => Some(*status),
             Error::Transport { source, .. } => source.status(),
-            Error::InvalidToken | Error::Url { .. } => None,
+            Error::InvalidHeader { .. } | Error::Url { .. } => None,
         }
     }
 }

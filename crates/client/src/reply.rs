@@ -15,6 +15,9 @@ pub struct Reply<T> {
     pub replayed: bool,
     /// `ETag`, where the server sends one.
     pub etag: Option<String>,
+    /// `X-Correlation-Id`: the one sent, or the one the server made up; quote it when
+    /// asking about the request.
+    pub correlation_id: Option<String>,
 }
 
 impl<T> Reply<T> {
@@ -25,6 +28,7 @@ impl<T> Reply<T> {
             location: header(headers, LOCATION.as_str()),
             replayed: is_replayed(headers),
             etag: header(headers, ETAG.as_str()),
+            correlation_id: header(headers, CORRELATION_ID),
         }
     }
 
@@ -34,6 +38,7 @@ impl<T> Reply<T> {
 }
 
 pub(crate) const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+const CORRELATION_ID: &str = "x-correlation-id";
 
 pub(crate) fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
