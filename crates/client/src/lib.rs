@@ -16,7 +16,7 @@
 //! use wallet_hub_client::{Amount, Client, IdempotencyKey};
 //!
 //! let api = Client::new("http://127.0.0.1:8080")?.with_token("<access token>");
-//! let wallet: domain::WalletId = "0192f0c1-0000-7000-8000-000000000000".parse()?;
+//! let wallet: wallet_hub_client::WalletId = "0192f0c1-0000-7000-8000-000000000000".parse()?;
 //! let key = IdempotencyKey::new("deposit-2024-001")?;
 //! let deposit = api.deposit(wallet, &Amount::new("10.50"), Some(&key)).await?;
 //! println!("balance {} (replayed: {})", deposit.body.balance_after, deposit.replayed);
@@ -32,6 +32,10 @@ mod error;
 mod idempotency;
 mod reply;
 pub mod types;
+
+/// The typed ids, currency and wallet status of the bodies, so that callers need no other
+/// crate to name them.
+pub use domain::{Currency, EventId, TransactionId, UserId, WalletId, WalletStatus};
 
 pub use client::Client;
 pub use error::{Error, Problem, ProblemResponse};
