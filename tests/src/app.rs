@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use wallet_hub::{Application, Settings};
+use wallet_hub_client::{Amount, CreateTransfer, CreateUser, CreateWallet};
 
 use crate::broker::create_topics;
 
@@ -36,7 +37,11 @@ pub struct TestApp {
     pub address: String,
     /// The admin server: /metrics, /health/*.
     pub admin_address: String,
+    /// Raw HTTP, for requests the typed client cannot make (malformed input on purpose).
     pub client: reqwest::Client,
+    /// The typed client of this service, without a token: [`Self::operator`],
+    /// [`Self::as_user`] and friends give it one.
+    pub api: wallet_hub_client::Client,
     /// The database as its owner (the migration role): fixtures and inspection, beyond
     /// what the service's runtime role may do.
     pub pool: PgPool,
@@ -130,10 +135,14 @@ pub async fn start(settings: Settings, topics: Topics) -> TestApp {
     let issuer = DevIssuer::load_or_create(&issuer_dir(&settings)).expect("development issuer");
     let shutdown = CancellationToken::new();
     let handle = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let client = reqwest::Client::new();
+    let api = wallet_hub_client::Client::with_http_client(client.clone(), &address)
+        .expect("the API's address is a URL");
     TestApp {
         address,
         admin_address,
-        client: reqwest::Client::new(),
+        client,
+        api,
         pool,
         settings,
         topics,
@@ -204,6 +213,68 @@ impl TestApp {
     /// The operator: deposits, freezes, unfreezes, reads anything.
     pub fn operator_token(&self) -> String {
         self.token("test-operator", &OPERATOR_SCOPES)
+    }
+
+    /// The typed client acting as the operator ([`OPERATOR_SCOPES`]).
+    pub fn operator(&self) -> wallet_hub_client::Client {
+        self.api.with_token(self.operator_token())
+    }
+
+    /// The typed client acting as a principal that has no user yet (a fresh subject).
+    pub fn new_principal(&self) -> wallet_hub_client::Client {
+        self.api
+            .with_token(self.token(&format!("test-user-{}", Uuid::now_v7()), &[]))
+    }
+
+    /// The typed client acting as the user `user`.
+    pub async fn as_user(&self, user: Uuid) -> wallet_hub_client::Client {
+        self.api.with_token(self.user_token(user).await)
+    }
+
+    /// The typed client acting as the owner of `wallet`.
+    pub async fn as_owner(&self, wallet: domain::WalletId) -> wallet_hub_client::Client {
+        let token = self
+            .owner_token(&wallet.to_string())
+            .await
+            .expect("the wallet exists");
+        self.api.with_token(token)
+    }
+
+    /// A user registered through the typed client, with a unique email.
+    pub async fn new_user(&self) -> wallet_hub_client::User {
+        let user = CreateUser {
+            email: format!("{}@example.com", Uuid::now_v7()),
+            name: "Test User".to_owned(),
+        };
+        let reply = self
+            .new_principal()
+            .create_user(&user, None)
+            .await
+            .expect("user created");
+        assert_eq!(reply.status, 201, "user created");
+        reply.body
+    }
+
+    /// A wallet named `Main` of `user`, created by that user through the typed client.
+    pub async fn new_wallet_for(&self, user: Uuid, currency: &str) -> wallet_hub_client::Wallet {
+        let wallet = CreateWallet {
+            name: "Main".to_owned(),
+            currency: currency.parse().expect("a known currency"),
+        };
+        let reply = self
+            .as_user(user)
+            .await
+            .create_wallet(&wallet, None)
+            .await
+            .expect("wallet created");
+        assert_eq!(reply.status, 201, "wallet created");
+        reply.body
+    }
+
+    /// A wallet in `currency` of a new user, through the typed client.
+    pub async fn new_wallet(&self, currency: &str) -> wallet_hub_client::Wallet {
+        let user = self.new_user().await;
+        self.new_wallet_for(user.id.into(), currency).await
     }
 
     /// Who a test request acts as when the test does not say: whoever may make it.
@@ -299,17 +370,9 @@ impl TestApp {
         page["items"].as_array().cloned().expect("a page of items")
     }
 
-    /// Creates a user with a unique email and returns its id.
+    /// Creates a user with a unique email (through the typed client) and returns its id.
     pub async fn create_user(&self) -> Uuid {
-        let response = self
-            .post_json(
-                "/v1/users",
-                &serde_json::json!({"email": format!("{}@example.com", Uuid::now_v7()), "name": "Test User"}),
-            )
-            .await;
-        assert_eq!(response.status(), 201, "user created");
-        let user: serde_json::Value = response.json().await.expect("user JSON");
-        user["id"].as_str().expect("id").parse().expect("uuid")
+        self.new_user().await.id.into()
     }
 
     /// Creates a wallet in `currency` for a new user and returns its JSON.
@@ -336,15 +399,10 @@ impl TestApp {
         id
     }
 
+    /// Creates a wallet of `user` through the typed client and returns it as JSON.
     pub async fn create_wallet_for(&self, user: Uuid, currency: &str) -> serde_json::Value {
-        let response = self
-            .post_json(
-                "/v1/wallets",
-                &serde_json::json!({"user_id": user, "name": "Main", "currency": currency}),
-            )
-            .await;
-        assert_eq!(response.status(), 201, "wallet created");
-        response.json().await.expect("wallet JSON")
+        let wallet = self.new_wallet_for(user, currency).await;
+        serde_json::to_value(wallet).expect("a wallet serializes")
     }
 
     pub async fn deposit(&self, wallet_id: &str, amount: &str) -> reqwest::Response {
@@ -375,13 +433,24 @@ impl TestApp {
     /// 2.00 transferred to `b`. Returns (user, a, b).
     pub async fn money_scenario(&self) -> (Uuid, String, String) {
         let user = self.create_user().await;
-        let id = |wallet: serde_json::Value| wallet["id"].as_str().expect("id").to_owned();
-        let a = id(self.create_wallet_for(user, "USD").await);
-        let b = id(self.create_wallet_for(user, "USD").await);
-        assert_eq!(self.deposit(&a, "10.00").await.status(), 201);
-        assert_eq!(self.withdraw(&a, "1.00").await.status(), 201);
-        assert_eq!(self.transfer(&a, &b, "2.00").await.status(), 201);
-        (user, a, b)
+        let a = self.new_wallet_for(user, "USD").await.id;
+        let b = self.new_wallet_for(user, "USD").await.id;
+        let owner = self.as_user(user).await;
+        self.operator()
+            .deposit(a, &Amount::new("10.00"), None)
+            .await
+            .expect("deposit");
+        owner
+            .withdraw(a, &Amount::new("1.00"), None)
+            .await
+            .expect("withdrawal");
+        let transfer = CreateTransfer {
+            from_wallet_id: a,
+            to_wallet_id: b,
+            amount: "2.00".to_owned(),
+        };
+        owner.transfer(&transfer, None).await.expect("transfer");
+        (user, a.to_string(), b.to_string())
     }
 
     /// Stops the service the way SIGTERM does and waits for it to finish.

@@ -5,6 +5,7 @@
 //!   consumer group, and returns a [`TestApp`] to drive it;
 //! - [`broker`]: creating topics and reading the records the service published;
 //! - [`events`]: domain events and CloudEvents built as the service builds them;
+//! - [`logs`]: capturing what the in-process service logs;
 //! - [`contracts`]: every record the tests read that Wallet Hub published is checked
 //!   against its schema and names it in `dataschema`;
 //! - [`eventually`]: waiting for an asynchronous outcome, bounded by [`KAFKA_WAIT`].
@@ -13,6 +14,7 @@ pub mod app;
 pub mod broker;
 pub mod contracts;
 pub mod events;
+pub mod logs;
 
 use std::time::Duration;
 

@@ -158,6 +158,9 @@ impl KafkaConfig {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("partition.assignment.strategy", "cooperative-sticky")
+            // Topics are provisioned at startup (`[topics]`); a consumer never asks the
+            // brokers to create what it subscribes to, as with auto-creation off.
+            .set("allow.auto.create.topics", "false")
             // Feeds the consumer_lag gauge and readiness.
             .set("statistics.interval.ms", "5000");
         for (key, value) in &self.consumer {

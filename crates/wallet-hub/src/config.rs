@@ -87,13 +87,27 @@ pub struct ConsumerConfig {
     pub trusted_sources: Vec<String>,
 }
 
-/// `[topics]`: the Kafka topics the service creates when they are missing.
+/// `[topics]`: the Kafka topics the service creates when they are missing, and checks
+/// (warning on each difference) when they exist.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TopicsConfig {
     pub provision: bool,
     pub partitions: i32,
     pub replication_factor: i32,
+    /// `retention.ms` of a created topic (-1: keep forever).
+    pub retention_ms: i64,
+}
+
+impl TopicsConfig {
+    /// What every provisioned topic should be.
+    pub fn spec(&self) -> kafka::topics::TopicSpec {
+        kafka::topics::TopicSpec {
+            partitions: self.partitions,
+            replication_factor: self.replication_factor,
+            configs: [("retention.ms".to_owned(), self.retention_ms.to_string())].into(),
+        }
+    }
 }
 
 /// `[events]`: what the published events say about themselves.

@@ -17,6 +17,7 @@ pub mod identity;
 pub mod ops;
 pub mod startup;
 pub mod topology;
+pub mod welcome;
 
 pub use config::Settings;
 pub use startup::Application;

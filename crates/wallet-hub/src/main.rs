@@ -7,12 +7,15 @@
 //! - `outbox`: inspect and repair the outbox (`status`, `parked`, `redrive`, `replay`);
 //! - `dlq`: list dead-lettered Kafka records and send them back (`list`, `redrive`);
 //! - `token`: print an access token signed by the local development issuer;
+//! - `ready`: wait until the service answers readiness, then print its URLs (API, docs,
+//!   metrics) and how to get a token;
 //! - `audit`: check that balances, ledger, outbox, Kafka topics and consumers agree (exit 0),
 //!   or list what disagrees (exit 1); exit 2 when it cannot run.
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
@@ -66,6 +69,13 @@ enum Command {
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=1440))]
         ttl_minutes: u64,
     },
+    /// Wait until the service of this config answers readiness, then print the API, docs
+    /// and metrics URLs and how to get a token (scripts/run does, once serving).
+    Ready {
+        /// Give up (exit 1) after this long.
+        #[arg(long, default_value_t = 120)]
+        timeout_seconds: u64,
+    },
     /// Reconcile balances, ledger, outbox, Kafka topics and consumers' effects: exit 0 when
     /// all agree, 1 with the list of findings, 2 when the audit cannot run.
     Audit {
@@ -105,6 +115,13 @@ async fn main() -> anyhow::Result<ExitCode> {
             .await
             .map(|()| ExitCode::SUCCESS);
     }
+    // The URLs go to stdout alone: no logs.
+    if let Command::Ready { timeout_seconds } = cli.command {
+        let welcome = wallet_hub::welcome::Welcome::new(&settings);
+        wallet_hub::welcome::wait_ready(&welcome, Duration::from_secs(timeout_seconds)).await?;
+        println!("{welcome}");
+        return Ok(ExitCode::SUCCESS);
+    }
     // The report goes to stdout alone (logs would go there too): no telemetry.
     if let Command::Audit {
         settle_seconds,
@@ -126,7 +143,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         Command::Migrate => migrate(settings).await,
         Command::Outbox(command) => wallet_hub::ops::run(settings, command).await,
         Command::Dlq(command) => wallet_hub::ops::run_dlq(settings, command).await,
-        Command::Token { .. } | Command::Audit { .. } => Ok(()),
+        Command::Token { .. } | Command::Audit { .. } | Command::Ready { .. } => Ok(()),
     };
     telemetry::shutdown();
     result.map(|()| ExitCode::SUCCESS)

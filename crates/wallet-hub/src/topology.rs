@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use consumers::{WalletActivityProjection, WalletCreatedEventConsumer};
 use event_bindings::EventBindings;
+use kafka::topics::Provisioned;
 use kafka::{GroupTopics, KafkaProbe, ProbeError};
 
 use crate::config::{Settings, TopicsConfig};
@@ -75,15 +76,17 @@ pub(crate) fn consumed_topics(settings: &Settings, groups: &[GroupTopics]) -> Ve
 
 /// Creates the missing topics this service uses (every binding's topic, and the
 /// dead-letter topics of the consumed ones), so that nothing depends on the brokers'
-/// auto-creation.
-pub(crate) async fn provision_topics(
+/// auto-creation; logs one warning per existing topic that differs from `[topics]`.
+/// Returns what it did and found.
+pub async fn provision_topics(
     settings: &Settings,
     bindings: &EventBindings,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Provisioned> {
     let TopicsConfig {
         provision: _,
         partitions,
         replication_factor,
+        retention_ms,
     } = settings.topics;
     let mut topics: Vec<String> = bindings.topics().into_iter().map(str::to_owned).collect();
     topics.extend(consumed_topics(
@@ -92,17 +95,24 @@ pub(crate) async fn provision_topics(
     ));
     topics.sort();
     topics.dedup();
-    let created =
-        kafka::topics::ensure_topics(&settings.kafka, &topics, partitions, replication_factor)
+    let provisioned =
+        kafka::topics::ensure_topics(&settings.kafka, &topics, &settings.topics.spec())
             .await
             .context("cannot provision the Kafka topics (topics.provision)")?;
-    if !created.is_empty() {
+    if !provisioned.created.is_empty() {
         tracing::info!(
-            ?created,
+            created = ?provisioned.created,
             partitions,
             replication_factor,
+            retention_ms,
             "created missing Kafka topics"
         );
     }
-    Ok(())
+    for mismatch in &provisioned.mismatches {
+        tracing::warn!(
+            topic = %mismatch.topic,
+            "{mismatch} (the topic is left as it is)"
+        );
+    }
+    Ok(provisioned)
 }

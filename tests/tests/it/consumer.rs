@@ -6,6 +6,7 @@ use kafka::EventProducer;
 use rdkafka::Message;
 use telemetry::TraceHeaders;
 use uuid::Uuid;
+use wallet_hub_client::PageRequest;
 
 use wallet_hub_tests::{cloud_event, deposit_event, eventually, header, spawn_app_with};
 
@@ -40,8 +41,7 @@ async fn a_wallet_created_event_delivered_twice_sends_one_welcome_notification()
     }
 
     let list = eventually("both wallets' welcomes", || async {
-        let list: Vec<serde_json::Value> =
-            app.list(&format!("/v1/users/{user}/notifications")).await;
+        let list = notifications(&app, user).await;
         (list.len() >= 2).then_some(list)
     })
     .await;
@@ -71,12 +71,27 @@ async fn consumed(app: &wallet_hub_tests::TestApp, outcome: &str) -> u64 {
         .sum()
 }
 
-async fn activity(app: &wallet_hub_tests::TestApp, wallet: &str) -> serde_json::Value {
-    app.get(&format!("/v1/wallets/{wallet}/activity"))
+/// The wallet's activity read model, read by the operator through the typed client.
+async fn activity(app: &wallet_hub_tests::TestApp, wallet: &str) -> wallet_hub_client::Activity {
+    let wallet: WalletId = wallet.parse().expect("a wallet id");
+    app.operator()
+        .activity(wallet)
         .await
-        .json()
+        .expect("activity")
+        .body
+}
+
+/// The user's notifications, read by the operator through the typed client.
+async fn notifications(
+    app: &wallet_hub_tests::TestApp,
+    user: Uuid,
+) -> Vec<wallet_hub_client::Notification> {
+    app.operator()
+        .list_notifications(UserId::from(user), &PageRequest::default())
         .await
-        .expect("JSON")
+        .expect("notifications")
+        .body
+        .items
 }
 
 #[tokio::test]
@@ -89,7 +104,7 @@ async fn redelivery_from_the_earliest_offset_and_replays_apply_every_effect_once
 
     let expected_a = serde_json::json!({"in": "10.00", "out": "3.00", "events": 3});
     let expected_b = serde_json::json!({"in": "2.00", "out": "0.00", "events": 1});
-    let summary = |v: &serde_json::Value| serde_json::json!({"in": v["total_in"], "out": v["total_out"], "events": v["events_applied"]});
+    let summary = |v: &wallet_hub_client::Activity| serde_json::json!({"in": v.total_in, "out": v.total_out, "events": v.events_applied});
     eventually("the projection to catch up", || async {
         (summary(&activity(&app, &a).await) == expected_a
             && summary(&activity(&app, &b).await) == expected_b)
@@ -97,8 +112,7 @@ async fn redelivery_from_the_earliest_offset_and_replays_apply_every_effect_once
     })
     .await;
     eventually("both welcomes", || async {
-        let list = app.list(&format!("/v1/users/{user}/notifications")).await;
-        (list.len() == 2).then_some(())
+        (notifications(&app, user).await.len() == 2).then_some(())
     })
     .await;
     let before = activity(&app, &a).await;
@@ -133,7 +147,7 @@ async fn redelivery_from_the_earliest_offset_and_replays_apply_every_effect_once
         "redelivery changed nothing"
     );
     assert_eq!(summary(&activity(&app, &b).await), expected_b);
-    let list: Vec<serde_json::Value> = app.list(&format!("/v1/users/{user}/notifications")).await;
+    let list = notifications(&app, user).await;
     assert_eq!(list.len(), 2, "one welcome per wallet");
 
     // A replay publishes a's four events again with their ids: still applied once.
@@ -226,7 +240,7 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_later_messages_are_proc
         .expect("delivered");
 
     eventually("the good event applied", || async {
-        (activity(&app, &wallet).await["total_in"] == "7.00").then_some(())
+        (activity(&app, &wallet).await.total_in == "7.00").then_some(())
     })
     .await;
     let dead =
@@ -364,7 +378,7 @@ async fn operators_list_dead_letters_and_redrive_chosen_ones_to_their_topic() {
     assert_eq!((sent, progress), (1, vec![1]));
 
     eventually("the redriven event applied", || async {
-        (activity(&app, &wallet).await["total_in"] == "3.00").then_some(())
+        (activity(&app, &wallet).await.total_in == "3.00").then_some(())
     })
     .await;
     let back = wallet_hub_tests::read_records(&app.settings.kafka.brokers, &topic, 1).await;

@@ -1,7 +1,9 @@
 //! The walking skeleton end to end: HTTP -> PostgreSQL + outbox -> relay -> Kafka ->
 //! consumer -> welcome notification.
 
+use domain::UserId;
 use rdkafka::Message;
+use wallet_hub_client::{Amount, CreateWallet, PageRequest};
 
 use wallet_hub_tests::{eventually, header, read_records, spawn_app};
 
@@ -20,35 +22,28 @@ async fn wallet_and_deposit_events_reach_kafka_as_cloud_events_with_the_request_
     let app = spawn_app().await;
     let user_id = app.create_user().await;
 
-    let created = app
-        .request(
-            reqwest::Method::POST,
-            "/v1/wallets",
-            Some(&serde_json::json!({"user_id": user_id, "name": "Groceries", "currency": "USD"})),
-        )
+    let owner = app.as_user(user_id).await.with_traceparent(TRACEPARENT);
+    let wallet = CreateWallet {
+        name: "Groceries".to_owned(),
+        currency: "USD".parse().expect("currency"),
+    };
+    let created = owner
+        .with_correlation_id("corr-e2e-1")
+        .create_wallet(&wallet, None)
         .await
-        .header("traceparent", TRACEPARENT)
-        .header("x-correlation-id", "corr-e2e-1")
-        .send()
-        .await
-        .expect("request sent");
-    assert_eq!(created.status(), 201);
-    assert_eq!(created.headers()["x-correlation-id"], "corr-e2e-1");
-    let wallet: serde_json::Value = created.json().await.expect("JSON");
-    let wallet_id = wallet["id"].as_str().expect("id").to_owned();
+        .expect("wallet created");
+    assert_eq!(created.status, 201);
+    assert_eq!(created.correlation_id.as_deref(), Some("corr-e2e-1"));
+    let wallet_id = created.body.id.to_string();
 
     let deposit = app
-        .request(
-            reqwest::Method::POST,
-            &format!("/v1/wallets/{wallet_id}/deposits"),
-            Some(&serde_json::json!({"amount": "10.50"})),
-        )
+        .operator()
+        .with_traceparent(TRACEPARENT)
+        .deposit(created.body.id, &Amount::new("10.50"), None)
         .await
-        .header("traceparent", TRACEPARENT)
-        .send()
-        .await
-        .expect("request sent");
-    assert_eq!(deposit.status(), 201);
+        .expect("deposit");
+    assert_eq!(deposit.status, 201);
+    assert!(deposit.correlation_id.is_some(), "the server made one up");
 
     let brokers = &app.settings.kafka.brokers;
     let created_records = read_records(brokers, &app.topics.wallet_created, 1).await;
@@ -147,16 +142,22 @@ async fn wallet_and_deposit_events_reach_kafka_as_cloud_events_with_the_request_
     assert_eq!(unsent, 0, "both outbox rows are marked sent");
 
     let notifications = eventually("the welcome notification", || async {
-        let list: Vec<serde_json::Value> = app
-            .list(&format!("/v1/users/{user_id}/notifications"))
-            .await;
+        let list = owner
+            .list_notifications(UserId::from(user_id), &PageRequest::default())
+            .await
+            .expect("notifications")
+            .body
+            .items;
         (!list.is_empty()).then_some(list)
     })
     .await;
     assert_eq!(notifications.len(), 1);
-    assert_eq!(notifications[0]["wallet_id"], wallet_id.as_str());
-    assert_eq!(notifications[0]["kind"], "welcome");
-    assert_eq!(notifications[0]["event_id"], payloads[0].1["event_id"]);
+    assert_eq!(notifications[0].wallet_id, created.body.id);
+    assert_eq!(notifications[0].kind, "welcome");
+    assert_eq!(
+        serde_json::json!(notifications[0].event_id),
+        payloads[0].1["event_id"]
+    );
 
     app.stop().await.expect("clean shutdown");
 }

@@ -25,4 +25,5 @@ mod relay;
 mod roles;
 mod service;
 mod store_errors;
+mod topics;
 mod wallet_api;

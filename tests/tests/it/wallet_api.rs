@@ -1,10 +1,26 @@
 //! The wallet API beyond deposits: users, withdrawals, transfers, lifecycle, history, and
 //! the ledger rules the database enforces on its own.
 
+use domain::{UserId, WalletId, WalletStatus};
 use uuid::Uuid;
+use wallet_hub_client::{
+    Amount, CreateTransfer, CreateUser, Error, PageRequest, Reply, types::HistoryItem,
+};
 
 use wallet_hub_tests::{TestApp, spawn_app};
 
+/// The problem's type slug of a refused call, after checking its status.
+fn refused<T: std::fmt::Debug>(outcome: Result<Reply<T>, Error>, status: u16) -> String {
+    let error = outcome.expect_err("the call is refused");
+    let problem = error
+        .problem()
+        .unwrap_or_else(|| panic!("a problem: {error:?}"));
+    assert_eq!(problem.status, status, "{problem}");
+    assert_eq!(error.status().map(|s| s.as_u16()), Some(status));
+    problem.slug().to_owned()
+}
+
+/// The problem's type slug of a raw answer (for requests the typed client cannot make).
 async fn problem_type(response: reqwest::Response, status: u16) -> String {
     assert_eq!(response.status(), status);
     assert_eq!(
@@ -16,22 +32,17 @@ async fn problem_type(response: reqwest::Response, status: u16) -> String {
     type_uri.rsplit('/').next().expect("slug").to_owned()
 }
 
-async fn balance(app: &TestApp, wallet: &str) -> String {
-    let body: serde_json::Value = app
-        .get(&format!("/v1/wallets/{wallet}"))
+async fn balance(app: &TestApp, wallet: WalletId) -> String {
+    app.operator()
+        .get_wallet(wallet)
         .await
-        .json()
-        .await
-        .expect("JSON");
-    body["balance"].as_str().expect("balance").to_owned()
+        .expect("wallet")
+        .body
+        .balance
 }
 
-async fn post_empty(app: &TestApp, path: &str) -> reqwest::Response {
-    app.request(reqwest::Method::POST, path, None)
-        .await
-        .send()
-        .await
-        .expect("request sent")
+fn amount(value: &str) -> Amount {
+    Amount::new(value)
 }
 
 /// Every ledger transaction sums to zero and every wallet's balance is its latest
@@ -58,44 +69,44 @@ async fn assert_ledger_consistent(app: &TestApp) {
 #[tokio::test]
 async fn users_have_unique_case_insensitive_emails_and_list_their_wallets() {
     let app = spawn_app().await;
-    let response = app
-        .post_json(
-            "/v1/users",
-            &serde_json::json!({"email": "Ada.Lovelace@Example.com", "name": "Ada"}),
+    let ada = app.new_principal();
+    let created = ada
+        .create_user(
+            &CreateUser {
+                email: "Ada.Lovelace@Example.com".to_owned(),
+                name: "Ada".to_owned(),
+            },
+            None,
         )
-        .await;
-    assert_eq!(response.status(), 201);
-    let location = response.headers()["location"]
-        .to_str()
-        .expect("ASCII")
-        .to_owned();
-    let user: serde_json::Value = response.json().await.expect("JSON");
-    assert_eq!(user["email"], "Ada.Lovelace@Example.com");
+        .await
+        .expect("user created");
+    assert_eq!(created.status, 201);
+    let user = created.body;
+    assert_eq!(user.email, "Ada.Lovelace@Example.com");
     assert_eq!(
-        app.get(&location)
-            .await
-            .json::<serde_json::Value>()
-            .await
-            .expect("JSON"),
-        user
+        created.location.as_deref(),
+        Some(format!("/v1/users/{}", user.id).as_str())
     );
+    assert_eq!(ada.get_user(user.id).await.expect("user").body, user);
 
     let again = app
-        .post_json(
-            "/v1/users",
-            &serde_json::json!({"email": "ada.lovelace@example.COM", "name": "Other"}),
+        .new_principal()
+        .create_user(
+            &CreateUser {
+                email: "ada.lovelace@example.COM".to_owned(),
+                name: "Other".to_owned(),
+            },
+            None,
         )
         .await;
-    assert_eq!(problem_type(again, 409).await, "email-taken");
+    assert_eq!(refused(again, 409), "email-taken");
     for bad in ["not-an-email", "a@b", "", "a b@example.com"] {
-        let response = app
-            .post_json("/v1/users", &serde_json::json!({"email": bad, "name": "X"}))
-            .await;
-        assert_eq!(
-            problem_type(response, 422).await,
-            "validation-error",
-            "{bad:?}"
-        );
+        let user = CreateUser {
+            email: bad.to_owned(),
+            name: "X".to_owned(),
+        };
+        let outcome = app.new_principal().create_user(&user, None).await;
+        assert_eq!(refused(outcome, 422), "validation-error", "{bad:?}");
     }
     let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
         .fetch_one(&app.pool)
@@ -103,22 +114,24 @@ async fn users_have_unique_case_insensitive_emails_and_list_their_wallets() {
         .expect("count");
     assert_eq!(users, 1);
 
-    let user_id: Uuid = user["id"].as_str().expect("id").parse().expect("uuid");
-    let usd = app.create_wallet_for(user_id, "USD").await;
-    let eur = app.create_wallet_for(user_id, "EUR").await;
-    let wallets: Vec<serde_json::Value> = app.list(&format!("/v1/users/{user_id}/wallets")).await;
+    let user_id: Uuid = user.id.into();
+    let usd = app.new_wallet_for(user_id, "USD").await;
+    let eur = app.new_wallet_for(user_id, "EUR").await;
+    let wallets = ada
+        .list_wallets(user.id, &PageRequest::default())
+        .await
+        .expect("wallets")
+        .body
+        .items;
     assert_eq!(wallets, vec![usd, eur]);
+    let operator = app.operator();
+    let nobody = UserId::new();
+    assert_eq!(refused(operator.get_user(nobody).await, 404), "not-found");
     assert_eq!(
-        problem_type(app.get(&format!("/v1/users/{}", Uuid::now_v7())).await, 404).await,
-        "not-found"
-    );
-    assert_eq!(
-        problem_type(
-            app.get(&format!("/v1/users/{}/wallets", Uuid::now_v7()))
-                .await,
+        refused(
+            operator.list_wallets(nobody, &PageRequest::default()).await,
             404
-        )
-        .await,
+        ),
         "not-found"
     );
 }
@@ -126,31 +139,31 @@ async fn users_have_unique_case_insensitive_emails_and_list_their_wallets() {
 #[tokio::test]
 async fn withdrawals_never_go_below_zero() {
     let app = spawn_app().await;
-    let wallet = app.create_wallet("USD").await;
-    let id = wallet["id"].as_str().expect("id");
-    assert_eq!(app.deposit(id, "10.00").await.status(), 201);
-    let path = format!("/v1/wallets/{id}/withdrawals");
-    let ok = app
-        .post_json(&path, &serde_json::json!({"amount": "2.50"}))
-        .await;
-    assert_eq!(ok.status(), 201);
-    let body: serde_json::Value = ok.json().await.expect("JSON");
-    assert_eq!(body["balance_after"], "7.50");
+    let id = app.new_wallet("USD").await.id;
+    let owner = app.as_owner(id).await;
+    app.operator()
+        .deposit(id, &amount("10.00"), None)
+        .await
+        .expect("deposit");
+    let ok = owner
+        .withdraw(id, &amount("2.50"), None)
+        .await
+        .expect("withdrawal");
+    assert_eq!(ok.status, 201);
+    assert_eq!(ok.body.balance_after, "7.50");
+    assert_eq!(ok.body.amount, "2.50");
+    assert_eq!(ok.body.wallet_id, id);
     let outbox_before = app.outbox_rows().await;
-    let too_much = app
-        .post_json(&path, &serde_json::json!({"amount": "7.51"}))
-        .await;
-    assert_eq!(problem_type(too_much, 422).await, "insufficient-funds");
-    for (amount, slug) in [
+    let too_much = owner.withdraw(id, &amount("7.51"), None).await;
+    assert_eq!(refused(too_much, 422), "insufficient-funds");
+    for (value, slug) in [
         ("0", "validation-error"),
         ("-1", "validation-error"),
         ("x", "validation-error"),
         ("1.001", "amount-not-representable"),
     ] {
-        let response = app
-            .post_json(&path, &serde_json::json!({"amount": amount}))
-            .await;
-        assert_eq!(problem_type(response, 422).await, slug, "{amount}");
+        let outcome = owner.withdraw(id, &amount(value), None).await;
+        assert_eq!(refused(outcome, 422), slug, "{value}");
     }
     assert_eq!(balance(&app, id).await, "7.50");
     assert_eq!(
@@ -158,10 +171,10 @@ async fn withdrawals_never_go_below_zero() {
         outbox_before,
         "refusals write no event"
     );
-    let all = app
-        .post_json(&path, &serde_json::json!({"amount": "7.50"}))
-        .await;
-    assert_eq!(all.status(), 201);
+    owner
+        .withdraw(id, &amount("7.50"), None)
+        .await
+        .expect("the whole balance");
     assert_eq!(balance(&app, id).await, "0.00");
     assert_ledger_consistent(&app).await;
 }
@@ -169,81 +182,53 @@ async fn withdrawals_never_go_below_zero() {
 #[tokio::test]
 async fn frozen_and_closed_wallets_move_no_money_and_close_needs_a_zero_balance() {
     let app = spawn_app().await;
-    let wallet = app.create_wallet("USD").await;
-    let id = wallet["id"].as_str().expect("id");
-    assert_eq!(app.deposit(id, "3.00").await.status(), 201);
+    let id = app.new_wallet("USD").await.id;
+    let (operator, owner) = (app.operator(), app.as_owner(id).await);
+    operator
+        .deposit(id, &amount("3.00"), None)
+        .await
+        .expect("deposit");
 
-    let frozen = post_empty(&app, &format!("/v1/wallets/{id}/freeze")).await;
-    assert_eq!(frozen.status(), 200);
-    let body: serde_json::Value = frozen.json().await.expect("JSON");
-    assert_eq!(body["status"], "frozen");
+    let frozen = operator.freeze(id, None).await.expect("frozen");
+    assert_eq!(frozen.status, 200);
+    assert_eq!(frozen.body.status, WalletStatus::Frozen);
     let outbox_before = app.outbox_rows().await;
     assert_eq!(
-        problem_type(app.deposit(id, "1.00").await, 409).await,
+        refused(operator.deposit(id, &amount("1.00"), None).await, 409),
         "wallet-not-active"
     );
-    let withdraw = app
-        .post_json(
-            &format!("/v1/wallets/{id}/withdrawals"),
-            &serde_json::json!({"amount": "1.00"}),
-        )
-        .await;
-    assert_eq!(problem_type(withdraw, 409).await, "wallet-not-active");
     assert_eq!(
-        problem_type(
-            post_empty(&app, &format!("/v1/wallets/{id}/freeze")).await,
-            409
-        )
-        .await,
+        refused(owner.withdraw(id, &amount("1.00"), None).await, 409),
+        "wallet-not-active"
+    );
+    assert_eq!(
+        refused(operator.freeze(id, None).await, 409),
         "invalid-status-transition"
     );
     assert_eq!(app.outbox_rows().await, outbox_before);
 
+    let active = operator.unfreeze(id, None).await.expect("unfrozen");
+    assert_eq!(active.body.status, WalletStatus::Active);
     assert_eq!(
-        post_empty(&app, &format!("/v1/wallets/{id}/unfreeze"))
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        problem_type(
-            post_empty(&app, &format!("/v1/wallets/{id}/close")).await,
-            409
-        )
-        .await,
+        refused(owner.close(id, None).await, 409),
         "balance-not-zero"
     );
-    let withdraw = app
-        .post_json(
-            &format!("/v1/wallets/{id}/withdrawals"),
-            &serde_json::json!({"amount": "3.00"}),
-        )
-        .await;
-    assert_eq!(withdraw.status(), 201);
-    let closed: serde_json::Value = post_empty(&app, &format!("/v1/wallets/{id}/close"))
+    owner
+        .withdraw(id, &amount("3.00"), None)
         .await
-        .json()
-        .await
-        .expect("JSON");
-    assert_eq!(closed["status"], "closed");
+        .expect("withdrawal");
+    let closed = owner.close(id, None).await.expect("closed");
+    assert_eq!(closed.body.status, WalletStatus::Closed);
     assert_eq!(
-        problem_type(app.deposit(id, "1.00").await, 409).await,
+        refused(operator.deposit(id, &amount("1.00"), None).await, 409),
         "wallet-not-active"
     );
     assert_eq!(
-        problem_type(
-            post_empty(&app, &format!("/v1/wallets/{id}/unfreeze")).await,
-            409
-        )
-        .await,
+        refused(operator.unfreeze(id, None).await, 409),
         "invalid-status-transition"
     );
     assert_eq!(
-        problem_type(
-            post_empty(&app, &format!("/v1/wallets/{}/freeze", Uuid::now_v7())).await,
-            404
-        )
-        .await,
+        refused(operator.freeze(WalletId::new(), None).await, 404),
         "not-found"
     );
     let statuses: Vec<(String, serde_json::Value)> = sqlx::query_as(
@@ -274,62 +259,54 @@ async fn frozen_and_closed_wallets_move_no_money_and_close_needs_a_zero_balance(
 #[tokio::test]
 async fn transfers_move_money_atomically_between_active_wallets_of_one_currency() {
     let app = spawn_app().await;
-    let a = app.create_wallet("USD").await;
-    let b = app.create_wallet("USD").await;
-    let eur = app.create_wallet("EUR").await;
-    let (a, b, eur) = (
-        a["id"].as_str().expect("id").to_owned(),
-        b["id"].as_str().expect("id").to_owned(),
-        eur["id"].as_str().expect("id").to_owned(),
-    );
-    assert_eq!(app.deposit(&a, "10.00").await.status(), 201);
-    let transfer = |from: &str, to: &str, amount: &str| serde_json::json!({"from_wallet_id": from, "to_wallet_id": to, "amount": amount});
+    let a = app.new_wallet("USD").await.id;
+    let b = app.new_wallet("USD").await.id;
+    let eur = app.new_wallet("EUR").await.id;
+    let (operator, owner) = (app.operator(), app.as_owner(a).await);
+    operator
+        .deposit(a, &amount("10.00"), None)
+        .await
+        .expect("deposit");
+    let transfer = |from: WalletId, to: WalletId, amount: &str| CreateTransfer {
+        from_wallet_id: from,
+        to_wallet_id: to,
+        amount: amount.to_owned(),
+    };
 
-    let ok = app
-        .post_json("/v1/transfers", &transfer(&a, &b, "4.25"))
-        .await;
-    assert_eq!(ok.status(), 201);
-    let body: serde_json::Value = ok.json().await.expect("JSON");
-    assert_eq!(body["from_balance_after"], "5.75");
-    assert_eq!(body["to_balance_after"], "4.25");
-    let transfer_id = body["id"].as_str().expect("id").to_owned();
+    let ok = owner
+        .transfer(&transfer(a, b, "4.25"), None)
+        .await
+        .expect("transfer");
+    assert_eq!(ok.status, 201);
+    assert_eq!(ok.body.from_balance_after, "5.75");
+    assert_eq!(ok.body.to_balance_after, "4.25");
+    let transfer_id = ok.body.id.to_string();
 
     let outbox_before = app.outbox_rows().await;
     let cases = [
-        (transfer(&a, &b, "5.76"), 422, "insufficient-funds"),
-        (transfer(&a, &eur, "1.00"), 422, "currency-mismatch"),
-        (transfer(&a, &a, "1.00"), 422, "same-wallet"),
-        (transfer(&a, &b, "0"), 422, "validation-error"),
-        (transfer(&a, &b, "1.001"), 422, "amount-not-representable"),
-        (
-            transfer(&a, &Uuid::now_v7().to_string(), "1.00"),
-            404,
-            "not-found",
-        ),
+        (transfer(a, b, "5.76"), 422, "insufficient-funds"),
+        (transfer(a, eur, "1.00"), 422, "currency-mismatch"),
+        (transfer(a, a, "1.00"), 422, "same-wallet"),
+        (transfer(a, b, "0"), 422, "validation-error"),
+        (transfer(a, b, "1.001"), 422, "amount-not-representable"),
+        (transfer(a, WalletId::new(), "1.00"), 404, "not-found"),
     ];
     for (body, status, slug) in cases {
-        let response = app.post_json("/v1/transfers", &body).await;
-        assert_eq!(problem_type(response, status).await, slug, "{body}");
+        let outcome = owner.transfer(&body, None).await;
+        assert_eq!(refused(outcome, status), slug, "{body:?}");
     }
-    assert_eq!(
-        post_empty(&app, &format!("/v1/wallets/{b}/freeze"))
-            .await
-            .status(),
-        200
-    );
+    operator.freeze(b, None).await.expect("frozen");
     let outbox_after_freeze = app.outbox_rows().await;
-    let to_frozen = app
-        .post_json("/v1/transfers", &transfer(&a, &b, "1.00"))
-        .await;
-    assert_eq!(problem_type(to_frozen, 409).await, "wallet-not-active");
+    let to_frozen = owner.transfer(&transfer(a, b, "1.00"), None).await;
+    assert_eq!(refused(to_frozen, 409), "wallet-not-active");
     assert_eq!(app.outbox_rows().await, outbox_after_freeze);
     assert_eq!(
         outbox_after_freeze,
         outbox_before + 1,
         "only the freeze was written"
     );
-    assert_eq!(balance(&app, &a).await, "5.75");
-    assert_eq!(balance(&app, &b).await, "4.25");
+    assert_eq!(balance(&app, a).await, "5.75");
+    assert_eq!(balance(&app, b).await, "4.25");
 
     let (event_type, key, payload): (String, Uuid, serde_json::Value) = sqlx::query_as(
         "SELECT event_type, aggregate_id, payload FROM outbox WHERE event_type = 'FundsTransferred'",
@@ -337,6 +314,7 @@ async fn transfers_move_money_atomically_between_active_wallets_of_one_currency(
     .fetch_one(&app.pool)
     .await
     .expect("one transfer event");
+    let (a, b) = (a.to_string(), b.to_string());
     assert_eq!(event_type, "FundsTransferred");
     assert_eq!(key.to_string(), a, "keyed by the source wallet");
     assert_eq!(payload["from_wallet_id"], a.as_str());
@@ -348,77 +326,81 @@ async fn transfers_move_money_atomically_between_active_wallets_of_one_currency(
 #[tokio::test]
 async fn history_pages_newest_first_with_a_cursor() {
     let app = spawn_app().await;
-    let a = app.create_wallet("USD").await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let b = app.create_wallet("USD").await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    for amount in ["1.00", "2.00", "3.00"] {
-        assert_eq!(app.deposit(&a, amount).await.status(), 201);
+    let a = app.new_wallet("USD").await.id;
+    let b = app.new_wallet("USD").await.id;
+    let (operator, owner) = (app.operator(), app.as_owner(a).await);
+    for value in ["1.00", "2.00", "3.00"] {
+        operator
+            .deposit(a, &amount(value), None)
+            .await
+            .expect("deposit");
     }
-    let withdraw = app
-        .post_json(
-            &format!("/v1/wallets/{a}/withdrawals"),
-            &serde_json::json!({"amount": "0.50"}),
-        )
-        .await;
-    assert_eq!(withdraw.status(), 201);
-    let transfer = app
-        .post_json(
-            "/v1/transfers",
-            &serde_json::json!({"from_wallet_id": a, "to_wallet_id": b, "amount": "1.25"}),
-        )
-        .await;
-    assert_eq!(transfer.status(), 201);
+    owner
+        .withdraw(a, &amount("0.50"), None)
+        .await
+        .expect("withdrawal");
+    let transfer = CreateTransfer {
+        from_wallet_id: a,
+        to_wallet_id: b,
+        amount: "1.25".to_owned(),
+    };
+    owner.transfer(&transfer, None).await.expect("transfer");
 
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
+    let mut seen: Vec<HistoryItem> = Vec::new();
+    let mut next = Some(PageRequest::first(2));
     let mut pages = 0;
-    loop {
-        let path = match &cursor {
-            Some(c) => format!("/v1/wallets/{a}/transactions?limit=2&cursor={c}"),
-            None => format!("/v1/wallets/{a}/transactions?limit=2"),
-        };
-        let page: serde_json::Value = app.get(&path).await.json().await.expect("JSON");
+    while let Some(request) = next {
+        let page = owner.history(a, &request).await.expect("page").body;
         pages += 1;
-        for item in page["items"].as_array().expect("items") {
-            seen.push((
-                item["kind"].as_str().expect("kind").to_owned(),
-                item["amount"].as_str().expect("amount").to_owned(),
-                item["balance_after"].as_str().expect("balance").to_owned(),
-                item["counterparty_wallet_id"].as_str().map(str::to_owned),
-            ));
-        }
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => break,
-        }
+        next = request.next(&page);
+        seen.extend(page.items);
     }
     assert_eq!(pages, 3);
-    let expected = [
-        ("transfer", "-1.25", "4.25", Some(b.clone())),
-        ("withdrawal", "-0.50", "5.50", None),
-        ("deposit", "3.00", "6.00", None),
-        ("deposit", "2.00", "3.00", None),
-        ("deposit", "1.00", "1.00", None),
-    ];
-    let expected: Vec<(String, String, String, Option<String>)> = expected
-        .into_iter()
-        .map(|(k, a, b, c)| (k.to_owned(), a.to_owned(), b.to_owned(), c))
+    let summary: Vec<(&str, &str, &str, Option<WalletId>)> = seen
+        .iter()
+        .map(|item| {
+            (
+                item.kind.as_str(),
+                item.amount.as_str(),
+                item.balance_after.as_str(),
+                item.counterparty_wallet_id,
+            )
+        })
         .collect();
-    assert_eq!(seen, expected);
+    assert_eq!(
+        summary,
+        [
+            ("transfer", "-1.25", "4.25", Some(b)),
+            ("withdrawal", "-0.50", "5.50", None),
+            ("deposit", "3.00", "6.00", None),
+            ("deposit", "2.00", "3.00", None),
+            ("deposit", "1.00", "1.00", None),
+        ]
+    );
+    assert_eq!(
+        owner.history_all(a, 200).await.expect("whole history"),
+        seen,
+        "one page of 200 is the same history"
+    );
 
-    for bad in [
-        "limit=0",
-        "limit=201",
-        "limit=x",
-        "cursor=abc",
-        "cursor=-5",
-        "colour=red",
-    ] {
+    let bad_pages = [
+        PageRequest::first(0),
+        PageRequest::first(201),
+        PageRequest {
+            limit: None,
+            cursor: Some("abc".to_owned()),
+        },
+        PageRequest {
+            limit: None,
+            cursor: Some("-5".to_owned()),
+        },
+    ];
+    for bad in bad_pages {
+        let outcome = owner.history(a, &bad).await;
+        assert_eq!(refused(outcome, 400), "malformed-request", "{bad:?}");
+    }
+    // Queries the typed client cannot write.
+    for bad in ["limit=x", "colour=red"] {
         let response = app
             .get(&format!("/v1/wallets/{a}/transactions?{bad}"))
             .await;
@@ -428,21 +410,21 @@ async fn history_pages_newest_first_with_a_cursor() {
             "{bad}"
         );
     }
-    let unknown = app
-        .get(&format!("/v1/wallets/{}/transactions", Uuid::now_v7()))
+    let unknown = operator
+        .history(WalletId::new(), &PageRequest::default())
         .await;
-    assert_eq!(problem_type(unknown, 404).await, "not-found");
+    assert_eq!(refused(unknown, 404), "not-found");
 }
 
 #[tokio::test]
 async fn the_database_refuses_a_balance_that_differs_from_the_ledger() {
     let app = spawn_app().await;
-    let a = app.create_wallet("USD").await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    assert_eq!(app.deposit(&a, "1.00").await.status(), 201);
-    let id: Uuid = a.parse().expect("uuid");
+    let a = app.new_wallet("USD").await.id;
+    app.operator()
+        .deposit(a, &amount("1.00"), None)
+        .await
+        .expect("deposit");
+    let id: Uuid = a.into();
 
     let tampered =
         sqlx::query("UPDATE wallets SET balance_minor = balance_minor + 1 WHERE id = $1")
@@ -471,5 +453,5 @@ async fn the_database_refuses_a_balance_that_differs_from_the_ledger() {
     .await;
     let error = unbalanced.expect_err("entries must sum to zero");
     assert!(error.to_string().contains("does not balance"), "{error}");
-    assert_eq!(balance(&app, &a).await, "1.00");
+    assert_eq!(balance(&app, a).await, "1.00");
 }

@@ -6,41 +6,15 @@
 //! TRACE, with each span's fields when the span closes: stricter than any production log
 //! filter, and the span fields are what the OpenTelemetry layer exports as attributes.
 
-use std::io;
-use std::sync::{Arc, Mutex};
-
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::json;
-use tracing_subscriber::Layer;
 use tracing_subscriber::filter::LevelFilter;
-use tracing_subscriber::fmt::format::FmtSpan;
-use tracing_subscriber::layer::SubscriberExt;
+use wallet_hub_tests::logs::Captured;
 use wallet_hub_tests::spawn_app;
 
 use super::tokens::{Forger, Forgery};
 use super::world::{Call, World, processor_token};
-
-/// Everything written to it, shared with the subscriber's writer.
-#[derive(Debug, Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().expect("not poisoned").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("not poisoned")).into_owned()
-    }
-}
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -78,17 +52,8 @@ fn secret_forms(tokens: &[String], key_files: &[Vec<u8>]) -> Vec<String> {
 
 #[tokio::test]
 async fn tokens_authorization_headers_and_signing_keys_never_appear_in_logs_or_spans() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::registry().with(
-        tracing_subscriber::fmt::layer()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .with_span_events(FmtSpan::CLOSE)
-            .with_filter(LevelFilter::TRACE),
-    );
     // A thread-local default, not a span guard: it must outlive every await of the test.
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (captured, _default) = Captured::start(LevelFilter::TRACE);
     let app = spawn_app().await;
     let world = World::build(&app).await;
     let forger = Forger::new(&app);
