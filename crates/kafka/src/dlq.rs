@@ -84,25 +84,107 @@ pub fn list(config: &KafkaConfig, dlq_topic: &str) -> Result<Vec<DeadLetter>, Dl
         let Some(message) = consumer.poll(Duration::from_millis(500)) else {
             continue;
         };
-        let message = message?;
-        let headers = message
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|header| (header.key.to_owned(), header.value.map(<[u8]>::to_vec)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        records.push(DeadLetter {
-            partition: message.partition(),
-            offset: message.offset(),
-            key: message.key().map(<[u8]>::to_vec),
-            payload: message.payload().map(<[u8]>::to_vec),
-            headers,
-        });
+        records.push(dead_letter(&message?));
     }
     records.sort_by_key(|r| (r.partition, r.offset));
     Ok(records)
+}
+
+/// One page of a dead-letter topic: its records in (partition, offset) order, and where the
+/// next page starts (`None` on the last page).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DlqPage {
+    pub records: Vec<DeadLetter>,
+    pub next: Option<(i32, i64)>,
+}
+
+/// At most `limit` records of `dlq_topic` in (partition, offset) order, from `from`
+/// (`partition:offset`, as [`DlqPage::next`] gave it; the start of the topic when `None`),
+/// up to the high watermarks of now. Reads one partition at a time, no further than needed.
+pub fn page(
+    config: &KafkaConfig,
+    dlq_topic: &str,
+    from: Option<(i32, i64)>,
+    limit: usize,
+) -> Result<DlqPage, DlqError> {
+    let consumer: BaseConsumer = config
+        .client_config("dlq-reader")
+        .set("group.id", format!("{}-dlq-reader", config.client_id))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(dlq_topic), TIMEOUT)?;
+    let mut partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|topic| topic.partitions().iter().map(|p| p.id()))
+        .collect();
+    partitions.sort_unstable();
+    let (first_partition, first_offset) = from.unwrap_or((i32::MIN, 0));
+    let mut records = Vec::new();
+    for partition in partitions.into_iter().filter(|&p| p >= first_partition) {
+        let (low, high) = consumer.fetch_watermarks(dlq_topic, partition, TIMEOUT)?;
+        let start = if partition == first_partition {
+            low.max(first_offset)
+        } else {
+            low
+        };
+        if start >= high {
+            continue;
+        }
+        if records.len() == limit {
+            return Ok(DlqPage {
+                records,
+                next: Some((partition, start)),
+            });
+        }
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(dlq_topic, partition, Offset::Offset(start))?;
+        consumer.assign(&assignment)?;
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        let mut next = start;
+        while next < high && records.len() < limit && std::time::Instant::now() < deadline {
+            let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+                continue;
+            };
+            let message = message?;
+            // Only what this assignment asked for (a record fetched for an earlier
+            // partition may still be queued).
+            if message.partition() != partition || message.offset() < next {
+                continue;
+            }
+            let record = dead_letter(&message);
+            next = record.offset + 1;
+            records.push(record);
+        }
+        if next < high {
+            return Ok(DlqPage {
+                records,
+                next: Some((partition, next)),
+            });
+        }
+    }
+    Ok(DlqPage {
+        records,
+        next: None,
+    })
+}
+
+fn dead_letter(message: &impl Message) -> DeadLetter {
+    let headers = message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|header| (header.key.to_owned(), header.value.map(<[u8]>::to_vec)))
+                .collect()
+        })
+        .unwrap_or_default();
+    DeadLetter {
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().map(<[u8]>::to_vec),
+        payload: message.payload().map(<[u8]>::to_vec),
+        headers,
+    }
 }
 
 /// Sends `records` back to their original topics without the `dlq_*` headers, in order,

@@ -180,6 +180,12 @@ pub enum DlqCommand {
         /// The original topic (its dead letters are on `<topic><consumer.dead_letter_suffix>`).
         #[arg(long)]
         topic: String,
+        /// At most this many records (1 to 1000).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        limit: u16,
+        /// Start at this `partition:offset` (the `next page` line of the previous page).
+        #[arg(long, value_parser = parse_position)]
+        after: Option<(i32, i64)>,
     },
     /// Send chosen dead letters back to their original topic, unchanged (same CloudEvent id).
     Redrive(DlqRedriveArgs),
@@ -243,12 +249,23 @@ pub async fn run_dlq(settings: Settings, command: DlqCommand) -> anyhow::Result<
         }
     };
     match command {
-        DlqCommand::List { topic } => {
-            let records = read(&topic).await?;
-            if records.is_empty() {
+        DlqCommand::List {
+            topic,
+            limit,
+            after,
+        } => {
+            let dlq_topic = format!("{topic}{}", settings.consumer.dead_letter_suffix);
+            let kafka = settings.kafka.clone();
+            let page = tokio::task::spawn_blocking(move || {
+                kafka::dlq::page(&kafka, &dlq_topic, after, usize::from(limit))
+            })
+            .await
+            .context("dead-letter reader panicked")?
+            .context("cannot read the dead-letter topic")?;
+            if page.records.is_empty() && after.is_none() {
                 println!("no dead letters for {topic}");
             }
-            for record in records {
+            for record in page.records {
                 println!(
                     "{}:{} from={}:{}:{} consumer={} class={} time={} ce_id={} error={}",
                     record.partition,
@@ -262,6 +279,9 @@ pub async fn run_dlq(settings: Settings, command: DlqCommand) -> anyhow::Result<
                     record.header("ce_id").unwrap_or("-"),
                     record.header("dlq_error_message").unwrap_or("-"),
                 );
+            }
+            if let Some((partition, offset)) = page.next {
+                println!("next page: --after {partition}:{offset}");
             }
         }
         DlqCommand::Redrive(args) => {

@@ -12,6 +12,7 @@ mod concurrency;
 mod conformance;
 mod consumer;
 mod contracts;
+mod dlq;
 mod health;
 mod idempotency;
 mod kafka_e2e;
