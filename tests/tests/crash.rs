@@ -198,7 +198,7 @@ async fn a_producer_that_hits_a_fatal_error_is_recreated_and_the_event_still_goe
     let text = app.admin_get("/metrics").await.text().await.expect("text");
     assert!(
         text.lines()
-            .any(|l| l == "kafka_producer_recreated_total 1"),
+            .any(|l| l == "kafka_producer_recreated_total{reason=\"fatal\"} 1"),
         "one producer replaced:\n{text}"
     );
     let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
