@@ -33,7 +33,7 @@ use std::time::Duration;
 use cloudevents::Event;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::Message;
 use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
@@ -327,11 +327,13 @@ async fn consume<H: EventHandler>(
 
 /// The messages of one poll grouped by topic and partition, each group in partition
 /// order, the groups in the order their first message came.
-fn by_partition<'m, 'c>(messages: &'m [BorrowedMessage<'c>]) -> Vec<Vec<&'m BorrowedMessage<'c>>> {
-    let mut groups: Vec<Vec<&BorrowedMessage<'c>>> = Vec::new();
+fn by_partition<M: Message>(messages: &[M]) -> Vec<Vec<&M>> {
+    let mut groups: Vec<Vec<&M>> = Vec::new();
     for message in messages {
-        let same = |group: &&mut Vec<&BorrowedMessage<'c>>| {
-            group[0].topic() == message.topic() && group[0].partition() == message.partition()
+        let same = |group: &&mut Vec<&M>| {
+            group.first().is_some_and(|first| {
+                first.topic() == message.topic() && first.partition() == message.partition()
+            })
         };
         match groups.iter_mut().find(same) {
             Some(group) => group.push(message),
@@ -352,5 +354,65 @@ fn commit_stored(consumer: &StreamConsumer<RuntimeContext>, name: &'static str) 
                 "final offset commit failed"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::Timestamp;
+    use rdkafka::message::{Message, OwnedMessage};
+
+    use super::by_partition;
+
+    fn message(topic: &str, partition: i32, offset: i64) -> OwnedMessage {
+        OwnedMessage::new(
+            None,
+            None,
+            topic.to_owned(),
+            Timestamp::NotAvailable,
+            partition,
+            offset,
+            None,
+        )
+    }
+
+    #[test]
+    fn a_polls_messages_are_grouped_by_topic_and_partition_keeping_partition_order() {
+        let poll = [
+            message("a", 0, 10),
+            message("a", 1, 5),
+            message("b", 0, 7),
+            message("a", 0, 11),
+            message("a", 1, 6),
+            message("a", 0, 12),
+        ];
+        let groups: Vec<Vec<(String, i32, i64)>> = by_partition(&poll)
+            .into_iter()
+            .map(|group| {
+                group
+                    .into_iter()
+                    .map(|m| (m.topic().to_owned(), m.partition(), m.offset()))
+                    .collect()
+            })
+            .collect();
+        let expected = |topic: &str, partition, offsets: &[i64]| -> Vec<(String, i32, i64)> {
+            offsets
+                .iter()
+                .map(|offset| (topic.to_owned(), partition, *offset))
+                .collect()
+        };
+        assert_eq!(
+            groups,
+            [
+                expected("a", 0, &[10, 11, 12]),
+                expected("a", 1, &[5, 6]),
+                expected("b", 0, &[7]),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_poll_has_no_groups() {
+        assert!(by_partition::<OwnedMessage>(&[]).is_empty());
     }
 }
