@@ -362,7 +362,9 @@ mod tests {
     use rdkafka::Timestamp;
     use rdkafka::message::{Message, OwnedMessage};
 
-    use super::by_partition;
+    use cloudevents::{AttributesReader, EventBuilder};
+
+    use super::{EventHandler, HandlerError, Outcome, ReceivedEvent, by_partition};
 
     fn message(topic: &str, partition: i32, offset: i64) -> OwnedMessage {
         OwnedMessage::new(
@@ -414,5 +416,74 @@ mod tests {
     #[test]
     fn an_empty_poll_has_no_groups() {
         assert!(by_partition::<OwnedMessage>(&[]).is_empty());
+    }
+
+    /// A handler without a batch of its own: applies ids it has not seen, refuses "bad".
+    #[derive(Debug, Default)]
+    struct OneAtATime {
+        seen: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl EventHandler for OneAtATime {
+        fn name(&self) -> &'static str {
+            "one-at-a-time"
+        }
+
+        async fn handle(&self, received: &ReceivedEvent) -> Result<Outcome, HandlerError> {
+            let id = received.event.id().to_owned();
+            if id == "bad" {
+                return Err(HandlerError::Permanent("bad".into()));
+            }
+            let mut seen = self
+                .seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if seen.contains(&id) {
+                return Ok(Outcome::Duplicate);
+            }
+            seen.push(id);
+            Ok(Outcome::Applied)
+        }
+    }
+
+    fn received(id: &str) -> ReceivedEvent {
+        let event = cloudevents::EventBuilderV10::new()
+            .id(id)
+            .source("/test")
+            .ty("test")
+            .build()
+            .unwrap_or_else(|error| panic!("a valid event: {error}"));
+        ReceivedEvent {
+            event,
+            topic: "t".to_owned(),
+            partition: 0,
+            offset: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_default_batch_handles_each_event_in_order_and_stops_at_the_first_error() {
+        let handler = OneAtATime::default();
+        let outcomes = handler
+            .handle_batch(&[received("a"), received("b"), received("a")])
+            .await
+            .unwrap_or_else(|error| panic!("applied: {error}"));
+        assert_eq!(
+            outcomes,
+            [Outcome::Applied, Outcome::Applied, Outcome::Duplicate]
+        );
+        let refused = handler
+            .handle_batch(&[received("c"), received("bad"), received("d")])
+            .await;
+        assert!(matches!(refused, Err(HandlerError::Permanent(_))));
+        let seen = handler
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        assert_eq!(
+            *seen,
+            ["a", "b", "c"],
+            "nothing after the refused event ran"
+        );
     }
 }
