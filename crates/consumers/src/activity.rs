@@ -2,7 +2,6 @@
 //! wallet's running totals, once (the inbox row commits with the update), so redelivery
 //! and replay leave the totals unchanged.
 
-use cloudevents::AttributesReader;
 use domain::{DomainEvent, EventType};
 use kafka::{EventHandler, HandlerError, Outcome, ReceivedEvent};
 use sqlx::PgPool;
@@ -29,50 +28,62 @@ impl WalletActivityProjection {
     }
 }
 
+/// What one money event changes: one movement, two for a transfer.
+fn movements(received: &ReceivedEvent) -> Result<Vec<Movement>, HandlerError> {
+    let event = event_bindings::decode(&received.event)
+        .map_err(|error| HandlerError::Permanent(Box::new(error)))?;
+    let at = event.metadata().occurred_at;
+    let movement = |wallet_id, direction, amount| Movement {
+        wallet_id,
+        direction,
+        amount,
+        at,
+    };
+    match &event {
+        DomainEvent::FundsAdded(e) => Ok(vec![movement(e.wallet_id, Direction::In, e.amount)]),
+        DomainEvent::FundsWithdrawn(e) => Ok(vec![movement(e.wallet_id, Direction::Out, e.amount)]),
+        DomainEvent::FundsTransferred(e) => Ok(vec![
+            movement(e.from_wallet_id, Direction::Out, e.amount),
+            movement(e.to_wallet_id, Direction::In, e.amount),
+        ]),
+        other @ (DomainEvent::WalletCreated(_)
+        | DomainEvent::UserCreated(_)
+        | DomainEvent::WalletStatusChanged(_)) => Err(HandlerError::Permanent(
+            format!("{} is not a money movement", other.event_type()).into(),
+        )),
+    }
+}
+
 impl EventHandler for WalletActivityProjection {
     fn name(&self) -> &'static str {
         Self::NAME
     }
 
     async fn handle(&self, received: &ReceivedEvent) -> Result<Outcome, HandlerError> {
-        let event = event_bindings::decode(&received.event)
-            .map_err(|error| HandlerError::Permanent(Box::new(error)))?;
-        let at = event.metadata().occurred_at;
-        let movement = |wallet_id, direction, amount| Movement {
-            wallet_id,
-            direction,
-            amount,
-            at,
-        };
-        let movements: Vec<Movement> = match &event {
-            DomainEvent::FundsAdded(e) => vec![movement(e.wallet_id, Direction::In, e.amount)],
-            DomainEvent::FundsWithdrawn(e) => {
-                vec![movement(e.wallet_id, Direction::Out, e.amount)]
-            }
-            DomainEvent::FundsTransferred(e) => vec![
-                movement(e.from_wallet_id, Direction::Out, e.amount),
-                movement(e.to_wallet_id, Direction::In, e.amount),
-            ],
-            other @ (DomainEvent::WalletCreated(_)
-            | DomainEvent::UserCreated(_)
-            | DomainEvent::WalletStatusChanged(_)) => {
-                return Err(HandlerError::Permanent(
-                    format!("{} is not a money movement", other.event_type()).into(),
-                ));
-            }
-        };
+        let outcomes = self.handle_batch(std::slice::from_ref(received)).await?;
+        Ok(outcomes[0])
+    }
+
+    /// One transaction, two statements: the inbox rows, then the new events' movements
+    /// added to their wallets' totals. An event it cannot read fails the whole batch (the
+    /// runtime then applies the events one by one).
+    async fn handle_batch(&self, batch: &[ReceivedEvent]) -> Result<Vec<Outcome>, HandlerError> {
+        let movements = batch.iter().map(movements).collect::<Result<Vec<_>, _>>()?;
+        let keys = crate::inbox::keys(batch);
         let mut tx = self.pool.begin().await.map_err(classify)?;
-        let source = received.event.source().as_str();
-        if !store::inbox::record(&mut tx, Self::NAME, source, received.event.id())
+        let new = store::inbox::record_all(&mut tx, Self::NAME, &keys)
             .await
-            .map_err(classify)?
-        {
-            return Ok(Outcome::Duplicate);
-        }
-        for movement in &movements {
-            activity::apply(&mut tx, movement).await.map_err(classify)?;
-        }
+            .map_err(classify)?;
+        let fresh: Vec<Movement> = movements
+            .into_iter()
+            .zip(&new)
+            .filter(|(_, new)| **new)
+            .flat_map(|(movements, _)| movements)
+            .collect();
+        activity::apply_all(&mut tx, &fresh)
+            .await
+            .map_err(classify)?;
         tx.commit().await.map_err(classify)?;
-        Ok(Outcome::Applied)
+        Ok(crate::inbox::outcomes(batch, &new))
     }
 }

@@ -4,12 +4,15 @@
 //! - [`wallet_created`]: `WalletCreatedEventConsumer`, which sends the welcome notification.
 //! - [`activity`]: `WalletActivityProjection`, which feeds the per-wallet activity read model.
 //! - [`errors`]: sorting store errors into transient (retry) and permanent.
+//! - `inbox`: the inbox keys of a batch and what the inbox's answer means.
 //!
-//! Each handler records the event in the inbox and applies its effect in one transaction,
+//! Each handler applies a batch of events (a poll's records of one partition) in one
+//! transaction: the inbox rows in one statement, then the new events' effects set-based,
 //! through the `store` crate (which owns the SQL); this crate decides what an event means.
 
 pub mod activity;
 pub mod errors;
+mod inbox;
 pub mod notifications;
 pub mod wallet_created;
 

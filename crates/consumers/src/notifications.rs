@@ -12,27 +12,34 @@ pub const WELCOME: &str = "welcome";
 pub struct NotificationService;
 
 impl NotificationService {
-    /// Records the welcome notification for a new wallet, at most once per wallet.
-    /// Returns false if the wallet already had one.
-    pub async fn send_welcome(
+    /// Records the welcome notification of each new wallet, at most once per wallet, in
+    /// one statement. Returns, in order, whether each was sent (false: the wallet already
+    /// had one).
+    pub async fn send_welcomes(
         &self,
         conn: &mut PgConnection,
-        event: &WalletCreated,
-    ) -> Result<bool, StoreError> {
-        let message = format!(
-            "Welcome! Your {} wallet \"{}\" is ready.",
-            event.currency, event.name
-        );
-        notifications::insert_once_per_wallet(
-            conn,
-            NewNotification {
+        events: &[WalletCreated],
+    ) -> Result<Vec<bool>, StoreError> {
+        let messages: Vec<String> = events
+            .iter()
+            .map(|event| {
+                format!(
+                    "Welcome! Your {} wallet \"{}\" is ready.",
+                    event.currency, event.name
+                )
+            })
+            .collect();
+        let notifications: Vec<NewNotification<'_>> = events
+            .iter()
+            .zip(&messages)
+            .map(|(event, message)| NewNotification {
                 user_id: event.user_id,
                 wallet_id: event.wallet_id,
                 kind: WELCOME,
-                message: &message,
+                message,
                 event_id: event.metadata.event_id,
-            },
-        )
-        .await
+            })
+            .collect();
+        notifications::insert_all_once_per_wallet(conn, &notifications).await
     }
 }

@@ -49,27 +49,48 @@ struct ActivityRow {
     last_activity_at: DateTime<Utc>,
 }
 
-/// Adds one event's movement to the wallet's totals (creating them on its first event).
-pub async fn apply(conn: &mut PgConnection, movement: &Movement) -> Result<(), StoreError> {
-    let minor = movement.amount.minor_units();
-    let (total_in, total_out) = match movement.direction {
-        Direction::In => (minor, 0),
-        Direction::Out => (0, minor),
-    };
+/// Adds the movements to their wallets' totals (creating them on a wallet's first
+/// event), in one statement: one row per wallet, locked in wallet id order, so two
+/// transactions touching the same wallets wait for each other instead of deadlocking.
+pub async fn apply_all(conn: &mut PgConnection, movements: &[Movement]) -> Result<(), StoreError> {
+    if movements.is_empty() {
+        return Ok(());
+    }
+    let mut wallet_ids = Vec::with_capacity(movements.len());
+    let mut currencies = Vec::with_capacity(movements.len());
+    let mut totals_in = Vec::with_capacity(movements.len());
+    let mut totals_out = Vec::with_capacity(movements.len());
+    let mut times = Vec::with_capacity(movements.len());
+    for movement in movements {
+        let minor = movement.amount.minor_units();
+        let (total_in, total_out) = match movement.direction {
+            Direction::In => (minor, 0),
+            Direction::Out => (0, minor),
+        };
+        wallet_ids.push(movement.wallet_id.as_uuid());
+        currencies.push(movement.amount.currency().code());
+        totals_in.push(total_in);
+        totals_out.push(total_out);
+        times.push(movement.at);
+    }
+    // A sum beyond BIGINT fails the cast (22003), as one addition at a time would.
     sqlx::query(
         "INSERT INTO wallet_activity (wallet_id, currency, total_in_minor, total_out_minor, events_applied, last_activity_at) \
-         VALUES ($1, $2, $3, $4, 1, $5) \
+         SELECT wallet_id, min(currency), sum(total_in)::bigint, sum(total_out)::bigint, count(*), max(at) \
+         FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::timestamptz[]) \
+             AS m(wallet_id, currency, total_in, total_out, at) \
+         GROUP BY wallet_id ORDER BY wallet_id \
          ON CONFLICT (wallet_id) DO UPDATE SET \
              total_in_minor = wallet_activity.total_in_minor + EXCLUDED.total_in_minor, \
              total_out_minor = wallet_activity.total_out_minor + EXCLUDED.total_out_minor, \
-             events_applied = wallet_activity.events_applied + 1, \
+             events_applied = wallet_activity.events_applied + EXCLUDED.events_applied, \
              last_activity_at = greatest(wallet_activity.last_activity_at, EXCLUDED.last_activity_at)",
     )
-    .bind(movement.wallet_id.as_uuid())
-    .bind(movement.amount.currency().code())
-    .bind(total_in)
-    .bind(total_out)
-    .bind(movement.at)
+    .bind(&wallet_ids)
+    .bind(&currencies)
+    .bind(&totals_in)
+    .bind(&totals_out)
+    .bind(&times)
     .execute(conn)
     .await?;
     Ok(())

@@ -56,25 +56,41 @@ impl From<NotificationRow> for Notification {
     }
 }
 
-/// Records a notification unless the wallet already has one of its kind; returns false
-/// if it had.
-pub async fn insert_once_per_wallet(
+/// Records the notifications in one statement, each unless its wallet already has one of
+/// its kind (from before, or earlier in `notifications`). Returns, in order, whether each
+/// was recorded.
+pub async fn insert_all_once_per_wallet(
     conn: &mut PgConnection,
-    notification: NewNotification<'_>,
-) -> Result<bool, StoreError> {
-    let inserted = sqlx::query(
+    notifications: &[NewNotification<'_>],
+) -> Result<Vec<bool>, StoreError> {
+    let ids: Vec<Uuid> = notifications.iter().map(|_| Uuid::now_v7()).collect();
+    let users: Vec<Uuid> = notifications.iter().map(|n| n.user_id.as_uuid()).collect();
+    let wallets: Vec<Uuid> = notifications
+        .iter()
+        .map(|n| n.wallet_id.as_uuid())
+        .collect();
+    let kinds: Vec<&str> = notifications.iter().map(|n| n.kind).collect();
+    let messages: Vec<&str> = notifications.iter().map(|n| n.message).collect();
+    let events: Vec<Uuid> = notifications.iter().map(|n| n.event_id.as_uuid()).collect();
+    // WITH ORDINALITY + ORDER BY: the first of two for one wallet and kind is the one kept.
+    let inserted: Vec<Uuid> = sqlx::query_scalar(
         "INSERT INTO notifications (id, user_id, wallet_id, kind, message, event_id) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (wallet_id, kind) DO NOTHING",
+         SELECT id, user_id, wallet_id, kind, message, event_id \
+         FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::uuid[]) \
+             WITH ORDINALITY AS n(id, user_id, wallet_id, kind, message, event_id, position) \
+         ORDER BY position \
+         ON CONFLICT (wallet_id, kind) DO NOTHING RETURNING id",
     )
-    .bind(Uuid::now_v7())
-    .bind(notification.user_id.as_uuid())
-    .bind(notification.wallet_id.as_uuid())
-    .bind(notification.kind)
-    .bind(notification.message)
-    .bind(notification.event_id.as_uuid())
-    .execute(conn)
+    .bind(&ids)
+    .bind(&users)
+    .bind(&wallets)
+    .bind(&kinds)
+    .bind(&messages)
+    .bind(&events)
+    .fetch_all(conn)
     .await?;
-    Ok(inserted.rows_affected() == 1)
+    let inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
+    Ok(ids.iter().map(|id| inserted.contains(id)).collect())
 }
 
 /// A user's notifications, newest first.

@@ -3,6 +3,7 @@
 //! `KAFKA_BROKERS`.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
 use std::path::Path;
 
 use api::ApiConfig;
@@ -82,6 +83,9 @@ pub struct ConsumerConfig {
     /// Replace a consumer's Kafka client that has been without a group assignment this
     /// long.
     pub rejoin_timeout_ms: u64,
+    /// The most records one poll applies together: a partition's ready records of a poll
+    /// commit in one transaction.
+    pub batch_max: NonZeroUsize,
     /// `ce_source` values the consumers accept; events from any other source are
     /// dead-lettered (class `untrusted-source`).
     pub trusted_sources: Vec<String>,

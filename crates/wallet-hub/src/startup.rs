@@ -336,6 +336,7 @@ fn spawn_consumer<H: kafka::EventHandler + 'static>(
     );
     let max_payload_bytes = settings.consumer.max_payload_bytes;
     let rejoin_timeout = Duration::from_millis(settings.consumer.rejoin_timeout_ms);
+    let batch_max = settings.consumer.batch_max;
     let admission = kafka::Admission::new(settings.consumer.trusted_sources.clone());
     let (task_status, shutdown) = (Arc::clone(&status), shutdown.clone());
     tasks.spawn(async move {
@@ -347,6 +348,7 @@ fn spawn_consumer<H: kafka::EventHandler + 'static>(
             max_payload_bytes,
             rejoin_timeout,
             admission: &admission,
+            batch_max,
         };
         kafka::run_consumer(&kafka, options, handler, task_status, shutdown)
             .await

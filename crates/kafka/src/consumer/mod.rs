@@ -1,15 +1,21 @@
 //! The consumer runtime: every Kafka consumer of Wallet Hub runs through [`run_consumer`].
 //!
-//! For each message, in partition order:
+//! Each poll takes the records that are ready (never waiting for more), up to
+//! `batch_max`, and handles them partition by partition. For each partition's records, in
+//! partition order:
 //! 1. decode the CloudEvent (binary or structured mode) and admit it (trusted source,
 //!    known type and version, data valid against its schema: see [`admission`]);
 //! 2. open a consumer span that continues the producer's trace (`traceparent`, falling back
 //!    to the `ce_traceparent` extension);
-//! 3. call the handler; a transient error is retried with exponential backoff and jitter on
+//! 3. hand the admitted events to the handler as one batch ([`EventHandler::handle_batch`],
+//!    one transaction); if the batch fails (after one retry when the error is transient),
+//!    call the handler on each event alone;
+//! 4. for an event alone: a transient error is retried with exponential backoff and jitter on
 //!    the same message (the partition waits, nothing is skipped, nothing is dead-lettered:
 //!    a database or broker outage pauses consumption, shown as `paused` in
 //!    [`ConsumerStatus`] and the `consumer_state` gauge, until it ends);
-//! 4. store the offset only once the handler returned, i.e. after its effect committed.
+//! 5. store the partition's offset only once the handler returned, i.e. after its effects
+//!    committed.
 //!
 //! librdkafka commits stored offsets in the background, on rebalance and at shutdown, so a
 //! crash between the effect and the commit redelivers the message: handlers must be
@@ -20,12 +26,14 @@ mod runtime;
 
 use std::error::Error as StdError;
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cloudevents::Event;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
 use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
@@ -75,6 +83,27 @@ pub trait EventHandler: Send + Sync {
         &self,
         event: &ReceivedEvent,
     ) -> impl Future<Output = Result<Outcome, HandlerError>> + Send;
+
+    /// Applies `events`, admitted records of one partition in partition order, returning one
+    /// outcome per event in the same order (a copy of an earlier event of the batch is a
+    /// `Duplicate`). A handler that can should apply them all in one transaction, so an
+    /// error means none took effect. On an error the runtime retries the batch once if it
+    /// is transient, then hands the events to [`handle`](Self::handle) one at a time, so
+    /// one bad event never holds back its neighbours.
+    ///
+    /// The default calls `handle` for each event in turn (one transaction each).
+    fn handle_batch(
+        &self,
+        events: &[ReceivedEvent],
+    ) -> impl Future<Output = Result<Vec<Outcome>, HandlerError>> + Send {
+        async move {
+            let mut outcomes = Vec::with_capacity(events.len());
+            for event in events {
+                outcomes.push(self.handle(event).await?);
+            }
+            Ok(outcomes)
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +137,9 @@ pub struct ConsumerOptions<'a> {
     pub rejoin_timeout: Duration,
     /// What an event must be before the handler sees it; the rest is dead-lettered.
     pub admission: &'a Admission,
+    /// The most records one poll takes: whatever is ready (no waiting), up to this many,
+    /// is handed to the handler as one batch per partition. 1: one record at a time.
+    pub batch_max: NonZeroUsize,
 }
 
 /// Why one client's consumption ended.
@@ -158,6 +190,7 @@ pub async fn run_consumer<H: EventHandler>(
         dead_letter_suffix: options.dead_letter_suffix,
         max_payload_bytes: options.max_payload_bytes,
         admission: options.admission,
+        batch_max: options.batch_max.get(),
         shutdown: &shutdown,
         status: &status,
     };
@@ -242,8 +275,8 @@ async fn consume<H: EventHandler>(
             }
             message = consumer.recv() => message,
         };
-        let message = match message {
-            Ok(message) => message,
+        let mut messages = match message {
+            Ok(message) => vec![message],
             Err(error) => {
                 tracing::warn!(
                     consumer = name,
@@ -254,20 +287,60 @@ async fn consume<H: EventHandler>(
                 continue;
             }
         };
-        if !runtime.process(&message).await {
-            // Shut down mid-retry: leave the offset where it is, the message comes again.
-            return Ended::Shutdown;
+        // Whatever else is ready joins this poll: a zero timeout polls `recv` once, and
+        // `recv` is cancel-safe, so nothing is lost when it is not ready.
+        while messages.len() < runtime.batch_max {
+            match tokio::time::timeout(Duration::ZERO, consumer.recv()).await {
+                Ok(Ok(message)) => messages.push(message),
+                Ok(Err(error)) => {
+                    tracing::warn!(
+                        consumer = name,
+                        error = &error as &dyn StdError,
+                        "kafka receive failed"
+                    );
+                    break;
+                }
+                Err(_not_ready) => break,
+            }
         }
-        runtime.status.resume(name);
-        crate::failpoint::crash_point(crate::failpoint::CONSUMER_AFTER_EFFECT);
-        if let Err(error) = consumer.store_offset_from_message(&message) {
-            tracing::warn!(
-                consumer = name,
-                error = &error as &dyn StdError,
-                "cannot store offset"
-            );
+        for partition in by_partition(&messages) {
+            if !runtime.process_batch(&partition).await {
+                // Shut down mid-retry: leave the offset where it is, the messages come again.
+                return Ended::Shutdown;
+            }
+            runtime.status.resume(name);
+            crate::failpoint::crash_point(crate::failpoint::CONSUMER_AFTER_EFFECT);
+            // The last record's offset covers the partition's earlier ones.
+            let Some(last) = partition.last() else {
+                continue;
+            };
+            if let Err(error) = consumer.store_offset_from_message(last) {
+                tracing::warn!(
+                    consumer = name,
+                    error = &error as &dyn StdError,
+                    "cannot store offset"
+                );
+            }
         }
     }
+}
+
+/// The messages of one poll grouped by topic and partition, each group in partition
+/// order, the groups in the order their first message came.
+fn by_partition<M: Message>(messages: &[M]) -> Vec<Vec<&M>> {
+    let mut groups: Vec<Vec<&M>> = Vec::new();
+    for message in messages {
+        let same = |group: &&mut Vec<&M>| {
+            group.first().is_some_and(|first| {
+                first.topic() == message.topic() && first.partition() == message.partition()
+            })
+        };
+        match groups.iter_mut().find(same) {
+            Some(group) => group.push(message),
+            None => groups.push(vec![message]),
+        }
+    }
+    groups
 }
 
 /// Commits the stored offsets before the client goes.
@@ -281,5 +354,136 @@ fn commit_stored(consumer: &StreamConsumer<RuntimeContext>, name: &'static str) 
                 "final offset commit failed"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::Timestamp;
+    use rdkafka::message::{Message, OwnedMessage};
+
+    use cloudevents::{AttributesReader, EventBuilder};
+
+    use super::{EventHandler, HandlerError, Outcome, ReceivedEvent, by_partition};
+
+    fn message(topic: &str, partition: i32, offset: i64) -> OwnedMessage {
+        OwnedMessage::new(
+            None,
+            None,
+            topic.to_owned(),
+            Timestamp::NotAvailable,
+            partition,
+            offset,
+            None,
+        )
+    }
+
+    #[test]
+    fn a_polls_messages_are_grouped_by_topic_and_partition_keeping_partition_order() {
+        let poll = [
+            message("a", 0, 10),
+            message("a", 1, 5),
+            message("b", 0, 7),
+            message("a", 0, 11),
+            message("a", 1, 6),
+            message("a", 0, 12),
+        ];
+        let groups: Vec<Vec<(String, i32, i64)>> = by_partition(&poll)
+            .into_iter()
+            .map(|group| {
+                group
+                    .into_iter()
+                    .map(|m| (m.topic().to_owned(), m.partition(), m.offset()))
+                    .collect()
+            })
+            .collect();
+        let expected = |topic: &str, partition, offsets: &[i64]| -> Vec<(String, i32, i64)> {
+            offsets
+                .iter()
+                .map(|offset| (topic.to_owned(), partition, *offset))
+                .collect()
+        };
+        assert_eq!(
+            groups,
+            [
+                expected("a", 0, &[10, 11, 12]),
+                expected("a", 1, &[5, 6]),
+                expected("b", 0, &[7]),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_poll_has_no_groups() {
+        assert!(by_partition::<OwnedMessage>(&[]).is_empty());
+    }
+
+    /// A handler without a batch of its own: applies ids it has not seen, refuses "bad".
+    #[derive(Debug, Default)]
+    struct OneAtATime {
+        seen: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl EventHandler for OneAtATime {
+        fn name(&self) -> &'static str {
+            "one-at-a-time"
+        }
+
+        async fn handle(&self, received: &ReceivedEvent) -> Result<Outcome, HandlerError> {
+            let id = received.event.id().to_owned();
+            if id == "bad" {
+                return Err(HandlerError::Permanent("bad".into()));
+            }
+            let mut seen = self
+                .seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if seen.contains(&id) {
+                return Ok(Outcome::Duplicate);
+            }
+            seen.push(id);
+            Ok(Outcome::Applied)
+        }
+    }
+
+    fn received(id: &str) -> ReceivedEvent {
+        let event = cloudevents::EventBuilderV10::new()
+            .id(id)
+            .source("/test")
+            .ty("test")
+            .build()
+            .unwrap_or_else(|error| panic!("a valid event: {error}"));
+        ReceivedEvent {
+            event,
+            topic: "t".to_owned(),
+            partition: 0,
+            offset: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_default_batch_handles_each_event_in_order_and_stops_at_the_first_error() {
+        let handler = OneAtATime::default();
+        let outcomes = handler
+            .handle_batch(&[received("a"), received("b"), received("a")])
+            .await
+            .unwrap_or_else(|error| panic!("applied: {error}"));
+        assert_eq!(
+            outcomes,
+            [Outcome::Applied, Outcome::Applied, Outcome::Duplicate]
+        );
+        let refused = handler
+            .handle_batch(&[received("c"), received("bad"), received("d")])
+            .await;
+        assert!(matches!(refused, Err(HandlerError::Permanent(_))));
+        let seen = handler
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        assert_eq!(
+            *seen,
+            ["a", "b", "c"],
+            "nothing after the refused event ran"
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! [`Runtime`]: what happens to one message: decode, trace, handle with retries,
-//! dead-letter what can never be applied, and report the outcome.
+//! [`Runtime`]: what happens to a partition's records of one poll: decode, admit and trace
+//! each, apply the admitted ones as one batch (one by one if the batch fails), retry what is
+//! transient, dead-letter what can never be applied, and report the outcomes.
 
 use std::error::Error as StdError;
 use std::time::Duration;
@@ -20,6 +21,8 @@ use crate::status::ConsumerStatus;
 
 pub(super) struct Runtime<'a, H> {
     pub(super) handler: &'a H,
+    /// The most records one poll takes.
+    pub(super) batch_max: usize,
     pub(super) dead_letters: &'a FutureProducer,
     pub(super) dead_letter_suffix: &'a str,
     pub(super) max_payload_bytes: usize,
@@ -44,13 +47,71 @@ fn backoff() -> impl Iterator<Item = Duration> {
         .build()
 }
 
+/// Attempts at a batch whose error is transient before its events go one by one.
+const BATCH_ATTEMPTS: u32 = 2;
+
+/// How a batch ended.
+enum BatchEnd {
+    /// Committed: one outcome per event.
+    Applied(Vec<Outcome>),
+    /// Failed: apply the events one at a time.
+    OneByOne,
+    /// Shutdown came during a retry.
+    Shutdown,
+}
+
+/// An admitted record, besides its event: where it came from and its span.
+struct Admitted<'m, 'c> {
+    message: &'m BorrowedMessage<'c>,
+    span: tracing::Span,
+}
+
 impl<H: EventHandler> Runtime<'_, H> {
-    /// Handles one message to completion: applied, duplicate, or dead-lettered. Returns
-    /// false if shutdown interrupted the retries (the offset must not move).
-    pub(super) async fn process(&self, message: &BorrowedMessage<'_>) -> bool {
-        let handler = self.handler;
+    /// Handles the records of one partition, in partition order, to completion: each one
+    /// applied, duplicate or dead-lettered. The admitted ones go to the handler as one batch;
+    /// if that fails they go one at a time, so a record that cannot be applied is retried or
+    /// dead-lettered alone. Returns false if shutdown interrupted (no offset may move).
+    pub(super) async fn process_batch(&self, messages: &[&BorrowedMessage<'_>]) -> bool {
+        let mut admitted = Vec::with_capacity(messages.len());
+        let mut events = Vec::with_capacity(messages.len());
+        for &message in messages {
+            let span = self.span(message);
+            match self.admit(message, &span) {
+                Ok(received) => {
+                    admitted.push(Admitted { message, span });
+                    events.push(received);
+                }
+                Err(rejection) => {
+                    if !self.dead_letter(message, rejection, &span).await {
+                        return false;
+                    }
+                    self.count(message.topic(), "dead_lettered");
+                }
+            }
+        }
+        if events.len() > 1 {
+            match self.apply_batch(&events, &admitted).await {
+                BatchEnd::Applied(outcomes) => {
+                    for (received, outcome) in events.iter().zip(outcomes) {
+                        self.record_outcome(received, outcome);
+                    }
+                    return true;
+                }
+                BatchEnd::Shutdown => return false,
+                BatchEnd::OneByOne => {}
+            }
+        }
+        for (record, received) in admitted.iter().zip(&events) {
+            if !self.apply_one(record, received).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The record's consumer span, continuing the producer's trace.
+    fn span(&self, message: &BorrowedMessage<'_>) -> tracing::Span {
         let topic = message.topic();
-        let trace = trace_headers(message);
         let span = tracing::info_span!(
             "consume",
             otel.kind = "consumer",
@@ -61,89 +122,125 @@ impl<H: EventHandler> Runtime<'_, H> {
             messaging.destination.partition.id = message.partition(),
             messaging.kafka.offset = message.offset(),
             messaging.message.id = tracing::field::Empty,
-            consumer = handler.name(),
+            consumer = self.handler.name(),
             trace_id = tracing::field::Empty,
             span_id = tracing::field::Empty,
         );
-        trace.continue_in(&span);
+        trace_headers(message).continue_in(&span);
         telemetry::record_trace_ids(&span);
-        let count = |outcome: &'static str| {
-            metrics::counter!(
-                EVENTS_CONSUMED_TOTAL,
-                "topic" => topic.to_owned(),
-                "consumer" => handler.name(),
-                "outcome" => outcome,
-            )
-            .increment(1);
-        };
+        span
+    }
 
+    /// The record's event if it may reach the handler (size, decoding, admission), or why
+    /// it goes to the dead-letter topic.
+    fn admit(
+        &self,
+        message: &BorrowedMessage<'_>,
+        span: &tracing::Span,
+    ) -> Result<ReceivedEvent, Rejection> {
         let size = message.payload().map_or(0, <[u8]>::len);
         if size > self.max_payload_bytes {
-            let rejection = Rejection {
+            return Err(Rejection {
                 class: "oversized",
                 message: format!(
                     "payload of {size} bytes exceeds {} bytes",
                     self.max_payload_bytes
                 ),
-            };
-            let moved_on = self.dead_letter(message, rejection, &span).await;
-            if moved_on {
-                count("dead_lettered");
-            }
-            return moved_on;
+            });
         }
-        let event = match message.to_event() {
-            Ok(event) => event,
-            Err(error) => {
-                let rejection = Rejection {
-                    class: "undecodable",
-                    message: error.to_string(),
-                };
-                let moved_on = self.dead_letter(message, rejection, &span).await;
-                if moved_on {
-                    count("dead_lettered");
-                }
-                return moved_on;
-            }
-        };
+        let event = message.to_event().map_err(|error| Rejection {
+            class: "undecodable",
+            message: error.to_string(),
+        })?;
         span.record("messaging.message.id", event.id());
-        if let Err(refusal) = self.admission.check(&event) {
-            let rejection = Rejection {
-                class: refusal.class,
-                message: refusal.message,
-            };
-            let moved_on = self.dead_letter(message, rejection, &span).await;
-            if moved_on {
-                count("dead_lettered");
-            }
-            return moved_on;
-        }
-        let event_time = event.time().copied();
-        let received = ReceivedEvent {
+        self.admission.check(&event).map_err(|refusal| Rejection {
+            class: refusal.class,
+            message: refusal.message,
+        })?;
+        Ok(ReceivedEvent {
             event,
-            topic: topic.to_owned(),
+            topic: message.topic().to_owned(),
             partition: message.partition(),
             offset: message.offset(),
-        };
+        })
+    }
 
+    /// Runs the handler's batch: retried once after a transient error, given up (the
+    /// events then go one by one) after a second one or a permanent error.
+    async fn apply_batch(
+        &self,
+        events: &[ReceivedEvent],
+        records: &[Admitted<'_, '_>],
+    ) -> BatchEnd {
+        let handler = self.handler;
+        let span = tracing::info_span!(
+            "consume_batch",
+            consumer = handler.name(),
+            messaging.destination.name = events.first().map(|e| e.topic.as_str()),
+            messaging.destination.partition.id = events.first().map(|e| e.partition),
+            messaging.batch.message_count = events.len(),
+        );
+        // Each record's trace shows the batch that applied it.
+        for record in records {
+            record.span.follows_from(&span);
+        }
+        let mut delays = backoff();
+        for attempt in 1..=BATCH_ATTEMPTS {
+            let error = match handler.handle_batch(events).instrument(span.clone()).await {
+                Ok(outcomes) if outcomes.len() == events.len() => {
+                    return BatchEnd::Applied(outcomes);
+                }
+                Ok(outcomes) => {
+                    span.in_scope(|| {
+                        tracing::error!(
+                            outcomes = outcomes.len(),
+                            events = events.len(),
+                            "handler answered a batch with a wrong number of outcomes; \
+                             applying its events one by one"
+                        );
+                    });
+                    return BatchEnd::OneByOne;
+                }
+                Err(HandlerError::Permanent(error)) => {
+                    span.in_scope(|| {
+                        tracing::warn!(
+                            error = &*error as &dyn StdError,
+                            "batch refused; applying its events one by one"
+                        );
+                    });
+                    return BatchEnd::OneByOne;
+                }
+                Err(HandlerError::Transient(error)) => error,
+            };
+            span.in_scope(|| {
+                tracing::warn!(
+                    error = &*error as &dyn StdError,
+                    attempt,
+                    "batch failed (transient)"
+                );
+            });
+            if attempt < BATCH_ATTEMPTS {
+                let delay = delays.next().unwrap_or(Duration::from_secs(10));
+                tokio::select! {
+                    () = self.shutdown.cancelled() => return BatchEnd::Shutdown,
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+        BatchEnd::OneByOne
+    }
+
+    /// Applies one admitted record alone: retried with back-off while the error is
+    /// transient, dead-lettered when it is permanent. Returns false if shutdown interrupted
+    /// the retries (the offset must not move).
+    async fn apply_one(&self, record: &Admitted<'_, '_>, received: &ReceivedEvent) -> bool {
+        let handler = self.handler;
+        let span = &record.span;
         let mut delays = backoff();
         loop {
-            match handler.handle(&received).instrument(span.clone()).await {
-                Ok(Outcome::Applied) => {
-                    count("ok");
-                    if let Some(time) = event_time {
-                        let latency = (chrono::Utc::now() - time).to_std().unwrap_or_default();
-                        metrics::histogram!(
-                            EVENT_PROCESSING_LATENCY_SECONDS,
-                            "topic" => topic.to_owned(),
-                            "consumer" => handler.name(),
-                        )
-                        .record(latency.as_secs_f64());
-                    }
-                    return true;
-                }
-                Ok(Outcome::Duplicate) => {
-                    count("duplicate");
+            match handler.handle(received).instrument(span.clone()).await {
+                Ok(outcome) => {
+                    self.record_outcome(received, outcome);
                     return true;
                 }
                 Err(HandlerError::Permanent(error)) => {
@@ -151,14 +248,14 @@ impl<H: EventHandler> Runtime<'_, H> {
                         class: "permanent",
                         message: telemetry::error_chain(&*error),
                     };
-                    let moved_on = self.dead_letter(message, rejection, &span).await;
+                    let moved_on = self.dead_letter(record.message, rejection, span).await;
                     if moved_on {
-                        count("dead_lettered");
+                        self.count(&received.topic, "dead_lettered");
                     }
                     return moved_on;
                 }
                 Err(HandlerError::Transient(error)) => {
-                    count("retried");
+                    self.count(&received.topic, "retried");
                     self.status
                         .pause(handler.name(), || telemetry::error_chain(&*error));
                     let delay = delays.next().unwrap_or(Duration::from_secs(10));
@@ -176,6 +273,35 @@ impl<H: EventHandler> Runtime<'_, H> {
                 }
             }
         }
+    }
+
+    /// Counts an applied or duplicate event (and the latency of an applied one).
+    fn record_outcome(&self, received: &ReceivedEvent, outcome: Outcome) {
+        match outcome {
+            Outcome::Applied => {
+                self.count(&received.topic, "ok");
+                if let Some(time) = received.event.time() {
+                    let latency = (chrono::Utc::now() - *time).to_std().unwrap_or_default();
+                    metrics::histogram!(
+                        EVENT_PROCESSING_LATENCY_SECONDS,
+                        "topic" => received.topic.clone(),
+                        "consumer" => self.handler.name(),
+                    )
+                    .record(latency.as_secs_f64());
+                }
+            }
+            Outcome::Duplicate => self.count(&received.topic, "duplicate"),
+        }
+    }
+
+    fn count(&self, topic: &str, outcome: &'static str) {
+        metrics::counter!(
+            EVENTS_CONSUMED_TOTAL,
+            "topic" => topic.to_owned(),
+            "consumer" => self.handler.name(),
+            "outcome" => outcome,
+        )
+        .increment(1);
     }
 
     /// Copies the message (key, value, headers) to the dead-letter topic with headers that
