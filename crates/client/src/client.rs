@@ -3,8 +3,8 @@
 use std::fmt;
 
 use domain::{UserId, WalletId};
-use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
-use reqwest::{Method, RequestBuilder};
+use reqwest::header::{AUTHORIZATION, HeaderValue, IF_MATCH, IF_NONE_MATCH, RETRY_AFTER};
+use reqwest::{Method, RequestBuilder, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -35,6 +35,8 @@ pub struct Client {
     /// `X-Correlation-Id` and `traceparent` sent with every request, if set.
     correlation_id: Option<String>,
     traceparent: Option<String>,
+    /// `If-Match` sent with every change (not with reads), if set.
+    if_match: Option<String>,
 }
 
 impl fmt::Debug for Client {
@@ -68,6 +70,7 @@ impl Client {
             token: None,
             correlation_id: None,
             traceparent: None,
+            if_match: None,
         })
     }
 
@@ -87,6 +90,17 @@ impl Client {
     pub fn with_traceparent(&self, traceparent: impl Into<String>) -> Self {
         Self {
             traceparent: Some(traceparent.into()),
+            ..self.clone()
+        }
+    }
+
+    /// This client sending `If-Match: <etag>` with every change (a wallet's `ETag`, as
+    /// [`Reply::etag`] gave it): a change to a wallet that changed since is refused with 412
+    /// `precondition-failed` and changes nothing.
+    #[must_use]
+    pub fn with_if_match(&self, etag: impl Into<String>) -> Self {
+        Self {
+            if_match: Some(etag.into()),
             ..self.clone()
         }
     }
@@ -161,6 +175,25 @@ impl Client {
         let path = format!("v1/wallets/{id}");
         let request = self.request("get wallet", Method::GET, &path, &[])?;
         self.send("get wallet", request).await
+    }
+
+    /// `GET /v1/wallets/{id}` with `If-None-Match: <etag>`: `None` when the wallet is still
+    /// at that version (304 Not Modified), else the wallet and its new `ETag`.
+    pub async fn get_wallet_if_changed(
+        &self,
+        id: WalletId,
+        etag: &str,
+    ) -> Result<Option<Reply<Wallet>>, Error> {
+        let path = format!("v1/wallets/{id}");
+        let request = self
+            .request("get wallet", Method::GET, &path, &[])?
+            .header(IF_NONE_MATCH, header_value(etag, "If-None-Match")?);
+        match self.send("get wallet", request).await {
+            Err(Error::UnexpectedResponse { status, .. }) if status == StatusCode::NOT_MODIFIED => {
+                Ok(None)
+            }
+            other => other.map(Some),
+        }
     }
 
     /// `POST /v1/wallets/{id}/deposits` (needs the `wallets:deposit` scope).
@@ -301,6 +334,7 @@ impl Client {
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
+        let is_read = method == Method::GET;
         let mut request = self.http.request(method, url);
         if let Some(token) = &self.token {
             let mut value =
@@ -313,6 +347,9 @@ impl Client {
         }
         if let Some(traceparent) = &self.traceparent {
             request = request.header(TRACEPARENT, header_value(traceparent, "traceparent")?);
+        }
+        if let Some(etag) = self.if_match.as_ref().filter(|_| !is_read) {
+            request = request.header(IF_MATCH, header_value(etag, "If-Match")?);
         }
         Ok(request)
     }

@@ -190,3 +190,53 @@ async fn a_412_with_an_idempotency_key_is_not_stored_so_a_corrected_retry_runs()
     assert_eq!(retried.status(), StatusCode::CREATED);
     assert!(retried.headers().get("idempotent-replayed").is_none());
 }
+
+#[tokio::test]
+async fn the_typed_client_reads_conditionally_and_changes_only_the_version_it_saw() {
+    use wallet_hub_client::{Amount, Error};
+
+    let app = spawn_app().await;
+    let wallet = app.new_wallet("USD").await;
+    let owner = app.as_owner(wallet.id).await;
+    let operator = app.operator();
+
+    let seen = owner.get_wallet(wallet.id).await.expect("read");
+    let tag = seen.etag.clone().expect("an ETag");
+    assert!(
+        owner
+            .get_wallet_if_changed(wallet.id, &tag)
+            .await
+            .expect("conditional read")
+            .is_none(),
+        "unchanged: 304"
+    );
+
+    operator
+        .with_if_match(&tag)
+        .deposit(wallet.id, &Amount::new("5.00"), None)
+        .await
+        .expect("the version it saw: applied");
+    let stale = operator
+        .with_if_match(&tag)
+        .deposit(wallet.id, &Amount::new("7.00"), None)
+        .await
+        .expect_err("a stale version");
+    match stale {
+        Error::Problem(problem) => {
+            assert_eq!(problem.problem.status, 412);
+            assert!(problem.problem.type_uri.ends_with("precondition-failed"));
+        }
+        other => panic!("expected 412 problem+json, got {other:?}"),
+    }
+
+    let fresh = owner
+        .get_wallet_if_changed(wallet.id, &tag)
+        .await
+        .expect("conditional read")
+        .expect("changed: the wallet");
+    assert_eq!(
+        fresh.body.balance, "5.00",
+        "the stale deposit changed nothing"
+    );
+    assert_ne!(fresh.etag.as_deref(), Some(tag.as_str()));
+}
