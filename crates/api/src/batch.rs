@@ -48,7 +48,8 @@ use crate::money::{self, MoneyRequest, Movement};
 use crate::preconditions::require_version;
 use crate::transfers::TransferResponse;
 use crate::wallets::{
-    MovementResponse, db_transaction_span, event_context, in_currency, wallet_not_found,
+    MovementResponse, apply_movement, db_transaction_span, event_context, in_currency,
+    wallet_not_found,
 };
 use crate::write::{Reply, replay, request_hash};
 use telemetry::metrics as telemetry_metrics;
@@ -493,17 +494,8 @@ fn decide(
             // If-Match, on the wallet as the earlier requests of the batch left it.
             require_version(&wallet, request.expected_version.as_ref())?;
             let amount = in_currency(request.amount, wallet.currency())?;
-            let (event, signed): (DomainEvent, i64) = if deposit {
-                (
-                    wallet.add_funds(amount, transaction_id, &event_ctx)?.into(),
-                    amount.minor_units(),
-                )
-            } else {
-                (
-                    wallet.withdraw(amount, transaction_id, &event_ctx)?.into(),
-                    -amount.minor_units(),
-                )
-            };
+            let (event, signed) =
+                apply_movement(&mut wallet, deposit, amount, transaction_id, &event_ctx)?;
             let reply = Reply::created(
                 MovementResponse {
                     id: transaction_id,

@@ -44,13 +44,18 @@ pub enum DlqError {
     NoOriginalTopic { partition: i32, offset: i64 },
 }
 
-/// Reads every record of `dlq_topic` that exists now (up to the high watermarks).
-pub fn list(config: &KafkaConfig, dlq_topic: &str) -> Result<Vec<DeadLetter>, DlqError> {
-    let consumer: BaseConsumer = config
+/// A consumer that reads dead-letter topics by assignment and never commits.
+fn reader(config: &KafkaConfig) -> Result<BaseConsumer, KafkaError> {
+    config
         .client_config("dlq-reader")
         .set("group.id", format!("{}-dlq-reader", config.client_id))
         .set("enable.auto.commit", "false")
-        .create()?;
+        .create()
+}
+
+/// Reads every record of `dlq_topic` that exists now (up to the high watermarks).
+pub fn list(config: &KafkaConfig, dlq_topic: &str) -> Result<Vec<DeadLetter>, DlqError> {
+    let consumer = reader(config)?;
     let metadata = consumer.fetch_metadata(Some(dlq_topic), TIMEOUT)?;
     let mut assignment = TopicPartitionList::new();
     let mut ends = Vec::new();
@@ -107,11 +112,7 @@ pub fn page(
     from: Option<(i32, i64)>,
     limit: usize,
 ) -> Result<DlqPage, DlqError> {
-    let consumer: BaseConsumer = config
-        .client_config("dlq-reader")
-        .set("group.id", format!("{}-dlq-reader", config.client_id))
-        .set("enable.auto.commit", "false")
-        .create()?;
+    let consumer = reader(config)?;
     let metadata = consumer.fetch_metadata(Some(dlq_topic), TIMEOUT)?;
     let mut partitions: Vec<i32> = metadata
         .topics()

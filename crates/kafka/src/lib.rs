@@ -42,3 +42,22 @@ pub use lag::{GroupTopics, LagReader, PartitionLag};
 pub use probe::{KafkaProbe, ProbeError};
 pub use producer::{Delivered, EventProducer, ProduceError};
 pub use status::ConsumerStatus;
+
+/// Drops a Kafka client (`what` names it in logs) on a detached thread of its own. Closing
+/// a client can block for as long as librdkafka waits on a broker or group coordinator that
+/// is not answering: not on the async runtime, and not on its blocking pool either, whose
+/// threads a runtime waits for when it shuts down (a service, or a test, would hang at
+/// exit behind a stuck close).
+pub fn close_in_background<T: Send + 'static>(what: &'static str, client: T) {
+    let spawned = std::thread::Builder::new()
+        .name(format!("close-{what}"))
+        .spawn(move || drop(client));
+    if let Err(error) = spawned {
+        // The closure, and the client with it, was dropped here already.
+        tracing::warn!(
+            error = &error as &dyn std::error::Error,
+            client = what,
+            "no thread to close a Kafka client on; closed it in place"
+        );
+    }
+}

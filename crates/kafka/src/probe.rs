@@ -126,8 +126,7 @@ impl KafkaProbe {
                     &mut *self.client.lock().unwrap_or_else(PoisonError::into_inner),
                     Arc::new(fresh),
                 );
-                // Dropping a client joins its threads: not on the async runtime.
-                tokio::task::spawn_blocking(move || drop(old));
+                crate::close_in_background("probe", old);
             }
             Err(error) => tracing::warn!(
                 error = &error as &dyn std::error::Error,

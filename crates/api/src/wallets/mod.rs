@@ -19,8 +19,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use domain::{
-    Actor, Currency, DecimalAmount, EventContext, Money, TransactionId, UserId, Wallet, WalletId,
-    WalletName, WalletStatus,
+    Actor, Currency, DecimalAmount, DomainEvent, EventContext, Money, TransactionId, UserId,
+    Wallet, WalletId, WalletName, WalletStatus,
 };
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
@@ -125,6 +125,29 @@ pub struct MovementResponse {
 }
 
 /// The clock reading, correlation id and acting principal the request's events carry.
+/// Deposits (`deposit`) or withdraws `amount` on the locked `wallet`: its event, and the
+/// signed amount of the wallet's ledger entry. Both write paths (one transaction per
+/// request, and the batching writer) apply money movements through it.
+pub(crate) fn apply_movement(
+    wallet: &mut Wallet,
+    deposit: bool,
+    amount: Money,
+    transaction_id: TransactionId,
+    event_ctx: &EventContext,
+) -> Result<(DomainEvent, i64), ApiError> {
+    Ok(if deposit {
+        (
+            wallet.add_funds(amount, transaction_id, event_ctx)?.into(),
+            amount.minor_units(),
+        )
+    } else {
+        (
+            wallet.withdraw(amount, transaction_id, event_ctx)?.into(),
+            -amount.minor_units(),
+        )
+    })
+}
+
 pub(crate) fn event_context(ctx: &RequestContext, actor: &Actor) -> EventContext {
     EventContext::new(Utc::now(), ctx.correlation_id.clone()).acted_by(actor.clone())
 }

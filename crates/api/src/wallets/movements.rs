@@ -5,14 +5,14 @@
 use axum::Extension;
 use axum::extract::State;
 use axum::response::Response;
-use domain::{DomainEvent, TransactionId, WalletId};
+use domain::{TransactionId, WalletId};
 use store::ledger::{self, Entry, Posting};
 use store::wallets;
 use tracing::Instrument;
 
 use super::{
-    AmountRequest, MovementResponse, db_transaction_span, event_context, in_currency, lock_owned,
-    parse_amount, wallet_not_found,
+    AmountRequest, MovementResponse, apply_movement, db_transaction_span, event_context,
+    in_currency, lock_owned, parse_amount, wallet_not_found,
 };
 use crate::caller::{Caller, DEPOSIT_SCOPE};
 use crate::error::ApiError;
@@ -159,17 +159,8 @@ pub(crate) async fn run_alone(
                 let transaction_id = TransactionId::new();
                 let actor = caller.actor();
                 let event_ctx = event_context(&ctx, &actor);
-                let (event, signed): (DomainEvent, i64) = if deposit {
-                    (
-                        wallet.add_funds(amount, transaction_id, &event_ctx)?.into(),
-                        amount.minor_units(),
-                    )
-                } else {
-                    (
-                        wallet.withdraw(amount, transaction_id, &event_ctx)?.into(),
-                        -amount.minor_units(),
-                    )
-                };
+                let (event, signed) =
+                    apply_movement(&mut wallet, deposit, amount, transaction_id, &event_ctx)?;
                 let created_at = event.metadata().occurred_at;
                 wallets::update(&mut *conn, &wallet).await?;
                 let entries = [

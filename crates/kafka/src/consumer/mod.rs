@@ -214,8 +214,8 @@ pub async fn run_consumer<H: EventHandler>(
                     timeout = ?options.rejoin_timeout,
                     "consumer has not rejoined its group in time; replacing its Kafka client"
                 );
-                // Closing a stuck client can block on the group: not on this task.
-                tokio::task::spawn_blocking(move || drop(consumer));
+                // Closing a stuck client can block on the group for good.
+                crate::close_in_background("consumer", consumer);
             }
         }
     }

@@ -267,13 +267,13 @@ impl Relay {
         tracing::info!("outbox relay stopped");
     }
 
-    /// Replaces the producer with a new one. The old one is dropped off the async runtime:
-    /// dropping purges its queue and waits for the purge's reports (up to half a second).
+    /// Replaces the producer with a new one. The old one is closed on a thread of its own:
+    /// dropping purges its queue and waits for the purge's reports.
     fn replace_producer(&mut self, why: Replacement) {
         match EventProducer::new(&self.kafka) {
             Ok(producer) => {
                 let old = std::mem::replace(&mut self.producer, producer);
-                tokio::task::spawn_blocking(move || drop(old));
+                kafka::close_in_background("producer", old);
                 match why {
                     Replacement::Fatal => {
                         tracing::warn!("Kafka producer hit a fatal error; recreated it");
