@@ -10,7 +10,10 @@ repository root (the working directory).
   alerts                             alert metadata, runbook anchors, firing + quiet test per alert
   otel                               collector pipelines reference defined components
   dashboard RULES_OUT                dashboard structure; its queries as rules for promtool
-  metrics OUT                        metric names queried by alerts + dashboard, into OUT
+  metrics OUT MM2_OUT                metric names queried by alerts + dashboard: the service's
+                                     into OUT, MirrorMaker's (kafka_connect_*) into MM2_OUT
+  mirror-maker K8S_YAML MODEL_JSON   the KafkaMirrorMaker2 example against Strimzi's CRD schema,
+                                     and it and compose's MirrorMaker agree with the local one
   config-docs                        docs/operations.md documents every key of config/default.toml
 """
 
@@ -38,6 +41,14 @@ DASHBOARD = Path("deploy/grafana/dashboards/wallet-hub.json")
 GRAFANA_DATASOURCES = Path("deploy/grafana/provisioning/datasources/prometheus.yml")
 GRAFANA_DASHBOARDS = Path("deploy/grafana/provisioning/dashboards/wallet-hub.yml")
 METRIC_CONSTANTS = Path("crates/telemetry/src/metrics.rs")
+KMM2_CRD = Path("deploy/k8s/crds/048-Crd-kafkamirrormaker2.yaml")
+MM2_METRICS_CONFIG = Path("deploy/k8s/mirror-maker/jmx-exporter.yaml")
+MM2_COMPOSE_PROPERTIES = Path("deploy/mirror-maker/mm2.properties")
+MM2_NAMES = Path("scripts/kafka/mirror-maker/names.py")
+KAFKA_POM = Path("scripts/kafka/pom.xml")
+IDENTITY_POLICY = "org.apache.kafka.connect.mirror.IdentityReplicationPolicy"
+# MirrorMaker's metrics (its JMX exporter), not the service's.
+MM2_METRIC_PREFIX = "kafka_connect_"
 
 ENV_PREFIX = "WALLET_HUB__"
 # Variables the service reads besides WALLET_HUB__SECTION__KEY (README, "Running it").
@@ -490,6 +501,8 @@ def cmd_k8s(k8s_yaml: str, *versions: str) -> None:
             continue
         for doc in docs:
             name = f"{doc.get('kind')} {doc.get('metadata', {}).get('name')}"
+            if is_strimzi(doc):
+                continue  # a custom resource: `mirror-maker` validates it against its CRD
             try:
                 kubernetes_validate.validate(doc, version, strict=True)
             except kubernetes_validate.ValidationError as error:
@@ -497,8 +510,153 @@ def cmd_k8s(k8s_yaml: str, *versions: str) -> None:
                 problems.add(f"Kubernetes {version}: {name}: {path}: {error.message}")
             except (SchemaNotFoundError, VersionNotSupportedError, InvalidSchemaError) as error:
                 problems.add(f"Kubernetes {version}: {name}: {error}")
-    kinds = sorted({d["kind"] for d in docs})
-    problems.finish(f"{len(docs)} manifests ({', '.join(kinds)}) valid for Kubernetes {', '.join(versions)}")
+    kinds = sorted({d["kind"] for d in docs if not is_strimzi(d)})
+    problems.finish(
+        f"{sum(1 for d in docs if not is_strimzi(d))} manifests ({', '.join(kinds)}) valid for Kubernetes "
+        f"{', '.join(versions)}"
+    )
+
+
+def is_strimzi(doc: dict) -> bool:
+    return str(doc.get("apiVersion", "")).startswith("kafka.strimzi.io/")
+
+
+# --- mirror-maker ------------------------------------------------------------------------
+
+
+def mirrored_names() -> tuple[list[str], str]:
+    """The topic patterns and group pattern MirrorMaker replicates (names.py, one place)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mm2_names", MM2_NAMES)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.mirrored(CONFIG)
+
+
+def split_list(value: str) -> list[str]:
+    return [part.strip() for part in str(value).split(",") if part.strip()]
+
+
+def check_mirror_settings(problems: Problems, where: str, settings: dict, topics: list[str], groups: str) -> None:
+    """One MirrorMaker's settings (flattened keys) say what the local one does."""
+    problems.check(
+        split_list(settings.get("topics", "")) == topics,
+        f"{where}: topics are {settings.get('topics')!r}, expected {', '.join(topics)!r} ({MM2_NAMES})",
+    )
+    problems.check(
+        str(settings.get("groups", "")).strip() == groups,
+        f"{where}: groups are {settings.get('groups')!r}, expected {groups!r} ({MM2_NAMES})",
+    )
+    for key, expected in (
+        ("replication.policy.class", IDENTITY_POLICY),
+        ("sync.group.offsets.enabled", "true"),
+    ):
+        value = str(settings.get(key, "")).strip().lower() if key.endswith("enabled") else settings.get(key)
+        problems.check(value == expected, f"{where}: {key} is {settings.get(key)!r}, expected {expected!r}")
+
+
+def strict(schema):
+    """The CRD's schema refusing unknown fields, as the API server's pruning would drop them
+    silently: every object type with `properties` and no `additionalProperties` or
+    `x-kubernetes-preserve-unknown-fields` gets `additionalProperties: false`."""
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: strict(value) for key, value in schema.items()}
+    if (
+        out.get("type") == "object"
+        and "properties" in out
+        and "additionalProperties" not in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        out["additionalProperties"] = False
+    return out
+
+
+def kafka_version() -> str:
+    match = re.search(r"<kafka.version>([^<]+)</kafka.version>", KAFKA_POM.read_text(encoding="utf-8"))
+    return match.group(1) if match else ""
+
+
+def cmd_mirror_maker(k8s_yaml: str, model_json: str) -> None:
+    import jsonschema
+
+    problems = Problems()
+    topics, groups = mirrored_names()
+    crd = load_yaml(KMM2_CRD)
+    versions = {v["name"]: v["schema"]["openAPIV3Schema"] for v in crd["spec"]["versions"] if v.get("served")}
+    docs = load_yaml_all(Path(k8s_yaml))
+    found = [d for d in docs if d.get("kind") == "KafkaMirrorMaker2"]
+    problems.check(bool(found), f"{k8s_yaml}: no KafkaMirrorMaker2 in the example overlay")
+    configmaps = {d["metadata"]["name"]: d.get("data") or {} for d in docs if d["kind"] == "ConfigMap"}
+    for doc in found:
+        where = f"KafkaMirrorMaker2 {doc['metadata']['name']}"
+        group, _, version = doc["apiVersion"].partition("/")
+        schema = versions.get(version)
+        if not problems.check(
+            group == crd["spec"]["group"] and schema is not None,
+            f"{where}: apiVersion {doc['apiVersion']} is not served by {KMM2_CRD} ({sorted(versions)})",
+        ):
+            continue
+        for error in jsonschema.Draft7Validator(strict(schema)).iter_errors(doc):
+            problems.add(f"{where}: {'.'.join(str(p) for p in error.path)}: {error.message}")
+        spec = doc.get("spec") or {}
+        problems.check(
+            spec.get("version") == kafka_version(),
+            f"{where}: version {spec.get('version')!r} is not our broker's Kafka {kafka_version()!r} ({KAFKA_POM})",
+        )
+        for mirror in spec.get("mirrors") or []:
+            for connector in ("sourceConnector", "checkpointConnector"):
+                config = (mirror.get(connector) or {}).get("config") or {}
+                problems.check(
+                    config.get("replication.policy.class") == IDENTITY_POLICY,
+                    f"{where}: {connector} does not use {IDENTITY_POLICY}",
+                )
+            checkpoint = (mirror.get("checkpointConnector") or {}).get("config") or {}
+            settings = {
+                "topics": mirror.get("topicsPattern", ""),
+                "groups": mirror.get("groupsPattern", ""),
+                "replication.policy.class": checkpoint.get("replication.policy.class"),
+                "sync.group.offsets.enabled": checkpoint.get("sync.group.offsets.enabled"),
+            }
+            check_mirror_settings(problems, where, settings, topics, groups)
+        ref = (((spec.get("metricsConfig") or {}).get("valueFrom") or {}).get("configMapKeyRef")) or {}
+        data = configmaps.get(ref.get("name"), {})
+        problems.check(
+            data.get(ref.get("key")) == MM2_METRICS_CONFIG.read_text(encoding="utf-8"),
+            f"{where}: metricsConfig names ConfigMap {ref.get('name')!r} key {ref.get('key')!r}, which is not "
+            f"{MM2_METRICS_CONFIG} in the render",
+        )
+
+    # docker-compose's MirrorMaker: its properties say the same, for its a -> b flow.
+    model = json.loads(Path(model_json).read_text(encoding="utf-8"))
+    service = model["services"].get("mirror-maker")
+    if problems.check(service is not None, f"{COMPOSE}: no mirror-maker service"):
+        mounts = {str(v.get("source", "")).rsplit("/", 1)[-1] for v in service.get("volumes") or []}
+        for name in (MM2_COMPOSE_PROPERTIES.name, MM2_METRICS_CONFIG.name):
+            problems.check(name in mounts, f"{COMPOSE}: mirror-maker does not mount {name}")
+        props = {}
+        for line in MM2_COMPOSE_PROPERTIES.read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                key, _, value = line.partition("=")
+                props[key.strip()] = value.strip()
+        flows = [k[: -len(".enabled")] for k, v in props.items() if k.endswith(".enabled") and "->" in k and v == "true"]
+        if problems.check(len(flows) == 1, f"{MM2_COMPOSE_PROPERTIES}: {len(flows)} enabled flows, expected one"):
+            flow = flows[0]
+            settings = {
+                "topics": props.get(f"{flow}.topics", ""),
+                "groups": props.get(f"{flow}.groups", ""),
+                "replication.policy.class": props.get("replication.policy.class"),
+                "sync.group.offsets.enabled": props.get("sync.group.offsets.enabled"),
+            }
+            check_mirror_settings(problems, str(MM2_COMPOSE_PROPERTIES), settings, topics, groups)
+    problems.finish(
+        f"{len(found)} KafkaMirrorMaker2 valid for Strimzi's CRD ({', '.join(sorted(versions))}); it and compose's "
+        f"mirror-maker replicate {len(topics)} topic patterns and {groups} with identity names, as scripts/mirror-maker does"
+    )
 
 
 # --- alerts ------------------------------------------------------------------------------
@@ -713,7 +871,7 @@ def base_name(name: str) -> str:
     return name
 
 
-def cmd_metrics(out: str) -> None:
+def cmd_metrics(out: str, mm2_out: str) -> None:
     problems = Problems()
     exprs = [str(r["expr"]) for g in load_yaml(ALERTS)["groups"] for r in g["rules"]]
     try:
@@ -721,7 +879,16 @@ def cmd_metrics(out: str) -> None:
     except json.JSONDecodeError as error:
         problems.add(f"{DASHBOARD}: not JSON: {error}")
         problems.finish("")
-    names = {base_name(n) for expr in exprs for n in metric_names(expr)} - {"up"}
+    raw = {n for expr in exprs for n in metric_names(expr)} - {"up"}
+    # MirrorMaker's (its JMX exporter): listed apart and whole (its `_count` names are gauges,
+    # not histogram parts), checked against a running MirrorMaker by scripts/region-drill, as
+    # the service's are by a Rust test.
+    mm2_names = {n for n in raw if n.startswith(MM2_METRIC_PREFIX)}
+    names = {base_name(n) for n in raw - mm2_names}
+    mm2_path = Path(mm2_out)
+    mm2_content = "".join(f"{n}\n" for n in sorted(mm2_names))
+    if (mm2_path.read_text(encoding="utf-8") if mm2_path.exists() else None) != mm2_content:
+        mm2_path.write_text(mm2_content, encoding="utf-8")
     # The Rust side names every metric in one file; a typo here shows up without a running service.
     known = f"all named in {METRIC_CONSTANTS}"
     if METRIC_CONSTANTS.exists():
@@ -740,7 +907,9 @@ def cmd_metrics(out: str) -> None:
     if old != content and not problems.items:
         path.write_text(content, encoding="utf-8")
     state = "unchanged" if old == content else "updated"
-    problems.finish(f"{len(names)} metric names queried ({known}); {out} {state}")
+    problems.finish(
+        f"{len(names)} metric names queried ({known}); {out} {state}; {len(mm2_names)} MirrorMaker names in {mm2_out}"
+    )
 
 
 # --- config-docs -------------------------------------------------------------------------
@@ -868,6 +1037,7 @@ COMMANDS = {
     "dashboard": cmd_dashboard,
     "metrics": cmd_metrics,
     "config-docs": cmd_config_docs,
+    "mirror-maker": cmd_mirror_maker,
 }
 
 if __name__ == "__main__":
