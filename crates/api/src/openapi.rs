@@ -19,7 +19,7 @@ use utoipa::{IntoParams, Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{AppState, notifications, transfers, users, wallets};
+use crate::{AppState, analytics, notifications, transfers, users, wallets};
 
 /// What the document says beyond its paths; [`routes`] adds those.
 #[derive(OpenApi)]
@@ -32,7 +32,7 @@ use crate::{AppState, notifications, transfers, users, wallets};
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&BearerSecurity),
-    tags((name = "users"), (name = "wallets"), (name = "transfers"))
+    tags((name = "users"), (name = "wallets"), (name = "transfers"), (name = "analytics"))
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
@@ -200,6 +200,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(wallets::router())
         .merge(transfers::router())
         .merge(notifications::router())
+        .merge(analytics::router())
 }
 
 /// The document served at `/openapi.json`.
