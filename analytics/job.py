@@ -3,7 +3,10 @@
 Run by scripts/flink with the venv's Python (PyFlink carries Flink's runtime and its client):
 
     python analytics/job.py submit   # fill in the settings, submit the INSERTs as one job
+    python analytics/job.py run      # the same inside an application cluster (Kubernetes)
     python analytics/job.py print    # print the filled-in statements (for review, docs)
+    python analytics/job.py sql-script   # the whole job as one SQL client script (compose,
+                                         # the Kubernetes operator's SQL runner)
 
 Settings come from WH_ANALYTICS_* environment variables (see SETTINGS); each is checked
 before anything is submitted, so a typo fails here with a clear message, not in the job.
@@ -109,25 +112,50 @@ def strip_comments(sql: str) -> str:
     return "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
 
 
-def submit(values: dict[str, str]) -> str:
+def job_config(values: dict[str, str]) -> dict[str, str]:
+    """The job's Flink configuration (besides where it is submitted)."""
+    return {
+        "pipeline.name": values["job_name"],
+        "parallelism.default": values["parallelism"],
+        "execution.checkpointing.interval": f"{values['checkpoint_interval_ms']} ms",
+        "execution.checkpointing.mode": "EXACTLY_ONCE",
+        "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
+        "table.local-time-zone": "UTC",
+        "table.exec.state.ttl": f"{values['dedupe_ttl_hours']} h",
+        "table.exec.source.idle-timeout": f"{values['idle_timeout_seconds']} s",
+    }
+
+
+def sql_script(values: dict[str, str]) -> str:
+    """The whole job as one SQL script for Flink's SQL client or the Kubernetes operator's
+    SQL runner: SET statements, the DDL, and the INSERTs as one statement set (one job)."""
+    lines = [f"SET '{key}' = '{value}';" for key, value in job_config(values).items()]
+    inserts = []
+    for statement in statements(values):
+        if strip_comments(statement).lstrip().upper().startswith("INSERT"):
+            inserts.append(statement + ";")
+        else:
+            lines.append(statement + ";")
+    lines.append("EXECUTE STATEMENT SET\nBEGIN\n" + "\n".join(inserts) + "\nEND;")
+    return "\n\n".join(lines) + "\n"
+
+
+def submit(values: dict[str, str], remote: bool = True):
+    """Submits the job: to the cluster at WH_FLINK_REST_ADDRESS:WH_FLINK_REST_PORT with the
+    connector jar at WH_FLINK_CONNECTOR_JAR_URL (`submit`), or, inside an application
+    cluster (Kubernetes, where Flink's PythonDriver runs this file), to the cluster it runs
+    in, the connector being in its lib/ (`run`). Returns the TableResult."""
     from pyflink.common import Configuration
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
     config = Configuration()
-    config.set_string("execution.target", "remote")
-    config.set_string("rest.address", os.environ.get("WH_FLINK_REST_ADDRESS", "127.0.0.1"))
-    config.set_string("rest.port", os.environ.get("WH_FLINK_REST_PORT", "8081"))
-    config.set_string("pipeline.jars", os.environ["WH_FLINK_CONNECTOR_JAR_URL"])
-    config.set_string("pipeline.name", values["job_name"])
-    config.set_string("parallelism.default", values["parallelism"])
-    config.set_string("execution.checkpointing.interval", f"{values['checkpoint_interval_ms']} ms")
-    config.set_string("execution.checkpointing.mode", "EXACTLY_ONCE")
-    config.set_string(
-        "execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION"
-    )
-    config.set_string("table.local-time-zone", "UTC")
-    config.set_string("table.exec.state.ttl", f"{values['dedupe_ttl_hours']} h")
-    config.set_string("table.exec.source.idle-timeout", f"{values['idle_timeout_seconds']} s")
+    if remote:
+        config.set_string("execution.target", "remote")
+        config.set_string("rest.address", os.environ.get("WH_FLINK_REST_ADDRESS", "127.0.0.1"))
+        config.set_string("rest.port", os.environ.get("WH_FLINK_REST_PORT", "8081"))
+        config.set_string("pipeline.jars", os.environ["WH_FLINK_CONNECTOR_JAR_URL"])
+    for key, value in job_config(values).items():
+        config.set_string(key, value)
     env = TableEnvironment.create(
         EnvironmentSettings.new_instance().in_streaming_mode().with_configuration(config).build()
     )
@@ -137,7 +165,10 @@ def submit(values: dict[str, str]) -> str:
             statement_set.add_insert_sql(statement)
         else:
             env.execute_sql(statement)
-    result = statement_set.execute()
+    return statement_set.execute()
+
+
+def job_id(result) -> str:
     job = result.get_job_client()
     return str(job.get_job_id()) if job is not None else ""
 
@@ -152,10 +183,16 @@ def main(argv: list[str]) -> int:
     if command == "print":
         print("\n;\n".join(statements(values)))
         return 0
-    if command == "submit":
-        print(submit(values))
+    if command == "sql-script":
+        print(sql_script(values), end="")
         return 0
-    print(f"[analytics] ERROR: unknown command {command!r} (submit | print)", file=sys.stderr)
+    if command == "submit":
+        print(job_id(submit(values)))
+        return 0
+    if command == "run":
+        submit(values, remote=False).wait()
+        return 0
+    print(f"[analytics] ERROR: unknown command {command!r} (submit | run | print | sql-script)", file=sys.stderr)
     return 2
 
 
