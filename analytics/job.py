@@ -3,6 +3,7 @@
 Run by scripts/flink with the venv's Python (PyFlink carries Flink's runtime and its client):
 
     python analytics/job.py submit   # fill in the settings, submit the INSERTs as one job
+    python analytics/job.py ensure   # submit unless a job of that name runs (compose)
     python analytics/job.py run      # the same inside an application cluster (Kubernetes)
     python analytics/job.py print    # print the filled-in statements (for review, docs)
     python analytics/job.py sql-script   # the whole job as one SQL client script (compose,
@@ -168,6 +169,19 @@ def submit(values: dict[str, str], remote: bool = True):
     return statement_set.execute()
 
 
+def running_job(name: str) -> str:
+    """The id of a job named `name` that runs (or is about to) on the cluster, if any."""
+    import json
+    import urllib.request
+
+    address = os.environ.get("WH_FLINK_REST_ADDRESS", "127.0.0.1")
+    port = os.environ.get("WH_FLINK_REST_PORT", "8081")
+    with urllib.request.urlopen(f"http://{address}:{port}/jobs/overview", timeout=30) as reply:
+        jobs = json.load(reply).get("jobs", [])
+    alive = ("RUNNING", "CREATED", "RESTARTING", "INITIALIZING", "RECONCILING")
+    return next((j["jid"] for j in jobs if j["name"] == name and j["state"] in alive), "")
+
+
 def job_id(result) -> str:
     job = result.get_job_client()
     return str(job.get_job_id()) if job is not None else ""
@@ -189,10 +203,17 @@ def main(argv: list[str]) -> int:
     if command == "submit":
         print(job_id(submit(values)))
         return 0
+    if command == "ensure":
+        running = running_job(values["job_name"])
+        if running:
+            print(running)
+        else:
+            print(job_id(submit(values)))
+        return 0
     if command == "run":
         submit(values, remote=False).wait()
         return 0
-    print(f"[analytics] ERROR: unknown command {command!r} (submit | run | print | sql-script)", file=sys.stderr)
+    print(f"[analytics] ERROR: unknown command {command!r} (submit | ensure | run | print | sql-script)", file=sys.stderr)
     return 2
 
 
