@@ -195,10 +195,13 @@ def check_env(problems: Problems, config: ServiceConfig, where: str, env: dict) 
 
 
 def wallet_hub_services(model: dict) -> dict:
+    """The services that run the service's image (the analytics job's Flink services build
+    their own, analytics/Dockerfile, and read other variables)."""
     return {
         name: service
         for name, service in model["services"].items()
-        if "build" in service or str(service.get("image", "")).split(":")[0].endswith(IMAGE_NAME)
+        if str(service.get("image", "")).split(":")[0].endswith(IMAGE_NAME)
+        or ("build" in service and service["build"].get("dockerfile", "Dockerfile") == "Dockerfile")
     }
 
 
