@@ -21,10 +21,15 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use cloudevents::binding::rdkafka::{FutureRecordExt, MessageRecord};
+use rdkafka::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 use uuid::Uuid;
 use wallet_hub_client::{Amount, CreateTransfer, PageRequest};
-use wallet_hub_tests::{TestApp, header, read_all_records, spawn_app_with};
+use wallet_hub_tests::{
+    TestApp, cloud_event, deposit_event, header, read_all_records, spawn_app_with,
+};
 
 /// One test at a time: the kill test kills the TaskManager every job runs on.
 static FLINK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -52,6 +57,8 @@ fn flink_rest_url() -> String {
 /// One test's copy of the job, cancelled when the test ends (also when it fails).
 struct Job {
     id: String,
+    /// Where the job writes the records it skips, with their reasons.
+    rejected_topic: String,
 }
 
 impl Job {
@@ -59,6 +66,7 @@ impl Job {
     /// ids and name; velocity in 2-minute windows sliding by a minute.
     fn submit(app: &TestApp, checkpoint_interval_ms: u32) -> Job {
         let suffix = Uuid::now_v7().simple().to_string();
+        let rejected_topic = format!("analytics-rejected-events-{suffix}");
         let binding = |name: &str| app.settings.bindings[name].clone();
         let output = Command::new(root().join("scripts/flink"))
             .arg("submit")
@@ -77,10 +85,7 @@ impl Job {
                 "WH_ANALYTICS_VELOCITY_TOPIC",
                 binding("wallet_velocity_out"),
             )
-            .env(
-                "WH_ANALYTICS_REJECTED_TOPIC",
-                format!("analytics-rejected-events-{suffix}"),
-            )
+            .env("WH_ANALYTICS_REJECTED_TOPIC", &rejected_topic)
             .env("WH_ANALYTICS_GROUP_ID", format!("analytics-{suffix}"))
             .env(
                 "WH_ANALYTICS_TRANSACTIONAL_ID_PREFIX",
@@ -107,7 +112,7 @@ impl Job {
         );
         let id = String::from_utf8_lossy(&output.stdout).trim().to_owned();
         assert_eq!(id.len(), 32, "a Flink job id, got {id:?}");
-        Job { id }
+        Job { id, rejected_topic }
     }
 
     async fn get(&self, path: &str) -> Value {
@@ -414,6 +419,67 @@ async fn velocity_notifications(
         .collect()
 }
 
+/// Writes what is not a Wallet Hub movement onto the deposits topic: a record without
+/// CloudEvent headers, and a deposit CloudEvent whose amount is not a decimal.
+async fn send_bad_records(app: &TestApp) {
+    let topic = &app.settings.bindings["funds_added_out"];
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &app.settings.kafka.brokers)
+        .create()
+        .expect("producer");
+    producer
+        .send(
+            FutureRecord::to(topic)
+                .key("junk")
+                .payload("not a CloudEvent at all"),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("delivered");
+    let mut event = cloud_event(&deposit_event(Uuid::now_v7(), 100));
+    let Some(cloudevents::Data::Binary(bytes)) = event.data() else {
+        panic!("binary data expected")
+    };
+    let mut data: Value = serde_json::from_slice(bytes).expect("JSON");
+    data["amount"]["value"] = "ten".into();
+    event.set_data("application/json", data.to_string().into_bytes());
+    let message = MessageRecord::from_event(event).expect("record");
+    producer
+        .send(
+            FutureRecord::to(topic)
+                .key("bad-amount")
+                .message_record(&message),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("delivered");
+}
+
+/// Sends a second copy of the first deposit on the topic, as a relay retry would: the same
+/// key, value and headers (so the same `ce_id`).
+async fn resend_first_deposit(app: &TestApp) {
+    let topic = &app.settings.bindings["funds_added_out"];
+    let records = read_all_records(&app.settings.kafka.brokers, topic, 1).await;
+    let original = records
+        .iter()
+        .find(|r| header(r, "ce_type").as_deref() == Some("io.wallethub.funds.added.v1"))
+        .expect("a deposit on the topic");
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &app.settings.kafka.brokers)
+        .create()
+        .expect("producer");
+    let mut record = FutureRecord::to(topic)
+        .key(original.key().expect("key"))
+        .payload(original.payload().expect("value"));
+    if let Some(headers) = original.headers() {
+        record = record.headers(headers.clone());
+    }
+    producer
+        .send(record, Duration::from_secs(10))
+        .await
+        .expect("delivered");
+}
+
 fn minute_of(at: DateTime<Utc>) -> DateTime<Utc> {
     at.duration_trunc(TimeDelta::minutes(1)).expect("a minute")
 }
@@ -495,8 +561,29 @@ async fn volume_equals_the_ledger_per_minute_and_a_burst_alerts_its_owner_once()
     let tick_wallet = app.new_wallet("EUR").await.id;
     let started = Utc::now();
     let moved = move_money(&app, MAX_COUNT + 2).await;
+    // Read before the bad records are written: the suite checks every record it reads
+    // that claims our source against its schema.
+    resend_first_deposit(&app).await;
+    send_bad_records(&app).await;
+    // The duplicate is not counted twice, the bad records not at all: the sums are still
+    // the ledger's.
     results_match_the_ledger(&app, tick_wallet, &moved, started).await;
-    assert_eq!(job.state().await, "RUNNING");
+    assert_eq!(job.state().await, "RUNNING", "bad records are never fatal");
+    let rejected = read_all_records(&app.settings.kafka.brokers, &job.rejected_topic, 2).await;
+    let mut reasons: Vec<String> = rejected
+        .iter()
+        .map(|record| {
+            let body: Value =
+                serde_json::from_slice(record.payload().expect("value")).expect("JSON");
+            body["reason"].as_str().expect("reason").to_owned()
+        })
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        ["not-a-cloudevent", "schema-invalid"],
+        "each skipped record is counted once, with its reason"
+    );
 }
 
 #[tokio::test]
