@@ -111,8 +111,10 @@ pub fn header(message: &OwnedMessage, name: &str) -> Option<String> {
         .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
-/// A consumer of `topic` in a fresh group, from the beginning, that commits nothing.
-fn reader(brokers: &str, topic: &str) -> StreamConsumer {
+/// A consumer of `topic` in a fresh group, from the beginning, that commits nothing. It
+/// closes on a thread of its own when the test drops it: closing a consumer that is still
+/// joining its group can block for good (rust-rdkafka issue 509), and the test must not.
+fn reader(brokers: &str, topic: &str) -> kafka::Detached<StreamConsumer> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("test-reader-{}", Uuid::now_v7()))
@@ -121,5 +123,5 @@ fn reader(brokers: &str, topic: &str) -> StreamConsumer {
         .create()
         .expect("test consumer");
     consumer.subscribe(&[topic]).expect("subscribe");
-    consumer
+    kafka::Detached::new("test-reader", consumer)
 }

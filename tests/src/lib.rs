@@ -3,6 +3,7 @@
 //!
 //! - [`app`]: [`spawn_app`] runs a whole service per test, with its own database, topics and
 //!   consumer group, and returns a [`TestApp`] to drive it;
+//! - [`binary`]: the workspace root and the service binary, for tests that run it;
 //! - [`broker`]: creating topics and reading the records the service published;
 //! - [`events`]: domain events and CloudEvents built as the service builds them;
 //! - [`logs`]: capturing what the in-process service logs;
@@ -11,6 +12,7 @@
 //! - [`eventually`]: waiting for an asynchronous outcome, bounded by [`KAFKA_WAIT`].
 
 pub mod app;
+pub mod binary;
 pub mod broker;
 pub mod contracts;
 pub mod events;

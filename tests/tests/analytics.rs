@@ -7,8 +7,8 @@
 //! the ledger's sums to the cent, and a burst of outgoing movements from one wallet must
 //! yield exactly one velocity alert, seen as a notification by the wallet's owner.
 //!
-//! Its own binary, its tests one at a time (a lock): the kill test kills the cluster's
-//! TaskManager.
+//! Its own binary, its tests one at a time (a lock under `cargo test`; under nextest,
+//! .config/nextest.toml runs each alone): the kill test kills the cluster's TaskManager.
 //!
 //! Minutes close on event time: the job emits a minute once its watermark (the newest
 //! `ce_time` minus the allowed lateness) has passed the minute's end. Each test keeps

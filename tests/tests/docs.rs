@@ -20,6 +20,11 @@ fn readme() -> String {
 
 /// The backticked items of the first column of the first table under the heading `heading`.
 fn first_column(readme: &str, heading: &str) -> Vec<String> {
+    column(readme, heading, 1)
+}
+
+/// The backticked items of column `n` (from 1) of the first table under `heading`.
+fn column(readme: &str, heading: &str, n: usize) -> Vec<String> {
     let section = readme
         .split_once(&format!("\n{heading}\n"))
         .unwrap_or_else(|| panic!("README has no `{heading}`"))
@@ -30,7 +35,7 @@ fn first_column(readme: &str, heading: &str) -> Vec<String> {
         .take_while(|line| line.starts_with('|'))
         .skip(2) // the header and the separator
         .flat_map(|row| {
-            let cell = row.split('|').nth(1).unwrap_or_default();
+            let cell = row.split('|').nth(n).unwrap_or_default();
             cell.split('`')
                 .skip(1)
                 .step_by(2)
@@ -125,4 +130,14 @@ fn the_readme_endpoint_table_names_every_route_of_the_openapi_document_and_no_ot
         })
         .collect();
     assert_same(&documented, &routes, "endpoint table");
+}
+
+#[test]
+fn the_readme_error_table_lists_every_problem_type_and_no_other() {
+    let documented: BTreeSet<String> = column(&readme(), "### Errors", 2).into_iter().collect();
+    let actual: BTreeSet<String> = api::problem_types::ALL
+        .iter()
+        .map(|kind| kind.slug.to_owned())
+        .collect();
+    assert_same(&documented, &actual, "error table (### Errors)");
 }

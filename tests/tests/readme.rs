@@ -2,17 +2,10 @@
 //! newcomer does cannot rot. Needs `curl` and `jq` (scripts/test installs them), PostgreSQL
 //! and Kafka.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use wallet_hub_tests::app::spawn_app;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate sits in the workspace root")
-        .to_owned()
-}
+use wallet_hub_tests::binary::{root, service_binary};
 
 /// The `sh` block that follows the `<!-- try-it -->` marker.
 fn try_it_block(readme: &str) -> String {
@@ -30,24 +23,11 @@ fn try_it_block(readme: &str) -> String {
         .to_owned()
 }
 
-/// The service binary, built now so that the block runs the current code's `token`.
-fn wallet_hub_binary() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--bin", "wallet-hub"])
-        .current_dir(root())
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "cargo build --bin wallet-hub failed");
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
-    target.join("debug").join("wallet-hub")
-}
-
 #[tokio::test]
 async fn the_readme_try_it_block_works_verbatim_against_a_running_service() {
     let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
     let block = try_it_block(&readme);
-    let binary = wallet_hub_binary();
+    let binary = service_binary();
     let app = spawn_app().await;
     let jwks = match &app.settings.auth.jwks {
         auth::JwksSource::File(path) => path.clone(),
@@ -100,7 +80,7 @@ async fn the_readme_try_it_block_works_verbatim_against_a_running_service() {
 /// (each answering) and how to get a token, on stdout alone.
 #[tokio::test]
 async fn wallet_hub_ready_prints_the_urls_a_newcomer_needs_once_the_service_is_serving() {
-    let binary = wallet_hub_binary();
+    let binary = service_binary();
     let app = spawn_app().await;
     let api_listen = app.address.trim_start_matches("http://").to_owned();
     let admin_listen = app.admin_address.trim_start_matches("http://").to_owned();

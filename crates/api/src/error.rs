@@ -16,9 +16,10 @@ use outbox::OutboxError;
 use serde::Serialize;
 use store::StoreError;
 
+use crate::problem_types::{self, ProblemType};
+
 /// The media type of every error answer (RFC 9457).
 pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
-const TYPE_BASE: &str = "https://wallethub.io/problems/";
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -39,8 +40,6 @@ pub enum ApiError {
     /// A command the domain refused (insufficient funds, wallet not active, ...).
     #[error(transparent)]
     Wallet(#[from] WalletError),
-    #[error("a user with this email address already exists")]
-    EmailTaken,
     /// No bearer token, or one that is not valid (see [`crate::caller`]).
     #[error("{0}")]
     Unauthenticated(Unauthenticated),
@@ -104,119 +103,35 @@ impl ApiError {
     /// Outcomes of a request that ran (not of its validation): stored with its
     /// Idempotency-Key so that a retry gets the same answer.
     pub fn is_recorded_outcome(&self) -> bool {
-        matches!(
-            self,
-            ApiError::Wallet(_) | ApiError::EmailTaken | ApiError::AlreadyRegistered
-        )
+        matches!(self, ApiError::Wallet(_) | ApiError::AlreadyRegistered)
     }
 
     /// `(status, type slug, title)`.
-    fn kind(&self) -> (StatusCode, &'static str, &'static str) {
+    fn kind(&self) -> &'static ProblemType {
         match self {
-            ApiError::MalformedRequest(_) => (
-                StatusCode::BAD_REQUEST,
-                "malformed-request",
-                "Malformed request",
-            ),
-            ApiError::Validation(_) => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation-error",
-                "Invalid request content",
-            ),
-            ApiError::NotFound { .. } => (StatusCode::NOT_FOUND, "not-found", "Resource not found"),
+            ApiError::MalformedRequest(_) => &problem_types::MALFORMED_REQUEST,
+            ApiError::Validation(_) => &problem_types::VALIDATION_ERROR,
+            ApiError::NotFound { .. } => &problem_types::NOT_FOUND,
             ApiError::AmountNotRepresentable(_) => amount_not_representable(),
             ApiError::Wallet(error) => wallet_error_kind(error),
-            ApiError::EmailTaken => (
-                StatusCode::CONFLICT,
-                "email-taken",
-                "Email address already registered",
-            ),
-            ApiError::Unauthenticated(_) => (
-                StatusCode::UNAUTHORIZED,
-                "invalid-token",
-                "Missing or invalid access token",
-            ),
-            ApiError::InsufficientScope(_) => (
-                StatusCode::FORBIDDEN,
-                "insufficient-scope",
-                "Access token lacks a required scope",
-            ),
-            ApiError::AlreadyRegistered => (
-                StatusCode::CONFLICT,
-                "user-exists",
-                "This principal already has a user",
-            ),
-            ApiError::NotRegistered => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown-user",
-                "Unknown user",
-            ),
-            ApiError::UnknownUser(_) => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown-user",
-                "Unknown user",
-            ),
-            ApiError::PreconditionFailed { .. } => (
-                StatusCode::PRECONDITION_FAILED,
-                "precondition-failed",
-                "The wallet changed since it was read",
-            ),
-            ApiError::IdempotencyKeyReuse => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency-key-reuse",
-                "Idempotency-Key reused with a different request",
-            ),
-            ApiError::IdempotencyInFlight => (
-                StatusCode::CONFLICT,
-                "idempotency-in-flight",
-                "Request with this Idempotency-Key in progress",
-            ),
-            ApiError::Contention(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "service-unavailable",
-                "Service unavailable",
-            ),
-            ApiError::NoRoute => (StatusCode::NOT_FOUND, "no-such-route", "No such route"),
-            ApiError::MethodNotAllowed => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method-not-allowed",
-                "Method not allowed",
-            ),
-            ApiError::UnsupportedMediaType => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "Unsupported media type",
-            ),
-            ApiError::PayloadTooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload-too-large",
-                "Request body too large",
-            ),
-            ApiError::Unavailable(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "service-unavailable",
-                "Service unavailable",
-            ),
-            ApiError::Overloaded { .. } => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
-                "Too many requests in progress",
-            ),
-            ApiError::RateLimited(_) => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate-limited",
-                "Rate limit exceeded",
-            ),
-            ApiError::Timeout(_) | ApiError::Abandoned => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "request-timeout",
-                "Request timed out",
-            ),
-            ApiError::Internal(_) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal-error",
-                "Internal server error",
-            ),
+            ApiError::Unauthenticated(_) => &problem_types::INVALID_TOKEN,
+            ApiError::InsufficientScope(_) => &problem_types::INSUFFICIENT_SCOPE,
+            ApiError::AlreadyRegistered => &problem_types::USER_EXISTS,
+            ApiError::NotRegistered => &problem_types::UNKNOWN_USER,
+            ApiError::UnknownUser(_) => &problem_types::UNKNOWN_USER,
+            ApiError::PreconditionFailed { .. } => &problem_types::PRECONDITION_FAILED,
+            ApiError::IdempotencyKeyReuse => &problem_types::IDEMPOTENCY_KEY_REUSE,
+            ApiError::IdempotencyInFlight => &problem_types::IDEMPOTENCY_IN_FLIGHT,
+            ApiError::Contention(_) => &problem_types::SERVICE_UNAVAILABLE,
+            ApiError::NoRoute => &problem_types::NO_SUCH_ROUTE,
+            ApiError::MethodNotAllowed => &problem_types::METHOD_NOT_ALLOWED,
+            ApiError::UnsupportedMediaType => &problem_types::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge => &problem_types::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => &problem_types::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded { .. } => &problem_types::OVERLOADED,
+            ApiError::RateLimited(_) => &problem_types::RATE_LIMITED,
+            ApiError::Timeout(_) | ApiError::Abandoned => &problem_types::REQUEST_TIMEOUT,
+            ApiError::Internal(_) => &problem_types::INTERNAL_ERROR,
         }
     }
 }
@@ -228,7 +143,6 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::UnknownUser(id) => ApiError::UnknownUser(id),
-            StoreError::EmailTaken => ApiError::EmailTaken,
             StoreError::AlreadyRegistered => ApiError::AlreadyRegistered,
             StoreError::KeyInUse(_) => ApiError::IdempotencyInFlight,
             error if error.is_contention() => ApiError::Contention(error),
@@ -260,59 +174,31 @@ impl From<OutboxError> for ApiError {
     }
 }
 
-fn amount_not_representable() -> (StatusCode, &'static str, &'static str) {
-    (
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "amount-not-representable",
-        "Amount not representable in the wallet's currency",
-    )
+fn amount_not_representable() -> &'static ProblemType {
+    &problem_types::AMOUNT_NOT_REPRESENTABLE
 }
 
-fn wallet_error_kind(error: &WalletError) -> (StatusCode, &'static str, &'static str) {
+fn wallet_error_kind(error: &WalletError) -> &'static ProblemType {
     match error {
-        WalletError::InsufficientFunds { .. } => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "insufficient-funds",
-            "Insufficient funds",
-        ),
-        WalletError::CurrencyMismatch { .. } => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "currency-mismatch",
-            "Currency mismatch",
-        ),
-        WalletError::NotActive { .. } => (
-            StatusCode::CONFLICT,
-            "wallet-not-active",
-            "Wallet not active",
-        ),
-        WalletError::InvalidTransition { .. } => (
-            StatusCode::CONFLICT,
-            "invalid-status-transition",
-            "Invalid wallet status transition",
-        ),
-        WalletError::BalanceNotZero { .. } => (
-            StatusCode::CONFLICT,
-            "balance-not-zero",
-            "Wallet balance is not zero",
-        ),
-        WalletError::SameWallet => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "same-wallet",
-            "Transfer to the same wallet",
-        ),
+        WalletError::InsufficientFunds { .. } => &problem_types::INSUFFICIENT_FUNDS,
+        WalletError::CurrencyMismatch { .. } => &problem_types::CURRENCY_MISMATCH,
+        WalletError::NotActive { .. } => &problem_types::WALLET_NOT_ACTIVE,
+        WalletError::InvalidTransition { .. } => &problem_types::INVALID_STATUS_TRANSITION,
+        WalletError::BalanceNotZero { .. } => &problem_types::BALANCE_NOT_ZERO,
+        WalletError::SameWallet => &problem_types::SAME_WALLET,
         WalletError::Money(_) => amount_not_representable(),
-        WalletError::InvalidName(_) | WalletError::NonPositiveAmount => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation-error",
-            "Invalid request content",
-        ),
+        WalletError::InvalidName(_) | WalletError::NonPositiveAmount => {
+            &problem_types::VALIDATION_ERROR
+        }
     }
 }
 
 /// RFC 9457 problem details (`application/problem+json`). Match on `type`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
-    /// Stable URI of the error kind, e.g. `https://wallethub.io/problems/insufficient-funds`.
+    /// Stable URI of the error kind, under `api.problem_base_url`, e.g.
+    /// `https://wallets.example.com/problems/insufficient-funds`; it resolves to a page
+    /// saying what it means.
     #[serde(rename = "type")]
     type_uri: String,
     title: &'static str,
@@ -324,7 +210,8 @@ pub struct Problem {
 impl ApiError {
     /// The status and problem+json body (logging the cause of a 5xx, once).
     pub fn problem(&self) -> (StatusCode, serde_json::Value) {
-        let (status, slug, title) = self.kind();
+        let kind = self.kind();
+        let status = kind.status;
         let detail = match self {
             ApiError::Internal(source) | ApiError::Unavailable(source) => {
                 tracing::error!(
@@ -344,8 +231,8 @@ impl ApiError {
             other => other.to_string(),
         };
         let problem = Problem {
-            type_uri: format!("{TYPE_BASE}{slug}"),
-            title,
+            type_uri: format!("{}{}", problem_types::TYPE_PATH, kind.slug),
+            title: kind.title,
             status: status.as_u16(),
             detail,
         };

@@ -2,7 +2,8 @@
 //!
 //! - [`router`] assembles the routes with the request-context middleware (correlation id,
 //!   W3C trace continuation), body limit and problem+json fallbacks.
-//! - [`error`]: [`ApiError`], the one error type, answered as RFC 9457 problem+json.
+//! - [`error`]: [`ApiError`], the one error type, answered as RFC 9457 problem+json;
+//!   [`problem_types`]: every problem `type`, its page, and the base URI it lives under.
 //! - [`extract`]: JSON and path extractors whose rejections are `ApiError`s.
 //! - [`grammar`]: the request grammar the document states and the handlers check.
 //! - [`context`]: the per-request middleware and [`RequestContext`].
@@ -37,6 +38,7 @@ pub mod notifications;
 pub mod openapi;
 pub mod pagination;
 pub mod preconditions;
+pub mod problem_types;
 pub mod server;
 pub mod transfers;
 pub mod users;
@@ -97,6 +99,9 @@ pub struct ApiConfig {
     /// one lets a batch run while another waits for its commit or for a row lock held
     /// elsewhere.
     pub write_batch_writers: NonZeroUsize,
+    /// Problem `type` URIs are `<problem_base_url>/problems/<slug>`, each a page the API
+    /// serves ([`problem_types`]); empty: the API's own address.
+    pub problem_base_url: String,
 }
 
 /// What every handler can reach.
@@ -122,12 +127,17 @@ pub fn router(state: AppState, config: &ApiConfig) -> Router {
     let timeout_ms = config.request_timeout_ms;
     openapi::router(state.verifier.clone(), limits)
         .merge(contracts::router())
+        .merge(problem_types::router())
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
         .layer(axum::middleware::from_fn_with_state(
             timeout_ms,
             limits::deadline,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::<str>::from(config.problem_base_url.trim_end_matches('/')),
+            problem_types::absolute_types,
         ))
         .layer(axum::middleware::from_fn(context::request_context))
         .with_state(state)

@@ -230,7 +230,7 @@ pub fn router(
             crate::limits::rate_limit,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            verifier,
+            crate::caller::Authenticator::new(verifier),
             crate::caller::authenticate,
         ))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", document))

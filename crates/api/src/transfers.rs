@@ -118,13 +118,17 @@ pub(crate) async fn run_alone(
                         .cloned()
                         .ok_or_else(|| wallets::wallet_not_found(id))
                 };
-                let (mut from, mut to) = (find(from_id)?, find(to_id)?);
+                let mut from = find(from_id)?;
                 // Money leaves only by its owner's hand; it may go to any wallet.
                 if !caller.owns(&mut *conn, from.user_id()).await? {
                     return Err(wallets::wallet_not_found(from_id));
                 }
                 let actor = caller.actor();
                 let amount = wallets::in_currency(amount, from.currency())?;
+                // The source first: nothing about the target (not even whether it exists)
+                // is told to a caller whose own wallet could not send this.
+                domain::check_source(&from, amount)?;
+                let mut to = find(to_id)?;
                 let transfer_id = TransactionId::new();
                 let event = domain::transfer(
                     &mut from,

@@ -66,7 +66,7 @@ impl From<&User> for UserResponse {
         (status = 201, description = "Created", body = UserResponse,
             headers(("Location" = String, description = "The new user's path"))),
         problems::Malformed,
-        problems::EmailTaken,
+        problems::UserExists,
         problems::Invalid,
         problems::BodyRejected,
         problems::ServerErrors,

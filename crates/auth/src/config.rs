@@ -10,6 +10,8 @@ use url::Url;
 
 /// Clock skew tolerated on `exp` and `nbf`, unless configured otherwise.
 pub const DEFAULT_LEEWAY_SECONDS: u64 = 30;
+/// The longest a JWKS may be trusted without a refetch: a day.
+pub const MAX_JWKS_CACHE_SECONDS: u64 = 86_400;
 /// The most skew a config may allow: beyond a minute an expired token lives on noticeably.
 pub const MAX_LEEWAY_SECONDS: u64 = 60;
 
@@ -40,6 +42,30 @@ pub struct AuthConfig {
     /// Turn it on when the issuer follows RFC 9068 (Auth0 can, the dev issuer does).
     #[serde(default)]
     pub require_at_jwt_typ: bool,
+    /// A fetched JWKS is trusted for its `Cache-Control: max-age`, but at least this long...
+    #[serde(default = "default_jwks_cache_min")]
+    pub jwks_cache_min_seconds: u64,
+    /// ...and at most this long (also when it states no max-age, and for a file): a key the
+    /// issuer removes is refused at most this long after.
+    #[serde(default = "default_jwks_cache_max")]
+    pub jwks_cache_max_seconds: u64,
+    /// A token naming a key the cache lacks refetches the JWKS at most this often: made-up
+    /// `kid`s cost the issuer one request per interval, and a key it publishes is trusted
+    /// at most this long after the first token that names it.
+    #[serde(default = "default_unknown_kid_refetch")]
+    pub jwks_unknown_kid_refetch_seconds: u64,
+}
+
+fn default_jwks_cache_min() -> u64 {
+    60
+}
+
+fn default_jwks_cache_max() -> u64 {
+    900
+}
+
+fn default_unknown_kid_refetch() -> u64 {
+    10
 }
 
 fn default_leeway() -> u64 {
@@ -61,6 +87,18 @@ impl AuthConfig {
             leeway_seconds: DEFAULT_LEEWAY_SECONDS,
             algorithms: default_algorithms(),
             require_at_jwt_typ: false,
+            jwks_cache_min_seconds: default_jwks_cache_min(),
+            jwks_cache_max_seconds: default_jwks_cache_max(),
+            jwks_unknown_kid_refetch_seconds: default_unknown_kid_refetch(),
+        }
+    }
+
+    /// How long fetched keys are trusted, and how often an unknown `kid` refetches them.
+    pub(crate) fn refresh_policy(&self) -> crate::cache::RefreshPolicy {
+        crate::cache::RefreshPolicy {
+            min: std::time::Duration::from_secs(self.jwks_cache_min_seconds),
+            max: std::time::Duration::from_secs(self.jwks_cache_max_seconds),
+            unknown_kid: std::time::Duration::from_secs(self.jwks_unknown_kid_refetch_seconds),
         }
     }
 
@@ -79,6 +117,18 @@ impl AuthConfig {
         if self.algorithms.is_empty() {
             return Err(ConfigError::NoAlgorithms);
         }
+        if self.jwks_cache_min_seconds == 0
+            || self.jwks_cache_max_seconds < self.jwks_cache_min_seconds
+            || self.jwks_cache_max_seconds > MAX_JWKS_CACHE_SECONDS
+        {
+            return Err(ConfigError::JwksCacheBounds {
+                min: self.jwks_cache_min_seconds,
+                max: self.jwks_cache_max_seconds,
+            });
+        }
+        if self.jwks_unknown_kid_refetch_seconds == 0 {
+            return Err(ConfigError::UnknownKidRefetch);
+        }
         Ok(())
     }
 }
@@ -94,6 +144,13 @@ pub enum ConfigError {
     LeewayTooLarge(u64),
     #[error("auth.algorithms is empty: list at least one of RS256, ES256, EdDSA, ...")]
     NoAlgorithms,
+    #[error(
+        "auth.jwks_cache_min_seconds ({min}) and auth.jwks_cache_max_seconds ({max}) must satisfy \
+         1 <= min <= max <= {MAX_JWKS_CACHE_SECONDS}"
+    )]
+    JwksCacheBounds { min: u64, max: u64 },
+    #[error("auth.jwks_unknown_kid_refetch_seconds must be at least 1")]
+    UnknownKidRefetch,
     #[error(
         "auth.algorithms: `{0}` means an unsigned token, which anyone can forge; it is never accepted"
     )]

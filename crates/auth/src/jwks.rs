@@ -99,14 +99,17 @@ impl JwksFetcher {
     }
 
     #[tracing::instrument(skip_all, fields(jwks = %self.source()))]
-    pub(crate) async fn fetch(&self) -> Result<KeySet, JwksError> {
-        let body = match self {
-            Self::File(path) => tokio::fs::read(path)
-                .await
-                .map_err(|source| JwksError::Read {
-                    path: path.clone(),
-                    source,
-                })?,
+    pub(crate) async fn fetch(&self) -> Result<Fetched, JwksError> {
+        let (body, max_age) = match self {
+            Self::File(path) => {
+                let body = tokio::fs::read(path)
+                    .await
+                    .map_err(|source| JwksError::Read {
+                        path: path.clone(),
+                        source,
+                    })?;
+                (body, None)
+            }
             Self::Url { url, client } => fetch_url(client, url).await?,
         };
         if body.len() > MAX_JWKS_BYTES {
@@ -114,11 +117,36 @@ impl JwksFetcher {
                 jwks: self.source(),
             });
         }
-        KeySet::parse(&self.source(), &body)
+        Ok(Fetched {
+            keys: KeySet::parse(&self.source(), &body)?,
+            max_age,
+        })
     }
 }
 
-async fn fetch_url(client: &reqwest::Client, url: &Url) -> Result<Vec<u8>, JwksError> {
+/// A JWKS as fetched: its keys, and how long its server says it may be cached.
+#[derive(Debug)]
+pub(crate) struct Fetched {
+    pub(crate) keys: KeySet,
+    /// `Cache-Control: max-age` (zero for `no-cache` or `no-store`); `None` when the answer
+    /// says nothing (or the JWKS is a file).
+    pub(crate) max_age: Option<Duration>,
+}
+
+/// How long a response may be cached, from its `Cache-Control`.
+fn max_age(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    use headers::HeaderMapExt as _;
+    let control: headers::CacheControl = headers.typed_get()?;
+    if control.no_cache() || control.no_store() {
+        return Some(Duration::ZERO);
+    }
+    control.max_age()
+}
+
+async fn fetch_url(
+    client: &reqwest::Client,
+    url: &Url,
+) -> Result<(Vec<u8>, Option<Duration>), JwksError> {
     let fetch_error = |source| JwksError::Fetch {
         url: url.clone(),
         source,
@@ -130,6 +158,7 @@ async fn fetch_url(client: &reqwest::Client, url: &Url) -> Result<Vec<u8>, JwksE
             status: response.status(),
         });
     }
+    let max_age = max_age(response.headers());
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(fetch_error)? {
         body.extend_from_slice(&chunk);
@@ -137,7 +166,7 @@ async fn fetch_url(client: &reqwest::Client, url: &Url) -> Result<Vec<u8>, JwksE
             break;
         }
     }
-    Ok(body)
+    Ok((body, max_age))
 }
 
 /// The usable keys of one JWKS, by `kid`.

@@ -7,15 +7,17 @@
 //! - [`Verifier`]: loads the JWKS at startup and answers [`Verifier::verify`] with a
 //!   [`Principal`] or a [`TokenError`]. The signature is checked with the key named by the
 //!   token's `kid`, with an algorithm that is both allowed and right for that key; `iss`,
-//!   `aud`, `exp` and `sub` are required and `nbf` honoured, within the leeway. An unknown `kid`
-//!   refetches the JWKS, at most once per [`REFETCH_INTERVAL`]. JOSE itself is `jsonwebtoken`'s.
+//!   `aud`, `exp` and `sub` are required and `nbf` honoured, within the leeway. Keys are cached
+//!   for the JWKS's `max-age` within configured bounds, and an unknown `kid` refetches the
+//!   JWKS at most once per interval (`cache.rs`). JOSE itself is `jsonwebtoken`'s.
 //! - [`Principal`]: identity (`iss`, `sub`) and scopes (`scope`, or `scp`).
 //! - [`dev`]: a local issuer for trying the service without an identity provider.
 //!
 //! Every [`TokenError`] is for logs and metrics ([`TokenError::reason`]); callers answer all of
 //! them alike (401 `invalid_token`). Tokens are never logged and no error holds one.
 //!
-//! Layout: `config.rs` (settings), `jwks.rs` (loading keys), `verifier.rs` (checks),
+//! Layout: `config.rs` (settings), `jwks.rs` (loading keys), `cache.rs` (how long keys are
+//! trusted, when they are refetched), `verifier.rs` (checks),
 //! `principal.rs` (claims to identity), `dev.rs` (development issuer).
 //!
 //! # What a deployment must configure
@@ -34,12 +36,16 @@
 //! issues v2.0 tokens (with that `iss`) only when the API's manifest sets
 //! `requestedAccessTokenVersion: 2`.
 //!
-//! Keys are cached in memory and refreshed only when a token names an unknown `kid` (key
-//! rotation); a key the issuer withdraws stays trusted until that happens or the service
-//! restarts.
+//! Keys are cached in memory for the JWKS's `Cache-Control: max-age`, bounded by
+//! `jwks_cache_min_seconds` (default 60) and `jwks_cache_max_seconds` (default 900): a key the
+//! issuer withdraws is refused at most that long after. A token naming an unknown `kid` (a
+//! rotation) refetches at once, at most once per `jwks_unknown_kid_refetch_seconds` (default
+//! 10). While the JWKS cannot be fetched, the keys fetched before stay trusted (a warning
+//! says so).
 
 pub mod dev;
 
+mod cache;
 mod config;
 mod jwks;
 mod principal;
@@ -51,4 +57,4 @@ pub use config::{
 };
 pub use jwks::{JwksError, MAX_JWKS_BYTES};
 pub use principal::Principal;
-pub use verifier::{REFETCH_INTERVAL, TokenError, Verifier, VerifierError};
+pub use verifier::{TokenError, Untrusted, Verifier, VerifierError};

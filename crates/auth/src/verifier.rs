@@ -1,24 +1,18 @@
 //! [`Verifier`]: a bearer token in, a [`Principal`] or the reason for refusing it out.
 
 use std::fmt;
-use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Validation;
 use jsonwebtoken::errors::ErrorKind;
 use serde::Deserialize;
-use tokio::time::Instant;
 
+use crate::cache::KeyCache;
 use crate::config::{AuthConfig, ConfigError, SigningAlgorithm};
-use crate::jwks::{JwksError, JwksFetcher, KeySet};
+use crate::jwks::{JwksError, JwksFetcher};
 use crate::principal::{AccessClaims, Principal};
-
-/// An unknown `kid` refetches the JWKS at most this often; in between it is refused at once,
-/// so a stream of made-up `kid`s cannot turn into a stream of requests to the identity
-/// provider.
-pub const REFETCH_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Why a [`Verifier`] could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -38,22 +32,28 @@ pub enum TokenError {
     MalformedHeader,
     #[error("the token is malformed")]
     Malformed(#[source] jsonwebtoken::errors::Error),
-    #[error("algorithm {0:?} is not allowed")]
-    DisallowedAlgorithm(String),
-    #[error("the token's typ {0:?} is not at+jwt")]
-    WrongType(Option<String>),
+    #[error("algorithm {0} is not allowed")]
+    DisallowedAlgorithm(Untrusted),
+    #[error(
+        "the token's typ {} is not at+jwt",
+        .0.as_ref().map_or_else(|| "(none)".to_owned(), ToString::to_string)
+    )]
+    WrongType(Option<Untrusted>),
     #[error("the token names no key (`kid`)")]
     MissingKeyId,
-    #[error("no key {kid:?} in the JWKS")]
-    UnknownKey { kid: String },
-    #[error("the JWKS could not be refetched to look for key {kid:?}")]
+    #[error("no key {kid} in the JWKS")]
+    UnknownKey { kid: Untrusted },
+    #[error("the JWKS could not be refetched to look for key {kid}")]
     KeyRefetch {
-        kid: String,
+        kid: Untrusted,
         #[source]
         source: Box<JwksError>,
     },
-    #[error("key {kid:?} is not a key for {alg}")]
-    KeyMismatch { kid: String, alg: SigningAlgorithm },
+    #[error("key {kid} is not a key for {alg}")]
+    KeyMismatch {
+        kid: Untrusted,
+        alg: SigningAlgorithm,
+    },
     #[error("the signature does not verify")]
     BadSignature,
     #[error("the token has expired")]
@@ -66,6 +66,40 @@ pub enum TokenError {
     BadIssuer,
     #[error("the token has no {0:?} claim")]
     MissingClaim(String),
+}
+
+/// Text a token's sender chose (a `kid`, an `alg`, a `typ`), made safe to log: at most
+/// [`Untrusted::MAX_CHARS`] characters, every control character, quote and backslash
+/// escaped, shown quoted; `…` marks a cut. A refused token can carry anything, and logs are
+/// read by people and parsed by machines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Untrusted(String);
+
+impl Untrusted {
+    pub const MAX_CHARS: usize = 64;
+
+    pub fn new(text: &str) -> Self {
+        let mut shown: String = text
+            .chars()
+            .take(Self::MAX_CHARS)
+            .flat_map(char::escape_default)
+            .collect();
+        if text.chars().nth(Self::MAX_CHARS).is_some() {
+            shown.push('…');
+        }
+        Self(shown)
+    }
+
+    /// The escaped, bounded form (without the quotes).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Untrusted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{}\"", self.0)
+    }
 }
 
 impl TokenError {
@@ -112,17 +146,13 @@ struct Inner {
     /// validation belongs to the key's family, so each verification names exactly one.
     validations: Vec<(SigningAlgorithm, Validation)>,
     require_at_jwt_typ: bool,
-    fetcher: JwksFetcher,
-    keys: RwLock<Arc<KeySet>>,
-    /// When an unknown `kid` last refetched the JWKS. Behind an async mutex, so concurrent
-    /// requests with a new `kid` wait for one refetch instead of each starting their own.
-    last_refetch: tokio::sync::Mutex<Option<Instant>>,
+    keys: KeyCache,
 }
 
 impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Verifier")
-            .field("jwks", &self.inner.fetcher.source())
+            .field("jwks", &self.inner.keys.source())
             .finish_non_exhaustive()
     }
 }
@@ -132,7 +162,7 @@ impl Verifier {
     pub async fn new(config: &AuthConfig) -> Result<Self, VerifierError> {
         config.validate()?;
         let fetcher = JwksFetcher::new(&config.jwks)?;
-        let keys = fetcher.fetch().await?;
+        let keys = KeyCache::load(fetcher, config.refresh_policy()).await?;
         let validations = config
             .algorithms
             .iter()
@@ -142,9 +172,7 @@ impl Verifier {
             inner: Arc::new(Inner {
                 validations,
                 require_at_jwt_typ: config.require_at_jwt_typ,
-                fetcher,
-                keys: RwLock::new(Arc::new(keys)),
-                last_refetch: tokio::sync::Mutex::new(None),
+                keys,
             }),
         })
     }
@@ -158,17 +186,22 @@ impl Verifier {
             .validations
             .iter()
             .find(|(alg, _)| alg.name() == header.alg)
-            .ok_or_else(|| TokenError::DisallowedAlgorithm(header.alg.clone()))?;
+            .ok_or_else(|| TokenError::DisallowedAlgorithm(Untrusted::new(&header.alg)))?;
         if self.inner.require_at_jwt_typ && !is_at_jwt(header.typ.as_deref()) {
-            return Err(TokenError::WrongType(header.typ));
+            return Err(TokenError::WrongType(
+                header.typ.as_deref().map(Untrusted::new),
+            ));
         }
         let kid = header.kid.ok_or(TokenError::MissingKeyId)?;
-        let keys = self.keys_with(&kid).await?;
-        let key = keys
-            .get(&kid)
-            .ok_or_else(|| TokenError::UnknownKey { kid: kid.clone() })?;
+        let keys = self.inner.keys.keys_for(&kid).await?;
+        let key = keys.get(&kid).ok_or_else(|| TokenError::UnknownKey {
+            kid: Untrusted::new(&kid),
+        })?;
         if !key.fits(*alg) {
-            return Err(TokenError::KeyMismatch { kid, alg: *alg });
+            return Err(TokenError::KeyMismatch {
+                kid: Untrusted::new(&kid),
+                alg: *alg,
+            });
         }
         let claims = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, validation)
             .map_err(TokenError::from_jwt)?
@@ -186,48 +219,6 @@ impl Verifier {
             subject,
             scopes,
         })
-    }
-
-    fn current_keys(&self) -> Arc<KeySet> {
-        Arc::clone(
-            &self
-                .inner
-                .keys
-                .read()
-                .unwrap_or_else(PoisonError::into_inner),
-        )
-    }
-
-    /// The key set, refetched first if it lacks `kid` and the last refetch is a minute old.
-    async fn keys_with(&self, kid: &str) -> Result<Arc<KeySet>, TokenError> {
-        let keys = self.current_keys();
-        if keys.get(kid).is_some() {
-            return Ok(keys);
-        }
-        let mut last_refetch = self.inner.last_refetch.lock().await;
-        // Another request may have refetched while this one waited for the lock.
-        let keys = self.current_keys();
-        if keys.get(kid).is_some() {
-            return Ok(keys);
-        }
-        let now = Instant::now();
-        if last_refetch.is_some_and(|at| now.duration_since(at) < REFETCH_INTERVAL) {
-            return Ok(keys);
-        }
-        *last_refetch = Some(now);
-        tracing::info!(kid, jwks = %self.inner.fetcher.source(), "unknown kid: refetching the JWKS");
-        let fresh = Arc::new(self.inner.fetcher.fetch().await.map_err(|source| {
-            TokenError::KeyRefetch {
-                kid: kid.to_owned(),
-                source: Box::new(source),
-            }
-        })?);
-        *self
-            .inner
-            .keys
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Arc::clone(&fresh);
-        Ok(fresh)
     }
 }
 
@@ -269,5 +260,27 @@ impl RawHeader {
             .decode(header)
             .map_err(|_| TokenError::MalformedHeader)?;
         serde_json::from_slice(&json).map_err(|_| TokenError::MalformedHeader)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{TokenError, Untrusted};
+
+    #[test]
+    fn attacker_text_is_bounded_escaped_and_quoted_in_every_message() {
+        let hostile = format!("k\n\u{1b}[31m\"{}", "x".repeat(10_000));
+        let error = TokenError::UnknownKey {
+            kid: Untrusted::new(&hostile),
+        };
+        let message = error.to_string();
+        assert!(
+            !message.contains('\n') && !message.contains('\u{1b}'),
+            "{message}"
+        );
+        assert!(message.contains(r#""k\n\u{1b}[31m\"xx"#), "{message}");
+        assert!(message.ends_with("…\" in the JWKS"), "{message}");
+        assert!(message.len() < 200, "{} bytes", message.len());
+        assert_eq!(Untrusted::new("key-1").to_string(), "\"key-1\"");
     }
 }

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 /// An RFC 9457 problem (`application/problem+json`), as the server answered it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
-    /// Stable URI of the kind of error, e.g. `https://wallethub.io/problems/insufficient-funds`.
+    /// Stable URI of the kind of error, e.g.
+    /// `https://wallets.example.com/problems/insufficient-funds` (under the deployment's
+    /// `api.problem_base_url`); it resolves to a page saying what it means.
     #[serde(rename = "type")]
     pub type_uri: String,
     pub title: String,

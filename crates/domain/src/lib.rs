@@ -30,7 +30,7 @@ pub use events::{
 };
 pub use ids::{EventId, TransactionId, UserId, WalletId};
 pub use money::{Currency, DecimalAmount, Money, MoneyError};
-pub use transfer::transfer;
+pub use transfer::{check_source, transfer};
 pub use user::{Email, User, UserError, UserName};
 pub use wallet::{Wallet, WalletError, WalletName};
 pub use wallet_status::{StatusAction, UnknownWalletStatus, WalletStatus};

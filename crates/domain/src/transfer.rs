@@ -11,6 +11,9 @@ use crate::wallet::{Wallet, WalletError};
 /// Moves a positive `amount` from `from` to `to`: same currency, two different active
 /// wallets, never taking `from` below zero. Both wallets' versions increase by one.
 ///
+/// The source is judged first ([`check_source`]), so that a caller learns nothing about the
+/// destination (its currency, its status) from a transfer its own wallet could not make.
+///
 /// The event belongs to the source wallet (its `aggregate_id` is `from`'s id) and names
 /// both wallets.
 pub fn transfer(
@@ -23,16 +26,14 @@ pub fn transfer(
     if from.id() == to.id() {
         return Err(WalletError::SameWallet);
     }
-    from.check_amount(amount)?;
+    let from_balance_after = check_source(from, amount)?;
     if to.currency() != from.currency() {
         return Err(WalletError::CurrencyMismatch {
             expected: from.currency(),
             actual: to.currency(),
         });
     }
-    from.ensure_active()?;
     to.ensure_active()?;
-    let from_balance_after = from.debited(amount)?;
     let to_balance_after = to.credited(amount)?;
 
     // Nothing can fail from here on.
@@ -47,6 +48,15 @@ pub fn transfer(
         from_balance_after,
         to_balance_after,
     })
+}
+
+/// Whether `from` can send `amount` at all, whatever the destination: a positive amount in
+/// its currency, an active wallet, enough funds. Its balance after, or the refusal. Changes
+/// nothing.
+pub fn check_source(from: &Wallet, amount: Money) -> Result<Money, WalletError> {
+    from.check_amount(amount)?;
+    from.ensure_active()?;
+    from.debited(amount)
 }
 
 #[cfg(test)]
@@ -223,6 +233,28 @@ mod tests {
         assert_eq!(
             refused(&mut from, &mut to, usd_cents(1)),
             Err(WalletError::Money(MoneyError::OutOfRange))
+        );
+    }
+
+    #[test]
+    fn the_source_is_judged_before_anything_about_the_destination() {
+        let eur: Currency = "EUR".parse().expect("EUR is ISO 4217");
+        let mut frozen_eur = wallet_with(0, eur);
+        frozen_eur.freeze(&ctx()).expect("an active wallet freezes");
+        // An empty source: the same refusal whatever the destination is.
+        for mut to in [wallet_with(0, usd()), wallet_with(0, eur), frozen_eur] {
+            let mut from = wallet_with(100, usd());
+            assert_eq!(
+                refused(&mut from, &mut to, usd_cents(500)),
+                Err(WalletError::InsufficientFunds {
+                    balance: usd_cents(100),
+                    requested: usd_cents(500),
+                })
+            );
+        }
+        assert_eq!(
+            check_source(&wallet_with(100, usd()), usd_cents(40)),
+            Ok(usd_cents(60))
         );
     }
 }

@@ -259,15 +259,16 @@ proptest! {
         }
         let (from_before, to_before) = (from.clone(), to.clone());
         let result = transfer(&mut from, &mut to, Money::from_minor(minor, usd()), TransactionId::new(), &ctx);
+        // The source is judged before anything about the destination.
         let expected_error = if minor <= 0 {
             Some(WalletError::NonPositiveAmount)
-        } else if frozen {
-            Some(WalletError::NotActive { wallet_id: to.id(), status: WalletStatus::Frozen })
         } else if minor > from_balance {
             Some(WalletError::InsufficientFunds {
                 balance: Money::from_minor(from_balance, usd()),
                 requested: Money::from_minor(minor, usd()),
             })
+        } else if frozen {
+            Some(WalletError::NotActive { wallet_id: to.id(), status: WalletStatus::Frozen })
         } else {
             None
         };

@@ -8,6 +8,8 @@
 //! source, known type and version, valid data) is checked here, against the schemas of
 //! `event-bindings`, before any handler runs.
 //!
+//! - [`close`]: [`Detached`] closes a client on a detached thread, never where it is
+//!   dropped (librdkafka can block for good closing a consumer during a rebalance).
 //! - [`config`]: the `[kafka]` section and the librdkafka client configs built from it.
 //! - [`producer`]: [`EventProducer`] sends CloudEvents in binary content mode (`ce_*`
 //!   headers) plus plain `traceparent`/`tracestate` headers, idempotently, and hands back
@@ -23,6 +25,7 @@
 //! - [`lag`]: [`LagReader`], each consumer group's lag from its committed offsets.
 //! - [`topics`]: creating the service's topics when they are missing.
 
+pub mod close;
 pub mod config;
 pub mod consumer;
 pub mod dlq;
@@ -34,6 +37,7 @@ pub mod scan;
 pub mod status;
 pub mod topics;
 
+pub use close::{Detached, close_in_background};
 pub use config::{KafkaConfig, SaslMechanism, SecurityProtocol};
 pub use consumer::{
     Admission, ConsumerOptions, EventHandler, HandlerError, Outcome, ReceivedEvent, run_consumer,
@@ -42,22 +46,3 @@ pub use lag::{GroupTopics, LagReader, PartitionLag};
 pub use probe::{KafkaProbe, ProbeError};
 pub use producer::{Delivered, EventProducer, ProduceError};
 pub use status::ConsumerStatus;
-
-/// Drops a Kafka client (`what` names it in logs) on a detached thread of its own. Closing
-/// a client can block for as long as librdkafka waits on a broker or group coordinator that
-/// is not answering: not on the async runtime, and not on its blocking pool either, whose
-/// threads a runtime waits for when it shuts down (a service, or a test, would hang at
-/// exit behind a stuck close).
-pub fn close_in_background<T: Send + 'static>(what: &'static str, client: T) {
-    let spawned = std::thread::Builder::new()
-        .name(format!("close-{what}"))
-        .spawn(move || drop(client));
-    if let Err(error) = spawned {
-        // The closure, and the client with it, was dropped here already.
-        tracing::warn!(
-            error = &error as &dyn std::error::Error,
-            client = what,
-            "no thread to close a Kafka client on; closed it in place"
-        );
-    }
-}

@@ -11,6 +11,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use telemetry::{TRACEPARENT, TRACESTATE, TraceHeaders};
 
+use crate::close::Detached;
 use crate::config::KafkaConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -178,10 +179,11 @@ pub struct Delivered {
     pub offset: i64,
 }
 
-/// An idempotent producer of CloudEvents. Cheap to clone (shares one librdkafka client).
-#[derive(Clone)]
+/// An idempotent producer of CloudEvents (one librdkafka client).
 pub struct EventProducer {
-    producer: FutureProducer,
+    /// Closed on a thread of its own however the producer is dropped: dropping purges the
+    /// queue and waits for the brokers' answers (`crate::close`).
+    producer: Detached<FutureProducer>,
 }
 
 impl std::fmt::Debug for EventProducer {
@@ -196,7 +198,9 @@ impl EventProducer {
             .producer_config()
             .create()
             .map_err(ProduceError::Create)?;
-        Ok(Self { producer })
+        Ok(Self {
+            producer: Detached::new("producer", producer),
+        })
     }
 
     /// Enqueues `event` for `topic` with `key`, in CloudEvents binary mode, plus the plain

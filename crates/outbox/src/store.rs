@@ -59,14 +59,58 @@ pub async fn try_lock_relay(conn: &mut PgConnection) -> Result<bool, sqlx::Error
         .await
 }
 
-/// Settings of the relay's own session: commit without waiting for the WAL flush. A
-/// mark-sent lost in a database crash only means those events are published again, with
-/// the same CloudEvent ids (at least once holds), and every batch saves an fsync.
-pub async fn prepare_relay_session(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SET synchronous_commit = off")
+/// Settings of the relay's own session.
+///
+/// - Commit without waiting for the WAL flush: a mark-sent lost in a database crash only
+///   means those events are published again, with the same CloudEvent ids (at least once
+///   holds), and every batch saves an fsync.
+/// - The server gives up on this session's TCP connection once its client has been silent
+///   for about `leader_timeout`: keepalive probes start after half of it and the connection
+///   is dropped after four unanswered ones, and unacknowledged data is given up after all of
+///   it (`tcp_user_timeout`). Dropping the session frees the relay lock, so a leader whose
+///   host loses power or its network without a FIN is replaced by a standby within that
+///   bound, not after the kernel's two hours.
+pub async fn prepare_relay_session(
+    conn: &mut PgConnection,
+    leader_timeout: std::time::Duration,
+) -> Result<(), sqlx::Error> {
+    let keepalive = Keepalive::within(leader_timeout);
+    sqlx::query(include_str!("../sql/prepare_relay_session.sql"))
+        .bind(keepalive.idle_s.to_string())
+        .bind(keepalive.interval_s.to_string())
+        .bind(keepalive.count.to_string())
+        .bind(keepalive.user_timeout_ms.to_string())
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// TCP keepalive settings that detect a silent peer within a bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    pub idle_s: u64,
+    pub interval_s: u64,
+    pub count: u64,
+    pub user_timeout_ms: u64,
+}
+
+impl Keepalive {
+    /// Probes start after half of `bound`; four unanswered probes, spread over the other
+    /// half, end the connection. Whole seconds (PostgreSQL's unit), at least one each.
+    pub fn within(bound: std::time::Duration) -> Self {
+        const COUNT: u64 = 4;
+        let seconds = bound.as_secs().max(2);
+        let idle_s = seconds / 2;
+        let interval_s = ((seconds - idle_s) / COUNT).max(1);
+        Self {
+            idle_s,
+            interval_s,
+            count: COUNT,
+            user_timeout_ms: u64::try_from(bound.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1_000),
+        }
+    }
 }
 
 /// The oldest publishable rows, by id. Claimed by state (queued in `outbox_pending`),

@@ -30,9 +30,6 @@ pub enum StoreError {
     /// `wallets_user_exists`: the wallet names a user that does not exist.
     #[error("user {0} does not exist")]
     UnknownUser(UserId),
-    /// `users_email_unique`: another user has this (normalized) address.
-    #[error("a user with this email address already exists")]
-    EmailTaken,
     /// `users_identity_unique`: this principal already registered a user.
     #[error("this principal already has a user")]
     AlreadyRegistered,
@@ -115,7 +112,6 @@ impl StoreError {
         match self {
             StoreError::Database(error) => Some(error),
             StoreError::UnknownUser(_)
-            | StoreError::EmailTaken
             | StoreError::AlreadyRegistered
             | StoreError::KeyInUse(_)
             | StoreError::Corrupt { .. } => None,
@@ -156,7 +152,7 @@ mod tests {
     fn other_failures_are_neither_transient_nor_about_a_constraint() {
         for error in [
             StoreError::from(sqlx::Error::RowNotFound),
-            StoreError::EmailTaken,
+            StoreError::AlreadyRegistered,
             StoreError::corrupt("wallet", 1, "bad currency"),
         ] {
             assert!(!error.is_transient(), "{error:?}");

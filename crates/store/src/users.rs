@@ -7,8 +7,6 @@ use uuid::Uuid;
 
 use crate::error::StoreError;
 
-/// Violated when another user has the same normalized email address.
-const EMAIL_UNIQUE: &str = "users_email_unique";
 /// Violated when the principal already registered a user.
 const IDENTITY_UNIQUE: &str = "users_identity_unique";
 
@@ -20,9 +18,9 @@ struct UserRow {
     created_at: DateTime<Utc>,
 }
 
-/// Inserts a new user bound to the principal `owner`; an address already registered is
-/// [`StoreError::EmailTaken`], a principal that already has a user
-/// [`StoreError::AlreadyRegistered`].
+/// Inserts a new user bound to the principal `owner`; a principal that already has a user
+/// is [`StoreError::AlreadyRegistered`]. The email address is contact data, not a key:
+/// several users may give the same one.
 pub async fn insert(conn: &mut PgConnection, user: &User, owner: &Actor) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO users (id, email, email_normalized, name, created_at, issuer, subject) \
@@ -38,7 +36,6 @@ pub async fn insert(conn: &mut PgConnection, user: &User, owner: &Actor) -> Resu
     .execute(conn)
     .await
     .map_err(|error| match StoreError::from(error) {
-        error if error.constraint() == Some(EMAIL_UNIQUE) => StoreError::EmailTaken,
         error if error.constraint() == Some(IDENTITY_UNIQUE) => StoreError::AlreadyRegistered,
         error => error,
     })?;

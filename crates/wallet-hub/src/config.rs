@@ -26,6 +26,10 @@ pub struct Settings {
     /// `development` or `production` (`WALLET_HUB__ENV`): production refuses the local
     /// development token issuer.
     pub env: Environment,
+    /// After SIGTERM (or SIGINT), the time the parts get to finish their work and close
+    /// their clients; past it the process exits anyway, so a client stuck closing never
+    /// outlives the orchestrator's grace period.
+    pub shutdown_grace_ms: u64,
     /// Which bearer tokens the API accepts.
     pub auth: auth::AuthConfig,
     pub api: ApiConfig,
@@ -86,6 +90,9 @@ pub struct ConsumerConfig {
     /// The most records one poll applies together: a partition's ready records of a poll
     /// commit in one transaction.
     pub batch_max: NonZeroUsize,
+    /// At shutdown, the final offset commit and the close of each consumer's Kafka client
+    /// get this long (on a thread of their own); past it the consumer stops without them.
+    pub close_timeout_ms: u64,
     /// `ce_source` values the consumers accept; events from any other source are
     /// dead-lettered (class `untrusted-source`).
     pub trusted_sources: Vec<String>,

@@ -80,13 +80,17 @@ impl Application {
     pub async fn build(settings: Settings, roles: &[Role]) -> anyhow::Result<Self> {
         let bindings =
             EventBindings::new(&settings.bindings).context("invalid [bindings] configuration")?;
-        let configured_base = &settings.events.schema_base_url;
-        anyhow::ensure!(
-            configured_base.is_empty()
-                || url::Url::parse(configured_base)
-                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https")),
-            "events.schema_base_url `{configured_base}` is not an absolute http(s) URL"
-        );
+        for (key, configured_base) in [
+            ("events.schema_base_url", &settings.events.schema_base_url),
+            ("api.problem_base_url", &settings.api.problem_base_url),
+        ] {
+            anyhow::ensure!(
+                configured_base.is_empty()
+                    || url::Url::parse(configured_base)
+                        .is_ok_and(|u| matches!(u.scheme(), "http" | "https")),
+                "{key} `{configured_base}` is not an absolute http(s) URL"
+            );
+        }
         let parts = Parts::new(roles, &settings);
         let verifier = if parts.api {
             Some(crate::identity::verifier(&settings).await?)
@@ -127,7 +131,17 @@ impl Application {
             None
         };
         let admin_listener = bind(settings.admin.listen, "admin.listen").await?;
-        let bindings = bindings.with_schema_base(&schema_base(&settings, api_listener.as_ref()));
+        let bindings = bindings.with_schema_base(&public_base(
+            &settings.events.schema_base_url,
+            &settings,
+            api_listener.as_ref(),
+        ));
+        let mut settings = settings;
+        settings.api.problem_base_url = public_base(
+            &settings.api.problem_base_url,
+            &settings,
+            api_listener.as_ref(),
+        );
         Ok(Self {
             settings,
             parts,
@@ -314,26 +328,56 @@ impl Application {
             tasks.spawn(sample_pool(label, pool.clone(), shutdown.clone()));
         }
 
-        let mut outcome = Ok(());
-        while let Some(joined) = tasks.join_next().await {
-            let result = joined.context("service task panicked").and_then(|r| r);
-            if let Err(error) = result {
-                tracing::error!(
-                    error = format!("{error:#}"),
-                    "service task failed; stopping"
-                );
-                shutdown.cancel();
-                if outcome.is_ok() {
-                    outcome = Err(error);
-                }
-            } else if !shutdown.is_cancelled() {
-                // A task that ends on its own leaves the service incomplete: stop it all.
-                shutdown.cancel();
-            }
-        }
+        let grace = Duration::from_millis(settings.shutdown_grace_ms);
+        let finished = tokio::select! {
+            outcome = join_all(&mut tasks, &shutdown) => Some(outcome),
+            () = grace_over(&shutdown, grace) => None,
+        };
+        let outcome = finished.unwrap_or_else(|| {
+            tracing::error!(
+                still_running = tasks.len(),
+                grace = ?grace,
+                "parts of the service did not stop within shutdown_grace_ms; exiting anyway"
+            );
+            Ok(())
+        });
+        // Whatever is left is dropped; its Kafka clients close on threads of their own.
+        tasks.abort_all();
         pools.close().await;
         outcome
     }
+}
+
+/// Waits for every task. A task that fails, or one that ends before shutdown, stops the
+/// others; the first failure is the outcome.
+async fn join_all(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let mut outcome = Ok(());
+    while let Some(joined) = tasks.join_next().await {
+        let result = joined.context("service task panicked").and_then(|r| r);
+        if let Err(error) = result {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "service task failed; stopping"
+            );
+            shutdown.cancel();
+            if outcome.is_ok() {
+                outcome = Err(error);
+            }
+        } else if !shutdown.is_cancelled() {
+            // A task that ends on its own leaves the service incomplete: stop it all.
+            shutdown.cancel();
+        }
+    }
+    outcome
+}
+
+/// Ends `grace` after `shutdown` is cancelled.
+async fn grace_over(shutdown: &CancellationToken, grace: Duration) {
+    shutdown.cancelled().await;
+    tokio::time::sleep(grace).await;
 }
 
 /// Starts one consumer task; returns its name and status for readiness.
@@ -353,6 +397,7 @@ fn spawn_consumer<H: kafka::EventHandler + 'static>(
     let max_payload_bytes = settings.consumer.max_payload_bytes;
     let rejoin_timeout = Duration::from_millis(settings.consumer.rejoin_timeout_ms);
     let batch_max = settings.consumer.batch_max;
+    let close_timeout = Duration::from_millis(settings.consumer.close_timeout_ms);
     let admission = kafka::Admission::new(settings.consumer.trusted_sources.clone());
     let (task_status, shutdown) = (Arc::clone(&status), shutdown.clone());
     tasks.spawn(async move {
@@ -365,6 +410,7 @@ fn spawn_consumer<H: kafka::EventHandler + 'static>(
             rejoin_timeout,
             admission: &admission,
             batch_max,
+            close_timeout,
         };
         kafka::run_consumer(&kafka, options, handler, task_status, shutdown)
             .await
@@ -373,11 +419,16 @@ fn spawn_consumer<H: kafka::EventHandler + 'static>(
     (name, status)
 }
 
-/// The base URL of the event schemas: `events.schema_base_url`, or else the API's own
-/// address (as bound, so port 0 resolves), or else `api.listen` (a process without the API).
-fn schema_base(settings: &Settings, api_listener: Option<&TcpListener>) -> String {
-    if !settings.events.schema_base_url.is_empty() {
-        return settings.events.schema_base_url.clone();
+/// A public base URL (of the event schemas, of the problem types): `configured`, or else
+/// the API's own address (as bound, so port 0 resolves), or else `api.listen` (a process
+/// without the API).
+fn public_base(
+    configured: &str,
+    settings: &Settings,
+    api_listener: Option<&TcpListener>,
+) -> String {
+    if !configured.is_empty() {
+        return configured.to_owned();
     }
     let address = api_listener
         .and_then(|l| l.local_addr().ok())

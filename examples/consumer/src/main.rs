@@ -7,13 +7,17 @@
 //!   `event_id` is the `ce_id`);
 //! - dedupe on `ce_id` (delivery is at least once); a real consumer records the ids it
 //!   applied in the same transaction as its effect, here a set in memory stands for that;
-//! - skip, loudly, what it cannot read (a real one would dead-letter it), and go on.
+//! - skip, loudly, what it cannot read (a real one would dead-letter it), and go on;
+//! - close the consumer with a bound, on a thread of its own: librdkafka can block for good
+//!   closing a consumer during a rebalance (rust-rdkafka issue 509), and a process that
+//!   wants to exit must not wait on it.
 //!
 //! ```sh
 //! cargo run -p example-consumer -- --brokers localhost:9092 --topic funds-added-events
 //! ```
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -54,6 +58,28 @@ async fn main() -> anyhow::Result<()> {
     consumer
         .subscribe(&[&args.topic])
         .context("cannot subscribe")?;
+    let outcome = print_events(&consumer, &args).await;
+    close_within(consumer, Duration::from_secs(5));
+    outcome
+}
+
+/// Drops `consumer` (its close commits the offsets and leaves the group) on a thread of its
+/// own and waits at most `bound` for it; past that, the process goes on and exits anyway.
+fn close_within(consumer: StreamConsumer, bound: Duration) {
+    let (closed, done) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("close-consumer".to_owned())
+        .spawn(move || {
+            drop(consumer);
+            let _ = closed.send(());
+        });
+    if spawned.is_ok() && done.recv_timeout(bound).is_err() {
+        eprintln!("the Kafka consumer did not close within {bound:?}; exiting without it");
+    }
+}
+
+/// Prints the topic's events until Ctrl-C or `args.max` events.
+async fn print_events(consumer: &StreamConsumer, args: &Args) -> anyhow::Result<()> {
     let mut seen: HashSet<String> = HashSet::new();
     let mut printed = 0;
     loop {

@@ -510,6 +510,10 @@ pub fn spawn_child(
             settings.relay.poll_interval_ms.to_string(),
         )
         .env(
+            "WALLET_HUB__RELAY__LEADER_TIMEOUT_MS",
+            settings.relay.leader_timeout_ms.to_string(),
+        )
+        .env(
             "WALLET_HUB__KAFKA__MESSAGE_TIMEOUT_MS",
             settings.kafka.message_timeout_ms.to_string(),
         );

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use harness::{
     CHILD, Load, fault_settings, report, run_child, script, signal, spawn_child, verify, wallets,
 };
+use secrecy::ExposeSecret as _;
 use wallet_hub_tests::{eventually, spawn_app_with, start, test_settings};
 
 /// One fault at a time.
@@ -443,4 +444,93 @@ async fn soak() {
     let sent = load.finish().await;
     let figures = verify(&app, &sent, &[], last_heal).await;
     report(&format!("soak: {minutes} min, {faults} faults"), &figures);
+}
+
+/// The backend pid holding the relay lock in `app`'s database, if any relay holds it.
+async fn relay_lock_holder(app: &wallet_hub_tests::TestApp) -> Option<i32> {
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_locks \
+         WHERE locktype = 'advisory' AND granted \
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+           AND ((classid::bigint << 32) | objid::bigint) = 131260314576244",
+    )
+    .fetch_optional(&app.pool)
+    .await
+    .expect("pg_locks")
+}
+
+#[tokio::test]
+async fn s8_relay_leader_cut_off_from_postgres_is_replaced_within_its_leader_timeout() {
+    const TEST: &str =
+        "s8_relay_leader_cut_off_from_postgres_is_replaced_within_its_leader_timeout";
+    if let Ok(roles) = std::env::var(CHILD) {
+        return run_child(&roles).await;
+    }
+    let _servers = SERVERS.lock().await;
+    let (mut settings, app, wallets) = relay_elsewhere().await;
+    let leader_timeout = Duration::from_secs(6);
+    settings.relay.leader_timeout_ms = 6_000;
+    // The leader runs as `nobody`, whose packets to PostgreSQL's port nftables will drop:
+    // no FIN, no reset, as when its host loses power or its network.
+    let mut leader = spawn_child(TEST, "relay", &settings, "", true);
+    let load = Load::start(&app, &wallets, 2);
+    first_deposits_published(&app).await;
+    let leading = relay_lock_holder(&app)
+        .await
+        .expect("the first relay leads");
+    let mut standby = spawn_child(TEST, "relay", &settings, "", false);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        relay_lock_holder(&app).await,
+        Some(leading),
+        "still the first relay"
+    );
+
+    let port = url::Url::parse(settings.database.url.expose_secret())
+        .expect("database URL")
+        .port()
+        .expect("a TCP port")
+        .to_string();
+    let partition = Partition::start(&port);
+    let cut = Instant::now();
+    let took_over = eventually("the standby to take the relay lock", || async {
+        let holder = relay_lock_holder(&app).await;
+        (holder.is_some() && holder != Some(leading)).then(|| cut.elapsed())
+    })
+    .await;
+    // Published again: deposits made after the takeover reach Kafka.
+    let published_before =
+        harness::topic_records(&app.settings.kafka.brokers, &app.topics.funds_added)
+            .1
+            .len();
+    eventually("the standby to publish", || async {
+        let (_, ids) = harness::topic_records(&app.settings.kafka.brokers, &app.topics.funds_added);
+        (ids.len() > published_before).then_some(())
+    })
+    .await;
+    // A bound on a hang, not a speed claim: without keepalives the server would hold the
+    // lock for the kernel's two hours.
+    assert!(
+        took_over < leader_timeout + Duration::from_secs(15),
+        "the standby took over {took_over:?} after the cut (leader timeout {leader_timeout:?})"
+    );
+    drop(partition);
+    let healed = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let sent = load.finish().await;
+
+    let figures = verify(&app, &sent, &[], healed).await;
+    for child in [&mut leader, &mut standby] {
+        child.kill().expect("stop the relay");
+        child.wait().expect("reaped");
+    }
+    let _ = std::fs::remove_file(harness::child_copy());
+    eprintln!("s8: the standby took the relay lock {took_over:?} after the leader was cut off");
+    report(
+        &format!(
+            "8. relay leader cut off from PostgreSQL, standby took over after {:.1} s",
+            took_over.as_secs_f64()
+        ),
+        &figures,
+    );
 }

@@ -1,6 +1,7 @@
 //! The welcome consumer applies each event once, however often it arrives.
 
 mod batch;
+mod churn;
 
 use chrono::Utc;
 use domain::{DomainEvent, EventContext, UserId, Wallet, WalletId, WalletName};

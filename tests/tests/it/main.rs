@@ -23,6 +23,7 @@ mod migrations;
 mod model;
 mod pagination;
 mod preconditions;
+mod problem_pages;
 mod relay;
 mod roles;
 mod service;

@@ -122,14 +122,18 @@ fn expect(op: &Op, wallets: &mut [Model]) -> u16 {
         }
         Op::Transfer { from, to, cents } => {
             let (f, t) = (from % n, to % n);
-            if f == t || wallets[f].euro != wallets[t].euro {
+            if f == t {
                 return 422;
             }
-            if wallets[f].status != "active" || wallets[t].status != "active" {
+            // The source is judged first, then the target.
+            if wallets[f].status != "active" {
                 return 409;
             }
-            if cents > wallets[f].balance {
+            if cents > wallets[f].balance || wallets[f].euro != wallets[t].euro {
                 return 422;
+            }
+            if wallets[t].status != "active" {
+                return 409;
             }
             wallets[f].balance -= cents;
             wallets[t].balance += cents;

@@ -53,7 +53,7 @@ async fn assert_malformed_queries_are_400(app: &TestApp, path: &str) {
         let problem: serde_json::Value = response.json().await.expect("problem");
         assert_eq!(
             problem["type"],
-            "https://wallethub.io/problems/malformed-request"
+            app.url("/problems/malformed-request").as_str()
         );
     }
 }

@@ -144,7 +144,7 @@ async fn a_stale_if_match_is_412_and_changes_nothing() {
             let problem: serde_json::Value = response.json().await.expect("problem");
             assert_eq!(
                 problem["type"],
-                "https://wallethub.io/problems/precondition-failed"
+                app.url("/problems/precondition-failed").as_str()
             );
         }
     }

@@ -50,6 +50,7 @@ fn relay_polling(app: &TestApp, brokers: &str, poll_interval_ms: u64) -> Relay {
         retention_hours: 1,
         retention_batch: 2,
         vacuum_after_rows: 0,
+        leader_timeout_ms: 10_000,
     };
     Relay::new(app.pool.clone(), kafka, bindings, config).expect("producer")
 }
@@ -561,6 +562,7 @@ async fn three_relays_drain_a_mixed_backlog_in_order_per_wallet_even_when_the_le
                 retention_hours: 168,
                 retention_batch: 1000,
                 vacuum_after_rows: 20,
+                leader_timeout_ms: 10_000,
             },
         )
         .expect("producer");
@@ -866,4 +868,33 @@ async fn the_commit_waker_notifies_the_relay_channel_and_folds_wake_ups() {
     }
     assert!(more <= 1, "{more} notifications after the first");
     shutdown.cancel();
+}
+
+#[tokio::test]
+async fn the_relay_session_tells_the_server_to_drop_it_when_its_client_goes_silent() {
+    use sqlx::Connection as _;
+    let app = spawn_app_with(|settings| settings.relay.enabled = false).await;
+    let mut conn = sqlx::PgConnection::connect_with(&app.pool.connect_options())
+        .await
+        .expect("a TCP session");
+    outbox::store::prepare_relay_session(&mut conn, std::time::Duration::from_secs(10))
+        .await
+        .expect("prepared");
+    let show = |name: &'static str| format!("SHOW {name}");
+    let mut settings = Vec::new();
+    for name in [
+        "synchronous_commit",
+        "tcp_keepalives_idle",
+        "tcp_keepalives_interval",
+        "tcp_keepalives_count",
+        "tcp_user_timeout",
+    ] {
+        let value: String = sqlx::query_scalar(sqlx::AssertSqlSafe(show(name)))
+            .fetch_one(&mut conn)
+            .await
+            .expect("SHOW");
+        settings.push(value);
+    }
+    // Probes after 5 s, then four a second apart: a silent client is dropped within ~10 s.
+    assert_eq!(settings, ["off", "5", "1", "4", "10000"]);
 }

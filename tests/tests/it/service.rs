@@ -158,3 +158,68 @@ async fn every_documented_operation_is_served_and_answers_a_documented_status() 
     }
     assert_eq!(operations, 16, "every operation was tried");
 }
+
+/// The endpoints docs/security.md says need no token: (method, path, port).
+fn documented_public_endpoints() -> Vec<(String, String, String)> {
+    let doc = std::fs::read_to_string(wallet_hub_tests::binary::root().join("docs/security.md"))
+        .expect("docs/security.md");
+    let table = doc
+        .split_once("<!-- public-endpoints -->")
+        .expect("docs/security.md marks its table of public endpoints")
+        .1;
+    table
+        .lines()
+        .skip_while(|line| !line.starts_with('|'))
+        .take_while(|line| line.starts_with('|'))
+        .skip(2)
+        .map(|row| {
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            let endpoint = cells[1].trim_matches('`');
+            let (method, path) = endpoint.split_once(' ').expect("`METHOD /path`");
+            (method.to_owned(), path.to_owned(), cells[2].to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_endpoints_documented_as_public_answer_without_a_token_and_every_v1_operation_refuses_none()
+ {
+    let app = spawn_app().await;
+    let public = documented_public_endpoints();
+    assert!(public.len() >= 8, "{public:?}");
+    for (method, path, port) in &public {
+        assert_eq!(method, "GET");
+        let path = path
+            .replace("{file}", "io.wallethub.funds.added.v1.json")
+            .replace("{slug}", "insufficient-funds");
+        let base = match port.as_str() {
+            "API" => &app.address,
+            "admin" => &app.admin_address,
+            other => panic!("unknown port {other}"),
+        };
+        let status = app
+            .client
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .expect("answered")
+            .status();
+        assert_eq!(status, 200, "GET {path} on the {port} port without a token");
+    }
+    let doc: serde_json::Value = app.get("/openapi.json").await.json().await.expect("JSON");
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        assert!(
+            path.starts_with("/v1/"),
+            "{path} is documented, so it is an operation"
+        );
+        let url = app.url(&path.replace("{id}", &uuid::Uuid::nil().to_string()));
+        for method in item.as_object().expect("path item").keys() {
+            let request = match method.as_str() {
+                "get" => app.client.get(&url),
+                _ => app.client.post(&url).json(&serde_json::json!({})),
+            };
+            let status = request.send().await.expect("answered").status();
+            assert_eq!(status, 401, "{method} {path} without a token");
+        }
+    }
+}

@@ -67,7 +67,7 @@ async fn assert_ledger_consistent(app: &TestApp) {
 }
 
 #[tokio::test]
-async fn users_have_unique_case_insensitive_emails_and_list_their_wallets() {
+async fn users_give_any_email_as_contact_data_no_one_can_probe_or_take_and_list_their_wallets() {
     let app = spawn_app().await;
     let ada = app.new_principal();
     let created = ada
@@ -99,7 +99,18 @@ async fn users_have_unique_case_insensitive_emails_and_list_their_wallets() {
             None,
         )
         .await;
-    assert_eq!(refused(again, 409), "email-taken");
+    // The address is contact data, not a key: another caller giving it learns nothing
+    // about who registered it, and takes nothing from them.
+    let other = again
+        .expect("another caller may give the same address")
+        .body;
+    assert_ne!(other.id, user.id);
+    assert_eq!(other.email, "ada.lovelace@example.COM");
+    assert_eq!(
+        ada.get_user(user.id).await.expect("user").body,
+        user,
+        "unchanged"
+    );
     for bad in ["not-an-email", "a@b", "", "a b@example.com"] {
         let user = CreateUser {
             email: bad.to_owned(),
@@ -112,7 +123,7 @@ async fn users_have_unique_case_insensitive_emails_and_list_their_wallets() {
         .fetch_one(&app.pool)
         .await
         .expect("count");
-    assert_eq!(users, 1);
+    assert_eq!(users, 2, "Ada, and the other caller who gave her address");
 
     let user_id: Uuid = user.id.into();
     let usd = app.new_wallet_for(user_id, "USD").await;
@@ -454,4 +465,61 @@ async fn the_database_refuses_a_balance_that_differs_from_the_ledger() {
     let error = unbalanced.expect_err("entries must sum to zero");
     assert!(error.to_string().contains("does not balance"), "{error}");
     assert_eq!(balance(&app, a).await, "1.00");
+}
+
+#[tokio::test]
+async fn a_transfer_its_source_cannot_make_tells_nothing_about_the_target() {
+    let app = spawn_app().await;
+    let operator = app.operator();
+    let mine = app.new_wallet("USD").await.id;
+    let owner = app.as_owner(mine).await;
+    operator
+        .deposit(mine, &amount("1.00"), None)
+        .await
+        .expect("deposit");
+    let active = app.new_wallet("USD").await.id;
+    let euros = app.new_wallet("EUR").await.id;
+    let frozen = app.new_wallet("USD").await.id;
+    operator.freeze(frozen, None).await.expect("frozen");
+    let missing = WalletId::new();
+
+    // More than the source holds: whatever the target is, the same answer, about the
+    // source alone.
+    let mut answers = Vec::new();
+    for target in [active, euros, frozen, missing] {
+        let outcome = owner
+            .transfer(
+                &CreateTransfer {
+                    from_wallet_id: mine,
+                    to_wallet_id: target,
+                    amount: "5.00".to_owned(),
+                },
+                None,
+            )
+            .await;
+        let error = outcome.expect_err("refused");
+        let problem = error.problem().expect("a problem").clone();
+        answers.push((problem.status, problem.slug().to_owned(), problem.detail));
+    }
+    assert!(
+        answers.iter().all(|answer| *answer == answers[0]),
+        "one answer for every target: {answers:?}"
+    );
+    assert_eq!(answers[0].0, 422);
+    assert_eq!(answers[0].1, "insufficient-funds");
+    let balance = owner.get_wallet(mine).await.expect("wallet").body.balance;
+    assert_eq!(balance, "1.00", "nothing moved");
+
+    // A transfer the source can make is judged on the target next.
+    let outcome = owner
+        .transfer(
+            &CreateTransfer {
+                from_wallet_id: mine,
+                to_wallet_id: missing,
+                amount: "0.50".to_owned(),
+            },
+            None,
+        )
+        .await;
+    assert_eq!(refused(outcome, 404), "not-found");
 }

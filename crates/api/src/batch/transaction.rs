@@ -314,12 +314,15 @@ fn decide(
         }
         Movement::Transfer { from, to } => {
             let mut source = find(wallets, from)?;
-            let mut target = find(wallets, to)?;
             if !request.caller.is_owner(source.owner.as_ref()) {
                 return Err(wallet_not_found(from));
             }
             // Transfers take no If-Match (`expected_version` is always `None` here).
             let amount = in_currency(request.amount, source.wallet.currency())?;
+            // The source first: nothing about the target (not even whether it exists) is
+            // told to a caller whose own wallet could not send this.
+            domain::check_source(&source.wallet, amount)?;
+            let mut target = find(wallets, to)?;
             let event = domain::transfer(
                 &mut source.wallet,
                 &mut target.wallet,

@@ -66,10 +66,10 @@ pub struct VersionChanged(pub Problem);
 #[derive(Debug, IntoResponses)]
 #[response(
     status = 409,
-    description = "email-taken, user-exists, idempotency-in-flight",
+    description = "user-exists, idempotency-in-flight",
     content_type = PROBLEM_JSON
 )]
-pub struct EmailTaken(pub Problem);
+pub struct UserExists(pub Problem);
 
 /// 409 of a change whose only conflict is a retry racing its first attempt.
 #[derive(Debug, IntoResponses)]

@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use auth::{AuthConfig, JwksSource, REFETCH_INTERVAL, TokenError, Verifier, VerifierError};
+use std::time::Duration;
+
+use auth::{AuthConfig, JwksSource, TokenError, Verifier, VerifierError};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -15,7 +17,10 @@ use serde_json::{Value, json};
 use crate::support::{AUDIENCE, ISSUER, TestKey, Trust, claims, jwks, refused, write_jwks};
 
 #[tokio::test(start_paused = true)]
-async fn an_unknown_kid_refetches_the_jwks_at_most_once_a_minute() {
+async fn an_unknown_kid_refetches_the_jwks_at_most_once_per_interval() {
+    let interval = Duration::from_secs(
+        AuthConfig::new("i", "a", "k.json".parse().expect("path")).jwks_unknown_kid_refetch_seconds,
+    );
     let first = TestKey::ed25519("key-1");
     let second = TestKey::ed25519("key-2");
     let third = TestKey::ed25519("key-3");
@@ -27,31 +32,38 @@ async fn an_unknown_kid_refetches_the_jwks_at_most_once_a_minute() {
     write_jwks(&trust.jwks_path(), &jwks(&[&first, &second]));
     assert!(verifier.verify(&second.token(&claims)).await.is_ok());
 
-    // key-3 appears seconds later: within the minute there is no refetch, so it is refused...
+    // key-3 appears moments later: within the interval there is no refetch, so it is
+    // refused...
     write_jwks(&trust.jwks_path(), &jwks(&[&first, &second, &third]));
-    tokio::time::advance(REFETCH_INTERVAL / 2).await;
+    tokio::time::advance(interval / 2).await;
     assert!(matches!(
         refused(&verifier, &third.token(&claims)).await,
-        TokenError::UnknownKey { kid } if kid == "key-3"
+        TokenError::UnknownKey { kid } if kid.as_str() == "key-3"
     ));
 
-    // ...and once the minute is over, the next unknown kid refetches again.
-    tokio::time::advance(REFETCH_INTERVAL / 2).await;
+    // ...and once the interval is over, the next unknown kid refetches again.
+    tokio::time::advance(interval / 2).await;
     assert!(verifier.verify(&third.token(&claims)).await.is_ok());
     // Keys already known never wait for a refetch.
     assert!(verifier.verify(&first.token(&claims)).await.is_ok());
 }
 
-/// A JWKS endpoint whose document can be swapped, counting the requests it serves.
+/// A JWKS endpoint whose document (and `Cache-Control`) can be swapped, counting the
+/// requests it serves.
 #[derive(Clone, Default)]
 struct JwksEndpoint {
     document: Arc<Mutex<Value>>,
+    cache_control: Arc<Mutex<Option<&'static str>>>,
     hits: Arc<AtomicUsize>,
 }
 
 impl JwksEndpoint {
     fn publish(&self, document: Value) {
         *self.document.lock().expect("lock") = document;
+    }
+
+    fn cache_control(&self, value: &'static str) {
+        *self.cache_control.lock().expect("lock") = Some(value);
     }
 
     fn hits(&self) -> usize {
@@ -65,7 +77,15 @@ impl JwksEndpoint {
             if document.is_null() {
                 return StatusCode::INTERNAL_SERVER_ERROR.into_response();
             }
-            axum::Json(document).into_response()
+            let control = *endpoint.cache_control.lock().expect("lock");
+            match control {
+                Some(value) => (
+                    [(axum::http::header::CACHE_CONTROL, value)],
+                    axum::Json(document),
+                )
+                    .into_response(),
+                None => axum::Json(document).into_response(),
+            }
         }
         let app = Router::new().route("/certs", get(handler)).with_state(self);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -86,12 +106,24 @@ fn url_config(addr: SocketAddr) -> AuthConfig {
 
 /// A verifier whose JWKS URL is served by a fresh endpoint publishing `keys`.
 async fn verifier_over_http(keys: &[&TestKey]) -> (JwksEndpoint, Verifier) {
+    verifier_over_http_with(keys, None, |_| {}).await
+}
+
+/// The same, with the endpoint's `Cache-Control` and the config adjusted.
+async fn verifier_over_http_with(
+    keys: &[&TestKey],
+    cache_control: Option<&'static str>,
+    adjust: impl FnOnce(&mut AuthConfig),
+) -> (JwksEndpoint, Verifier) {
     let endpoint = JwksEndpoint::default();
     endpoint.publish(jwks(keys));
+    if let Some(value) = cache_control {
+        endpoint.cache_control(value);
+    }
     let addr = endpoint.clone().serve().await;
-    let verifier = Verifier::new(&url_config(addr))
-        .await
-        .expect("verifier starts");
+    let mut config = url_config(addr);
+    adjust(&mut config);
+    let verifier = Verifier::new(&config).await.expect("verifier starts");
     (endpoint, verifier)
 }
 
@@ -111,8 +143,8 @@ async fn a_jwks_url_is_fetched_once_at_startup_then_again_only_after_key_rotatio
     assert!(verifier.verify(&new.token(&claims)).await.is_ok());
     assert_eq!(endpoint.hits(), 2, "the unknown kid refetched once");
 
-    // The rotated-out key is gone from the cache, and asking for it again within the minute
-    // does not reach the endpoint.
+    // The rotated-out key is gone from the cache, and asking for it again within the
+    // interval does not reach the endpoint.
     assert!(matches!(
         refused(&verifier, &old.token(&claims)).await,
         TokenError::UnknownKey { .. }
@@ -214,4 +246,101 @@ async fn keys_that_cannot_verify_signatures_are_ignored() {
         refused(&verifier, &encryption.token(&claims)).await,
         TokenError::UnknownKey { .. }
     ));
+}
+
+#[tokio::test]
+async fn a_key_removed_from_the_jwks_is_refused_once_the_jwks_max_age_runs_out() {
+    let old = TestKey::ed25519("old");
+    let new = TestKey::ed25519("new");
+    let (endpoint, verifier) =
+        verifier_over_http_with(&[&old, &new], Some("public, max-age=1"), |config| {
+            config.jwks_cache_min_seconds = 1;
+            config.jwks_cache_max_seconds = 600;
+        })
+        .await;
+    let claims = claims("alice");
+    assert!(verifier.verify(&old.token(&claims)).await.is_ok());
+
+    // The issuer withdraws `old` (compromised, say). Within the max-age it is still cached...
+    endpoint.publish(jwks(&[&new]));
+    assert!(verifier.verify(&old.token(&claims)).await.is_ok());
+    assert_eq!(endpoint.hits(), 1);
+    // ...and once the max-age is over, the next token refetches and `old` is refused.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert!(matches!(
+        refused(&verifier, &old.token(&claims)).await,
+        TokenError::UnknownKey { .. }
+    ));
+    assert!(verifier.verify(&new.token(&claims)).await.is_ok());
+    assert!(
+        (2..=3).contains(&endpoint.hits()),
+        "one refresh when the max-age ran out (and at most one unknown-kid refetch): {}",
+        endpoint.hits()
+    );
+}
+
+#[tokio::test]
+async fn without_a_max_age_the_jwks_is_refreshed_after_the_configured_maximum() {
+    let old = TestKey::ed25519("old");
+    let new = TestKey::ed25519("new");
+    let (endpoint, verifier) = verifier_over_http_with(&[&old, &new], None, |config| {
+        config.jwks_cache_min_seconds = 1;
+        config.jwks_cache_max_seconds = 1;
+    })
+    .await;
+    let claims = claims("alice");
+    endpoint.publish(jwks(&[&new]));
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert!(matches!(
+        refused(&verifier, &old.token(&claims)).await,
+        TokenError::UnknownKey { .. }
+    ));
+}
+
+#[tokio::test]
+async fn made_up_kids_refetch_once_per_interval_and_a_newly_published_key_is_trusted_after_it() {
+    let current = TestKey::ed25519("current");
+    let (endpoint, verifier) = verifier_over_http_with(&[&current], None, |config| {
+        config.jwks_unknown_kid_refetch_seconds = 1;
+    })
+    .await;
+    let claims = claims("mallory");
+    // A burst of tokens naming keys nobody published.
+    for n in 0..50 {
+        let forged = TestKey::ed25519(&format!("made-up-{n}"));
+        assert!(matches!(
+            refused(&verifier, &forged.token(&claims)).await,
+            TokenError::UnknownKey { .. }
+        ));
+    }
+    assert_eq!(
+        endpoint.hits(),
+        2,
+        "the start, and one refetch for the whole burst"
+    );
+    assert!(
+        verifier.verify(&current.token(&claims)).await.is_ok(),
+        "known keys never wait"
+    );
+
+    // The issuer rotates during the burst: its new key is trusted once the interval is over.
+    let rotated = TestKey::ed25519("rotated");
+    endpoint.publish(jwks(&[&current, &rotated]));
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert!(verifier.verify(&rotated.token(&claims)).await.is_ok());
+    assert_eq!(endpoint.hits(), 3);
+}
+
+#[tokio::test]
+async fn jwks_cache_bounds_that_make_no_sense_stop_startup() {
+    let (_endpoint, verifier) = verifier_over_http(&[&TestKey::ed25519("k")]).await;
+    drop(verifier);
+    for (min, max, refetch) in [(0, 10, 10), (20, 10, 10), (1, 86_401, 10), (1, 10, 0)] {
+        let mut config = AuthConfig::new(ISSUER, AUDIENCE, "k.json".parse().expect("path"));
+        config.jwks_cache_min_seconds = min;
+        config.jwks_cache_max_seconds = max;
+        config.jwks_unknown_kid_refetch_seconds = refetch;
+        let error = config.validate().expect_err("refused").to_string();
+        assert!(error.contains("auth.jwks_"), "{error}");
+    }
 }

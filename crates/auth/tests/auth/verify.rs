@@ -140,7 +140,7 @@ async fn an_unsigned_alg_none_token_is_refused() {
         let token = format!("{}.{}.", part(&header), part(&claims("alice")));
         assert!(matches!(
             refused(&verifier, &token).await,
-            TokenError::DisallowedAlgorithm(named) if named == alg
+            TokenError::DisallowedAlgorithm(named) if named.as_str() == alg
         ));
     }
 }
@@ -166,7 +166,7 @@ async fn an_hs256_token_keyed_with_the_issuers_public_key_is_refused() {
         let token = format!("{message}.{}", b64(tag.as_ref()));
         assert!(matches!(
             refused(&verifier, &token).await,
-            TokenError::DisallowedAlgorithm(alg) if alg == "HS256"
+            TokenError::DisallowedAlgorithm(alg) if alg.as_str() == "HS256"
         ));
     }
 }
@@ -183,7 +183,7 @@ async fn an_algorithm_outside_the_allow_list_or_unfit_for_the_key_is_refused() {
     let ps256 = rsa.token_with_header(&json!({"alg": "PS256", "kid": rsa.kid}), &claims);
     assert!(matches!(
         refused(&verifier, &ps256).await,
-        TokenError::DisallowedAlgorithm(alg) if alg == "PS256"
+        TokenError::DisallowedAlgorithm(alg) if alg.as_str() == "PS256"
     ));
     // ES256 is allowed, but the kid names an Ed25519 key.
     let es_on_ed = ed.token_with_header(&json!({"alg": "ES256", "kid": ed.kid}), &claims);
@@ -239,7 +239,7 @@ async fn a_token_signed_by_a_second_issuers_key_is_refused_whatever_kid_it_names
     let own_kid = stranger.token(&claims);
     assert!(matches!(
         refused(&verifier, &own_kid).await,
-        TokenError::UnknownKey { kid } if kid == "stranger-1"
+        TokenError::UnknownKey { kid } if kid.as_str() == "stranger-1"
     ));
     let borrowed_kid = stranger.token_with_header(
         &json!({"alg": "EdDSA", "typ": "JWT", "kid": trusted.kid}),
@@ -285,7 +285,7 @@ async fn the_at_jwt_typ_is_required_only_when_configured() {
     assert!(lenient.verify(&typed_jwt).await.is_ok());
     assert!(matches!(
         refused(&strict, &typed_jwt).await,
-        TokenError::WrongType(Some(typ)) if typ == "JWT"
+        TokenError::WrongType(Some(typ)) if typ.as_str() == "JWT"
     ));
     assert!(strict.verify(&typed_at).await.is_ok());
     assert!(strict.verify(&typed_media).await.is_ok());

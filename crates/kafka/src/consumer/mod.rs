@@ -37,6 +37,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
+use crate::close::Detached;
 use crate::config::KafkaConfig;
 use crate::status::{ConsumerStatus, RuntimeContext};
 pub use admission::Admission;
@@ -140,6 +141,10 @@ pub struct ConsumerOptions<'a> {
     /// The most records one poll takes: whatever is ready (no waiting), up to this many,
     /// is handed to the handler as one batch per partition. 1: one record at a time.
     pub batch_max: NonZeroUsize,
+    /// At shutdown, the final offset commit and the client's close (both on a thread of
+    /// their own) get this long; past it the consumer returns without them, and the
+    /// records since the last commit are redelivered to the group (handlers are idempotent).
+    pub close_timeout: Duration,
 }
 
 /// Why one client's consumption ended.
@@ -182,6 +187,7 @@ pub async fn run_consumer<H: EventHandler>(
                 group: group_id.to_owned(),
                 source,
             })?;
+    let dead_letters = Detached::new("dead-letter-producer", dead_letters);
     status.set_running(true);
     status.export(handler.name());
     let runtime = Runtime {
@@ -195,7 +201,12 @@ pub async fn run_consumer<H: EventHandler>(
         status: &status,
     };
     loop {
-        let consumer = subscribe(config, &options, &status).map_err(|error| *error)?;
+        // However this ends (shutdown, a stall, or the runtime dropping this future), the
+        // client is closed on a thread of its own: see `crate::close`.
+        let consumer = Detached::new(
+            "consumer",
+            subscribe(config, &options, &status).map_err(|error| *error)?,
+        );
         tracing::info!(
             consumer = handler.name(),
             group = group_id,
@@ -204,7 +215,11 @@ pub async fn run_consumer<H: EventHandler>(
         );
         match consume(&consumer, &runtime, options.rejoin_timeout).await {
             Ended::Shutdown => {
-                commit_stored(&consumer, handler.name());
+                let name = handler.name();
+                let commit = move |consumer: &StreamConsumer<RuntimeContext>| {
+                    commit_stored(consumer, name);
+                };
+                consumer.close(commit, options.close_timeout).await;
                 break;
             }
             Ended::Stalled => {
@@ -214,8 +229,9 @@ pub async fn run_consumer<H: EventHandler>(
                     timeout = ?options.rejoin_timeout,
                     "consumer has not rejoined its group in time; replacing its Kafka client"
                 );
-                // Closing a stuck client can block on the group for good.
-                crate::close_in_background("consumer", consumer);
+                // Closing a stuck client can block on the group for good: `Detached` closes
+                // it on a thread of its own.
+                drop(consumer);
             }
         }
     }

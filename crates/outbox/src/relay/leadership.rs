@@ -3,7 +3,13 @@
 //!
 //! The connection lives outside the pool. While this relay leads, every batch runs on it,
 //! so the lock and the work die together: if the process dies, its session ends and
-//! PostgreSQL frees the lock for a standby.
+//! PostgreSQL frees the lock for a standby. If it goes silent instead (its host loses power
+//! or its network, so no FIN ever comes), the server's TCP keepalives and
+//! `tcp_user_timeout` on the session (`relay.leader_timeout_ms`, see
+//! [`store::prepare_relay_session`]) end the session, and with it the lock, within that
+//! bound.
+
+use std::time::Duration;
 
 use sqlx::{Connection, PgConnection, PgPool};
 
@@ -26,12 +32,16 @@ impl Leadership {
     /// The session connection, taken out while this relay leads (give it back with
     /// [`keep`](Self::keep)); `None` while another relay holds the lock. Connects first
     /// when there is no session.
-    pub(super) async fn take(&mut self, pool: &PgPool) -> Result<Option<PgConnection>, RelayError> {
+    pub(super) async fn take(
+        &mut self,
+        pool: &PgPool,
+        leader_timeout: Duration,
+    ) -> Result<Option<PgConnection>, RelayError> {
         let mut conn = match self.session.take() {
             Some(conn) => conn,
             None => {
                 let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
-                store::prepare_relay_session(&mut conn).await?;
+                store::prepare_relay_session(&mut conn, leader_timeout).await?;
                 self.leading = false;
                 conn
             }

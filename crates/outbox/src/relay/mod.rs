@@ -111,6 +111,9 @@ pub struct RelayConfig {
     /// Vacuum the queue table once this many rows left it since the last vacuum (0: leave
     /// it to autovacuum).
     pub vacuum_after_rows: u64,
+    /// A leader that goes silent (no FIN: its host lost power or its network) loses the
+    /// relay lock after about this long, and a standby takes over at its next poll tick.
+    pub leader_timeout_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -200,7 +203,8 @@ impl Relay {
             if !self.leadership.is_leading() && !ticked {
                 continue;
             }
-            let interrupted = match self.leadership.take(&self.pool).await {
+            let leader_timeout = Duration::from_millis(self.config.leader_timeout_ms);
+            let interrupted = match self.leadership.take(&self.pool, leader_timeout).await {
                 Ok(Some(mut conn)) => {
                     self.status.set(RelayState::Closed);
                     let drained = self.drain(&mut conn, &shutdown).await;
@@ -272,8 +276,8 @@ impl Relay {
     fn replace_producer(&mut self, why: Replacement) {
         match EventProducer::new(&self.kafka) {
             Ok(producer) => {
-                let old = std::mem::replace(&mut self.producer, producer);
-                kafka::close_in_background("producer", old);
+                // The old one closes on a thread of its own (`kafka::Detached`).
+                drop(std::mem::replace(&mut self.producer, producer));
                 match why {
                     Replacement::Fatal => {
                         tracing::warn!("Kafka producer hit a fatal error; recreated it");

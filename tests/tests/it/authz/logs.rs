@@ -104,3 +104,72 @@ async fn tokens_authorization_headers_and_signing_keys_never_appear_in_logs_or_s
     assert!(leaked.is_empty(), "secrets in the logs: {leaked:?}");
     assert!(!logs.to_lowercase().contains("authorization: bearer"));
 }
+
+/// The `auth_refused_total` series of `reason`, summed.
+async fn refused_total(app: &wallet_hub_tests::TestApp, reason: &str) -> u64 {
+    let text = app
+        .admin_get("/metrics")
+        .await
+        .text()
+        .await
+        .expect("metrics");
+    let label = format!("reason=\"{reason}\"");
+    text.lines()
+        .filter(|line| line.starts_with("auth_refused_total{") && line.contains(&label))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|value| format!("{value:.0}").parse::<u64>().unwrap_or(0))
+        .sum()
+}
+
+#[tokio::test]
+async fn refused_tokens_are_all_counted_but_logged_sampled_with_their_text_bounded_and_escaped() {
+    let (captured, _default) = Captured::start(LevelFilter::INFO);
+    let app = spawn_app().await;
+    let world = World::build(&app).await;
+    let before = refused_total(&app, "unknown_key").await;
+    // A key id crafted to forge a log line and to flood the log.
+    let hostile_kid = format!(
+        "evil\nINFO forged: admin login ok\u{1b}[2J{}",
+        "A".repeat(5_000)
+    );
+    let header = URL_SAFE_NO_PAD.encode(json!({"alg": "EdDSA", "kid": hostile_kid}).to_string());
+    let payload = URL_SAFE_NO_PAD.encode(json!({"sub": "mallory"}).to_string());
+    let token = format!("{header}.{payload}.c2lnbmF0dXJl");
+    let started = std::time::Instant::now();
+    let sent = 60;
+    for _ in 0..sent {
+        let reply = Call::get(&format!("/v1/wallets/{}", world.funded))
+            .bearer(&token)
+            .send(&app)
+            .await;
+        assert_eq!(reply.status, 401);
+    }
+    let elapsed = started.elapsed().as_secs();
+
+    assert_eq!(
+        refused_total(&app, "unknown_key").await - before,
+        sent,
+        "every one counted"
+    );
+    let logs = captured.text();
+    let logged = logs.matches("access token refused").count();
+    let budget = usize::try_from(
+        u64::from(api::caller::REFUSALS_LOGGED_BURST)
+            + u64::from(api::caller::REFUSALS_LOGGED_PER_SECOND) * (elapsed + 1),
+    )
+    .expect("small");
+    assert!(
+        (1..=budget).contains(&logged),
+        "{logged} of {sent} refusals logged in {elapsed} s (budget {budget})"
+    );
+    assert!(
+        !logs.lines().any(|line| line.starts_with("INFO forged")),
+        "the key id forged no log line"
+    );
+    assert!(
+        !logs.contains('\u{1b}'),
+        "no terminal escape reached the log"
+    );
+    assert!(!logs.contains(&"A".repeat(100)), "the key id was cut short");
+    assert!(logs.contains(r"evil\nINFO forged"), "but shown, escaped");
+}

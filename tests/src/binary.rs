@@ -1,0 +1,25 @@
+//! The workspace's own files and the service binary, for tests that run it as a process.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The workspace root (the checkout).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate sits in the workspace root")
+        .to_owned()
+}
+
+/// The `wallet-hub` binary, built now so that the test runs the current code.
+pub fn service_binary() -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--bin", "wallet-hub"])
+        .current_dir(root())
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "cargo build --bin wallet-hub failed");
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    target.join("debug").join("wallet-hub")
+}
