@@ -206,10 +206,13 @@ def check_env(problems: Problems, config: ServiceConfig, where: str, env: dict) 
 
 
 def wallet_hub_services(model: dict) -> dict:
+    """The services that run the service's image (the analytics job's Flink services build
+    their own, analytics/Dockerfile, and read other variables)."""
     return {
         name: service
         for name, service in model["services"].items()
-        if "build" in service or str(service.get("image", "")).split(":")[0].endswith(IMAGE_NAME)
+        if str(service.get("image", "")).split(":")[0].endswith(IMAGE_NAME)
+        or ("build" in service and service["build"].get("dockerfile", "Dockerfile") == "Dockerfile")
     }
 
 
@@ -1028,7 +1031,89 @@ def cmd_config_docs() -> None:
     )
 
 
+# --- flink (the analytics job, docs/analytics.md) -----------------------------------------
+
+FLINK_DEPLOYMENT = Path("deploy/k8s/analytics/flink-deployment.yaml")
+FLINK_SCRIPT = Path("scripts/flink")
+FLINK_DOCKERFILE = Path("analytics/Dockerfile")
+FLINK_ALERTS = Path("deploy/prometheus/flink-alerts.yml")
+
+
+def shell_assignment(path: Path, name: str) -> str:
+    match = re.search(rf"(?m)^{name}=([^\s#]+)", path.read_text(encoding="utf-8"))
+    if not match:
+        raise SystemExit(f"{path}: no {name}=")
+    return match.group(1)
+
+
+def cmd_flink_deployment() -> None:
+    """The FlinkDeployment (a custom resource, which the Kubernetes schemas do not know):
+    its shape as the operator's v1beta1 CRD has it, the versions against scripts/flink and
+    analytics/Dockerfile, exactly-once state handling, and its job settings as
+    analytics/job.py validates them; and the Flink alerts' runbook sections."""
+    sys.path.insert(0, str(Path("analytics").resolve()))
+    import job  # analytics/job.py: the settings and their patterns
+
+    problems = Problems()
+    version = shell_assignment(FLINK_SCRIPT, "FLINK_VERSION")
+    connector = shell_assignment(FLINK_SCRIPT, "CONNECTOR_VERSION")
+    docs = load_yaml_all(FLINK_DEPLOYMENT)
+    problems.check(len(docs) == 1, f"{FLINK_DEPLOYMENT}: expected one document, got {len(docs)}")
+    doc = docs[0]
+    where = f"{FLINK_DEPLOYMENT}"
+    problems.check(doc.get("apiVersion") == "flink.apache.org/v1beta1", f"{where}: apiVersion is not flink.apache.org/v1beta1")
+    problems.check(doc.get("kind") == "FlinkDeployment", f"{where}: kind is not FlinkDeployment")
+    spec = doc.get("spec") or {}
+    allowed = {"image", "imagePullPolicy", "flinkVersion", "serviceAccount", "flinkConfiguration",
+               "jobManager", "taskManager", "podTemplate", "job", "logConfiguration", "ingress",
+               "mode", "restartNonce"}
+    for key in sorted(set(spec) - allowed):
+        problems.add(f"{where}: spec.{key} is not a FlinkDeployment field")
+    major_minor = "_".join(version.split(".")[:2])
+    problems.check(spec.get("flinkVersion") == f"v{major_minor}", f"{where}: flinkVersion {spec.get('flinkVersion')!r}, scripts/flink runs {version} (v{major_minor})")
+    problems.check(str(spec.get("image", "")).endswith(f":{version}"), f"{where}: image {spec.get('image')!r} is not tagged {version}")
+    config = {str(k): str(v) for k, v in (spec.get("flinkConfiguration") or {}).items()}
+    problems.check(bool(config.get("execution.checkpointing.dir")), f"{where}: no execution.checkpointing.dir (exactly once needs checkpoints that outlive a pod)")
+    for part in ("jobManager", "taskManager"):
+        resource = (spec.get(part) or {}).get("resource") or {}
+        problems.check({"memory", "cpu"} <= set(resource), f"{where}: spec.{part}.resource needs memory and cpu")
+    job_spec = spec.get("job") or {}
+    problems.check(job_spec.get("jarURI") == f"local:///opt/flink/opt/flink-python-{version}.jar", f"{where}: job.jarURI is not Flink {version}'s flink-python jar")
+    problems.check(job_spec.get("entryClass") == "org.apache.flink.client.python.PythonDriver", f"{where}: job.entryClass is not the PythonDriver")
+    problems.check(job_spec.get("args") == ["-py", "/opt/analytics/job.py", "run"], f"{where}: job.args do not run /opt/analytics/job.py run")
+    problems.check(job_spec.get("upgradeMode") in ("last-state", "savepoint"), f"{where}: job.upgradeMode {job_spec.get('upgradeMode')!r} would drop the job's state on upgrade")
+    problems.check(job_spec.get("state") in ("running", "suspended"), f"{where}: job.state {job_spec.get('state')!r}")
+    env = {}
+    for container in ((spec.get("podTemplate") or {}).get("spec") or {}).get("containers") or []:
+        for item in container.get("env") or []:
+            env[item["name"]] = str(item.get("value", ""))
+    known = {f"WH_ANALYTICS_{name.upper()}" for name in job.SETTINGS}
+    for name in sorted(n for n in env if n.startswith("WH_ANALYTICS_")):
+        problems.check(name in known, f"{where}: {name} is not a setting of analytics/job.py")
+    try:
+        values = job.settings(env)
+        problems.check(str(job_spec.get("parallelism")) == values["parallelism"], f"{where}: job.parallelism {job_spec.get('parallelism')} differs from WH_ANALYTICS_PARALLELISM {values['parallelism']}")
+        job.statements(values)
+    except job.SettingError as error:
+        problems.add(f"{where}: {error}")
+    dockerfile = FLINK_DOCKERFILE.read_text(encoding="utf-8")
+    problems.check(f"FROM flink:{version}-java17" in dockerfile, f"{FLINK_DOCKERFILE}: not FROM flink:{version}-java17")
+    problems.check(f"ARG CONNECTOR_VERSION={connector}" in dockerfile, f"{FLINK_DOCKERFILE}: CONNECTOR_VERSION is not scripts/flink's {connector}")
+    problems.check(f"apache-flink=={version}" in dockerfile, f"{FLINK_DOCKERFILE}: apache-flink is not {version}")
+    anchors = {
+        github_anchor(m.group(1))
+        for m in re.finditer(r"(?m)^#{1,6}\s+(.+?)\s*#*\s*$", RUNBOOK.read_text(encoding="utf-8"))
+    }
+    rules = [r for g in load_yaml(FLINK_ALERTS)["groups"] for r in g["rules"] if "alert" in r]
+    for rule in rules:
+        runbook = str((rule.get("annotations") or {}).get("runbook", ""))
+        problems.check(runbook.partition("#")[2] in anchors, f"{FLINK_ALERTS}: {rule['alert']}: runbook {runbook!r} is not a heading of {RUNBOOK}")
+        problems.check((rule.get("labels") or {}).get("severity") in ("critical", "warning", "info"), f"{FLINK_ALERTS}: {rule['alert']}: severity")
+    problems.finish(f"FlinkDeployment for Flink {version} (connector {connector}), {len(env)} job settings valid; {len(rules)} Flink alerts have runbook sections")
+
+
 COMMANDS = {
+    "flink-deployment": cmd_flink_deployment,
     "compose-schema": cmd_compose_schema,
     "consistency": cmd_consistency,
     "k8s": cmd_k8s,

@@ -92,7 +92,13 @@ pub async fn test_settings() -> (Settings, Topics) {
         funds_transferred: topic("funds-transferred-events"),
         wallet_status: topic("wallet-status-events"),
     };
+    // The analytics job's topics too: the service's consumers read them, and a record left
+    // on the shared default topic (by a local scripts/run) must not reach a test's inbox.
+    let analytics_volume = topic("analytics-volume-events");
+    let wallet_velocity = topic("wallet-velocity-events");
     let all = [
+        ("analytics_volume_out", &analytics_volume),
+        ("wallet_velocity_out", &wallet_velocity),
         ("wallet_created_out", &topics.wallet_created),
         ("funds_added_out", &topics.funds_added),
         ("user_created_out", &topics.user_created),

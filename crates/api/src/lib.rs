@@ -24,6 +24,7 @@
 //! Handlers never build SQL: every statement is in the `store` crate (the outbox's in
 //! `outbox`). This crate depends on `domain`, `store`, `outbox`, `event-bindings` (the event contracts) and `telemetry` only.
 
+pub mod analytics;
 pub mod batch;
 pub mod caller;
 pub mod context;

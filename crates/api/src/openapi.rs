@@ -19,7 +19,7 @@ use utoipa::{IntoParams, Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{AppState, notifications, transfers, users, wallets};
+use crate::{AppState, analytics, notifications, transfers, users, wallets};
 
 /// What the document says beyond its paths; [`routes`] adds those.
 #[derive(OpenApi)]
@@ -32,7 +32,7 @@ use crate::{AppState, notifications, transfers, users, wallets};
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&BearerSecurity),
-    tags((name = "users"), (name = "wallets"), (name = "transfers"))
+    tags((name = "users"), (name = "wallets"), (name = "transfers"), (name = "analytics"))
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
@@ -200,6 +200,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(wallets::router())
         .merge(transfers::router())
         .merge(notifications::router())
+        .merge(analytics::router())
 }
 
 /// The document served at `/openapi.json`.
@@ -259,7 +260,7 @@ mod tests {
     fn every_operation_documents_the_problems_that_any_request_can_cause() {
         let doc = serde_json::to_value(document()).expect("document as JSON");
         let operations = operations(&doc);
-        assert_eq!(operations.len(), 14, "every operation is in the document");
+        assert_eq!(operations.len(), 16, "every operation is in the document");
         for (method, path, operation) in operations {
             let responses = &operation["responses"];
             // Every operation reads an id or a JSON body (400) and can fail on the server.

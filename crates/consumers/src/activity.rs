@@ -48,7 +48,9 @@ fn movements(received: &ReceivedEvent) -> Result<Vec<Movement>, HandlerError> {
         ]),
         other @ (DomainEvent::WalletCreated(_)
         | DomainEvent::UserCreated(_)
-        | DomainEvent::WalletStatusChanged(_)) => Err(HandlerError::Permanent(
+        | DomainEvent::WalletStatusChanged(_)
+        | DomainEvent::VolumeComputed(_)
+        | DomainEvent::WalletVelocityExceeded(_)) => Err(HandlerError::Permanent(
             format!("{} is not a money movement", other.event_type()).into(),
         )),
     }

@@ -3,6 +3,8 @@
 //! - [`notifications`]: the `NotificationService` (welcome notifications).
 //! - [`wallet_created`]: `WalletCreatedEventConsumer`, which sends the welcome notification.
 //! - [`activity`]: `WalletActivityProjection`, which feeds the per-wallet activity read model.
+//! - [`analytics`]: `VolumeProjection` and `VelocityAlerts`, which read the analytics job's
+//!   results (volume per minute, velocity alerts).
 //! - [`errors`]: sorting store errors into transient (retry) and permanent.
 //! - `inbox`: the inbox keys of a batch and what the inbox's answer means.
 //!
@@ -11,12 +13,14 @@
 //! through the `store` crate (which owns the SQL); this crate decides what an event means.
 
 pub mod activity;
+pub mod analytics;
 pub mod errors;
 mod inbox;
 pub mod notifications;
 pub mod wallet_created;
 
 pub use activity::WalletActivityProjection;
+pub use analytics::{VelocityAlerts, VolumeProjection};
 
 /// Every event type some consumer of ours reads: their topics have dead-letter topics,
 /// and the AsyncAPI document says we receive them.
@@ -24,6 +28,8 @@ pub fn consumed_event_types() -> Vec<domain::EventType> {
     let mut types: Vec<domain::EventType> = WalletCreatedEventConsumer::EVENT_TYPES
         .iter()
         .chain(WalletActivityProjection::EVENT_TYPES)
+        .chain(VolumeProjection::EVENT_TYPES)
+        .chain(VelocityAlerts::EVENT_TYPES)
         .copied()
         .collect();
     types.dedup();

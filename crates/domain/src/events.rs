@@ -13,6 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::analytics::{VelocityExceeded, VolumeComputed};
 use crate::ids::{EventId, TransactionId, UserId, WalletId};
 use crate::money::{Currency, Money};
 use crate::wallet_status::WalletStatus;
@@ -178,17 +179,37 @@ pub enum EventType {
     FundsWithdrawn,
     FundsTransferred,
     WalletStatusChanged,
+    /// Derived by the analytics job, not by a command: see [`crate::analytics`].
+    VolumeComputed,
+    /// Derived by the analytics job, not by a command: see [`crate::analytics`].
+    WalletVelocityExceeded,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 6] = [
+    pub const ALL: [EventType; 8] = [
         EventType::WalletCreated,
         EventType::FundsAdded,
         EventType::UserCreated,
         EventType::FundsWithdrawn,
         EventType::FundsTransferred,
         EventType::WalletStatusChanged,
+        EventType::VolumeComputed,
+        EventType::WalletVelocityExceeded,
     ];
+
+    /// Derived by the analytics job from other events, not written by a command through
+    /// the outbox: the outbox never holds one, and the audit does not look for them.
+    pub fn is_derived(self) -> bool {
+        match self {
+            EventType::VolumeComputed | EventType::WalletVelocityExceeded => true,
+            EventType::WalletCreated
+            | EventType::FundsAdded
+            | EventType::UserCreated
+            | EventType::FundsWithdrawn
+            | EventType::FundsTransferred
+            | EventType::WalletStatusChanged => false,
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -198,6 +219,8 @@ impl EventType {
             EventType::FundsWithdrawn => "FundsWithdrawn",
             EventType::FundsTransferred => "FundsTransferred",
             EventType::WalletStatusChanged => "WalletStatusChanged",
+            EventType::VolumeComputed => "VolumeComputed",
+            EventType::WalletVelocityExceeded => "WalletVelocityExceeded",
         }
     }
 }
@@ -232,6 +255,8 @@ pub enum DomainEvent {
     FundsWithdrawn(FundsWithdrawn),
     FundsTransferred(FundsTransferred),
     WalletStatusChanged(WalletStatusChanged),
+    VolumeComputed(VolumeComputed),
+    WalletVelocityExceeded(VelocityExceeded),
 }
 
 impl DomainEvent {
@@ -243,6 +268,8 @@ impl DomainEvent {
             DomainEvent::FundsWithdrawn(_) => EventType::FundsWithdrawn,
             DomainEvent::FundsTransferred(_) => EventType::FundsTransferred,
             DomainEvent::WalletStatusChanged(_) => EventType::WalletStatusChanged,
+            DomainEvent::VolumeComputed(_) => EventType::VolumeComputed,
+            DomainEvent::WalletVelocityExceeded(_) => EventType::WalletVelocityExceeded,
         }
     }
 
@@ -254,6 +281,8 @@ impl DomainEvent {
             DomainEvent::FundsWithdrawn(e) => &e.metadata,
             DomainEvent::FundsTransferred(e) => &e.metadata,
             DomainEvent::WalletStatusChanged(e) => &e.metadata,
+            DomainEvent::VolumeComputed(e) => &e.metadata,
+            DomainEvent::WalletVelocityExceeded(e) => &e.metadata,
         }
     }
 
@@ -266,6 +295,8 @@ impl DomainEvent {
             DomainEvent::FundsWithdrawn(e) => serde_json::to_value(e),
             DomainEvent::FundsTransferred(e) => serde_json::to_value(e),
             DomainEvent::WalletStatusChanged(e) => serde_json::to_value(e),
+            DomainEvent::VolumeComputed(e) => serde_json::to_value(e),
+            DomainEvent::WalletVelocityExceeded(e) => serde_json::to_value(e),
         }
     }
 
@@ -288,6 +319,12 @@ impl DomainEvent {
             }
             EventType::WalletStatusChanged => {
                 DomainEvent::WalletStatusChanged(serde_json::from_value(payload)?)
+            }
+            EventType::VolumeComputed => {
+                DomainEvent::VolumeComputed(serde_json::from_value(payload)?)
+            }
+            EventType::WalletVelocityExceeded => {
+                DomainEvent::WalletVelocityExceeded(serde_json::from_value(payload)?)
             }
         })
     }

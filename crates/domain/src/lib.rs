@@ -7,11 +7,13 @@
 //!   domain events that describe the change; infrastructure persists and publishes them.
 //! - [`wallet_status`]: a wallet's lifecycle (active, frozen, closed) and its transitions.
 //! - [`transfer`]: moving money between two wallets, all or nothing.
+//! - [`analytics`]: what the analytics job (Flink) sends back: volume per minute, velocity.
 //! - [`events`]: the events, their shared metadata and their JSON form (the payload that
 //!   travels through the outbox and Kafka).
 //!
 //! A command that returns an error has changed nothing.
 
+pub mod analytics;
 mod display_name;
 pub mod events;
 pub mod ids;
@@ -21,6 +23,7 @@ pub mod user;
 pub mod wallet;
 pub mod wallet_status;
 
+pub use analytics::{VelocityExceeded, VolumeComputed, VolumeTotal};
 pub use events::{
     Actor, DomainEvent, EventContext, EventMetadata, EventType, FundsAdded, FundsTransferred,
     FundsWithdrawn, UserCreated, WalletCreated, WalletStatusChanged,

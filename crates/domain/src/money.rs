@@ -195,6 +195,32 @@ impl Money {
         Ok(Self { currency, minor })
     }
 
+    /// Like [`Self::from_decimal`], but digits beyond the currency's scale are accepted
+    /// when they are all zeros (`150.5000` is 150.50 USD; `1.0010` is refused): for sums
+    /// computed at a fixed wider scale, as the analytics job writes them.
+    pub fn from_decimal_trimmed(
+        amount: DecimalAmount,
+        currency: Currency,
+    ) -> Result<Self, MoneyError> {
+        let scale = currency.scale();
+        if amount.decimals <= scale {
+            return Self::from_decimal(amount, currency);
+        }
+        let divisor = 10_i64
+            .checked_pow(amount.decimals - scale)
+            .ok_or(MoneyError::OutOfRange)?;
+        if amount.mantissa % divisor != 0 {
+            return Err(MoneyError::TooManyDecimals {
+                currency: currency.code(),
+                scale,
+            });
+        }
+        Ok(Self {
+            currency,
+            minor: amount.mantissa / divisor,
+        })
+    }
+
     /// Parses a decimal string in the given currency.
     pub fn parse(input: &str, currency: Currency) -> Result<Self, MoneyError> {
         Self::from_decimal(DecimalAmount::parse(input)?, currency)

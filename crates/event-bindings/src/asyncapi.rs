@@ -46,20 +46,45 @@ pub fn document(
         }
         schemas.insert(ty.to_owned(), payload);
         messages.insert(ty.to_owned(), message(bindings, event_type, false));
+        let description = if event_type.is_derived() {
+            format!(
+                "`{ty}` events, one per record, in CloudEvents 1.0 binary content mode \
+                 (attributes in `ce_*` headers, data as the JSON value), written by the \
+                 analytics job (Apache Flink, docs/analytics.md) with `ce_source` \
+                 `/wallet-hub/analytics` in Kafka transactions committed with its checkpoints: \
+                 read with `isolation.level=read_committed`. The `ce_id` is derived from what \
+                 the event is about, so a replay carries the same id. Retained {} days.",
+                RETENTION_MS / (24 * 3600 * 1000)
+            )
+        } else {
+            format!(
+                "`{ty}` events, one per record, in CloudEvents 1.0 binary content mode \
+                 (attributes in `ce_*` headers, data as the JSON value). Keyed by the \
+                 aggregate id (the `subject`): one aggregate's events are on one partition, \
+                 in the order they were committed. Delivered at least once: dedupe on \
+                 `ce_id`. Retained {} days; the outbox keeps sent events for replay \
+                 (`wallet-hub outbox replay`).",
+                RETENTION_MS / (24 * 3600 * 1000)
+            )
+        };
+        let (publisher, how) = if event_type.is_derived() {
+            (
+                "The Wallet Hub analytics job",
+                "The analytics job (Apache Flink) publishes each result once, exactly once \
+                 across its restarts (checkpoints and a transactional sink).",
+            )
+        } else {
+            (
+                "Wallet Hub",
+                "The outbox relay publishes each committed event, in commit order per key.",
+            )
+        };
         channels.insert(
             channel.clone(),
             json!({
                 "address": topic,
                 "title": topic,
-                "description": format!(
-                    "`{ty}` events, one per record, in CloudEvents 1.0 binary content mode \
-                     (attributes in `ce_*` headers, data as the JSON value). Keyed by the \
-                     aggregate id (the `subject`): one aggregate's events are on one partition, \
-                     in the order they were committed. Delivered at least once: dedupe on \
-                     `ce_id`. Retained {} days; the outbox keeps sent events for replay \
-                     (`wallet-hub outbox replay`).",
-                    RETENTION_MS / (24 * 3600 * 1000)
-                ),
+                "description": description,
                 "messages": { ty: {"$ref": format!("#/components/messages/{ty}")} },
                 "bindings": {"kafka": topic_binding()},
             }),
@@ -68,8 +93,8 @@ pub fn document(
             format!("publish.{channel}"),
             json!({
                 "action": "send",
-                "title": format!("Wallet Hub publishes {ty}"),
-                "description": "The outbox relay publishes each committed event, in commit order per key.",
+                "title": format!("{publisher} publishes {ty}"),
+                "description": how,
                 "channel": {"$ref": format!("#/channels/{channel}")},
                 "messages": [{"$ref": format!("#/channels/{channel}/messages/{ty}")}],
             }),

@@ -19,6 +19,9 @@ const fn spec(event_type: EventType) -> (&'static str, &'static str) {
         EventType::FundsWithdrawn => ("funds_withdrawn_out", "funds-withdrawn-events"),
         EventType::FundsTransferred => ("funds_transferred_out", "funds-transferred-events"),
         EventType::WalletStatusChanged => ("wallet_status_changed_out", "wallet-status-events"),
+        // Written by the analytics job (analytics/), read by the service.
+        EventType::VolumeComputed => ("analytics_volume_out", "analytics-volume-events"),
+        EventType::WalletVelocityExceeded => ("wallet_velocity_out", "wallet-velocity-events"),
     }
 }
 
@@ -140,6 +143,20 @@ impl EventBindings {
         topics.dedup();
         topics
     }
+
+    /// The topics the outbox publishes to: those of the event types that are not derived
+    /// by the analytics job ([`EventType::is_derived`]).
+    pub fn outbox_topics(&self) -> Vec<&str> {
+        let mut topics: Vec<&str> = self
+            .destinations
+            .iter()
+            .filter(|(t, _)| !t.is_derived())
+            .map(|(_, topic)| topic.as_str())
+            .collect();
+        topics.sort_unstable();
+        topics.dedup();
+        topics
+    }
 }
 
 impl Default for EventBindings {
@@ -160,7 +177,7 @@ mod tests {
     use super::*;
 
     /// The table, written out independently of `spec`.
-    const TABLE: [(EventType, &str, &str); 6] = [
+    const TABLE: [(EventType, &str, &str); 8] = [
         (
             EventType::WalletCreated,
             "wallet_created_out",
@@ -190,6 +207,16 @@ mod tests {
             EventType::WalletStatusChanged,
             "wallet_status_changed_out",
             "wallet-status-events",
+        ),
+        (
+            EventType::VolumeComputed,
+            "analytics_volume_out",
+            "analytics-volume-events",
+        ),
+        (
+            EventType::WalletVelocityExceeded,
+            "wallet_velocity_out",
+            "wallet-velocity-events",
         ),
     ];
 

@@ -35,6 +35,8 @@ pub fn cloud_event_type(event_type: EventType) -> &'static str {
         EventType::FundsWithdrawn => "io.wallethub.funds.withdrawn.v1",
         EventType::FundsTransferred => "io.wallethub.funds.transferred.v1",
         EventType::WalletStatusChanged => "io.wallethub.wallet.status-changed.v1",
+        EventType::VolumeComputed => "io.wallethub.analytics.volume-computed.v1",
+        EventType::WalletVelocityExceeded => "io.wallethub.wallet.velocity-exceeded.v1",
     }
 }
 
@@ -164,6 +166,7 @@ pub(crate) mod tests {
         )
         .expect("covered transfer");
         let frozen = wallet.freeze(&ctx).expect("active wallets can be frozen");
+        let (volume, velocity) = analytics_events(wallet.id());
         vec![
             created.into(),
             added.into(),
@@ -171,7 +174,47 @@ pub(crate) mod tests {
             withdrawn.into(),
             transferred.into(),
             frozen.into(),
+            volume,
+            velocity,
         ]
+    }
+
+    /// The analytics job's two events, as it writes them (sums at its fixed scale of 4).
+    fn analytics_events(wallet_id: WalletId) -> (DomainEvent, DomainEvent) {
+        let minute: chrono::DateTime<Utc> = "2026-12-06T15:54:00Z".parse().expect("RFC 3339");
+        let metadata = |id: &str, aggregate: uuid::Uuid| domain::EventMetadata {
+            event_id: id.parse::<uuid::Uuid>().expect("uuid").into(),
+            occurred_at: minute,
+            aggregate_id: aggregate,
+            correlation_id: "analytics".to_owned(),
+            schema_version: 1,
+            actor: None,
+        };
+        let total = |count, amount: &str| domain::VolumeTotal {
+            count,
+            amount: amount.to_owned(),
+        };
+        let volume_id = "086396a6-c966-864c-a76b-99d016f72dc6";
+        let volume = domain::VolumeComputed {
+            metadata: metadata(volume_id, volume_id.parse().expect("uuid")),
+            minute,
+            currency: "USD".parse().expect("USD"),
+            deposits: total(2, "10.7500"),
+            withdrawals: total(4, "4.0000"),
+            transfers: total(0, "0.0000"),
+        };
+        let velocity = domain::VelocityExceeded {
+            metadata: metadata("9be49d4f-af38-88f7-a822-51253249b4d1", wallet_id.as_uuid()),
+            wallet_id,
+            window_start: minute - chrono::TimeDelta::minutes(5),
+            window_end: minute,
+            currency: "USD".parse().expect("USD"),
+            count: 4,
+            amount: "4.0000".to_owned(),
+            max_count: 3,
+            max_amount: "10000".to_owned(),
+        };
+        (volume.into(), velocity.into())
     }
 
     #[test]

@@ -14,8 +14,8 @@
 use std::collections::HashMap;
 
 use domain::{
-    EventType, FundsAdded, FundsTransferred, FundsWithdrawn, UserCreated, WalletCreated,
-    WalletStatusChanged,
+    EventType, FundsAdded, FundsTransferred, FundsWithdrawn, UserCreated, VelocityExceeded,
+    VolumeComputed, WalletCreated, WalletStatusChanged,
 };
 use schemars::JsonSchema;
 use schemars::generate::SchemaSettings;
@@ -32,7 +32,9 @@ pub const fn schema_version(event_type: EventType) -> u32 {
         | EventType::UserCreated
         | EventType::FundsWithdrawn
         | EventType::FundsTransferred
-        | EventType::WalletStatusChanged => 1,
+        | EventType::WalletStatusChanged
+        | EventType::VolumeComputed
+        | EventType::WalletVelocityExceeded => 1,
     }
 }
 
@@ -56,6 +58,8 @@ pub fn schema(event_type: EventType) -> Value {
         EventType::FundsWithdrawn => generate::<FundsWithdrawn>(),
         EventType::FundsTransferred => generate::<FundsTransferred>(),
         EventType::WalletStatusChanged => generate::<WalletStatusChanged>(),
+        EventType::VolumeComputed => generate::<VolumeComputed>(),
+        EventType::WalletVelocityExceeded => generate::<VelocityExceeded>(),
     };
     if let Some(object) = schema.as_object_mut() {
         object.insert("title".to_owned(), cloud_event_type(event_type).into());

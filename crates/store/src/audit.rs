@@ -209,14 +209,16 @@ pub struct DuplicateNotification {
     pub total: i64,
 }
 
-/// Wallets with more than one notification of the same kind (the welcome is sent once).
+/// Wallets with more than one notification of the same kind (the welcome is sent once;
+/// `velocity-exceeded` is sent per alert, and the inbox keeps each alert's once).
 pub async fn duplicate_notifications(
     conn: &mut PgConnection,
     limit: i64,
 ) -> Result<Vec<DuplicateNotification>, StoreError> {
     Ok(sqlx::query_as(
         "SELECT wallet_id, kind, count(*) AS notifications, count(*) OVER () AS total \
-         FROM notifications GROUP BY wallet_id, kind HAVING count(*) > 1 \
+         FROM notifications WHERE kind <> 'velocity-exceeded' \
+         GROUP BY wallet_id, kind HAVING count(*) > 1 \
          ORDER BY wallet_id, kind LIMIT $1",
     )
     .bind(limit)

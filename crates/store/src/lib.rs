@@ -18,8 +18,10 @@
 //! - [`inbox`]: which events a consumer has applied.
 //! - [`notifications`], [`activity`]: the read models the consumers feed and the API
 //!   serves.
+//! - [`analytics`]: volume per minute and velocity alerts, as the analytics job sends them.
 
 pub mod activity;
+pub mod analytics;
 pub mod audit;
 pub mod error;
 pub mod idempotency;

@@ -79,7 +79,7 @@ pub async fn insert_all_once_per_wallet(
          FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::uuid[]) \
              WITH ORDINALITY AS n(id, user_id, wallet_id, kind, message, event_id, position) \
          ORDER BY position \
-         ON CONFLICT (wallet_id, kind) DO NOTHING RETURNING id",
+         ON CONFLICT (wallet_id, kind) WHERE kind <> 'velocity-exceeded' DO NOTHING RETURNING id",
     )
     .bind(&ids)
     .bind(&users)
@@ -91,6 +91,28 @@ pub async fn insert_all_once_per_wallet(
     .await?;
     let inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
     Ok(ids.iter().map(|id| inserted.contains(id)).collect())
+}
+
+/// Records one notification whose once-ness the caller's inbox keeps (a velocity alert:
+/// one per alert event, however many a wallet has).
+pub async fn insert(
+    conn: &mut PgConnection,
+    notification: &NewNotification<'_>,
+) -> Result<Uuid, StoreError> {
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO notifications (id, user_id, wallet_id, kind, message, event_id) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id)
+    .bind(notification.user_id.as_uuid())
+    .bind(notification.wallet_id.as_uuid())
+    .bind(notification.kind)
+    .bind(notification.message)
+    .bind(notification.event_id.as_uuid())
+    .execute(conn)
+    .await?;
+    Ok(id)
 }
 
 /// A user's notifications, newest first.

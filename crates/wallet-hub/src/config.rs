@@ -249,7 +249,7 @@ mod tests {
             jail.create_file(OVERLAY, OVERLAY_TEXT).expect("overlay");
             assert_eq!(
                 wallet_created_topic(Some(Path::new(OVERLAY))),
-                ("from-file".to_owned(), 6)
+                ("from-file".to_owned(), 8)
             );
         });
     }
@@ -258,7 +258,7 @@ mod tests {
     fn an_environment_variable_overrides_the_topic_of_a_binding_that_default_toml_names() {
         jailed(|jail| {
             jail.set_env("WALLET_HUB__BINDINGS__WALLET_CREATED_OUT", "from-env");
-            assert_eq!(wallet_created_topic(None), ("from-env".to_owned(), 6));
+            assert_eq!(wallet_created_topic(None), ("from-env".to_owned(), 8));
         });
     }
 
@@ -269,7 +269,7 @@ mod tests {
             jail.set_env("WALLET_HUB__BINDINGS__WALLET_CREATED_OUT", "from-env");
             assert_eq!(
                 wallet_created_topic(Some(Path::new(OVERLAY))),
-                ("from-env".to_owned(), 6)
+                ("from-env".to_owned(), 8)
             );
         });
     }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use api::AppState;
-use consumers::{WalletActivityProjection, WalletCreatedEventConsumer};
+use consumers::{
+    VelocityAlerts, VolumeProjection, WalletActivityProjection, WalletCreatedEventConsumer,
+};
 use event_bindings::EventBindings;
 use kafka::{ConsumerOptions, ConsumerStatus, GroupTopics, KafkaProbe, LagReader};
 use outbox::{CommitWaker, DomainEventPublisher, Relay};
@@ -245,7 +247,7 @@ impl Application {
         let groups = consumer_groups(&settings, &bindings);
         let mut consumers: Vec<(&'static str, Arc<ConsumerStatus>)> = Vec::new();
         if let Some(pool) = pools.consumers.clone() {
-            let [welcome, activity] = groups.clone();
+            let [welcome, activity, volume, velocity] = groups.clone();
             consumers.push(spawn_consumer(
                 &mut tasks,
                 &settings,
@@ -258,6 +260,20 @@ impl Application {
                 &settings,
                 activity,
                 WalletActivityProjection::new(pool.clone()),
+                &shutdown,
+            ));
+            consumers.push(spawn_consumer(
+                &mut tasks,
+                &settings,
+                volume,
+                VolumeProjection::new(pool.clone()),
+                &shutdown,
+            ));
+            consumers.push(spawn_consumer(
+                &mut tasks,
+                &settings,
+                velocity,
+                VelocityAlerts::new(pool.clone()),
                 &shutdown,
             ));
         }

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use consumers::{WalletActivityProjection, WalletCreatedEventConsumer};
+use consumers::{
+    VelocityAlerts, VolumeProjection, WalletActivityProjection, WalletCreatedEventConsumer,
+};
 use event_bindings::EventBindings;
 use kafka::topics::Provisioned;
 use kafka::{GroupTopics, KafkaProbe, ProbeError};
@@ -40,8 +42,8 @@ pub(crate) async fn check_kafka(settings: &Settings) -> anyhow::Result<()> {
 
 /// The consumer groups of the service and the topics each reads: the welcome consumer in
 /// `consumer.group_id`, the activity projection in its own group (a projection keeps its
-/// own offsets).
-pub fn consumer_groups(settings: &Settings, bindings: &EventBindings) -> [GroupTopics; 2] {
+/// own offsets), and the analytics job's volume and velocity topics each in theirs.
+pub fn consumer_groups(settings: &Settings, bindings: &EventBindings) -> [GroupTopics; 4] {
     let topics = |types: &[domain::EventType]| {
         types
             .iter()
@@ -56,6 +58,14 @@ pub fn consumer_groups(settings: &Settings, bindings: &EventBindings) -> [GroupT
         GroupTopics {
             group: format!("{}-activity", settings.consumer.group_id),
             topics: topics(WalletActivityProjection::EVENT_TYPES),
+        },
+        GroupTopics {
+            group: format!("{}-analytics-volume", settings.consumer.group_id),
+            topics: topics(VolumeProjection::EVENT_TYPES),
+        },
+        GroupTopics {
+            group: format!("{}-velocity-alerts", settings.consumer.group_id),
+            topics: topics(VelocityAlerts::EVENT_TYPES),
         },
     ]
 }

@@ -144,6 +144,14 @@ fn describe(event: &DomainEvent) -> String {
         DomainEvent::WalletStatusChanged(e) => {
             format!("{at} wallet {} {:?} -> {:?}", e.wallet_id, e.from, e.to)
         }
+        DomainEvent::VolumeComputed(e) => format!(
+            "{at} volume {} {}: {} deposits, {} withdrawals, {} transfers",
+            e.currency, e.minute, e.deposits.count, e.withdrawals.count, e.transfers.count
+        ),
+        DomainEvent::WalletVelocityExceeded(e) => format!(
+            "{at} wallet {} velocity exceeded: {} outgoing movements ({} {}) from {} to {}",
+            e.wallet_id, e.count, e.amount, e.currency, e.window_start, e.window_end
+        ),
         DomainEvent::UserCreated(e) => format!("{at} user {} signed up", e.user_id),
     }
 }

@@ -418,8 +418,8 @@ async fn each_corruption_is_reported_by_its_own_check_and_by_no_other() {
         "{report}"
     );
 
-    // A second welcome, once the unique constraint is gone.
-    sqlx::query("ALTER TABLE notifications DROP CONSTRAINT notifications_one_per_wallet_and_kind")
+    // A second welcome, once the unique index is gone.
+    sqlx::query("DROP INDEX notifications_one_per_wallet_and_kind")
         .execute(&pool)
         .await
         .expect("constraint dropped");

@@ -4,6 +4,7 @@
 //! tests share (`spawn_app()` and friends) is this crate's library, `wallet_hub_tests`.
 
 mod admission;
+mod analytics_store;
 mod api_validation;
 mod audit;
 mod authz;

@@ -356,7 +356,8 @@ async fn check_topics(
         .await
         .map_err(db_err(ON_TOPIC))?;
     report.checked.published_events = count(published);
-    let topics = bindings.topics();
+    // The analytics job's topics hold no outbox event.
+    let topics = bindings.outbox_topics();
     let mut scan = TopicScan::start(
         &settings.kafka,
         &topics,

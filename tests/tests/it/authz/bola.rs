@@ -82,7 +82,10 @@ fn case(world: &World, operation: &Operation) -> Option<Case> {
     } else {
         world.funded.clone()
     };
-    let path = operation.template.replace("{id}", &id);
+    let mut path = operation.template.replace("{id}", &id);
+    if operation.template == "/v1/analytics/volume" {
+        path.push_str("?currency=USD&from=2026-12-06T10:00:00Z&to=2026-12-06T11:00:00Z");
+    }
     let amount = json!({"amount": "1.00"});
     let (body, owner, other) = match (operation.method.as_str(), operation.template.as_str()) {
         ("POST", "/v1/users") => {
@@ -107,6 +110,8 @@ fn case(world: &World, operation: &Operation) -> Option<Case> {
             (None, NO_SCOPE, NO_SCOPE)
         }
         ("POST", "/v1/wallets/{id}/close") => (None, ok(200), NOT_FOUND),
+        // Admin reads (analytics): no user owns them.
+        ("GET", "/v1/analytics/volume" | "/v1/risk/alerts") => (None, NO_SCOPE, NO_SCOPE),
         ("POST", "/v1/transfers") => {
             let body = json!({"from_wallet_id": world.funded, "to_wallet_id": world.bobs,
                               "amount": "1.00"});
