@@ -125,3 +125,34 @@ fn reader(brokers: &str, topic: &str) -> kafka::Detached<StreamConsumer> {
     consumer.subscribe(&[topic]).expect("subscribe");
     kafka::Detached::new("test-reader", consumer)
 }
+
+/// A member of consumer group `group` on `topic` that runs `handler` through the service's
+/// own consumer runtime until `shutdown`, with `close_timeout` for its final commit and
+/// close: for tests that make a group rebalance.
+pub fn group_member<H: kafka::EventHandler + 'static>(
+    kafka: &kafka::KafkaConfig,
+    group: &str,
+    topic: &str,
+    trusted_sources: &[String],
+    handler: H,
+    close_timeout: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<Result<(), kafka::consumer::ConsumerError>> {
+    let (kafka, group, topic) = (kafka.clone(), group.to_owned(), topic.to_owned());
+    let admission = kafka::Admission::new(trusted_sources.to_vec());
+    tokio::spawn(async move {
+        let topics = [topic.as_str()];
+        let options = kafka::ConsumerOptions {
+            group_id: &group,
+            topics: &topics,
+            dead_letter_suffix: ".dlq",
+            max_payload_bytes: 262_144,
+            rejoin_timeout: Duration::from_secs(60),
+            admission: &admission,
+            batch_max: std::num::NonZeroUsize::new(16).unwrap_or(std::num::NonZeroUsize::MIN),
+            close_timeout,
+        };
+        let status = kafka::ConsumerStatus::new();
+        kafka::run_consumer(&kafka, options, handler, status, shutdown).await
+    })
+}

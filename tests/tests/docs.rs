@@ -2,17 +2,10 @@
 //! routes) are checked against the code, so they cannot drift. No services needed.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Format, Toml};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate sits in the workspace root")
-        .to_owned()
-}
+use wallet_hub_tests::binary::root;
 
 fn readme() -> String {
     std::fs::read_to_string(root().join("README.md")).expect("README.md")

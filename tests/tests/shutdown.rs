@@ -2,15 +2,15 @@
 //! consumer groups is rebalancing (librdkafka can block for good closing a consumer then:
 //! rust-rdkafka issue 509). Runs the real binary, with its own signal handling.
 
-use std::num::NonZeroUsize;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kafka::{Admission, ConsumerOptions, ConsumerStatus, EventHandler, HandlerError, Outcome};
+use kafka::{EventHandler, HandlerError, Outcome};
 use secrecy::ExposeSecret as _;
 use tokio_util::sync::CancellationToken;
 
 use wallet_hub_tests::binary::service_binary;
+use wallet_hub_tests::broker::group_member;
 use wallet_hub_tests::{eventually, test_settings};
 
 /// The grace period the service is given; it must exit within it, plus room to be reaped.
@@ -98,28 +98,15 @@ async fn sigterm_while_a_consumer_group_rebalances_exits_within_the_grace_period
 
         // Another member joins the service's group: the group rebalances.
         let stop = CancellationToken::new();
-        let joining = {
-            let (kafka, group, topic) = (
-                settings.kafka.clone(),
-                settings.consumer.group_id.clone(),
-                topics.wallet_created.clone(),
-            );
-            let (stop, admission) = (stop.clone(), Admission::new(Vec::new()));
-            tokio::spawn(async move {
-                let topics = [topic.as_str()];
-                let options = ConsumerOptions {
-                    group_id: &group,
-                    topics: &topics,
-                    dead_letter_suffix: ".dlq",
-                    max_payload_bytes: 1024,
-                    rejoin_timeout: Duration::from_secs(60),
-                    admission: &admission,
-                    batch_max: NonZeroUsize::MIN,
-                    close_timeout: Duration::from_secs(3),
-                };
-                kafka::run_consumer(&kafka, options, Idle, ConsumerStatus::new(), stop).await
-            })
-        };
+        let joining = group_member(
+            &settings.kafka,
+            &settings.consumer.group_id,
+            &topics.wallet_created,
+            &[],
+            Idle,
+            Duration::from_secs(3),
+            stop.clone(),
+        );
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
 
         let pid = service.id().to_string();

@@ -2,7 +2,6 @@
 //! traffic, then each kind of corruption is reported by its own check, and by nothing else.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use chrono::Utc;
@@ -13,6 +12,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 use wallet_hub::Settings;
 use wallet_hub::audit::{self, AuditError, AuditOptions, AuditReport};
+use wallet_hub_tests::binary::service_binary;
 use wallet_hub_tests::{TestApp, eventually, spawn_app};
 
 fn options() -> AuditOptions {
@@ -478,7 +478,7 @@ async fn the_command_exits_0_when_clean_and_2_when_it_cannot_run() {
 /// Runs `wallet-hub audit --settle-seconds 0` against `settings`'s database and topics and
 /// checks its exit code (and, for 0 and 1, that stdout holds the report).
 fn cli_exits(settings: &Settings, code: i32) {
-    let mut command = Command::new(wallet_hub_binary());
+    let mut command = Command::new(service_binary());
     command
         .args(["audit", "--settle-seconds", "0"])
         .env("DATABASE_URL", settings.database.url.expose_secret())
@@ -502,24 +502,4 @@ fn cli_exits(settings: &Settings, code: i32) {
         1 => assert!(stdout.contains("finding(s)\n["), "{stdout}"),
         _ => assert!(stderr.contains("cannot connect to PostgreSQL"), "{stderr}"),
     }
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate sits in the workspace root")
-        .to_owned()
-}
-
-/// The service binary, built now so that the command runs the current code.
-fn wallet_hub_binary() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--bin", "wallet-hub"])
-        .current_dir(root())
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "cargo build --bin wallet-hub failed");
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
-    target.join("debug").join("wallet-hub")
 }

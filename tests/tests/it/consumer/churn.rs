@@ -9,19 +9,16 @@
 //! on the test's thread would stop everything.
 
 use std::collections::HashSet;
-use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use cloudevents::AttributesReader as _;
-use kafka::{
-    Admission, ConsumerOptions, ConsumerStatus, EventHandler, EventProducer, HandlerError,
-    KafkaConfig, Outcome, ReceivedEvent,
-};
+use kafka::{EventHandler, EventProducer, HandlerError, KafkaConfig, Outcome, ReceivedEvent};
 use telemetry::TraceHeaders;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use wallet_hub_tests::broker::group_member;
 use wallet_hub_tests::{cloud_event, create_topics, deposit_event, eventually, spawn_app_with};
 
 /// Records the ids of the events it sees.
@@ -65,22 +62,19 @@ fn member(
     handler: Seen,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    let (kafka, group, topic) = (kafka.clone(), group.to_owned(), topic.to_owned());
-    let admission = Admission::new(trusted.to_vec());
+    let running = group_member(
+        kafka,
+        group,
+        topic,
+        trusted,
+        handler,
+        CLOSE_TIMEOUT,
+        shutdown,
+    );
     tokio::spawn(async move {
-        let topics = [topic.as_str()];
-        let options = ConsumerOptions {
-            group_id: &group,
-            topics: &topics,
-            dead_letter_suffix: ".dlq",
-            max_payload_bytes: 262_144,
-            rejoin_timeout: Duration::from_secs(30),
-            admission: &admission,
-            batch_max: NonZeroUsize::new(16).expect("non-zero"),
-            close_timeout: CLOSE_TIMEOUT,
-        };
-        kafka::run_consumer(&kafka, options, handler, ConsumerStatus::new(), shutdown)
+        running
             .await
+            .expect("the member's task did not panic")
             .expect("the consumer runs");
     })
 }
