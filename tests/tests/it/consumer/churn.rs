@@ -86,7 +86,14 @@ async fn members_stopped_while_their_group_rebalances_never_block_and_the_group_
         settings.consumer.enabled = false;
     })
     .await;
-    let kafka = &app.settings.kafka;
+    // A member whose close is stuck in librdkafka (the hang this test is about: it must not
+    // block the test) can stay in the group, heartbeating, until max.poll.interval.ms
+    // (five minutes by default) and keep its partitions from the others: here 15 s.
+    let mut kafka = app.settings.kafka.clone();
+    kafka
+        .consumer
+        .insert("max.poll.interval.ms".to_owned(), "15000".to_owned());
+    let kafka = &kafka;
     let trusted = &app.settings.consumer.trusted_sources;
     let suffix = Uuid::now_v7().simple().to_string();
     let (topic, group) = (format!("churn-{suffix}"), format!("churn-{suffix}"));
