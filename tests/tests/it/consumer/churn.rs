@@ -53,7 +53,8 @@ impl EventHandler for Seen {
 /// How long a member gets to commit and close at shutdown.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A group member consuming `topic` with `handler` until `shutdown`.
+/// A group member consuming `topic` with `handler` until `shutdown` (or until its task is
+/// aborted).
 fn member(
     kafka: &KafkaConfig,
     group: &str,
@@ -61,8 +62,8 @@ fn member(
     trusted: &[String],
     handler: Seen,
     shutdown: CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    let running = group_member(
+) -> tokio::task::JoinHandle<Result<(), kafka::consumer::ConsumerError>> {
+    group_member(
         kafka,
         group,
         topic,
@@ -70,13 +71,7 @@ fn member(
         handler,
         CLOSE_TIMEOUT,
         shutdown,
-    );
-    tokio::spawn(async move {
-        running
-            .await
-            .expect("the member's task did not panic")
-            .expect("the consumer runs");
-    })
+    )
 }
 
 #[tokio::test]
@@ -129,7 +124,8 @@ async fn members_stopped_while_their_group_rebalances_never_block_and_the_group_
             tokio::time::timeout(bound, joining)
                 .await
                 .unwrap_or_else(|_| panic!("round {round}: a stopped member returned in time"))
-                .expect("the member's task did not panic");
+                .expect("the member's task did not panic")
+                .expect("the member ran");
         } else {
             joining.abort();
             let ended = tokio::time::timeout(bound, joining)
@@ -161,6 +157,7 @@ async fn members_stopped_while_their_group_rebalances_never_block_and_the_group_
     tokio::time::timeout(bound, steady_member)
         .await
         .expect("the steady member stopped in time")
-        .expect("no panic");
+        .expect("no panic")
+        .expect("the steady member ran");
     assert_eq!(steady.count(), 20, "each event seen once, nothing else");
 }
