@@ -95,6 +95,7 @@ impl From<store::analytics::VolumeMinute> for VolumeMinuteResponse {
         (status = 200, body = Page<VolumeMinuteResponse>),
         problems::Malformed,
         problems::Forbidden,
+        problems::Invalid,
         problems::ServerErrors,
     )
 )]
@@ -109,8 +110,10 @@ async fn list_volume(
         .currency
         .parse()
         .map_err(|e: domain::MoneyError| ApiError::MalformedRequest(e.to_string()))?;
+    // Well-formed, but an empty or reversed range: invalid content (422), as the contract
+    // cannot say it.
     if query.from >= query.to {
-        return Err(ApiError::MalformedRequest(
+        return Err(ApiError::Validation(
             "`from` must be before `to`".to_owned(),
         ));
     }
