@@ -31,11 +31,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct VolumeQuery {
-    #[param(schema_with = crate::grammar::currency_schema)]
+    #[param(schema_with = crate::grammar::currency_schema, required = true)]
     pub currency: String,
     /// The first minute (inclusive), RFC 3339.
     pub from: DateTime<Utc>,
-    /// The end (exclusive), RFC 3339; after `from`.
+    /// The end (exclusive), RFC 3339; a range that ends at or before `from` holds no
+    /// minute (an empty page).
     pub to: DateTime<Utc>,
     /// Items per page: 1 to 200, default 50.
     #[param(minimum = 1, maximum = 200, nullable = false)]
@@ -95,7 +96,6 @@ impl From<store::analytics::VolumeMinute> for VolumeMinuteResponse {
         (status = 200, body = Page<VolumeMinuteResponse>),
         problems::Malformed,
         problems::Forbidden,
-        problems::Invalid,
         problems::ServerErrors,
     )
 )]
@@ -110,13 +110,6 @@ async fn list_volume(
         .currency
         .parse()
         .map_err(|e: domain::MoneyError| ApiError::MalformedRequest(e.to_string()))?;
-    // Well-formed, but an empty or reversed range: invalid content (422), as the contract
-    // cannot say it.
-    if query.from >= query.to {
-        return Err(ApiError::Validation(
-            "`from` must be before `to`".to_owned(),
-        ));
-    }
     let page = PageQuery {
         limit: query.limit,
         cursor: query.cursor,
