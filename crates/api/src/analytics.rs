@@ -27,11 +27,24 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_risk_alerts))
 }
 
+/// The schema of a currency query parameter. Not `schema_with`: utoipa drops `required`
+/// from parameters built that way, and the fuzzer then sends requests without it.
+#[derive(Debug)]
+pub struct CurrencyCode;
+
+impl utoipa::PartialSchema for CurrencyCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::grammar::currency_schema().into()
+    }
+}
+
+impl utoipa::ToSchema for CurrencyCode {}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct VolumeQuery {
-    #[param(schema_with = crate::grammar::currency_schema, required = true)]
+    #[param(value_type = CurrencyCode, inline)]
     pub currency: String,
     /// The first minute (inclusive), RFC 3339.
     pub from: DateTime<Utc>,
