@@ -11,7 +11,7 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use domain::{UserId, WalletError};
+use domain::{Refusal, UserId, WalletError};
 use outbox::OutboxError;
 use serde::Serialize;
 use store::StoreError;
@@ -91,6 +91,12 @@ pub enum ApiError {
     /// commits for it (the batching writer) reached its commit: rolled back, nothing written.
     #[error("the request was abandoned at its timeout before it committed")]
     Abandoned,
+    /// The COMMIT of the request's transaction got no answer and the database could not
+    /// say in time whether it took effect ([`crate::pipeline`]): never run again.
+    #[error(
+        "the database lost the connection while committing this request and could not say in time whether it took effect; read the wallet's history before sending it again, and send money movements with an Idempotency-Key so that a retry is safe"
+    )]
+    OutcomeUnknown,
     #[error("internal error")]
     Internal(#[source] BoxError),
 }
@@ -131,20 +137,38 @@ impl ApiError {
             ApiError::Overloaded { .. } => &problem_types::OVERLOADED,
             ApiError::RateLimited(_) => &problem_types::RATE_LIMITED,
             ApiError::Timeout(_) | ApiError::Abandoned => &problem_types::REQUEST_TIMEOUT,
+            ApiError::OutcomeUnknown => &problem_types::OUTCOME_UNKNOWN,
             ApiError::Internal(_) => &problem_types::INTERNAL_ERROR,
         }
     }
 }
 
+/// A command the domain refused: not found (also what a wallet of another owner is),
+/// a changed version, an amount the currency cannot hold, or a rule.
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::NotFound(id) => ApiError::NotFound {
+                resource: "wallet",
+                id: id.to_string(),
+            },
+            Refusal::VersionChanged { current } => ApiError::PreconditionFailed { current },
+            Refusal::NotRepresentable(error) => ApiError::AmountNotRepresentable(error),
+            Refusal::Rule(error) => ApiError::Wallet(error),
+        }
+    }
+}
+
 /// The one mapping of store failures: refusals by constraint become their problems;
-/// serialization failures and deadlocks are retried ([`crate::write::execute`]); an
+/// serialization failures and deadlocks are retried ([`crate::write::execute`],
+/// [`crate::pipeline`]); an
 /// unavailable database is 503 (retry later); anything else is 500.
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::UnknownUser(id) => ApiError::UnknownUser(id),
             StoreError::AlreadyRegistered => ApiError::AlreadyRegistered,
-            StoreError::KeyInUse(_) => ApiError::IdempotencyInFlight,
+            StoreError::KeyInUse => ApiError::IdempotencyInFlight,
             error if error.is_contention() => ApiError::Contention(error),
             error if error.is_unavailable() => ApiError::Unavailable(Box::new(error)),
             error @ (StoreError::Corrupt { .. } | StoreError::Database(_)) => {

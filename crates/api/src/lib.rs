@@ -11,12 +11,15 @@
 //! - [`users`], [`wallets`], [`transfers`], [`notifications`]: the routes.
 //! - [`openapi`]: the contract, built with the routes from their `#[utoipa::path]`s.
 //! - [`contracts`]: the event contracts: `/asyncapi.json` and the event schemas.
-//! - [`money`]: deposits, withdrawals and transfers as one request type; [`batch`]: the
-//!   writer that applies whatever of them is waiting in one transaction.
+//! - [`pipeline`]: the one write pipeline of wallet commands (deposit, withdraw, transfer,
+//!   freeze, unfreeze, close): claim keys, lock, decide ([`domain::decide`]), write, commit
+//!   under the COMMIT rule, answer; a lone request is a batch of one.
+//! - [`resources`]: how wallets and money movements are represented in answers.
 //! - [`pagination`]: the one query and page shape of every list.
 //! - [`preconditions`]: `ETag`, `If-None-Match` (304) and `If-Match` (412) on wallets.
-//! - [`write`]: how a change runs: one transaction, retried on contention, idempotent, its
-//!   events written to the outbox.
+//! - [`write`]: replies, `Idempotency-Key`s, and how the changes outside the pipeline
+//!   (creating users and wallets) run: one transaction, retried on contention, idempotent,
+//!   their events written to the outbox.
 //! - [`limits`]: bounded work per request: request timeout, per-principal rate limits,
 //!   load shedding of writes.
 //! - [`server`]: the HTTP/1.1 server with a header read timeout and a connection limit.
@@ -25,7 +28,6 @@
 //! `outbox`). This crate depends on `domain`, `store`, `outbox`, `event-bindings` (the event contracts) and `telemetry` only.
 
 pub mod analytics;
-pub mod batch;
 pub mod caller;
 pub mod context;
 pub mod contracts;
@@ -33,12 +35,13 @@ pub mod error;
 pub mod extract;
 pub mod grammar;
 pub mod limits;
-pub mod money;
 pub mod notifications;
 pub mod openapi;
 pub mod pagination;
+pub mod pipeline;
 pub mod preconditions;
 pub mod problem_types;
+pub mod resources;
 pub mod server;
 pub mod transfers;
 pub mod users;
@@ -99,6 +102,7 @@ pub struct ApiConfig {
     /// one lets a batch run while another waits for its commit or for a row lock held
     /// elsewhere.
     pub write_batch_writers: NonZeroUsize,
+    pub commit_outcome_wait_ms: u64,
     /// Problem `type` URIs are `<problem_base_url>/problems/<slug>`, each a page the API
     /// serves ([`problem_types`]); empty: the API's own address.
     pub problem_base_url: String,
@@ -116,9 +120,8 @@ pub struct AppState {
     pub verifier: auth::Verifier,
     /// `/asyncapi.json` and `/schemas/*`.
     pub event_contracts: contracts::EventContracts,
-    /// The batching writer of money movements (`api.write_batching`); `None` runs each in
-    /// a transaction of its own.
-    pub batcher: Option<batch::Batcher>,
+    /// Where every wallet command is written (batched or not: `api.write_batching`).
+    pub pipeline: pipeline::Pipeline,
 }
 
 /// The whole API.

@@ -132,6 +132,14 @@ impl Commitment {
         }
     }
 
+    /// Gives a claimed commit back (the batch it was in rolls back and runs again): the
+    /// request's timeout applies again.
+    pub fn resume(&self) {
+        let _ = self
+            .0
+            .compare_exchange(COMMITTING, RUNNING, Ordering::AcqRel, Ordering::Acquire);
+    }
+
     /// Whether the request was abandoned (answered 503).
     pub fn is_abandoned(&self) -> bool {
         self.0.load(Ordering::Acquire) == ABANDONED

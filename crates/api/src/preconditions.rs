@@ -4,9 +4,9 @@
 //! - `GET /v1/wallets/{id}` sends `ETag`; with `If-None-Match` naming that tag (or `*`) the
 //!   answer is `304 Not Modified` without a body, so a client can cache the wallet.
 //! - Money movements and status changes accept `If-Match`: the change runs only if the wallet
-//!   is still at that version, checked inside the change's transaction after the wallet row
-//!   is locked ([`require_version`]); otherwise 412 `precondition-failed` and nothing changes
-//!   (optimistic concurrency for clients that read, then write).
+//!   is still at that version, judged by [`domain::decide`] on the locked wallet as the
+//!   earlier requests of its batch left it; otherwise 412 `precondition-failed` and nothing
+//!   changes (optimistic concurrency for clients that read, then write).
 //!
 //! Any header value is read (RFC 9110 section 13.1): a list of entity tags or `*`; an element
 //! that is not one of this API's tags simply never matches (so `If-Match: x` is 412, and
@@ -15,7 +15,6 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
-use domain::Wallet;
 use utoipa::IntoParams;
 
 use crate::error::ApiError;
@@ -28,57 +27,36 @@ pub fn etag(version: i64) -> HeaderValue {
 
 /// What a precondition header names: `*`, or the versions of its entity tags that are this
 /// API's (each with whether it was weak); other elements can match nothing and are dropped.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Condition {
-    Any,
-    Tags(Vec<(i64, bool)>),
-}
+/// The domain compares it ([`domain::decide`] for `If-Match`).
+pub use domain::VersionCondition as Condition;
 
-impl Condition {
-    /// Parses a header value (an unreadable one names no tag).
-    fn parse(value: &HeaderValue) -> Self {
-        let Ok(text) = value.to_str() else {
-            return Condition::Tags(Vec::new());
-        };
-        if text.trim() == "*" {
-            return Condition::Any;
-        }
-        let tags = text
-            .split(',')
-            .filter_map(|element| {
-                let element = element.trim();
-                let (weak, tag) = match element.strip_prefix("W/") {
-                    Some(tag) => (true, tag),
-                    None => (false, element),
-                };
-                let version = tag.strip_prefix('"')?.strip_suffix('"')?;
-                let canonical = !version.starts_with('0') || version == "0";
-                let version: i64 = version.parse().ok().filter(|_| canonical)?;
-                Some((version, weak))
-            })
-            .collect();
-        Condition::Tags(tags)
+/// Parses a header value (an unreadable one names no tag).
+fn parse(value: &HeaderValue) -> Condition {
+    let Ok(text) = value.to_str() else {
+        return Condition::Tags(Vec::new());
+    };
+    if text.trim() == "*" {
+        return Condition::Any;
     }
-
-    /// Strong comparison (`If-Match`): a weak tag never matches.
-    fn matches_strongly(&self, version: i64) -> bool {
-        match self {
-            Condition::Any => true,
-            Condition::Tags(tags) => tags.iter().any(|&(v, weak)| !weak && v == version),
-        }
-    }
-
-    /// Weak comparison (`If-None-Match`).
-    fn matches_weakly(&self, version: i64) -> bool {
-        match self {
-            Condition::Any => true,
-            Condition::Tags(tags) => tags.iter().any(|&(v, _)| v == version),
-        }
-    }
+    let tags = text
+        .split(',')
+        .filter_map(|element| {
+            let element = element.trim();
+            let (weak, tag) = match element.strip_prefix("W/") {
+                Some(tag) => (true, tag),
+                None => (false, element),
+            };
+            let version = tag.strip_prefix('"')?.strip_suffix('"')?;
+            let canonical = !version.starts_with('0') || version == "0";
+            let version: i64 = version.parse().ok().filter(|_| canonical)?;
+            Some((version, weak))
+        })
+        .collect();
+    Condition::Tags(tags)
 }
 
 fn condition(headers: &HeaderMap, name: &HeaderName) -> Option<Condition> {
-    headers.get(name).map(Condition::parse)
+    headers.get(name).map(parse)
 }
 
 /// `If-Match` of a change to a wallet: its version the client last saw.
@@ -115,19 +93,6 @@ impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
     }
 }
 
-/// 412 unless the locked `wallet` is at the version `If-Match` named. Call it right after
-/// the wallet row is locked, before anything changes.
-pub fn require_version(wallet: &Wallet, expected: Option<&Condition>) -> Result<(), ApiError> {
-    match expected {
-        Some(condition) if !condition.matches_strongly(wallet.version()) => {
-            Err(ApiError::PreconditionFailed {
-                current: wallet.version(),
-            })
-        }
-        _ => Ok(()),
-    }
-}
-
 /// `If-Match` of the operations that change a wallet.
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Header)]
@@ -154,7 +119,7 @@ mod tests {
     use super::*;
 
     fn parse(value: &str) -> Condition {
-        Condition::parse(&HeaderValue::from_str(value).expect("value"))
+        super::parse(&HeaderValue::from_str(value).expect("value"))
     }
 
     #[test]

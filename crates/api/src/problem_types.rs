@@ -180,6 +180,12 @@ pub const SERVICE_UNAVAILABLE: ProblemType = ProblemType {
     title: "Service unavailable",
     meaning: "The database is unreachable or too busy (a pool, statement or lock timeout). Nothing was changed; retry later, with the same Idempotency-Key.",
 };
+pub const OUTCOME_UNKNOWN: ProblemType = ProblemType {
+    slug: "outcome-unknown",
+    status: StatusCode::SERVICE_UNAVAILABLE,
+    title: "Outcome unknown",
+    meaning: "The database lost the connection while committing this request, and could not say within api.commit_outcome_wait_ms whether the change took effect: it may have. The service never runs it a second time. Read the wallet (its balance, version and transaction history) to learn what happened before you send it again. Send money movements with an Idempotency-Key: a retry with the same key is then always safe, and answers with the first outcome once it is known.",
+};
 pub const INTERNAL_ERROR: ProblemType = ProblemType {
     slug: "internal-error",
     status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -214,6 +220,7 @@ pub const ALL: &[&ProblemType] = &[
     &OVERLOADED,
     &REQUEST_TIMEOUT,
     &SERVICE_UNAVAILABLE,
+    &OUTCOME_UNKNOWN,
     &INTERNAL_ERROR,
 ];
 

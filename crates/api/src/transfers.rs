@@ -3,22 +3,20 @@
 use axum::Extension;
 use axum::extract::State;
 use axum::response::Response;
-use chrono::{DateTime, Utc};
-use domain::{TransactionId, WalletError, WalletId};
+use domain::{Command, WalletError, WalletId};
 use serde::{Deserialize, Serialize};
-use store::ledger::{self, Entry, Kind, Posting};
-use tracing::Instrument;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::extract::ValidJson;
-use crate::money::{self, MoneyRequest, Movement};
 use crate::openapi::headers::IdempotencyHeaders;
 use crate::openapi::problems;
+use crate::pipeline::Request;
+use crate::resources::TransferResponse;
 use crate::wallets;
-use crate::write::{self, MaybeIdempotencyKey, Reply, Write, publish};
+use crate::write::MaybeIdempotencyKey;
 use crate::{AppState, RequestContext};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -35,20 +33,6 @@ pub struct TransferRequest {
     /// In the wallets' currency.
     #[schema(schema_with = crate::grammar::amount_schema)]
     pub amount: String,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct TransferResponse {
-    #[schema(value_type = uuid::Uuid)]
-    pub id: TransactionId,
-    #[schema(value_type = uuid::Uuid)]
-    pub from_wallet_id: WalletId,
-    #[schema(value_type = uuid::Uuid)]
-    pub to_wallet_id: WalletId,
-    pub amount: String,
-    pub from_balance_after: String,
-    pub to_balance_after: String,
-    pub created_at: DateTime<Utc>,
 }
 
 #[utoipa::path(
@@ -81,102 +65,18 @@ async fn transfer(
         return Err(ApiError::Wallet(WalletError::SameWallet));
     }
     let body = serde_json::to_value(&request).map_err(ApiError::internal)?;
-    let request = MoneyRequest {
-        movement: Movement::Transfer {
+    let request = Request {
+        command: Command::Transfer {
             from: from_id,
             to: to_id,
+            amount,
         },
-        amount,
         caller,
         ctx,
         key,
         body,
-        expected_version: None,
-        span: tracing::Span::current(),
+        // Transfers take no If-Match.
+        if_match: None,
     };
-    money::run(&state, request).await
-}
-
-/// The transfer `request` (from `from_id` to `to_id`) in a transaction of its own.
-pub(crate) async fn run_alone(
-    state: &AppState,
-    request: &MoneyRequest,
-    from_id: WalletId,
-    to_id: WalletId,
-) -> Result<Response, ApiError> {
-    let (amount, publisher) = (request.amount, state.publisher);
-    let operation = write::operation(move |conn| {
-        let (ctx, caller) = (request.ctx.clone(), request.caller.clone());
-        Box::pin(
-            async move {
-                // Both rows locked in id order: opposite transfers cannot deadlock.
-                let locked = store::wallets::lock_many(&mut *conn, &[from_id, to_id]).await?;
-                let find = |id: WalletId| {
-                    locked
-                        .iter()
-                        .find(|w| w.id() == id)
-                        .cloned()
-                        .ok_or_else(|| wallets::wallet_not_found(id))
-                };
-                let mut from = find(from_id)?;
-                // Money leaves only by its owner's hand; it may go to any wallet.
-                if !caller.owns(&mut *conn, from.user_id()).await? {
-                    return Err(wallets::wallet_not_found(from_id));
-                }
-                let actor = caller.actor();
-                let amount = wallets::in_currency(amount, from.currency())?;
-                // The source first: nothing about the target (not even whether it exists)
-                // is told to a caller whose own wallet could not send this.
-                domain::check_source(&from, amount)?;
-                let mut to = find(to_id)?;
-                let transfer_id = TransactionId::new();
-                let event = domain::transfer(
-                    &mut from,
-                    &mut to,
-                    amount,
-                    transfer_id,
-                    &wallets::event_context(&ctx, &actor),
-                )?;
-                let created_at = event.metadata.occurred_at;
-                store::wallets::update(&mut *conn, &from).await?;
-                store::wallets::update(&mut *conn, &to).await?;
-                let entries = [
-                    Entry::wallet(from.id(), -amount.minor_units(), from.balance()),
-                    Entry::wallet(to.id(), amount.minor_units(), to.balance()),
-                ];
-                ledger::post(
-                    &mut *conn,
-                    &Posting {
-                        id: transfer_id,
-                        kind: Kind::Transfer,
-                        amount,
-                        correlation_id: &ctx.correlation_id,
-                        actor: &actor,
-                        created_at,
-                        entries: &entries,
-                    },
-                )
-                .await?;
-                publish(publisher, &mut *conn, event.into()).await?;
-                Reply::created(
-                    TransferResponse {
-                        id: transfer_id,
-                        from_wallet_id: from.id(),
-                        to_wallet_id: to.id(),
-                        amount: amount.to_string(),
-                        from_balance_after: from.balance().to_string(),
-                        to_balance_after: to.balance().to_string(),
-                        created_at,
-                    },
-                    None,
-                )
-            }
-            .instrument(wallets::db_transaction_span("transfer")),
-        )
-    });
-    let write = Write {
-        key: request.key.clone(),
-        request: &request.body,
-    };
-    write::execute(state, write, &operation).await
+    state.pipeline.submit(request).await
 }

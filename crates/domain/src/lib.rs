@@ -7,6 +7,9 @@
 //!   domain events that describe the change; infrastructure persists and publishes them.
 //! - [`wallet_status`]: a wallet's lifecycle (active, frozen, closed) and its transitions.
 //! - [`transfer`]: moving money between two wallets, all or nothing.
+//! - [`ledger`]: a ledger transaction's kind and entries.
+//! - [`command`]: the commands on wallets and the one pure decision that judges them
+//!   (what the write pipeline runs, alone or in a batch).
 //! - [`analytics`]: what the analytics job (Flink) sends back: volume per minute, velocity.
 //! - [`events`]: the events, their shared metadata and their JSON form (the payload that
 //!   travels through the outbox and Kafka).
@@ -14,9 +17,11 @@
 //! A command that returns an error has changed nothing.
 
 pub mod analytics;
+pub mod command;
 mod display_name;
 pub mod events;
 pub mod ids;
+pub mod ledger;
 pub mod money;
 pub mod transfer;
 pub mod user;
@@ -24,6 +29,10 @@ pub mod wallet;
 pub mod wallet_status;
 
 pub use analytics::{VelocityExceeded, VolumeComputed, VolumeTotal};
+pub use command::{
+    Command, Decision, Held, Outcome, Posting, Refusal, StatusChange, Submission, VersionCondition,
+    decide,
+};
 pub use events::{
     Actor, DomainEvent, EventContext, EventMetadata, EventType, FundsAdded, FundsTransferred,
     FundsWithdrawn, UserCreated, WalletCreated, WalletStatusChanged,

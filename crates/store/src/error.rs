@@ -15,7 +15,7 @@ const SERIALIZATION_FAILURE: &str = "40001";
 /// `deadlock_detected`.
 const DEADLOCK_DETECTED: &str = "40P01";
 /// `lock_not_available`: a `lock_timeout` expired.
-pub(crate) const LOCK_NOT_AVAILABLE: &str = "55P03";
+const LOCK_NOT_AVAILABLE: &str = "55P03";
 /// `query_canceled`: a `statement_timeout` expired (or an operator cancelled the query).
 const QUERY_CANCELED: &str = "57014";
 /// SQLSTATE classes of a database that cannot do work right now: 08 connection
@@ -33,10 +33,10 @@ pub enum StoreError {
     /// `users_identity_unique`: this principal already registered a user.
     #[error("this principal already has a user")]
     AlreadyRegistered,
-    /// The idempotency key is locked by a request that is still running (its lock
-    /// outlived the short `lock_timeout` of the claim).
+    /// The idempotency key is held by a request that is still running (its advisory lock
+    /// is taken; see [`crate::idempotency`]).
     #[error("the idempotency key is held by a request that is still running")]
-    KeyInUse(#[source] sqlx::Error),
+    KeyInUse,
     /// A stored row breaks a domain rule: the database was changed behind our back.
     #[error("stored {entity} {id} is invalid")]
     Corrupt {
@@ -113,18 +113,10 @@ impl StoreError {
             StoreError::Database(error) => Some(error),
             StoreError::UnknownUser(_)
             | StoreError::AlreadyRegistered
-            | StoreError::KeyInUse(_)
+            | StoreError::KeyInUse
             | StoreError::Corrupt { .. } => None,
         }
     }
-}
-
-/// True when `error` is the database's answer with SQLSTATE `code`.
-pub(crate) fn has_code(error: &sqlx::Error, code: &str) -> bool {
-    error
-        .as_database_error()
-        .and_then(|db| db.code())
-        .is_some_and(|c| c == code)
 }
 
 #[cfg(test)]

@@ -3,17 +3,22 @@
 //! expires.
 //!
 //! A key is claimed (inserted with a placeholder answer) in the transaction that makes the
-//! change, and its answer is filled in before that transaction commits; a concurrent
-//! request with the same key waits on the row, briefly (see [`claim`]).
+//! change, and its answer is filled in before that transaction commits. The claim first
+//! takes the key's transaction-scoped advisory lock without waiting
+//! (`pg_try_advisory_xact_lock`): a key held by a request still running is
+//! [`StoreError::KeyInUse`] at once (409 for that request alone), the insert never waits
+//! on another transaction's row, no statement of the transaction fails, and no setting is
+//! changed for the statements after it.
 
 use sqlx::PgConnection;
 
-use crate::error::{LOCK_NOT_AVAILABLE, StoreError, has_code};
+use crate::error::StoreError;
 
-/// How long a claim waits for a key held by a request still running.
-const CLAIM_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '200ms'";
-/// Back to the connection's own `lock_timeout` (`database.lock_timeout_ms`) for the change.
-const RESTORE_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = DEFAULT";
+/// The advisory lock of keys (`$1`: callers, `$2`: keys), tried without waiting, one
+/// answer per key in their order. The two-`int4` form: a lock space apart from the relay's
+/// single-`bigint` leadership lock.
+const TRY_LOCK_KEYS: &str = "SELECT pg_try_advisory_xact_lock(hashtext(c), hashtext(k)) \
+     FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(c, k, i) ORDER BY i";
 
 /// One key: the client's `Idempotency-Key` within its caller, and the request (`route`:
 /// method and concrete path) it is used for.
@@ -57,16 +62,17 @@ struct AnswerRow {
     expired: bool,
 }
 
-/// Takes `key` for this transaction, or returns the answer stored with it. A key held by a
-/// request still running makes the insert wait on its row; after a short lock timeout
-/// that is [`StoreError::KeyInUse`].
+/// Takes `key` for this transaction, or returns the answer stored with it;
+/// [`StoreError::KeyInUse`] when a request still running holds it.
 pub async fn claim(
     conn: &mut PgConnection,
     key: Key<'_>,
     request_hash: &[u8],
     ttl_hours: u32,
 ) -> Result<Claim, StoreError> {
-    sqlx::query(CLAIM_LOCK_TIMEOUT).execute(&mut *conn).await?;
+    if try_lock(&mut *conn, &[key]).await? != [true] {
+        return Err(StoreError::KeyInUse);
+    }
     let ttl = i32::try_from(ttl_hours).unwrap_or(i32::MAX);
     if !insert(&mut *conn, key, request_hash, ttl).await? {
         let stored: AnswerRow = sqlx::query_as(
@@ -96,10 +102,18 @@ pub async fn claim(
             .await?;
         insert(&mut *conn, key, request_hash, ttl).await?;
     }
-    sqlx::query(RESTORE_LOCK_TIMEOUT)
-        .execute(&mut *conn)
-        .await?;
     Ok(Claim::Claimed)
+}
+
+/// Tries the advisory lock of each key, without waiting: whether this transaction holds it.
+async fn try_lock(conn: &mut PgConnection, keys: &[Key<'_>]) -> Result<Vec<bool>, StoreError> {
+    let callers: Vec<&str> = keys.iter().map(|k| k.caller).collect();
+    let names: Vec<&str> = keys.iter().map(|k| k.key).collect();
+    Ok(sqlx::query_scalar(TRY_LOCK_KEYS)
+        .bind(callers)
+        .bind(names)
+        .fetch_all(conn)
+        .await?)
 }
 
 /// Inserts the key with a placeholder answer (filled in before commit); false if it exists.
@@ -121,14 +135,7 @@ async fn insert(
     .bind(request_hash)
     .bind(ttl_hours)
     .execute(conn)
-    .await
-    .map_err(|error| {
-        if has_code(&error, LOCK_NOT_AVAILABLE) {
-            StoreError::KeyInUse(error)
-        } else {
-            StoreError::from(error)
-        }
-    })?;
+    .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -161,58 +168,73 @@ pub struct KeyClaim<'a> {
     pub request_hash: &'a [u8],
 }
 
-/// Claims several keys in one statement (in key order, so two batches wait on each other's
-/// keys in one order); returns, for each, whether this transaction took it. A key not
-/// taken exists already: [`claim`] it on its own to read its answer (or retake it when it
-/// expired). A key held by a request still running fails the statement after the short
-/// lock timeout with [`StoreError::KeyInUse`].
+/// What [`claim_many`] did with one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// New: this transaction's.
+    Claimed,
+    /// It exists (answered, or expired): [`claim`] it on its own to read its answer (or
+    /// retake it when it expired).
+    Exists,
+    /// A request still running holds it: that request alone is refused.
+    Busy,
+}
+
+/// Claims several keys: their advisory locks in one statement, then the free ones inserted
+/// in one statement (in key order). Never waits on another transaction.
 pub async fn claim_many(
     conn: &mut PgConnection,
     claims: &[KeyClaim<'_>],
     ttl_hours: u32,
-) -> Result<Vec<bool>, StoreError> {
+) -> Result<Vec<Taken>, StoreError> {
     if claims.is_empty() {
         return Ok(Vec::new());
     }
-    sqlx::query(CLAIM_LOCK_TIMEOUT).execute(&mut *conn).await?;
-    let callers: Vec<&str> = claims.iter().map(|c| c.key.caller).collect();
-    let routes: Vec<&str> = claims.iter().map(|c| c.key.route).collect();
-    let keys: Vec<&str> = claims.iter().map(|c| c.key.key).collect();
-    let hashes: Vec<&[u8]> = claims.iter().map(|c| c.request_hash).collect();
+    let keys: Vec<Key<'_>> = claims.iter().map(|c| c.key).collect();
+    let locked = try_lock(&mut *conn, &keys).await?;
+    let free: Vec<&KeyClaim<'_>> = claims
+        .iter()
+        .zip(&locked)
+        .filter_map(|(claim, &locked)| locked.then_some(claim))
+        .collect();
+    let callers: Vec<&str> = free.iter().map(|c| c.key.caller).collect();
+    let routes: Vec<&str> = free.iter().map(|c| c.key.route).collect();
+    let names: Vec<&str> = free.iter().map(|c| c.key.key).collect();
+    let hashes: Vec<&[u8]> = free.iter().map(|c| c.request_hash).collect();
     let ttl = i32::try_from(ttl_hours).unwrap_or(i32::MAX);
-    let taken: Vec<(String, String)> = sqlx::query_as(
-        "INSERT INTO idempotency_keys \
-         (caller, route, key, request_hash, response_status, response_body, expires_at) \
-         SELECT k.caller, k.route, k.key, k.request_hash, 0, 'null', \
-                now() + make_interval(hours => $5) \
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) \
-              AS k(caller, route, key, request_hash) \
-         ORDER BY k.caller, k.key \
-         ON CONFLICT DO NOTHING RETURNING caller, key",
-    )
-    .bind(&callers)
-    .bind(routes)
-    .bind(&keys)
-    .bind(hashes)
-    .bind(ttl)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(|error| {
-        if has_code(&error, LOCK_NOT_AVAILABLE) {
-            StoreError::KeyInUse(error)
-        } else {
-            StoreError::from(error)
-        }
-    })?;
-    sqlx::query(RESTORE_LOCK_TIMEOUT)
-        .execute(&mut *conn)
-        .await?;
+    let taken: Vec<(String, String)> = if free.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_as(
+            "INSERT INTO idempotency_keys \
+             (caller, route, key, request_hash, response_status, response_body, expires_at) \
+             SELECT k.caller, k.route, k.key, k.request_hash, 0, 'null', \
+                    now() + make_interval(hours => $5) \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) \
+                  AS k(caller, route, key, request_hash) \
+             ORDER BY k.caller, k.key \
+             ON CONFLICT DO NOTHING RETURNING caller, key",
+        )
+        .bind(&callers)
+        .bind(routes)
+        .bind(&names)
+        .bind(hashes)
+        .bind(ttl)
+        .fetch_all(&mut *conn)
+        .await?
+    };
     Ok(claims
         .iter()
-        .map(|c| {
-            taken
+        .zip(locked)
+        .map(|(c, locked)| {
+            let mine = taken
                 .iter()
-                .any(|(caller, key)| caller == c.key.caller && key == c.key.key)
+                .any(|(caller, key)| caller == c.key.caller && key == c.key.key);
+            match (locked, mine) {
+                (false, _) => Taken::Busy,
+                (true, true) => Taken::Claimed,
+                (true, false) => Taken::Exists,
+            }
         })
         .collect())
 }

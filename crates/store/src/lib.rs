@@ -15,6 +15,7 @@
 //! - [`wallets`], [`users`]: the aggregates' stored state.
 //! - [`ledger`]: double-entry postings and a wallet's history.
 //! - [`idempotency`]: the stored answers to `Idempotency-Key`s.
+//! - [`transactions`]: what became of a transaction whose COMMIT got no answer.
 //! - [`inbox`]: which events a consumer has applied.
 //! - [`notifications`], [`activity`]: the read models the consumers feed and the API
 //!   serves.
@@ -28,6 +29,7 @@ pub mod idempotency;
 pub mod inbox;
 pub mod ledger;
 pub mod notifications;
+pub mod transactions;
 pub mod users;
 pub mod wallets;
 

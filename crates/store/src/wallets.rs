@@ -1,7 +1,7 @@
 //! The `wallets` table: the wallet aggregate's stored state.
 
 use chrono::{DateTime, Utc};
-use domain::{Actor, Currency, Money, UserId, Wallet, WalletId, WalletName, WalletStatus};
+use domain::{Actor, Currency, Held, Money, UserId, Wallet, WalletId, WalletName, WalletStatus};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -113,48 +113,6 @@ pub async fn list_for_user(
     rows.into_iter().map(Wallet::try_from).collect()
 }
 
-/// Reads the wallet and locks its row until the transaction ends, so concurrent changes
-/// to one wallet queue up and its outbox rows get ids in commit order.
-pub async fn lock(conn: &mut PgConnection, id: WalletId) -> Result<Option<Wallet>, StoreError> {
-    let row: Option<WalletRow> =
-        sqlx::query_as(concat!(select_wallets!(), "WHERE id = $1 FOR UPDATE"))
-            .bind(id.as_uuid())
-            .fetch_optional(conn)
-            .await?;
-    row.map(Wallet::try_from).transpose()
-}
-
-/// Locks several wallets in id order (so two transfers in opposite directions cannot
-/// deadlock); returns those that exist, in id order.
-pub async fn lock_many(
-    conn: &mut PgConnection,
-    ids: &[WalletId],
-) -> Result<Vec<Wallet>, StoreError> {
-    let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
-    let rows: Vec<WalletRow> = sqlx::query_as(concat!(
-        select_wallets!(),
-        "WHERE id = ANY($1) ORDER BY id FOR UPDATE"
-    ))
-    .bind(ids)
-    .fetch_all(conn)
-    .await?;
-    rows.into_iter().map(Wallet::try_from).collect()
-}
-
-/// Writes balance, status and version back.
-pub async fn update(conn: &mut PgConnection, wallet: &Wallet) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE wallets SET balance_minor = $2, status = $3, version = $4, updated_at = now() WHERE id = $1",
-    )
-    .bind(wallet.id().as_uuid())
-    .bind(wallet.balance().minor_units())
-    .bind(wallet.status().as_str())
-    .bind(wallet.version())
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// One freeze, unfreeze or close: who did it and when (`wallet_status_changes`).
 #[derive(Debug, Clone)]
 pub struct StatusChange<'a> {
@@ -166,35 +124,39 @@ pub struct StatusChange<'a> {
     pub at: DateTime<Utc>,
 }
 
-/// Records a status change in the caller's transaction.
-pub async fn record_status_change(
+/// Records status changes in the caller's transaction, in one statement.
+pub async fn record_status_changes(
     conn: &mut PgConnection,
-    change: &StatusChange<'_>,
+    changes: &[StatusChange<'_>],
 ) -> Result<(), StoreError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = changes.iter().map(|_| Uuid::now_v7()).collect();
+    let wallets: Vec<Uuid> = changes.iter().map(|c| c.wallet_id.as_uuid()).collect();
+    let from: Vec<&str> = changes.iter().map(|c| c.from.as_str()).collect();
+    let to: Vec<&str> = changes.iter().map(|c| c.to.as_str()).collect();
+    let issuers: Vec<&str> = changes.iter().map(|c| c.actor.issuer.as_str()).collect();
+    let subjects: Vec<&str> = changes.iter().map(|c| c.actor.subject.as_str()).collect();
+    let correlations: Vec<&str> = changes.iter().map(|c| c.correlation_id).collect();
+    let at: Vec<DateTime<Utc>> = changes.iter().map(|c| c.at).collect();
     sqlx::query(
         "INSERT INTO wallet_status_changes \
          (id, wallet_id, from_status, to_status, actor_issuer, actor_subject, correlation_id, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], \
+                              $6::text[], $7::text[], $8::timestamptz[])",
     )
-    .bind(Uuid::now_v7())
-    .bind(change.wallet_id.as_uuid())
-    .bind(change.from.as_str())
-    .bind(change.to.as_str())
-    .bind(&change.actor.issuer)
-    .bind(&change.actor.subject)
-    .bind(change.correlation_id)
-    .bind(change.at)
+    .bind(ids)
+    .bind(wallets)
+    .bind(from)
+    .bind(to)
+    .bind(issuers)
+    .bind(subjects)
+    .bind(correlations)
+    .bind(at)
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// A wallet locked for a batch of changes, with the principal bound to its owner (`None`
-/// when the owner has none, or no longer exists).
-#[derive(Debug, Clone)]
-pub struct LockedWallet {
-    pub wallet: Wallet,
-    pub owner: Option<Actor>,
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -205,13 +167,15 @@ struct LockedRow {
     subject: Option<String>,
 }
 
-/// Locks all `ids` in one statement, in id order (so two batches, or a batch and a
-/// transfer, cannot deadlock), and reads each wallet's owning principal with it; returns
-/// those that exist, in id order.
+/// Locks all `ids` in one statement, in id order (so two batches cannot deadlock), until
+/// the transaction ends, and reads each wallet's owning principal with it (`None` when
+/// the owner has none, or no longer exists); returns those that exist, in id order.
+/// Concurrent changes to one wallet queue up on its row, so its outbox rows get ids in
+/// commit order.
 pub async fn lock_with_owners(
     conn: &mut PgConnection,
     ids: &[WalletId],
-) -> Result<Vec<LockedWallet>, StoreError> {
+) -> Result<Vec<Held>, StoreError> {
     let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
     let rows: Vec<LockedRow> = sqlx::query_as(
         "SELECT w.id, w.user_id, w.name, w.currency, w.balance_minor, w.status, w.version, \
@@ -228,7 +192,7 @@ pub async fn lock_with_owners(
                 .issuer
                 .zip(row.subject)
                 .map(|(issuer, subject)| Actor { issuer, subject });
-            Ok(LockedWallet {
+            Ok(Held {
                 wallet: Wallet::try_from(row.wallet)?,
                 owner,
             })

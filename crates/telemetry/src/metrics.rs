@@ -34,9 +34,13 @@ pub const EVENTS_CONSUMED_TOTAL: &str = "events_consumed_total";
 pub const EVENT_PROCESSING_LATENCY_SECONDS: &str = "event_processing_latency_seconds";
 /// Money movements per batch of the API's batching writer (a histogram, no labels).
 pub const API_WRITE_BATCH_REQUESTS: &str = "api_write_batch_requests";
-/// Batches the writer gave up on and ran one transaction per request instead, by
-/// `reason` (`key_in_use`, `database`).
+/// Batches whose database error persisted through its retries, so each of their requests
+/// ran as a batch of one, by `reason` (`database`).
 pub const API_WRITE_BATCH_FALLBACKS_TOTAL: &str = "api_write_batch_fallbacks_total";
+/// COMMITs that failed and whose outcome the writer then asked a fresh session for, by
+/// `outcome` (`committed`, `aborted`, `unknown`: answered 503 `outcome-unknown`).
+pub const API_WRITE_COMMIT_OUTCOMES_RESOLVED_TOTAL: &str =
+    "api_write_commit_outcomes_resolved_total";
 /// Messages behind the high watermark, by `topic`, `partition`, `group`, as a running
 /// consumer sees it (absent when no consumer runs).
 pub const CONSUMER_LAG: &str = "consumer_lag";

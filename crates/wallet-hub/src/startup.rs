@@ -186,14 +186,38 @@ impl Application {
         if let (Some(listener), Some(verifier), Some(pool)) =
             (api_listener, verifier, pools.api.clone())
         {
-            let mut state = AppState {
+            let publisher = DomainEventPublisher::new();
+            let waker = if settings.relay.notify {
+                CommitWaker::spawn(pool.connect_options().as_ref().clone(), shutdown.clone())
+            } else {
+                CommitWaker::disabled()
+            };
+            let writer = api::pipeline::Writer::new(
+                pool.clone(),
+                publisher,
+                waker.clone(),
+                settings.api.idempotency_ttl_hours,
+                Duration::from_millis(settings.api.commit_outcome_wait_ms),
+            );
+            let pipeline = if settings.api.write_batching {
+                let (pipeline, batch_writer) = api::pipeline::Pipeline::batching(
+                    writer,
+                    settings.api.write_batch_max,
+                    settings.api.write_batch_writers,
+                );
+                // Ends when the server (the last holder of the handle) has drained.
+                tasks.spawn(async move {
+                    batch_writer.await;
+                    Ok(())
+                });
+                pipeline
+            } else {
+                api::pipeline::Pipeline::direct(writer)
+            };
+            let state = AppState {
                 pool: pool.clone(),
-                publisher: DomainEventPublisher::new(),
-                waker: if settings.relay.notify {
-                    CommitWaker::spawn(pool.connect_options().as_ref().clone(), shutdown.clone())
-                } else {
-                    CommitWaker::disabled()
-                },
+                publisher,
+                waker,
                 idempotency_ttl_hours: settings.api.idempotency_ttl_hours,
                 verifier,
                 event_contracts: api::contracts::EventContracts::new(
@@ -201,21 +225,8 @@ impl Application {
                     &settings.consumer.dead_letter_suffix,
                     &consumers::consumed_event_types(),
                 ),
-                batcher: None,
+                pipeline,
             };
-            if settings.api.write_batching {
-                let (batcher, writer) = api::batch::Batcher::new(
-                    state.clone(),
-                    settings.api.write_batch_max,
-                    settings.api.write_batch_writers,
-                );
-                state.batcher = Some(batcher);
-                // Ends when the server (the last holder of the handle) has drained.
-                tasks.spawn(async move {
-                    writer.await;
-                    Ok(())
-                });
-            }
             let app = api::router(state, &settings.api);
             let api_shutdown = shutdown.clone();
             tracing::info!(address = %listener.local_addr()?, "API listening");

@@ -46,10 +46,12 @@ pub enum ServerErrors {
     RateLimited(Problem),
     /// Retry later: `overloaded` (too many writes in flight, refused at once; `Retry-After`
     /// and `Retry-After-Ms` say when), `request-timeout` (ran longer than the request
-    /// timeout), `service-unavailable` (the database cannot do the work now).
+    /// timeout), `service-unavailable` (the database cannot do the work now),
+    /// `outcome-unknown` (a change's COMMIT got no answer and its outcome could not be
+    /// learned in time: read before sending it again).
     #[response(
         status = 503,
-        description = "service-unavailable, overloaded, request-timeout",
+        description = "service-unavailable, overloaded, request-timeout, outcome-unknown",
         content_type = PROBLEM_JSON
     )]
     Unavailable(Problem),

@@ -1,13 +1,13 @@
 //! `/v1/wallets`: create and read here; deposits and withdrawals in [`movements`], freeze,
 //! unfreeze and close in [`status`], history and activity in [`reads`].
 //!
-//! Each change is one transaction (run by [`crate::write::execute`]: retried on
-//! contention, idempotent with `Idempotency-Key`): the wallet row is locked, changed,
-//! posted to the ledger, and its domain event written to the outbox before the commit.
-//! Deposits and withdrawals (and transfers) may share that transaction with others waiting
-//! at the same moment ([`crate::batch`]), with the same rows, events and answers.
-//! Input is validated before the database is touched wherever the currency is not
-//! needed; the rest is validated under the lock, and a refusal rolls everything back.
+//! Creating a wallet is one transaction of its own ([`crate::write::execute`]: retried on
+//! contention, idempotent with `Idempotency-Key`). Every other change is a wallet command
+//! submitted to the write pipeline ([`crate::pipeline`]), which locks the wallet, decides
+//! ([`domain::decide`]), posts to the ledger and writes the domain event to the outbox
+//! before the commit. Input is validated before the database is touched wherever the
+//! currency is not needed; the rest is decided under the lock, and a refusal writes
+//! nothing.
 
 pub(crate) mod movements;
 pub mod reads;
@@ -17,11 +17,8 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use chrono::{DateTime, Utc};
-use domain::{
-    Actor, Currency, DecimalAmount, DomainEvent, EventContext, Money, TransactionId, UserId,
-    Wallet, WalletId, WalletName, WalletStatus,
-};
+use chrono::Utc;
+use domain::{Actor, Currency, DecimalAmount, EventContext, Wallet, WalletId, WalletName};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use store::wallets;
@@ -35,6 +32,7 @@ use crate::extract::{ValidJson, ValidPath};
 use crate::openapi::headers::IdempotencyHeaders;
 use crate::openapi::problems;
 use crate::preconditions::{self, IfNoneMatch, IfNoneMatchHeader};
+pub use crate::resources::{MovementResponse, WalletResponse};
 use crate::write::{self, MaybeIdempotencyKey, Reply, Write, publish};
 use crate::{AppState, RequestContext};
 
@@ -68,105 +66,9 @@ pub struct AmountRequest {
     pub amount: String,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct WalletResponse {
-    #[schema(value_type = uuid::Uuid)]
-    pub id: WalletId,
-    #[schema(value_type = uuid::Uuid)]
-    pub user_id: UserId,
-    pub name: String,
-    /// ISO 4217 code.
-    #[schema(value_type = String, example = "USD")]
-    pub currency: Currency,
-    /// Decimal string with exactly the currency's scale.
-    #[schema(example = "10.50")]
-    pub balance: String,
-    #[schema(schema_with = status_schema)]
-    pub status: WalletStatus,
-    pub version: i64,
-    pub created_at: DateTime<Utc>,
-}
-
-impl From<&Wallet> for WalletResponse {
-    fn from(wallet: &Wallet) -> Self {
-        Self {
-            id: wallet.id(),
-            user_id: wallet.user_id(),
-            name: wallet.name().as_str().to_owned(),
-            currency: wallet.currency(),
-            balance: wallet.balance().to_string(),
-            status: wallet.status(),
-            version: wallet.version(),
-            created_at: wallet.created_at(),
-        }
-    }
-}
-
-fn status_schema() -> utoipa::openapi::Object {
-    utoipa::openapi::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::SchemaType::new(
-            utoipa::openapi::schema::Type::String,
-        ))
-        .enum_values(Some(WalletStatus::ALL.map(|s| s.as_str())))
-        .examples(["active"])
-        .build()
-}
-
-/// A deposit or withdrawal.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct MovementResponse {
-    #[schema(value_type = uuid::Uuid)]
-    pub id: TransactionId,
-    #[schema(value_type = uuid::Uuid)]
-    pub wallet_id: WalletId,
-    pub amount: String,
-    pub balance_after: String,
-    pub created_at: DateTime<Utc>,
-}
-
 /// The clock reading, correlation id and acting principal the request's events carry.
-/// Deposits (`deposit`) or withdraws `amount` on the locked `wallet`: its event, and the
-/// signed amount of the wallet's ledger entry. Both write paths (one transaction per
-/// request, and the batching writer) apply money movements through it.
-pub(crate) fn apply_movement(
-    wallet: &mut Wallet,
-    deposit: bool,
-    amount: Money,
-    transaction_id: TransactionId,
-    event_ctx: &EventContext,
-) -> Result<(DomainEvent, i64), ApiError> {
-    Ok(if deposit {
-        (
-            wallet.add_funds(amount, transaction_id, event_ctx)?.into(),
-            amount.minor_units(),
-        )
-    } else {
-        (
-            wallet.withdraw(amount, transaction_id, event_ctx)?.into(),
-            -amount.minor_units(),
-        )
-    })
-}
-
 pub(crate) fn event_context(ctx: &RequestContext, actor: &Actor) -> EventContext {
     EventContext::new(Utc::now(), ctx.correlation_id.clone()).acted_by(actor.clone())
-}
-
-/// The wallet `id` locked for a change by its owner; a wallet of another user is answered
-/// exactly like one that does not exist.
-pub(crate) async fn lock_owned(
-    conn: &mut PgConnection,
-    caller: &Caller,
-    id: WalletId,
-) -> Result<Wallet, ApiError> {
-    let wallet = wallets::lock(&mut *conn, id)
-        .await?
-        .ok_or_else(|| wallet_not_found(id))?;
-    if caller.owns(conn, wallet.user_id()).await? {
-        Ok(wallet)
-    } else {
-        Err(wallet_not_found(id))
-    }
 }
 
 /// The wallet `id` if the caller may read it (its owner, or an admin); else not found.
@@ -206,12 +108,6 @@ pub(crate) fn wallet_not_found(id: WalletId) -> ApiError {
 
 pub(crate) fn parse_amount(text: &str) -> Result<DecimalAmount, ApiError> {
     crate::grammar::amount(text)
-}
-
-/// The amount in the wallet's currency: 422 `amount-not-representable` when it has more
-/// decimal places than the currency (a rule of the wallet, not of the request's grammar).
-pub(crate) fn in_currency(amount: DecimalAmount, currency: Currency) -> Result<Money, ApiError> {
-    Money::from_decimal(amount, currency).map_err(ApiError::AmountNotRepresentable)
 }
 
 #[utoipa::path(

@@ -4,18 +4,17 @@
 use axum::Extension;
 use axum::extract::State;
 use axum::response::Response;
-use domain::{StatusAction, WalletId};
-use store::wallets;
-use tracing::Instrument;
+use domain::{Command, StatusAction, WalletId};
 
-use super::{WalletResponse, db_transaction_span, event_context, lock_owned, wallet_not_found};
 use crate::caller::{ADMIN_SCOPE, Caller};
 use crate::error::ApiError;
 use crate::extract::ValidPath;
 use crate::openapi::headers::IdempotencyHeaders;
 use crate::openapi::problems;
-use crate::preconditions::{IfMatch, IfMatchHeader, require_version};
-use crate::write::{self, MaybeIdempotencyKey, Reply, Write, publish};
+use crate::pipeline::Request;
+use crate::preconditions::{IfMatch, IfMatchHeader};
+use crate::resources::WalletResponse;
+use crate::write::MaybeIdempotencyKey;
 use crate::{AppState, RequestContext};
 
 #[utoipa::path(
@@ -122,50 +121,16 @@ async fn change_status(
         StatusAction::Freeze | StatusAction::Unfreeze => caller.require(ADMIN_SCOPE)?,
         StatusAction::Close => {}
     }
-    let publisher = state.publisher;
-    let operation = write::operation(move |conn| {
-        let (ctx, caller, expected) = (ctx.clone(), caller.clone(), expected.clone());
-        Box::pin(
-            async move {
-                let mut wallet = match action {
-                    StatusAction::Freeze | StatusAction::Unfreeze => {
-                        wallets::lock(&mut *conn, wallet_id)
-                            .await?
-                            .ok_or_else(|| wallet_not_found(wallet_id))?
-                    }
-                    StatusAction::Close => lock_owned(&mut *conn, &caller, wallet_id).await?,
-                };
-                require_version(&wallet, expected.as_ref())?;
-                let from = wallet.status();
-                let actor = caller.actor();
-                let event_ctx = event_context(&ctx, &actor);
-                let event = match action {
-                    StatusAction::Freeze => wallet.freeze(&event_ctx)?,
-                    StatusAction::Unfreeze => wallet.unfreeze(&event_ctx)?,
-                    StatusAction::Close => wallet.close(&event_ctx)?,
-                };
-                wallets::update(&mut *conn, &wallet).await?;
-                wallets::record_status_change(
-                    &mut *conn,
-                    &wallets::StatusChange {
-                        wallet_id,
-                        from,
-                        to: wallet.status(),
-                        actor: &actor,
-                        correlation_id: &ctx.correlation_id,
-                        at: event_ctx.occurred_at(),
-                    },
-                )
-                .await?;
-                publish(publisher, &mut *conn, event.into()).await?;
-                Reply::ok(WalletResponse::from(&wallet))
-            }
-            .instrument(db_transaction_span(action.as_str())),
-        )
-    });
-    let write = Write {
+    let request = Request {
+        command: Command::ChangeStatus {
+            wallet: wallet_id,
+            action,
+        },
+        caller,
+        ctx,
         key,
-        request: &serde_json::Value::Null,
+        body: serde_json::Value::Null,
+        if_match: expected,
     };
-    write::execute(&state, write, &operation).await
+    state.pipeline.submit(request).await
 }

@@ -1,0 +1,362 @@
+//! Wallet commands and the one decision that judges them.
+//!
+//! A [`Command`] is what a client asked of one or two wallets; [`decide`] judges it against
+//! the wallets as they stand (locked by the caller, and as earlier commands of the same
+//! batch left them) and returns either the [`Decision`] (the changed wallets, the event,
+//! the ledger posting or status change to record, the outcome to answer with) or the
+//! [`Refusal`]. It is a pure function: the write pipeline runs it for every command, alone
+//! or in a batch, so every rule lives here once.
+
+use std::collections::BTreeMap;
+
+use crate::events::{Actor, DomainEvent, EventContext};
+use crate::ids::{TransactionId, WalletId};
+use crate::ledger::{Entry, Kind};
+use crate::money::{DecimalAmount, Money, MoneyError};
+use crate::transfer::{check_source, transfer};
+use crate::wallet::{Wallet, WalletError};
+use crate::wallet_status::{StatusAction, WalletStatus};
+
+/// What a client asks of its wallets. Who may ask (scopes) is checked before; who owns
+/// what is judged by [`decide`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Money into any wallet from its currency's external account.
+    Deposit {
+        wallet: WalletId,
+        amount: DecimalAmount,
+    },
+    /// Money out of a wallet, by its owner's hand, to the external account.
+    Withdraw {
+        wallet: WalletId,
+        amount: DecimalAmount,
+    },
+    /// Money from one wallet (by its owner's hand) to another of the same currency.
+    Transfer {
+        from: WalletId,
+        to: WalletId,
+        amount: DecimalAmount,
+    },
+    /// Freeze or unfreeze any wallet, or close one of the caller's own.
+    ChangeStatus {
+        wallet: WalletId,
+        action: StatusAction,
+    },
+}
+
+impl Command {
+    /// The wallets the command reads and may change (all of them are locked before it is
+    /// decided).
+    pub fn wallets(&self) -> impl Iterator<Item = WalletId> {
+        let (first, second) = match *self {
+            Command::Deposit { wallet, .. }
+            | Command::Withdraw { wallet, .. }
+            | Command::ChangeStatus { wallet, .. } => (wallet, None),
+            Command::Transfer { from, to, .. } => (from, Some(to)),
+        };
+        std::iter::once(first).chain(second)
+    }
+
+    /// A low-cardinality name (spans, metrics).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Deposit { .. } => Kind::Deposit.as_str(),
+            Command::Withdraw { .. } => Kind::Withdrawal.as_str(),
+            Command::Transfer { .. } => Kind::Transfer.as_str(),
+            Command::ChangeStatus { action, .. } => action.as_str(),
+        }
+    }
+}
+
+/// The versions a client expects a wallet at (`If-Match`): any, or a list of entity tags
+/// (each a version, and whether the client marked it weak).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionCondition {
+    Any,
+    Tags(Vec<(i64, bool)>),
+}
+
+impl VersionCondition {
+    /// Strong comparison (RFC 9110 section 8.8.3.2): what `If-Match` uses.
+    pub fn matches_strongly(&self, version: i64) -> bool {
+        match self {
+            VersionCondition::Any => true,
+            VersionCondition::Tags(tags) => tags.iter().any(|&(v, weak)| !weak && v == version),
+        }
+    }
+
+    /// Weak comparison: what `If-None-Match` uses.
+    pub fn matches_weakly(&self, version: i64) -> bool {
+        match self {
+            VersionCondition::Any => true,
+            VersionCondition::Tags(tags) => tags.iter().any(|&(v, _)| v == version),
+        }
+    }
+}
+
+/// A wallet locked for a decision, with the principal that owns it (`None`: its user was
+/// not registered through a token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub wallet: Wallet,
+    pub owner: Option<Actor>,
+}
+
+/// One command as submitted: by whom (the actor in `ctx`), under which precondition, and
+/// the id its ledger transaction takes if it moves money.
+#[derive(Debug, Clone, Copy)]
+pub struct Submission<'a> {
+    pub command: &'a Command,
+    /// `If-Match`, on the wallet a deposit, withdrawal or status change acts on (transfers
+    /// take none).
+    pub if_match: Option<&'a VersionCondition>,
+    pub ctx: &'a EventContext,
+    pub transaction_id: TransactionId,
+}
+
+/// Why a command was refused. A refusal changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// No such wallet, or one the caller may not act on: answered alike, so ids are no
+    /// oracle.
+    #[error("wallet {0} not found")]
+    NotFound(WalletId),
+    /// `If-Match` names a version the wallet is not at.
+    #[error("the wallet is at version {current}, not the one If-Match names")]
+    VersionChanged { current: i64 },
+    /// An amount the wallet's currency cannot hold (too many decimal places, out of range).
+    #[error("amount: {0}")]
+    NotRepresentable(#[source] MoneyError),
+    /// A rule of the wallet (not active, insufficient funds, ...).
+    #[error(transparent)]
+    Rule(#[from] WalletError),
+}
+
+/// What an accepted command changed and what to record and answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub event: DomainEvent,
+    /// The ledger transaction of a money movement.
+    pub posting: Option<Posting>,
+    /// The status change of a freeze, unfreeze or close.
+    pub status_change: Option<StatusChange>,
+    pub outcome: Outcome,
+}
+
+/// A ledger transaction: its entries sum to zero.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posting {
+    pub id: TransactionId,
+    pub kind: Kind,
+    pub amount: Money,
+    pub entries: Vec<Entry>,
+}
+
+/// A wallet's status change, recorded with who made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusChange {
+    pub wallet_id: WalletId,
+    pub from: WalletStatus,
+    pub to: WalletStatus,
+}
+
+/// What the client is told about an accepted command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A deposit or withdrawal.
+    Moved {
+        id: TransactionId,
+        wallet: WalletId,
+        amount: Money,
+        balance_after: Money,
+    },
+    Transferred {
+        id: TransactionId,
+        from: WalletId,
+        to: WalletId,
+        amount: Money,
+        from_balance_after: Money,
+        to_balance_after: Money,
+    },
+    /// The wallet after its status change.
+    StatusChanged(Box<Wallet>),
+}
+
+/// Judges `submission` against `wallets` (every wallet it names that exists, locked). On
+/// success the changed wallets replace theirs in `wallets`; a refusal leaves `wallets` as
+/// it was. Checks run in this order, so a caller learns nothing it may not: the wallet
+/// exists and the caller may act on it, `If-Match`, the amount in the wallet's currency,
+/// the rules (a transfer's source before anything about its target).
+pub fn decide(
+    wallets: &mut BTreeMap<WalletId, Held>,
+    submission: &Submission<'_>,
+) -> Result<Decision, Refusal> {
+    match *submission.command {
+        Command::Deposit { wallet, amount } => {
+            move_money(wallets, submission, wallet, amount, true)
+        }
+        Command::Withdraw { wallet, amount } => {
+            move_money(wallets, submission, wallet, amount, false)
+        }
+        Command::Transfer { from, to, amount } => {
+            transfer_money(wallets, submission, from, to, amount)
+        }
+        Command::ChangeStatus { wallet, action } => {
+            change_status(wallets, submission, wallet, action)
+        }
+    }
+}
+
+/// The wallet `id` as the command may see it: money enters any wallet (the deposit scope
+/// was checked), everything else only by its owner's hand.
+fn find(
+    wallets: &BTreeMap<WalletId, Held>,
+    id: WalletId,
+    ctx: &EventContext,
+    owner_only: bool,
+) -> Result<Wallet, Refusal> {
+    let held = wallets.get(&id).ok_or(Refusal::NotFound(id))?;
+    if owner_only && (held.owner.is_none() || held.owner.as_ref() != ctx.actor()) {
+        return Err(Refusal::NotFound(id));
+    }
+    Ok(held.wallet.clone())
+}
+
+fn require_version(wallet: &Wallet, if_match: Option<&VersionCondition>) -> Result<(), Refusal> {
+    match if_match {
+        Some(condition) if !condition.matches_strongly(wallet.version()) => {
+            Err(Refusal::VersionChanged {
+                current: wallet.version(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+fn in_currency(amount: DecimalAmount, wallet: &Wallet) -> Result<Money, Refusal> {
+    Money::from_decimal(amount, wallet.currency()).map_err(Refusal::NotRepresentable)
+}
+
+/// Puts a changed wallet back, keeping its owner.
+fn put(wallets: &mut BTreeMap<WalletId, Held>, wallet: Wallet) {
+    if let Some(held) = wallets.get_mut(&wallet.id()) {
+        held.wallet = wallet;
+    }
+}
+
+fn move_money(
+    wallets: &mut BTreeMap<WalletId, Held>,
+    submission: &Submission<'_>,
+    id: WalletId,
+    amount: DecimalAmount,
+    deposit: bool,
+) -> Result<Decision, Refusal> {
+    let ctx = submission.ctx;
+    let mut wallet = find(wallets, id, ctx, !deposit)?;
+    require_version(&wallet, submission.if_match)?;
+    let amount = in_currency(amount, &wallet)?;
+    let transaction_id = submission.transaction_id;
+    let (event, kind, signed): (DomainEvent, _, _) = if deposit {
+        let event = wallet.add_funds(amount, transaction_id, ctx)?;
+        (event.into(), Kind::Deposit, amount.minor_units())
+    } else {
+        let event = wallet.withdraw(amount, transaction_id, ctx)?;
+        (event.into(), Kind::Withdrawal, -amount.minor_units())
+    };
+    let balance_after = wallet.balance();
+    let posting = Posting {
+        id: transaction_id,
+        kind,
+        amount,
+        entries: vec![
+            Entry::wallet(id, signed, balance_after),
+            Entry::external(-signed),
+        ],
+    };
+    put(wallets, wallet);
+    Ok(Decision {
+        event,
+        posting: Some(posting),
+        status_change: None,
+        outcome: Outcome::Moved {
+            id: transaction_id,
+            wallet: id,
+            amount,
+            balance_after,
+        },
+    })
+}
+
+fn transfer_money(
+    wallets: &mut BTreeMap<WalletId, Held>,
+    submission: &Submission<'_>,
+    from: WalletId,
+    to: WalletId,
+    amount: DecimalAmount,
+) -> Result<Decision, Refusal> {
+    let ctx = submission.ctx;
+    let mut source = find(wallets, from, ctx, true)?;
+    let amount = in_currency(amount, &source)?;
+    // The source first: nothing about the target (not even whether it exists) is told to
+    // a caller whose own wallet could not send this.
+    check_source(&source, amount)?;
+    let mut target = find(wallets, to, ctx, false)?;
+    let transaction_id = submission.transaction_id;
+    let event = transfer(&mut source, &mut target, amount, transaction_id, ctx)?;
+    let (from_balance_after, to_balance_after) = (source.balance(), target.balance());
+    let posting = Posting {
+        id: transaction_id,
+        kind: Kind::Transfer,
+        amount,
+        entries: vec![
+            Entry::wallet(from, -amount.minor_units(), from_balance_after),
+            Entry::wallet(to, amount.minor_units(), to_balance_after),
+        ],
+    };
+    put(wallets, source);
+    put(wallets, target);
+    Ok(Decision {
+        event: event.into(),
+        posting: Some(posting),
+        status_change: None,
+        outcome: Outcome::Transferred {
+            id: transaction_id,
+            from,
+            to,
+            amount,
+            from_balance_after,
+            to_balance_after,
+        },
+    })
+}
+
+fn change_status(
+    wallets: &mut BTreeMap<WalletId, Held>,
+    submission: &Submission<'_>,
+    id: WalletId,
+    action: StatusAction,
+) -> Result<Decision, Refusal> {
+    let ctx = submission.ctx;
+    // Freezing is risk's and operations' business (scope checked before); closing is the
+    // owner's.
+    let mut wallet = find(wallets, id, ctx, action == StatusAction::Close)?;
+    require_version(&wallet, submission.if_match)?;
+    let from = wallet.status();
+    let event = match action {
+        StatusAction::Freeze => wallet.freeze(ctx)?,
+        StatusAction::Unfreeze => wallet.unfreeze(ctx)?,
+        StatusAction::Close => wallet.close(ctx)?,
+    };
+    let change = StatusChange {
+        wallet_id: id,
+        from,
+        to: wallet.status(),
+    };
+    put(wallets, wallet.clone());
+    Ok(Decision {
+        event: event.into(),
+        posting: None,
+        status_change: Some(change),
+        outcome: Outcome::StatusChanged(Box::new(wallet)),
+    })
+}
