@@ -30,6 +30,13 @@ pub const ADMIN_SCOPE: &str = "wallets:admin";
 #[derive(Debug, Clone)]
 pub struct Caller(auth::Principal);
 
+impl From<auth::Principal> for Caller {
+    /// The caller a verified token names.
+    fn from(principal: auth::Principal) -> Self {
+        Caller(principal)
+    }
+}
+
 impl Caller {
     /// The principal as the domain records it (ledger, status changes, events).
     pub fn actor(&self) -> Actor {
@@ -151,7 +158,7 @@ pub async fn authenticate(
     };
     match authenticator.verifier.verify(token).await {
         Ok(principal) => {
-            request.extensions_mut().insert(Caller(principal));
+            request.extensions_mut().insert(Caller::from(principal));
             next.run(request).await
         }
         Err(error) => {

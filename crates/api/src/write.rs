@@ -121,20 +121,29 @@ fn idempotency_key(
     let Some(value) = headers.get(&IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
-    let key = value
-        .to_str()
-        .ok()
-        .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
-        .ok_or_else(|| {
-            ApiError::MalformedRequest(
-                "Idempotency-Key must be 1 to 255 visible ASCII characters".to_owned(),
-            )
-        })?;
-    Ok(Some(IdempotencyKey {
-        caller: caller.idempotency_scope(),
-        route,
-        key: key.to_owned(),
-    }))
+    let key = value.to_str().map_err(|_| malformed_key())?;
+    IdempotencyKey::new(caller, route, key).map(Some)
+}
+
+fn malformed_key() -> ApiError {
+    ApiError::MalformedRequest(
+        "Idempotency-Key must be 1 to 255 visible ASCII characters".to_owned(),
+    )
+}
+
+impl IdempotencyKey {
+    /// `key` of `caller`, for the request `route` (method and concrete path); 400 unless it
+    /// is 1 to 255 visible ASCII characters.
+    pub fn new(caller: &Caller, route: String, key: &str) -> Result<Self, ApiError> {
+        if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(malformed_key());
+        }
+        Ok(IdempotencyKey {
+            caller: caller.idempotency_scope(),
+            route,
+            key: key.to_owned(),
+        })
+    }
 }
 
 /// What one request asks the runner for.

@@ -22,6 +22,7 @@ mod metrics;
 mod migrations;
 mod model;
 mod pagination;
+mod pipeline;
 mod preconditions;
 mod problem_pages;
 mod relay;
