@@ -95,15 +95,21 @@ pub struct Sent {
     pub path: String,
     pub token: String,
     pub body: serde_json::Value,
-    pub key: String,
+    /// Its `Idempotency-Key`; `None`: sent without one.
+    pub key: Option<String>,
+    /// Its `X-Correlation-Id` (each request's own), which its ledger transaction records.
+    pub correlation: String,
     /// None: no answer (connection refused, reset, timed out).
     pub status: Option<u16>,
+    /// The problem `type` of an error answer.
+    pub problem: Option<String>,
     /// The ledger transaction of a 201.
     pub transaction: Option<Uuid>,
 }
 
 /// Write load through the HTTP API: deposits, withdrawals and transfers, each with its
-/// own `Idempotency-Key`, from a few concurrent clients, until stopped.
+/// own `Idempotency-Key` (or, with [`Load::start_mixed`], every other one without), from a
+/// few concurrent clients, until stopped.
 pub struct Load {
     stop: CancellationToken,
     workers: Vec<JoinHandle<Vec<Sent>>>,
@@ -111,6 +117,15 @@ pub struct Load {
 
 impl Load {
     pub fn start(app: &TestApp, wallets: &Wallets, workers: usize) -> Self {
+        Self::spawn(app, wallets, workers, false)
+    }
+
+    /// Every other request without an `Idempotency-Key`, as many clients send them.
+    pub fn start_mixed(app: &TestApp, wallets: &Wallets, workers: usize) -> Self {
+        Self::spawn(app, wallets, workers, true)
+    }
+
+    fn spawn(app: &TestApp, wallets: &Wallets, workers: usize, mixed: bool) -> Self {
         let stop = CancellationToken::new();
         let client = reqwest::Client::builder()
             // Longer than the server's own request timeout (10 s), which answers 503.
@@ -156,30 +171,35 @@ impl Load {
                                 }),
                             ),
                         };
-                        let key = Uuid::now_v7().to_string();
-                        let answer = client
+                        let key = (!mixed || seed % 2 == 0).then(|| Uuid::now_v7().to_string());
+                        let correlation = Uuid::now_v7().to_string();
+                        let mut request = client
                             .post(format!("{base}{path}"))
                             .bearer_auth(token)
-                            .header("Idempotency-Key", &key)
-                            .json(&body)
-                            .send()
-                            .await;
-                        let (status, transaction) = match answer {
+                            .header("X-Correlation-Id", &correlation)
+                            .json(&body);
+                        if let Some(key) = &key {
+                            request = request.header("Idempotency-Key", key);
+                        }
+                        let (status, transaction, problem) = match request.send().await {
                             Ok(response) => {
                                 let status = response.status().as_u16();
                                 let body: serde_json::Value =
                                     response.json().await.unwrap_or_default();
                                 let id = body["id"].as_str().and_then(|id| id.parse().ok());
-                                (Some(status), id)
+                                let problem = body["type"].as_str().map(str::to_owned);
+                                (Some(status), id, problem)
                             }
-                            Err(_) => (None, None),
+                            Err(_) => (None, None, None),
                         };
                         sent.push(Sent {
                             path,
                             token: token.clone(),
                             body,
                             key,
+                            correlation,
                             status,
+                            problem,
                             transaction,
                         });
                         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -207,11 +227,12 @@ impl Load {
 /// (once) or be refused by a rule. Returns (accepted, refused by the server with 5xx).
 pub async fn check_answers(app: &TestApp, sent: &[Sent]) -> (usize, usize) {
     for unanswered in sent.iter().filter(|s| s.status.is_none()) {
+        let key = unanswered.key.as_deref().expect("the load sends keys");
         let again = reqwest::Client::new()
             .post(app.url(&unanswered.path))
             .timeout(Duration::from_secs(30))
             .bearer_auth(&unanswered.token)
-            .header("Idempotency-Key", &unanswered.key)
+            .header("Idempotency-Key", key)
             .json(&unanswered.body)
             .send()
             .await
@@ -248,7 +269,10 @@ pub async fn check_answers(app: &TestApp, sent: &[Sent]) -> (usize, usize) {
         i64::try_from(accepted.len()).expect("fits"),
         "every request answered 201 is in the ledger"
     );
-    let failed_keys: Vec<&str> = server_errors.iter().map(|s| s.key.as_str()).collect();
+    let failed_keys: Vec<&str> = server_errors
+        .iter()
+        .map(|s| s.key.as_deref().expect("the load sends keys"))
+        .collect();
     let applied: Vec<(String, i16)> =
         sqlx::query_as("SELECT key, response_status FROM idempotency_keys WHERE key = ANY($1)")
             .bind(&failed_keys)
@@ -260,7 +284,7 @@ pub async fn check_answers(app: &TestApp, sent: &[Sent]) -> (usize, usize) {
         .map(|(key, stored)| {
             let answer = server_errors
                 .iter()
-                .find(|s| &s.key == key)
+                .find(|s| s.key.as_ref() == Some(key))
                 .map(|s| s.status);
             format!("{key}: answered {answer:?}, stored {stored}")
         })
@@ -376,6 +400,69 @@ pub struct Figures {
 pub async fn verify(app: &TestApp, sent: &[Sent], parked: &[i64], healed: Instant) -> Figures {
     eprintln!("fault suite: checking {} answers", sent.len());
     let (accepted, refused) = check_answers(app, sent).await;
+    settle_and_audit(app, sent.len(), (accepted, refused), parked, healed).await
+}
+
+/// Each request's effect against its answer, by the correlation id its ledger transaction
+/// records: a 201 took effect exactly once; a 503 `outcome-unknown` or no answer at all at
+/// most once; any other answer not at all; no 500. Returns (accepted, 5xx).
+pub async fn check_exactly_once(app: &TestApp, sent: &[Sent]) -> (usize, usize) {
+    assert!(
+        !sent.iter().any(|s| s.status == Some(500)),
+        "a fault must never give 500: {:?}",
+        sent.iter().find(|s| s.status == Some(500))
+    );
+    let correlations: Vec<&str> = sent.iter().map(|s| s.correlation.as_str()).collect();
+    let applied: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT correlation_id, count(*) FROM ledger_transactions \
+         WHERE correlation_id = ANY($1) GROUP BY correlation_id",
+    )
+    .bind(&correlations)
+    .fetch_all(&app.pool)
+    .await
+    .expect("ledger transactions by correlation id");
+    let applied: std::collections::HashMap<String, i64> = applied.into_iter().collect();
+    let mut wrong = Vec::new();
+    for s in sent {
+        let times = applied.get(&s.correlation).copied().unwrap_or(0);
+        let unknown = s
+            .problem
+            .as_deref()
+            .is_some_and(|t| t.ends_with("/outcome-unknown"));
+        let allowed = match s.status {
+            Some(201) => times == 1,
+            None => times <= 1,
+            Some(503) if unknown => times <= 1,
+            Some(_) => times == 0,
+        };
+        if !allowed {
+            wrong.push(format!(
+                "{} {:?} {:?}: applied {times} times",
+                s.path, s.status, s.problem
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "requests applied other than their answers say: {wrong:#?}"
+    );
+    let accepted = sent.iter().filter(|s| s.status == Some(201)).count();
+    let errors = sent
+        .iter()
+        .filter(|s| s.status.is_some_and(|c| c >= 500))
+        .count();
+    (accepted, errors)
+}
+
+/// What every scenario checks after its answers: everything settles (the outbox drained,
+/// the consumers caught up), the audit finds nothing unexpected, and Kafka holds each event.
+pub async fn settle_and_audit(
+    app: &TestApp,
+    requests: usize,
+    (accepted, refused): (usize, usize),
+    parked: &[i64],
+    healed: Instant,
+) -> Figures {
     eprintln!("fault suite: waiting until everything settled");
     settle(app, i64::try_from(parked.len()).expect("fits")).await;
     eprintln!("fault suite: auditing");
@@ -419,7 +506,7 @@ pub async fn verify(app: &TestApp, sent: &[Sent], parked: &[i64], healed: Instan
         ids.extend(found);
     }
     Figures {
-        requests: sent.len(),
+        requests,
         accepted,
         refused,
         written,

@@ -534,3 +534,129 @@ async fn s8_relay_leader_cut_off_from_postgres_is_replaced_within_its_leader_tim
         &figures,
     );
 }
+
+/// Sets `synchronous_standby_names` to a standby that does not exist, so every COMMIT of
+/// the cluster waits for it (committed locally, not yet visible); reset when dropped, by
+/// `psql`, however the scenario ends, since it stalls every commit of the cluster.
+struct AbsentStandby {
+    url: String,
+}
+
+impl AbsentStandby {
+    async fn set(app: &wallet_hub_tests::TestApp) -> Self {
+        for statement in [
+            "ALTER SYSTEM SET synchronous_standby_names = 'wallet_hub_absent_standby'",
+            "SELECT pg_reload_conf()",
+        ] {
+            sqlx::query(statement)
+                .execute(&app.pool)
+                .await
+                .expect("synchronous_standby_names set");
+        }
+        Self {
+            url: app.settings.database.migrate_url.expose_secret().to_owned(),
+        }
+    }
+}
+
+impl Drop for AbsentStandby {
+    fn drop(&mut self) {
+        let started = Instant::now();
+        // The server may be in crash recovery: try until it answers.
+        while started.elapsed() < Duration::from_secs(60) {
+            let reset = std::process::Command::new("psql")
+                .args([
+                    self.url.as_str(),
+                    "-qAt",
+                    "-c",
+                    "ALTER SYSTEM RESET synchronous_standby_names",
+                    "-c",
+                    "SELECT pg_reload_conf()",
+                ])
+                .status();
+            if reset.is_ok_and(|status| status.success()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        eprintln!("could not reset synchronous_standby_names: every COMMIT of the cluster waits");
+    }
+}
+
+/// Terminates every session of `app`'s database waiting for the absent standby (their
+/// COMMITs are done locally; the clients lose their connections mid-COMMIT); how many.
+async fn terminate_sync_rep_waiters(app: &wallet_hub_tests::TestApp) -> usize {
+    sqlx::query_scalar::<_, bool>(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE wait_event = 'SyncRep' AND datname = current_database()",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .map_or(0, |killed| killed.len())
+}
+
+#[tokio::test]
+async fn s9_commits_lost_mid_commit_are_never_run_twice_and_never_credited_without_their_answer() {
+    let _servers = SERVERS.lock().await;
+    let app = spawn_app_with(|settings| {
+        fault_settings(settings);
+        settings.api.commit_outcome_wait_ms = 1_500;
+    })
+    .await;
+    let wallets = wallets(&app, 6).await;
+    // Keyless and keyed requests mixed: a keyless one run twice would show as two ledger
+    // transactions with its correlation id.
+    let load = Load::start_mixed(&app, &wallets, 3);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let standby = AbsentStandby::set(&app).await;
+    let mut lost = 0;
+    let fault = Instant::now();
+    // Sessions killed while their COMMIT waits (committed locally, the answer lost).
+    while fault.elapsed() < Duration::from_secs(8) {
+        lost += terminate_sync_rep_waiters(&app).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Then a crash: one waiting backend killed with SIGKILL, so PostgreSQL restarts every
+    // session and recovers, while the writers ask what became of their COMMITs.
+    let waiter: Option<i32> =
+        sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep' LIMIT 1")
+            .fetch_optional(&app.pool)
+            .await
+            .ok()
+            .flatten();
+    if let Some(pid) = waiter {
+        signal(&pid.to_string(), "KILL");
+    }
+    let crash = Instant::now();
+    while crash.elapsed() < Duration::from_secs(6) {
+        lost += terminate_sync_rep_waiters(&app).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(standby);
+    let healed = Instant::now();
+    eventually("the API to accept writes again", || async {
+        let response = app.deposit(&wallets.ids[0], "1.00").await;
+        (response.status() == 201).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sent = load.finish().await;
+    assert!(lost > 0, "the scenario lost some COMMIT answers");
+    let unknown = sent
+        .iter()
+        .filter(|s| {
+            s.problem
+                .as_deref()
+                .is_some_and(|t| t.ends_with("/outcome-unknown"))
+        })
+        .count();
+    eprintln!(
+        "fault suite: {lost} sessions killed mid-COMMIT, {unknown} answered outcome-unknown, crash: {}",
+        waiter.is_some()
+    );
+
+    let answers = harness::check_exactly_once(&app, &sent).await;
+    let figures = harness::settle_and_audit(&app, sent.len(), answers, &[], healed).await;
+    report("9. COMMIT answers lost (SyncRep kills, a crash)", &figures);
+}
