@@ -92,9 +92,9 @@ pub struct ApiConfig {
     pub money_out_rate_limit_per_second: u32,
     /// ...and in a burst.
     pub money_out_rate_limit_burst: NonZeroU32,
-    /// Deposits, withdrawals and transfers go through the batching writer
-    /// ([`batch`]): whatever waits while a batch commits forms the next one, in one
-    /// transaction. Off: one transaction per request.
+    /// Wallet commands go through the write pipeline's batching writer ([`pipeline`]):
+    /// whatever waits while a batch commits forms the next one, in one transaction. Off:
+    /// each request is a batch of one, in its own task (the same code).
     pub write_batching: bool,
     /// The most money movements one batch takes.
     pub write_batch_max: NonZeroUsize,
@@ -102,6 +102,8 @@ pub struct ApiConfig {
     /// one lets a batch run while another waits for its commit or for a row lock held
     /// elsewhere.
     pub write_batch_writers: NonZeroUsize,
+    /// How long a fresh session asks what became of a COMMIT that failed, before its
+    /// requests are answered 503 `outcome-unknown` ([`pipeline`]).
     pub commit_outcome_wait_ms: u64,
     /// Problem `type` URIs are `<problem_base_url>/problems/<slug>`, each a page the API
     /// serves ([`problem_types`]); empty: the API's own address.
