@@ -134,3 +134,57 @@ fn the_readme_error_table_lists_every_problem_type_and_no_other() {
         .collect();
     assert_same(&documented, &actual, "error table (### Errors)");
 }
+
+/// The modules `lib.rs` (or `main.rs`) declares, and the names its `//!` map mentions in
+/// backticks.
+fn declared_and_mapped(source: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    let declared = source
+        .lines()
+        .map(str::trim)
+        .filter_map(|line| {
+            let line = line.strip_prefix("pub ").unwrap_or(line);
+            let line = line.strip_prefix("pub(crate) ").unwrap_or(line);
+            line.strip_prefix("mod ")?
+                .strip_suffix(';')
+                .map(str::to_owned)
+        })
+        .collect();
+    let mapped = source
+        .lines()
+        .filter_map(|line| line.strip_prefix("//!"))
+        .flat_map(|line| {
+            line.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(|name| {
+                    let name = name.trim_start_matches("crate::");
+                    name.strip_suffix(".rs").unwrap_or(name).to_owned()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    (declared, mapped)
+}
+
+#[test]
+fn every_crate_root_maps_every_module_it_declares() {
+    let mut unmapped = Vec::new();
+    for member in workspace_members() {
+        let src = root().join(&member).join("src");
+        for file in ["lib.rs", "main.rs"] {
+            let Ok(source) = std::fs::read_to_string(src.join(file)) else {
+                continue;
+            };
+            let (declared, mapped) = declared_and_mapped(&source);
+            unmapped.extend(
+                declared
+                    .difference(&mapped)
+                    .map(|module| format!("{member}/src/{file}: `{module}`")),
+            );
+        }
+    }
+    assert!(
+        unmapped.is_empty(),
+        "modules a crate root declares but its //! map does not name: {unmapped:#?}"
+    );
+}

@@ -8,7 +8,7 @@
 //! - [`grammar`]: the request grammar the document states and the handlers check.
 //! - [`context`]: the per-request middleware and [`RequestContext`].
 //! - [`caller`]: bearer-token authentication and who may do what.
-//! - [`users`], [`wallets`], [`transfers`], [`notifications`]: the routes.
+//! - [`users`], [`wallets`], [`transfers`], [`notifications`], [`analytics`]: the routes.
 //! - [`openapi`]: the contract, built with the routes from their `#[utoipa::path]`s.
 //! - [`contracts`]: the event contracts: `/asyncapi.json` and the event schemas.
 //! - [`pipeline`]: the one write pipeline of wallet commands (deposit, withdraw, transfer,

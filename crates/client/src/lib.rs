@@ -24,6 +24,9 @@
 //! # }
 //! ```
 //!
+//! Layout: `client` (the [`Client`] and its methods), `types` (bodies), `reply` ([`Reply`]),
+//! `error` ([`Error`], [`Problem`]), `idempotency` ([`IdempotencyKey`]).
+//!
 //! The client depends on no server crate: only on `domain` for the typed ids, currency and
 //! wallet status, which serialize as the API writes them.
 

@@ -2,6 +2,7 @@
 //!
 //! - [`ids`]: typed ids (`WalletId`, `UserId`, `EventId`, `TransactionId`).
 //! - [`money`]: ISO 4217 currencies and exact amounts in integer minor units.
+//! - `display_name`: the rule shared by the names people give things (wallets, users).
 //! - [`user`]: the `User` aggregate, its validated `Email` and `UserName`.
 //! - [`wallet`]: the `Wallet` aggregate. Commands validate their input and return the
 //!   domain events that describe the change; infrastructure persists and publishes them.

@@ -8,6 +8,8 @@
 //! source, known type and version, valid data) is checked here, against the schemas of
 //! `event-bindings`, before any handler runs.
 //!
+//! - [`failpoint`]: the crash and fault points the tests arm (compiled in only with the
+//!   `failpoints` feature).
 //! - [`close`]: [`Detached`] closes a client on a detached thread, never where it is
 //!   dropped (librdkafka can block for good closing a consumer during a rebalance).
 //! - [`config`]: the `[kafka]` section and the librdkafka client configs built from it.

@@ -18,6 +18,8 @@
 //! - [`ProducerSpan`] is the span of one message sent to Kafka, made straight through the
 //!   OpenTelemetry API for paths that send tens of thousands of messages a second.
 //! - [`metrics`]: the recorder and the name of every metric, with the label rule.
+//! - `json_log`: the JSON log lines, with the span's `trace_id` and `span_id` at the top
+//!   level.
 
 mod json_log;
 pub mod metrics;

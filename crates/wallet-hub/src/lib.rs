@@ -8,6 +8,10 @@
 //! - [`startup`]: [`Application`] builds everything from settings and a bound listener and
 //!   runs API, relay and consumers until a shutdown token is cancelled.
 //! - [`topology`]: the Kafka side of a start: brokers checked, consumer groups, topics.
+//! - [`identity`]: the token verifier the API checks bearer tokens with, and the local
+//!   development issuer (`wallet-hub token`).
+//! - [`welcome`]: `wallet-hub ready`, which waits for readiness and tells a newcomer where
+//!   everything is.
 
 pub mod admin;
 pub mod audit;

@@ -61,6 +61,15 @@ async fn relay_elsewhere() -> (
     (settings, app, wallets)
 }
 
+/// Waits until a deposit to `wallet` is accepted again after a fault.
+async fn writes_accepted_again(app: &wallet_hub_tests::TestApp, wallet: &str) {
+    eventually("the API to accept writes again", || async {
+        let response = app.deposit(wallet, "1.00").await;
+        (response.status() == 201).then_some(())
+    })
+    .await;
+}
+
 /// Waits until some deposit of the load reached Kafka: a relay publishes.
 async fn first_deposits_published(app: &wallet_hub_tests::TestApp) {
     eventually("a relay to publish", || async {
@@ -193,11 +202,7 @@ async fn s4_postgres_stopped_in_immediate_mode_gives_503_then_recovers() {
     tokio::time::sleep(Duration::from_secs(8)).await;
     script("postgres", "start");
     let healed = Instant::now();
-    eventually("the API to accept writes again", || async {
-        let response = app.deposit(&wallets.ids[0], "1.00").await;
-        (response.status() == 201).then_some(())
-    })
-    .await;
+    writes_accepted_again(&app, &wallets.ids[0]).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let sent = load.finish().await;
     assert!(down_at.elapsed() > Duration::from_secs(8));
@@ -635,11 +640,7 @@ async fn s9_commits_lost_mid_commit_are_never_run_twice_and_never_credited_witho
     }
     drop(standby);
     let healed = Instant::now();
-    eventually("the API to accept writes again", || async {
-        let response = app.deposit(&wallets.ids[0], "1.00").await;
-        (response.status() == 201).then_some(())
-    })
-    .await;
+    writes_accepted_again(&app, &wallets.ids[0]).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let sent = load.finish().await;
     assert!(lost > 0, "the scenario lost some COMMIT answers");

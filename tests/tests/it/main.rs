@@ -31,3 +31,20 @@ mod service;
 mod store_errors;
 mod topics;
 mod wallet_api;
+
+/// Runs `cases` cases of `strategy` through `test` (which drives a real service) and panics
+/// with proptest's smallest failing input, shrunk at most 64 times.
+fn check_property<S: proptest::strategy::Strategy>(
+    cases: u32,
+    strategy: &S,
+    test: impl Fn(S::Value) -> Result<(), proptest::test_runner::TestCaseError>,
+) {
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases,
+        max_shrink_iters: 64,
+        ..proptest::test_runner::Config::default()
+    });
+    if let Err(failure) = runner.run(strategy, test) {
+        panic!("{failure}");
+    }
+}

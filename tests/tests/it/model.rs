@@ -3,7 +3,6 @@
 //! must agree with the model, and the ledger must hold its invariants.
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
 use uuid::Uuid;
 
 use wallet_hub_tests::{TestApp, spawn_app};
@@ -276,15 +275,7 @@ async fn run_case(app: &TestApp, ops: &[Op]) -> Result<(), TestCaseError> {
 fn random_command_sequences_agree_with_the_model_and_keep_the_ledger_balanced() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let app = runtime.block_on(spawn_app());
-    let mut runner = TestRunner::new(Config {
-        cases: 24,
-        max_shrink_iters: 64,
-        ..Config::default()
-    });
-    let result = runner.run(&prop::collection::vec(op(), 1..30), |ops| {
+    crate::check_property(24, &prop::collection::vec(op(), 1..30), |ops| {
         runtime.block_on(run_case(&app, &ops))
     });
-    if let Err(failure) = result {
-        panic!("{failure}");
-    }
 }

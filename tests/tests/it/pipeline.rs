@@ -15,7 +15,6 @@ use api::pipeline::{COMMIT_FAILED, COMMIT_LOST, Request, Submission, Writer};
 use api::write::IdempotencyKey;
 use domain::{Command, DecimalAmount, StatusAction, VersionCondition, WalletId};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
 use uuid::Uuid;
 use wallet_hub_tests::{TestApp, spawn_app};
 
@@ -481,17 +480,9 @@ async fn check_wallets(
 fn random_batches_agree_with_the_model_even_when_commit_answers_are_lost_or_commits_fail() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let world = runtime.block_on(world());
-    let mut runner = TestRunner::new(Config {
-        cases: 24,
-        max_shrink_iters: 64,
-        ..Config::default()
-    });
-    let result = runner.run(&prop::collection::vec(batch(), 1..8), |batches| {
+    crate::check_property(24, &prop::collection::vec(batch(), 1..8), |batches| {
         runtime.block_on(run_case(&world, &batches))
     });
-    if let Err(failure) = result {
-        panic!("{failure}");
-    }
 }
 
 /// Keyless deposits through HTTP whose COMMIT lost its answer after committing, or failed
