@@ -54,7 +54,6 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use outbox::DomainEventPublisher;
 use serde::Deserialize;
 use sqlx::PgPool;
 
@@ -114,7 +113,6 @@ pub struct ApiConfig {
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub pool: PgPool,
-    pub publisher: DomainEventPublisher,
     /// Wakes the relays after a write commits.
     pub waker: outbox::CommitWaker,
     pub idempotency_ttl_hours: u32,

@@ -83,7 +83,6 @@ async fn create_user(
     let email = Email::parse(&request.email).map_err(|e| ApiError::Validation(e.to_string()))?;
     let name = UserName::parse(&request.name).map_err(|e| ApiError::Validation(e.to_string()))?;
     let body = serde_json::to_value(&request).map_err(ApiError::internal)?;
-    let publisher = state.publisher;
     let owner = caller.actor();
     let operation = write::operation(move |conn| {
         let (email, name, ctx, owner) = (email.clone(), name.clone(), ctx.clone(), owner.clone());
@@ -92,7 +91,7 @@ async fn create_user(
                 EventContext::new(Utc::now(), ctx.correlation_id.clone()).acted_by(owner.clone());
             let (user, event) = User::create(UserId::new(), email, name, &event_ctx);
             users::insert(&mut *conn, &user, &owner).await?;
-            publish(publisher, &mut *conn, event.into()).await?;
+            publish(&mut *conn, event.into()).await?;
             Reply::created(
                 UserResponse::from(&user),
                 Some(format!("/v1/users/{}", user.id())),

@@ -23,7 +23,6 @@ use axum::response::{IntoResponse, Response};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use domain::DomainEvent;
 use futures::future::BoxFuture;
-use outbox::DomainEventPublisher;
 use sha2::{Digest, Sha256};
 use sqlx::{Acquire, PgConnection};
 use store::idempotency::{self, Claim};
@@ -176,12 +175,7 @@ pub async fn execute(
     operation: &Operation<'_>,
 ) -> Result<Response, ApiError> {
     let hash = request_hash(write.request);
-    let mut delays = ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(5))
-        .with_max_delay(Duration::from_millis(200))
-        .with_jitter()
-        .with_max_times(8)
-        .build();
+    let mut delays = contention_backoff().take(8);
     loop {
         match attempt(state, &write, &hash, operation).await {
             Err(ApiError::Contention(error)) => match delays.next() {
@@ -198,6 +192,17 @@ pub async fn execute(
             other => return other,
         }
     }
+}
+
+/// The pauses between tries of a transaction that lost to contention (a serialization
+/// failure, a deadlock): 5 ms doubling to 200 ms, jittered, unbounded (callers bound them).
+pub(crate) fn contention_backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(5))
+        .with_max_delay(Duration::from_millis(200))
+        .with_jitter()
+        .without_max_times()
+        .build()
 }
 
 /// The hash that recognises a retry of the same request (its whole body).
@@ -278,13 +283,19 @@ pub(crate) fn replay(stored: idempotency::StoredAnswer) -> Result<Response, ApiE
 
 /// Writes `event` to the outbox in the change's transaction, with the trace context of the
 /// current request; a database error keeps its class, so contention is retried.
-pub(crate) async fn publish(
-    publisher: DomainEventPublisher,
-    conn: &mut PgConnection,
-    event: DomainEvent,
-) -> Result<(), ApiError> {
-    publisher
-        .publish(conn, &event, &TraceHeaders::current())
-        .await?;
+pub(crate) async fn publish(conn: &mut PgConnection, event: DomainEvent) -> Result<(), ApiError> {
+    outbox::publish(conn, &event, &TraceHeaders::current()).await?;
     Ok(())
+}
+
+/// A client span around one database transaction (OpenTelemetry database conventions);
+/// the outbox row written inside it carries this span's context.
+pub(crate) fn db_transaction_span(operation: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "db.transaction",
+        otel.kind = "client",
+        otel.name = format!("transaction {operation}"),
+        db.system.name = "postgresql",
+        db.operation.name = operation,
+    )
 }

@@ -1,6 +1,7 @@
 //! Consumers of Wallet Hub's own events.
 //!
-//! - [`notifications`]: the `NotificationService` (welcome notifications).
+//! - [`notifications`]: [`send_welcomes`], the design's `NotificationService` (welcome
+//!   notifications).
 //! - [`wallet_created`]: `WalletCreatedEventConsumer`, which sends the welcome notification.
 //! - [`activity`]: `WalletActivityProjection`, which feeds the per-wallet activity read model.
 //! - [`analytics`]: `VolumeProjection` and `VelocityAlerts`, which read the analytics job's
@@ -35,5 +36,5 @@ pub fn consumed_event_types() -> Vec<domain::EventType> {
     types.dedup();
     types
 }
-pub use notifications::NotificationService;
+pub use notifications::send_welcomes;
 pub use wallet_created::WalletCreatedEventConsumer;

@@ -5,12 +5,11 @@ use kafka::{EventHandler, HandlerError, Outcome, ReceivedEvent};
 use sqlx::PgPool;
 
 use crate::errors::classify;
-use crate::notifications::NotificationService;
+use crate::notifications::send_welcomes;
 
 #[derive(Debug, Clone)]
 pub struct WalletCreatedEventConsumer {
     pool: PgPool,
-    notifications: NotificationService,
 }
 
 impl WalletCreatedEventConsumer {
@@ -19,10 +18,7 @@ impl WalletCreatedEventConsumer {
     pub const EVENT_TYPES: &'static [EventType] = &[EventType::WalletCreated];
 
     pub fn new(pool: PgPool) -> Self {
-        Self {
-            pool,
-            notifications: NotificationService,
-        }
+        Self { pool }
     }
 }
 
@@ -72,11 +68,7 @@ impl EventHandler for WalletCreatedEventConsumer {
             .zip(&new)
             .filter_map(|(event, &new)| new.then_some(event))
             .collect();
-        let sent = self
-            .notifications
-            .send_welcomes(&mut tx, &fresh)
-            .await
-            .map_err(classify)?;
+        let sent = send_welcomes(&mut tx, &fresh).await.map_err(classify)?;
         tx.commit().await.map_err(classify)?;
         for (event, sent) in fresh.iter().zip(sent) {
             tracing::info!(wallet_id = %event.wallet_id, sent, "welcome notification");

@@ -1,7 +1,7 @@
 //! The transactional outbox.
 //!
-//! - [`publisher`]: [`DomainEventPublisher`] writes an event as an `outbox` row inside the
-//!   caller's transaction, so the event exists if and only if the state change committed.
+//! - [`publisher`]: [`publish`] and [`publish_many`] write events as `outbox` rows inside
+//!   the caller's transaction, so an event exists if and only if its state change committed.
 //! - [`store`]: the relay's queries over `outbox`.
 //! - [`audit`]: reconciliation queries for `wallet-hub audit` (outbox against the ledger,
 //!   the Kafka topics and the activity consumer's inbox).
@@ -17,6 +17,6 @@ pub mod relay;
 pub mod store;
 pub mod wake;
 
-pub use publisher::{DomainEventPublisher, OUTBOX_CHANNEL, OutboxError};
+pub use publisher::{OUTBOX_CHANNEL, OutboxError, publish, publish_many};
 pub use relay::{Relay, RelayConfig, RelayError, RelayState, RelayStatus};
 pub use wake::CommitWaker;

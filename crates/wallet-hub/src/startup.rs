@@ -11,7 +11,7 @@ use consumers::{
 };
 use event_bindings::EventBindings;
 use kafka::{ConsumerOptions, ConsumerStatus, GroupTopics, KafkaProbe, LagReader};
-use outbox::{CommitWaker, DomainEventPublisher, Relay};
+use outbox::{CommitWaker, Relay};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -186,7 +186,6 @@ impl Application {
         if let (Some(listener), Some(verifier), Some(pool)) =
             (api_listener, verifier, pools.api.clone())
         {
-            let publisher = DomainEventPublisher::new();
             let waker = if settings.relay.notify {
                 CommitWaker::spawn(pool.connect_options().as_ref().clone(), shutdown.clone())
             } else {
@@ -194,7 +193,6 @@ impl Application {
             };
             let writer = api::pipeline::Writer::new(
                 pool.clone(),
-                publisher,
                 waker.clone(),
                 settings.api.idempotency_ttl_hours,
                 Duration::from_millis(settings.api.commit_outcome_wait_ms),
@@ -216,7 +214,6 @@ impl Application {
             };
             let state = AppState {
                 pool: pool.clone(),
-                publisher,
                 waker,
                 idempotency_ttl_hours: settings.api.idempotency_ttl_hours,
                 verifier,

@@ -171,7 +171,8 @@ impl Load {
                                 }),
                             ),
                         };
-                        let key = (!mixed || seed % 2 == 0).then(|| Uuid::now_v7().to_string());
+                        let key =
+                            (!mixed || seed.is_multiple_of(2)).then(|| Uuid::now_v7().to_string());
                         let correlation = Uuid::now_v7().to_string();
                         let mut request = client
                             .post(format!("{base}{path}"))

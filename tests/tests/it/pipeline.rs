@@ -267,7 +267,6 @@ async fn world() -> World {
     let app = spawn_app().await;
     let writer = Writer::new(
         app.pool.clone(),
-        outbox::DomainEventPublisher::new(),
         outbox::CommitWaker::disabled(),
         24,
         std::time::Duration::from_secs(2),

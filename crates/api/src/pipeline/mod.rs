@@ -39,9 +39,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::response::Response;
-use backon::{BackoffBuilder, ExponentialBuilder};
 use domain::{Command, VersionCondition};
-use outbox::{CommitWaker, DomainEventPublisher};
+use outbox::CommitWaker;
 use sqlx::PgPool;
 use telemetry::TraceHeaders;
 use telemetry::metrics as telemetry_metrics;
@@ -111,7 +110,6 @@ impl Submission {
 #[derive(Debug, Clone)]
 pub struct Writer {
     pool: PgPool,
-    publisher: DomainEventPublisher,
     waker: CommitWaker,
     idempotency_ttl_hours: u32,
     outcome_wait: Duration,
@@ -137,14 +135,12 @@ impl Writer {
     /// (`api.commit_outcome_wait_ms`).
     pub fn new(
         pool: PgPool,
-        publisher: DomainEventPublisher,
         waker: CommitWaker,
         idempotency_ttl_hours: u32,
         outcome_wait: Duration,
     ) -> Self {
         Self {
             pool,
-            publisher,
             waker,
             idempotency_ttl_hours,
             outcome_wait,
@@ -181,11 +177,7 @@ impl Writer {
         mut live: Vec<usize>,
         answers: &mut [Option<Result<Response, ApiError>>],
     ) -> Result<(), Vec<usize>> {
-        let mut delays = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(5))
-            .with_max_delay(Duration::from_millis(200))
-            .with_jitter()
-            .build();
+        let mut delays = crate::write::contention_backoff();
         let mut attempts = 0;
         loop {
             // A request abandoned by its timeout (answered 503) is not run.
@@ -285,7 +277,7 @@ impl Pipeline {
 
     /// Runs `request` (in a `db.transaction` span of its own) and answers it.
     pub async fn submit(&self, request: Request) -> Result<Response, ApiError> {
-        let span = crate::wallets::db_transaction_span(request.command.name());
+        let span = crate::write::db_transaction_span(request.command.name());
         let submission = span.in_scope(|| Submission::new(request));
         async {
             let Some(queue) = &self.queue else {

@@ -91,7 +91,7 @@ pub(super) async fn attempt(
     let answers = answers_to_store(batch, &slots, &mut stored);
 
     // 4. The writes, one statement each.
-    write(writer, &mut tx, batch, &changes, &wallets).await?;
+    write(&mut tx, batch, &changes, &wallets).await?;
     idempotency::record_answers(&mut tx, &answers).await?;
     idempotency::release_many(&mut tx, &released).await?;
 
@@ -122,9 +122,9 @@ pub(super) async fn attempt(
         .collect())
 }
 
-/// 1. Claims the batch's idempotency keys: the first use of a key in the batch claims it;
-/// returns the answers stored before for keys answered earlier (what their followers in
-/// the batch replay).
+/// Step 1: claims the batch's idempotency keys (the first use of a key in the batch claims
+/// it); returns the answers stored before for keys answered earlier (what their followers
+/// in the batch replay).
 async fn claim_keys(
     writer: &Writer,
     tx: &mut sqlx::PgConnection,
@@ -184,8 +184,8 @@ async fn claim_keys(
     Ok(stored)
 }
 
-/// 3. Decides every request still to run, in arrival order; returns the accepted changes
-/// and the keys to give back (requests refused in a way that is not stored).
+/// Step 3: decides every request still to run, in arrival order; returns the accepted
+/// changes and the keys to give back (requests refused in a way that is not stored).
 fn decide_all<'b>(
     batch: &[&'b Submission],
     slots: &mut [Slot],
@@ -279,9 +279,8 @@ fn answers_to_store<'b>(
     answers
 }
 
-/// 4. Writes the accepted changes: wallets, ledger postings, status changes, outbox rows.
+/// Step 4: writes the accepted changes: wallets, ledger postings, status changes, outbox rows.
 async fn write(
-    writer: &Writer,
     tx: &mut sqlx::PgConnection,
     batch: &[&Submission],
     changes: &[Change],
@@ -337,7 +336,7 @@ async fn write(
         .iter()
         .map(|change| (&change.decision.event, &batch[change.index].trace))
         .collect();
-    writer.publisher.publish_many(tx, &events).await?;
+    outbox::publish_many(tx, &events).await?;
     Ok(())
 }
 

@@ -87,18 +87,6 @@ pub(crate) async fn find_readable(
     }
 }
 
-/// A client span around one database transaction (OpenTelemetry database conventions);
-/// the outbox row written inside it carries this span's context.
-pub(crate) fn db_transaction_span(operation: &'static str) -> tracing::Span {
-    tracing::info_span!(
-        "db.transaction",
-        otel.kind = "client",
-        otel.name = format!("transaction {operation}"),
-        db.system.name = "postgresql",
-        db.operation.name = operation,
-    )
-}
-
 pub(crate) fn wallet_not_found(id: WalletId) -> ApiError {
     ApiError::NotFound {
         resource: "wallet",
@@ -140,7 +128,6 @@ async fn create_wallet(
         .parse()
         .map_err(|e: domain::MoneyError| ApiError::Validation(e.to_string()))?;
     let body = serde_json::to_value(&request).map_err(ApiError::internal)?;
-    let publisher = state.publisher;
     let operation = write::operation(move |conn| {
         let (name, ctx, caller) = (name.clone(), ctx.clone(), caller.clone());
         Box::pin(
@@ -154,11 +141,11 @@ async fn create_wallet(
                     &event_context(&ctx, &caller.actor()),
                 );
                 wallets::insert(&mut *conn, &wallet).await?;
-                publish(publisher, &mut *conn, event.into()).await?;
+                publish(&mut *conn, event.into()).await?;
                 let location = format!("/v1/wallets/{}", wallet.id());
                 Reply::created(WalletResponse::from(&wallet), Some(location))
             }
-            .instrument(db_transaction_span("create wallet")),
+            .instrument(write::db_transaction_span("create wallet")),
         )
     });
     let write = Write {

@@ -48,7 +48,8 @@ pub(super) async fn deposit(
     ValidJson(request): ValidJson<AmountRequest>,
 ) -> Result<Response, ApiError> {
     caller.require(DEPOSIT_SCOPE)?;
-    move_money(state, caller, ctx, key, deposit_of, id, expected, request).await
+    let deposit = |amount| Command::Deposit { wallet: id, amount };
+    move_money(state, caller, ctx, key, deposit, expected, request).await
 }
 
 #[utoipa::path(
@@ -78,17 +79,8 @@ pub(super) async fn withdraw(
     IfMatch(expected): IfMatch,
     ValidJson(request): ValidJson<AmountRequest>,
 ) -> Result<Response, ApiError> {
-    move_money(
-        state,
-        caller,
-        ctx,
-        key,
-        withdrawal_of,
-        id,
-        expected,
-        request,
-    )
-    .await
+    let withdrawal = |amount| Command::Withdraw { wallet: id, amount };
+    move_money(state, caller, ctx, key, withdrawal, expected, request).await
 }
 
 /// A deposit or a withdrawal: parsed here, run by the write pipeline.
@@ -97,8 +89,7 @@ async fn move_money(
     caller: Caller,
     ctx: RequestContext,
     key: Option<IdempotencyKey>,
-    command: fn(WalletId, DecimalAmount) -> Command,
-    wallet: WalletId,
+    command: impl FnOnce(DecimalAmount) -> Command,
     if_match: Option<Condition>,
     request: AmountRequest,
 ) -> Result<Response, ApiError> {
@@ -106,7 +97,7 @@ async fn move_money(
     let amount = parse_amount(&request.amount)?;
     let body = serde_json::to_value(&request).map_err(ApiError::internal)?;
     let request = Request {
-        command: command(wallet, amount),
+        command: command(amount),
         caller,
         ctx,
         key,
@@ -114,12 +105,4 @@ async fn move_money(
         if_match,
     };
     state.pipeline.submit(request).await
-}
-
-fn deposit_of(wallet: WalletId, amount: DecimalAmount) -> Command {
-    Command::Deposit { wallet, amount }
-}
-
-fn withdrawal_of(wallet: WalletId, amount: DecimalAmount) -> Command {
-    Command::Withdraw { wallet, amount }
 }
