@@ -9,6 +9,7 @@
 //!   characters) written as a pattern; a test holds the two together.
 //! - Currencies: the ISO 4217 codes the domain accepts, listed as an enum.
 //! - Cursors: the item ids this API hands out as `next_cursor` (lower-case UUIDs).
+//! - `Idempotency-Key`: 1 to 255 visible ASCII characters.
 //!
 //! What depends on state cannot be in a schema and is answered 422 with its own type: an
 //! amount with more decimal places than *this* wallet's currency, a balance that would
@@ -133,6 +134,32 @@ pub(crate) fn currency_schema() -> Object {
         ))
         .enum_values(Some(codes))
         .examples(["USD"])
+        .build()
+}
+
+/// `Idempotency-Key`: 1 to 255 visible ASCII characters.
+const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]{1,255}$";
+static IDEMPOTENCY_KEY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(IDEMPOTENCY_KEY_PATTERN).expect("the Idempotency-Key pattern compiles")
+});
+
+/// An `Idempotency-Key` header's value: 400 unless the document would call it valid.
+pub(crate) fn idempotency_key(text: &str) -> Result<&str, ApiError> {
+    if IDEMPOTENCY_KEY.is_match(text) {
+        Ok(text)
+    } else {
+        Err(ApiError::MalformedRequest(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters".to_owned(),
+        ))
+    }
+}
+
+pub(crate) fn idempotency_key_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::new(Type::String))
+        .min_length(Some(1))
+        .max_length(Some(255))
+        .pattern(Some(IDEMPOTENCY_KEY_PATTERN))
         .build()
 }
 

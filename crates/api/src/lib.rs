@@ -128,7 +128,7 @@ pub struct AppState {
 pub fn router(state: AppState, config: &ApiConfig) -> Router {
     let limits = Arc::new(limits::Limits::new(config));
     let timeout_ms = config.request_timeout_ms;
-    openapi::router(state.verifier.clone(), limits)
+    openapi::router(state.verifier.clone(), limits, config.idempotency_ttl_hours)
         .merge(contracts::router())
         .merge(problem_types::router())
         .fallback(error::not_found_fallback)

@@ -172,6 +172,33 @@ impl Modify for Links {
     }
 }
 
+/// The description of every `Idempotency-Key` parameter, with how long answers are kept
+/// (`api.idempotency_ttl_hours`), so the document says what this deployment does.
+#[derive(Debug)]
+pub(crate) struct IdempotencyTtl(pub u32);
+
+impl Modify for IdempotencyTtl {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let description = format!(
+            "Makes retries safe: the first answer to a key is stored for {} h \
+             (`api.idempotency_ttl_hours`) and replayed to the same caller for the same \
+             method, path and body",
+            self.0
+        );
+        for item in openapi.paths.paths.values_mut() {
+            for operation in operations_mut(item) {
+                for parameter in operation.parameters.iter_mut().flatten() {
+                    if let RefOr::T(parameter) = parameter
+                        && parameter.name == "Idempotency-Key"
+                    {
+                        parameter.description = Some(description.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The operations of a path item.
 fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
     [
@@ -185,11 +212,13 @@ fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
     .flatten()
 }
 
-/// The document's paths with what [`ApiDoc`]'s modifiers add to every operation.
-fn finish(mut document: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+/// The document's paths with what [`ApiDoc`]'s modifiers add to every operation, for a
+/// deployment that keeps idempotency answers `ttl_hours`.
+fn finish(mut document: utoipa::openapi::OpenApi, ttl_hours: u32) -> utoipa::openapi::OpenApi {
     BearerSecurity.modify(&mut document);
     CommonHeaders.modify(&mut document);
     Links.modify(&mut document);
+    IdempotencyTtl(ttl_hours).modify(&mut document);
     document
 }
 
@@ -203,10 +232,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(analytics::router())
 }
 
-/// The document served at `/openapi.json`.
-pub fn document() -> utoipa::openapi::OpenApi {
+/// The document served at `/openapi.json` by a deployment that keeps idempotency answers
+/// `ttl_hours` (`api.idempotency_ttl_hours`).
+pub fn document(ttl_hours: u32) -> utoipa::openapi::OpenApi {
     let (_, document) = routes().split_for_parts();
-    finish(document)
+    finish(document, ttl_hours)
 }
 
 /// The API's routes behind [`crate::caller::authenticate`], plus `/openapi.json` and
@@ -217,9 +247,10 @@ pub fn document() -> utoipa::openapi::OpenApi {
 pub fn router(
     verifier: auth::Verifier,
     limits: std::sync::Arc<crate::limits::Limits>,
+    ttl_hours: u32,
 ) -> Router<AppState> {
     let (routes, document) = routes().split_for_parts();
-    let document = finish(document);
+    let document = finish(document, ttl_hours);
     routes
         .layer(axum::middleware::from_fn_with_state(
             limits.clone(),
@@ -258,7 +289,7 @@ mod tests {
 
     #[test]
     fn every_operation_documents_the_problems_that_any_request_can_cause() {
-        let doc = serde_json::to_value(document()).expect("document as JSON");
+        let doc = serde_json::to_value(document(24)).expect("document as JSON");
         let operations = operations(&doc);
         assert_eq!(operations.len(), 16, "every operation is in the document");
         for (method, path, operation) in operations {
@@ -294,7 +325,7 @@ mod tests {
 
     #[test]
     fn every_post_accepts_an_idempotency_key_and_every_operation_the_tracing_headers() {
-        let doc = serde_json::to_value(document()).expect("document as JSON");
+        let doc = serde_json::to_value(document(24)).expect("document as JSON");
         for (method, path, operation) in operations(&doc) {
             let headers: Vec<&str> = operation["parameters"]
                 .as_array()
@@ -336,8 +367,46 @@ mod tests {
     }
 
     #[test]
+    fn the_idempotency_key_states_the_configured_ttl_and_the_grammar_the_server_checks() {
+        let doc = serde_json::to_value(document(72)).expect("document as JSON");
+        let mut seen = 0;
+        for (method, path, operation) in operations(&doc) {
+            let parameters = operation["parameters"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for key in parameters.iter().filter(|p| p["name"] == "Idempotency-Key") {
+                seen += 1;
+                let description = key["description"].as_str().unwrap_or_default();
+                assert!(
+                    description.contains("72 h"),
+                    "{method} {path}: {description}"
+                );
+                let pattern = key["schema"]["pattern"].as_str().expect("a pattern");
+                let regex = regex::Regex::new(pattern).expect("the pattern compiles");
+                for (value, valid) in [
+                    ("k".repeat(255), true),
+                    ("k".repeat(256), false),
+                    (String::new(), false),
+                    ("a b".to_owned(), false),
+                    ("~!".to_owned(), true),
+                    ("é".to_owned(), false),
+                ] {
+                    assert_eq!(regex.is_match(&value), valid, "document on {value:?}");
+                    assert_eq!(
+                        crate::grammar::idempotency_key(&value).is_ok(),
+                        valid,
+                        "server on {value:?}"
+                    );
+                }
+            }
+        }
+        assert!(seen > 0, "some operation takes an Idempotency-Key");
+    }
+
+    #[test]
     fn what_is_created_links_to_what_can_be_done_with_it() {
-        let doc = serde_json::to_value(document()).expect("document as JSON");
+        let doc = serde_json::to_value(document(24)).expect("document as JSON");
         let ids: Vec<String> = operations(&doc)
             .iter()
             .filter_map(|(_, _, op)| op["operationId"].as_str().map(str::to_owned))
@@ -375,7 +444,7 @@ mod tests {
 
     #[test]
     fn request_schemas_carry_the_rules_the_server_enforces() {
-        let doc = serde_json::to_value(document()).expect("document as JSON");
+        let doc = serde_json::to_value(document(24)).expect("document as JSON");
         let schemas = &doc["components"]["schemas"];
         for name in [
             "CreateUserRequest",
@@ -411,7 +480,7 @@ mod tests {
 
     #[test]
     fn every_error_answer_is_documented_as_a_problem() {
-        let doc = serde_json::to_value(document()).expect("document as JSON");
+        let doc = serde_json::to_value(document(24)).expect("document as JSON");
         for (method, path, operation) in operations(&doc) {
             let responses = operation["responses"].as_object().expect("responses");
             let errors = responses

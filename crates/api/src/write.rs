@@ -120,23 +120,16 @@ fn idempotency_key(
     let Some(value) = headers.get(&IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
-    let key = value.to_str().map_err(|_| malformed_key())?;
+    // A value that is not even text breaks the grammar too.
+    let key = value.to_str().unwrap_or("\u{0}");
     IdempotencyKey::new(caller, route, key).map(Some)
-}
-
-fn malformed_key() -> ApiError {
-    ApiError::MalformedRequest(
-        "Idempotency-Key must be 1 to 255 visible ASCII characters".to_owned(),
-    )
 }
 
 impl IdempotencyKey {
     /// `key` of `caller`, for the request `route` (method and concrete path); 400 unless it
-    /// is 1 to 255 visible ASCII characters.
+    /// follows the grammar ([`crate::grammar::idempotency_key`]).
     pub fn new(caller: &Caller, route: String, key: &str) -> Result<Self, ApiError> {
-        if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(malformed_key());
-        }
+        let key = crate::grammar::idempotency_key(key)?;
         Ok(IdempotencyKey {
             caller: caller.idempotency_scope(),
             route,

@@ -12,14 +12,12 @@ use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Header)]
 pub struct IdempotencyHeaders {
-    /// Makes retries safe: the first answer to a key is stored for 24 h and replayed to
-    /// the same caller for the same method, path and body
+    /// Makes retries safe (the served document states for how long: see
+    /// [`super::IdempotencyTtl`])
     #[param(
         rename = "Idempotency-Key",
         nullable = false,
-        min_length = 1,
-        max_length = 255,
-        pattern = "^[!-~]+$"
+        schema_with = crate::grammar::idempotency_key_schema
     )]
     pub idempotency_key: Option<String>,
 }
