@@ -29,9 +29,10 @@ struct Settled {
 
 impl Relay {
     /// Publishes until the queue is empty. Once batch N's delivery reports are in, batch
-    /// N+1 is encoded and enqueued while, on the session, N's outcome is recorded and
-    /// committed and then N+2 is read. Stops early, after recording what was delivered, on
-    /// a fatal producer error or an infrastructure failure, and says which.
+    /// N+1 is encoded and enqueued (in rounds when a key repeats in it) while, on the
+    /// session, N's outcome is recorded and committed and then N+2 is read. Stops early,
+    /// after recording what was delivered, on a fatal producer error or an infrastructure
+    /// failure, and says which.
     pub(super) async fn drain(
         &self,
         conn: &mut PgConnection,
@@ -82,9 +83,9 @@ impl Relay {
                 }
                 Ok(store::fetch_pending(&mut *conn, limit, &exclude).await?)
             };
-            // The statements are sent first; PostgreSQL runs them while this task encodes.
-            let (read, batch) =
-                tokio::join!(on_session, async { self.dispatch(rows, &failed_keys) });
+            // The statements are sent first; PostgreSQL runs them while this task encodes,
+            // and while the batch's later rounds (keys that repeat) wait for their turn.
+            let (read, batch) = tokio::join!(on_session, self.dispatch(rows, &failed_keys));
             in_flight = Some(batch);
             next = read?;
         }
