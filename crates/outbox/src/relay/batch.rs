@@ -5,7 +5,7 @@
 //! and unsent (the infrastructure's fault: nothing counts, the circuit opens). Nothing here
 //! touches the database.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::error::Error as StdError;
 
 use futures::future::join_all;
@@ -23,7 +23,8 @@ pub(super) struct BatchOutcome {
     pub(super) fetched: usize,
     pub(super) published: usize,
     pub(super) failed: usize,
-    /// Not attempted because an earlier row of the same key failed.
+    /// Not attempted: an earlier row of the same key was not delivered, or the batch
+    /// stopped at an infrastructure failure.
     pub(super) held: usize,
     /// Rows that reached the attempt limit in this batch and parked.
     pub(super) parked: u64,
@@ -55,10 +56,33 @@ pub(super) struct Acked {
     /// Rows not delivered, with their errors (same order).
     pub(super) failed_ids: Vec<i64>,
     pub(super) errors: Vec<String>,
-    /// Keys with a failed or unsent row: their later rows wait.
-    pub(super) failed_keys: HashSet<Uuid>,
+    /// Where the keys with a row not delivered (failed, unsent or held back) start: their
+    /// later rows wait.
+    pub(super) undelivered: Undelivered,
     /// The first infrastructure failure of the batch: the relay opens its circuit.
     pub(super) outage: Option<String>,
+}
+
+/// The lowest id of each key that has a row a batch did not deliver (failed, unsent or held
+/// back). A later row of such a key waits, in this batch and the next: the next batch was
+/// read while this one was in flight, so it can hold a key's later rows without the
+/// undelivered ones (those were left out of its read), and those must not overtake them.
+#[derive(Debug, Default)]
+pub(super) struct Undelivered(HashMap<Uuid, i64>);
+
+impl Undelivered {
+    /// Notes a row that was not delivered.
+    fn note(&mut self, row: &PendingRow) {
+        let first = self.0.entry(row.aggregate_id).or_insert(row.id);
+        *first = (*first).min(row.id);
+    }
+
+    /// True when an earlier row of `row`'s key was not delivered.
+    fn blocks(&self, row: &PendingRow) -> bool {
+        self.0
+            .get(&row.aggregate_id)
+            .is_some_and(|&first| first < row.id)
+    }
 }
 
 /// One round of a batch, enqueued.
@@ -75,23 +99,24 @@ struct RoundPlan {
     now: Vec<PendingRow>,
     /// The other rows of those keys, in id order: the next round's.
     later: Vec<PendingRow>,
-    /// Rows of held-back keys: not sent, no attempt counted.
-    held: usize,
+    /// Rows that wait behind an undelivered earlier row of their key: not sent, no
+    /// attempt counted.
+    held: Vec<PendingRow>,
 }
 
 /// Splits `rows` (in id order) into the rows of this round and those of the next: one row
 /// per key, so no key has two rows in flight at once and a key's row never goes out before
-/// the report of its earlier one is in. Rows of a key that `held_back` names go nowhere.
-fn plan_round(rows: Vec<PendingRow>, held_back: impl Fn(&Uuid) -> bool) -> RoundPlan {
+/// the report of its earlier one is in. Rows that `held_back` names go nowhere.
+fn plan_round(rows: Vec<PendingRow>, held_back: impl Fn(&PendingRow) -> bool) -> RoundPlan {
     let mut plan = RoundPlan {
         now: Vec::with_capacity(rows.len()),
         later: Vec::new(),
-        held: 0,
+        held: Vec::new(),
     };
     let mut keys = HashSet::with_capacity(rows.len());
     for row in rows {
-        if held_back(&row.aggregate_id) {
-            plan.held += 1;
+        if held_back(&row) {
+            plan.held.push(row);
         } else if keys.insert(row.aggregate_id) {
             plan.now.push(row);
         } else {
@@ -129,11 +154,17 @@ impl From<String> for SendFailure {
 }
 
 impl Acked {
+    /// Notes a row held back: not sent, no attempt counted.
+    fn hold(&mut self, row: &PendingRow) {
+        self.outcome.held += 1;
+        self.undelivered.note(row);
+    }
+
     /// Notes a row the producer would not take.
     fn enqueue_failed(&mut self, row: &PendingRow, failure: SendFailure) {
         published::count_failed(UNRESOLVED_TOPIC);
         self.outcome.producer_fatal |= failure.fatal;
-        self.failed_keys.insert(row.aggregate_id);
+        self.undelivered.note(row);
         if failure.infrastructure {
             self.outcome.unsent += 1;
             self.outage.get_or_insert(failure.error);
@@ -163,7 +194,7 @@ impl Acked {
                 self.outcome.producer_fatal |= error.is_fatal();
                 self.outcome.unsent += 1;
                 published::count_failed(topic);
-                self.failed_keys.insert(row.aggregate_id);
+                self.undelivered.note(row);
                 self.outage
                     .get_or_insert_with(|| telemetry::error_chain(&error));
             }
@@ -175,7 +206,7 @@ impl Acked {
                     error = &error as &dyn StdError,
                     "outbox row not delivered; will retry"
                 );
-                self.failed_keys.insert(row.aggregate_id);
+                self.undelivered.note(row);
                 self.failed_ids.push(row.id);
                 self.errors.push(telemetry::error_chain(&error));
             }
@@ -189,13 +220,13 @@ impl Relay {
     /// go in the next round, once every delivery report of this one is in. So no row is
     /// enqueued before the earlier rows of its key were acknowledged, and a batch in which
     /// no key repeats is one round. A row is held back, unsent and without an attempt
-    /// counted, when its key is in `failed_keys` (an earlier row of it failed in the
-    /// previous batch) or failed earlier in this one, at enqueue or in its report, or after
-    /// a fatal producer error or an infrastructure failure.
+    /// counted, when an earlier row of its key was not delivered, in the previous batch
+    /// (`previous`) or in this one (at enqueue or in its report), or after a fatal producer
+    /// error or an infrastructure failure.
     pub(super) async fn dispatch(
         &self,
         rows: Vec<PendingRow>,
-        failed_keys: &HashSet<Uuid>,
+        previous: &Undelivered,
     ) -> InFlight<'_> {
         let mut acked = Acked {
             outcome: BatchOutcome {
@@ -205,10 +236,10 @@ impl Relay {
             ..Acked::default()
         };
         let mut delivered = DeliveredByTopic::default();
-        let mut round = self.enqueue_round(rows, failed_keys, &mut acked);
+        let mut round = self.enqueue_round(rows, previous, &mut acked);
         while !round.later.is_empty() {
             collect_reports(round.sent, &mut acked, &mut delivered).await;
-            round = self.enqueue_round(round.later, failed_keys, &mut acked);
+            round = self.enqueue_round(round.later, previous, &mut acked);
         }
         InFlight {
             acked,
@@ -221,17 +252,19 @@ impl Relay {
     fn enqueue_round(
         &self,
         rows: Vec<PendingRow>,
-        failed_keys: &HashSet<Uuid>,
+        previous: &Undelivered,
         acked: &mut Acked,
     ) -> Round<'_> {
-        let plan = plan_round(rows, |key| {
-            failed_keys.contains(key) || acked.failed_keys.contains(key)
+        let plan = plan_round(rows, |row| {
+            previous.blocks(row) || acked.undelivered.blocks(row)
         });
-        acked.outcome.held += plan.held;
+        for row in &plan.held {
+            acked.hold(row);
+        }
         let mut sent = Vec::with_capacity(plan.now.len());
         for row in plan.now {
             if acked.outcome.producer_fatal || acked.outage.is_some() {
-                acked.outcome.held += 1;
+                acked.hold(&row);
                 continue;
             }
             match self.send(&row) {
@@ -343,6 +376,14 @@ mod tests {
         }
     }
 
+    /// Rows with ids 1, 2, ... of the given keys.
+    fn rows(keys: &[Uuid]) -> Vec<PendingRow> {
+        keys.iter()
+            .zip(1..)
+            .map(|(key, id)| row(id, *key))
+            .collect()
+    }
+
     fn ids(rows: &[PendingRow]) -> Vec<i64> {
         rows.iter().map(|row| row.id).collect()
     }
@@ -350,39 +391,51 @@ mod tests {
     #[test]
     fn a_round_takes_the_first_row_of_each_key_and_leaves_the_rest_in_order_for_the_next() {
         let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-        let rows = [a, b, a, c, a, b]
-            .into_iter()
-            .zip(1..)
-            .map(|(key, id)| row(id, key))
-            .collect();
-        let first = plan_round(rows, |_| false);
+        let first = plan_round(rows(&[a, b, a, c, a, b]), |_| false);
         assert_eq!(ids(&first.now), [1, 2, 4]);
         assert_eq!(ids(&first.later), [3, 5, 6]);
-        assert_eq!(first.held, 0);
+        assert!(first.held.is_empty());
 
         // B's first row failed: its next row goes nowhere, A's next goes alone.
-        let second = plan_round(first.later, |key| *key == b);
+        let mut undelivered = Undelivered::default();
+        undelivered.note(&first.now[1]);
+        let second = plan_round(first.later, |row| undelivered.blocks(row));
         assert_eq!(ids(&second.now), [3]);
         assert_eq!(ids(&second.later), [5]);
-        assert_eq!(second.held, 1);
+        assert_eq!(ids(&second.held), [6]);
 
-        let third = plan_round(second.later, |key| *key == b);
+        let third = plan_round(second.later, |row| undelivered.blocks(row));
         assert_eq!(ids(&third.now), [5]);
         assert!(third.later.is_empty());
-        assert_eq!(
-            third.now.len() + third.held,
-            1,
-            "every row accounted for once"
-        );
+        assert!(third.held.is_empty());
     }
 
     #[test]
-    fn a_batch_without_a_repeated_key_is_one_round_and_a_held_key_sends_nothing() {
+    fn a_batch_without_a_repeated_key_is_one_round() {
         let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-        let rows = vec![row(1, a), row(2, b), row(3, c)];
-        let plan = plan_round(rows, |key| *key == b);
-        assert_eq!(ids(&plan.now), [1, 3]);
+        let plan = plan_round(rows(&[a, b, c]), |_| false);
+        assert_eq!(ids(&plan.now), [1, 2, 3]);
         assert!(plan.later.is_empty(), "one round");
-        assert_eq!(plan.held, 1);
+    }
+
+    #[test]
+    fn a_row_waits_behind_an_earlier_undelivered_row_of_its_key_and_only_behind_one() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        // The previous batch held back A's row 4 (behind a failure) and delivered B's.
+        let mut previous = Undelivered::default();
+        previous.note(&row(4, a));
+        previous.note(&row(9, a));
+        // This batch was read meanwhile: A's failed row 2 is due again, A's row 7 came after
+        // row 4, which this read left out (it was in flight).
+        let plan = plan_round(vec![row(2, a), row(6, b), row(7, a)], |row| {
+            previous.blocks(row)
+        });
+        assert_eq!(
+            ids(&plan.now),
+            [2, 6],
+            "row 2 is earlier than every row held"
+        );
+        assert_eq!(ids(&plan.held), [7], "row 7 would overtake row 4");
+        assert!(plan.later.is_empty());
     }
 }

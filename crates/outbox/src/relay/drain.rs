@@ -46,9 +46,9 @@ impl Relay {
                 Some(batch) => Some(self.await_reports(batch).await),
                 None => None,
             };
-            let failed_keys = acked
+            let undelivered = acked
                 .as_mut()
-                .map(|acked| std::mem::take(&mut acked.failed_keys))
+                .map(|acked| std::mem::take(&mut acked.undelivered))
                 .unwrap_or_default();
             let interrupted = Interrupted {
                 producer_fatal: acked
@@ -85,7 +85,7 @@ impl Relay {
             };
             // The statements are sent first; PostgreSQL runs them while this task encodes,
             // and while the batch's later rounds (keys that repeat) wait for their turn.
-            let (read, batch) = tokio::join!(on_session, self.dispatch(rows, &failed_keys));
+            let (read, batch) = tokio::join!(on_session, self.dispatch(rows, &undelivered));
             in_flight = Some(batch);
             next = read?;
         }
@@ -115,7 +115,7 @@ impl Relay {
             sent_ids,
             failed_ids,
             errors,
-            failed_keys: _,
+            undelivered: _,
             outage: _,
         } = acked;
         let dequeued = store::mark_sent(&mut *tx, &sent_ids).await?;

@@ -18,12 +18,13 @@
 //!    or backing-off rows and every later row of their keys;
 //! 2. enqueue the rows as CloudEvents keyed by their aggregate id, in id order and in
 //!    rounds: a round takes the earliest remaining row of each key, and the next round
-//!    goes out once every delivery report of this one is in. A row whose key already
-//!    failed (at enqueue or in its delivery report, in this batch or the one before) is
-//!    held back, unsent. So no row is enqueued before every earlier row of its key was
-//!    acknowledged, and one wallet's events never overtake each other, on its partition or
-//!    across topics: once a consumer sees a wallet's event, the wallet's earlier events are
-//!    on their topics. A batch in which no key repeats is one round;
+//!    goes out once every delivery report of this one is in. A row is held back, unsent,
+//!    behind an earlier row of its key that was not delivered (it failed at enqueue or in
+//!    its delivery report, or was held back itself) in this batch or the one before. So
+//!    no row is enqueued before every earlier row of its key was acknowledged, and one
+//!    wallet's events never overtake each other, on its partition or across topics: once
+//!    a consumer sees a wallet's event, the wallet's earlier events are on their topics.
+//!    A batch in which no key repeats is one round;
 //! 3. await all delivery reports, then in one transaction delete the delivered rows from
 //!    the queue (the `outbox` log keeps them for replay) and record an attempt and the
 //!    error on the others: a failed row backs off exponentially with jitter and parks after
@@ -50,11 +51,12 @@
 //! hot wallet goes out one row per round trip.
 //!
 //! **Pipelined:** batch N+1 is enqueued as soon as all of N's delivery reports are in,
-//! without the keys that failed in N. While it is encoded and enqueued, round after round,
-//! the relay's connection records N's outcome, commits, and reads N+2 (excluding N+1's
-//! rows). So Kafka, PostgreSQL and the encoder work at once, and the order guarantees are
-//! those of one batch at a time. (A crash before N's record commits re-sends N and N+1
-//! with the same CloudEvent ids.)
+//! holding back the rows behind those N did not deliver (N+1 was read while N was in
+//! flight, without N's rows). While it is encoded and enqueued, round after round, the
+//! relay's connection records N's outcome, commits, and reads N+2 (excluding N+1's rows).
+//! So Kafka, PostgreSQL and the encoder work at once, and the order guarantees are those
+//! of one batch at a time. (A crash before N's record commits re-sends N and N+1 with the
+//! same CloudEvent ids.)
 //!
 //! **Circuit breaking:** only a failure of the record itself (too large, an invalid or
 //! unknown topic, no authorization, an event that cannot be encoded) counts an attempt and
