@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::Message;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
@@ -32,6 +34,37 @@ pub async fn create_topics(brokers: &str, topics: &[&str]) {
     for result in results {
         result.expect("topic created");
     }
+}
+
+/// Makes `topic` refuse record batches larger than `bytes` (its `max.message.bytes`), and
+/// returns once the broker reports the new limit, so a record produced after it meets it.
+pub async fn limit_message_size(brokers: &str, topic: &str, bytes: usize) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    let size = bytes.to_string();
+    let config = AlterConfig::new(ResourceSpecifier::Topic(topic)).set("max.message.bytes", &size);
+    let results = admin
+        .alter_configs(&[config], &AdminOptions::new())
+        .await
+        .expect("alter configs");
+    for result in results {
+        result.expect("topic config changed");
+    }
+    crate::eventually(
+        "the broker to report the topic's new max.message.bytes",
+        || async {
+            let described = admin
+                .describe_configs(&[ResourceSpecifier::Topic(topic)], &AdminOptions::new())
+                .await
+                .expect("describe configs");
+            let resource = described.into_iter().next()?.ok()?;
+            let value = resource.get("max.message.bytes")?.value.as_deref()?;
+            (value == size).then_some(())
+        },
+    )
+    .await;
 }
 
 /// Reads `count` records from `topic` with a fresh consumer group, from the beginning.

@@ -4,7 +4,8 @@
 //! - [`app`]: [`spawn_app`] runs a whole service per test, with its own database, topics and
 //!   consumer group, and returns a [`TestApp`] to drive it;
 //! - [`binary`]: the workspace root and the service binary, for tests that run it;
-//! - [`broker`]: creating topics and reading the records the service published;
+//! - [`broker`]: creating topics, limiting their record size, and reading the records the
+//!   service published;
 //! - [`events`]: domain events and CloudEvents built as the service builds them;
 //! - [`logs`]: capturing what the in-process service logs;
 //! - [`contracts`]: every record the tests read that Wallet Hub published is checked
@@ -21,7 +22,7 @@ pub mod logs;
 use std::time::Duration;
 
 pub use app::{TestApp, Topics, spawn_app, spawn_app_with, start, test_settings};
-pub use broker::{create_topics, header, read_all_records, read_records};
+pub use broker::{create_topics, header, limit_message_size, read_all_records, read_records};
 pub use events::{cloud_event, deposit_event};
 
 /// Generous bound for anything that crosses Kafka; tests fail, not hang, past it.

@@ -646,24 +646,6 @@ pub async fn run_child(roles: &str) {
     let _ = app.run_until_stopped(CancellationToken::new()).await;
 }
 
-/// Makes `topic` refuse records larger than `bytes` (the broker's `max.message.bytes`).
-pub async fn limit_message_size(brokers: &str, topic: &str, bytes: usize) {
-    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("admin client");
-    let size = bytes.to_string();
-    let config = AlterConfig::new(ResourceSpecifier::Topic(topic)).set("max.message.bytes", &size);
-    let results = admin
-        .alter_configs(&[config], &AdminOptions::new())
-        .await
-        .expect("alter configs");
-    for result in results {
-        result.expect("topic config changed");
-    }
-}
-
 /// Writes `payload` to `topic` under `key`, with no headers: what anyone with write
 /// access to a topic can do.
 pub async fn produce_raw(brokers: &str, topic: &str, key: &str, payload: &[u8]) {

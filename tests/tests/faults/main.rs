@@ -328,7 +328,12 @@ async fn s7_a_poison_record_and_an_oversized_one_park_or_dead_letter_alone() {
     let app = spawn_app_with(fault_settings).await;
     let wallets = wallets(&app, 6).await;
     // Status events are too large for their topic from now on.
-    harness::limit_message_size(&app.settings.kafka.brokers, &app.topics.wallet_status, 64).await;
+    wallet_hub_tests::limit_message_size(
+        &app.settings.kafka.brokers,
+        &app.topics.wallet_status,
+        64,
+    )
+    .await;
     let load = Load::start(&app, &wallets, 2);
     tokio::time::sleep(Duration::from_secs(1)).await;
 

@@ -215,6 +215,104 @@ async fn an_unknown_event_type_stays_unsent_holds_back_its_key_and_lets_other_ke
 }
 
 #[tokio::test]
+async fn a_row_refused_in_its_delivery_report_holds_back_its_keys_later_row_and_both_arrive_in_order_after()
+ {
+    // The producer's MessageSets hold at most 64 KiB (a larger record goes alone), so X's
+    // large event and the deposit behind it never share one: the broker judges them apart,
+    // as it does whenever a MessageSet fills or one is already in flight.
+    let app = spawn_app_with(|settings| {
+        settings.relay.enabled = false;
+        settings.consumer.enabled = false;
+        settings
+            .kafka
+            .producer
+            .insert("batch.size".to_owned(), (64 * 1024).to_string());
+    })
+    .await;
+    let brokers = &app.settings.kafka.brokers;
+    let x = app.create_wallet_for(app.fixture_user().await, "USD").await;
+    let x_id: Uuid = x["id"].as_str().expect("id").parse().expect("uuid");
+    // X's first deposit event carries 256 KiB of random hex (an unknown field, which the
+    // schema allows): lz4 cannot shrink it under the topic's 64 KiB, and the producer's own
+    // limit (message.max.bytes, 1 MB) lets it through, so it fails in its delivery report,
+    // not at enqueue.
+    wallet_hub_tests::limit_message_size(brokers, &app.topics.funds_added, 64 * 1024).await;
+    let large = wallet_hub_tests::deposit_event(x_id, 100);
+    let large_id = large.metadata().event_id.as_uuid();
+    let mut payload = large.to_json().expect("serializes");
+    payload["padding"] = (0..8 * 1024)
+        .map(|_| Uuid::new_v4().simple().to_string())
+        .collect::<String>()
+        .into();
+    let large_row: i64 = sqlx::query_scalar(
+        "INSERT INTO outbox (event_id, event_type, aggregate_id, payload, occurred_at) \
+         VALUES ($1, 'FundsAdded', $2, $3, now()) RETURNING id",
+    )
+    .bind(large_id)
+    .bind(x_id)
+    .bind(&payload)
+    .fetch_one(&app.pool)
+    .await
+    .expect("insert the large row");
+    // X's next event, an ordinary deposit the topic takes.
+    assert_eq!(app.deposit(&x_id.to_string(), "1.00").await.status(), 201);
+    let (small_row, small_id): (i64, Uuid) =
+        sqlx::query_as("SELECT id, event_id FROM outbox WHERE aggregate_id = $1 AND id > $2")
+            .bind(x_id)
+            .bind(large_row)
+            .fetch_one(&app.pool)
+            .await
+            .expect("the deposit's row");
+
+    let row = |id: i64| {
+        let app = &app;
+        async move {
+            rows(app)
+                .await
+                .into_iter()
+                .find(|row| row.0 == id)
+                .expect("the row")
+        }
+    };
+    run_relay_until(
+        relay(&app, brokers),
+        "the large row's failed attempt to be recorded",
+        || async { (row(large_row).await.2 > 0).then_some(()) },
+    )
+    .await;
+    let (_, sent, attempts, error) = row(large_row).await;
+    assert!(!sent, "the large row is not delivered");
+    assert_eq!(attempts, 1, "its refusal counts one attempt");
+    assert!(
+        error
+            .as_deref()
+            .is_some_and(|e| e.to_lowercase().contains("too large")),
+        "{error:?}"
+    );
+    let (_, sent, attempts, _) = row(small_row).await;
+    assert!(!sent, "X's deposit is held back behind it, not delivered");
+    assert_eq!(attempts, 0, "nor attempted");
+
+    // The cause is lifted (the topic takes records up to the broker's default): X's events
+    // arrive, in outbox order, each once.
+    wallet_hub_tests::limit_message_size(brokers, &app.topics.funds_added, 1_048_588).await;
+    run_relay_until(
+        relay_polling(&app, brokers, 50),
+        "X's two deposits to be published",
+        || all_sent(&app),
+    )
+    .await;
+    let records = wallet_hub_tests::read_all_records(brokers, &app.topics.funds_added, 2).await;
+    let ids: Vec<Option<String>> = records.iter().map(|r| header(r, "ce_id")).collect();
+    assert_eq!(
+        ids,
+        [Some(large_id.to_string()), Some(small_id.to_string())],
+        "X's events on the topic in outbox order"
+    );
+    assert_eq!(records[0].partition(), records[1].partition());
+}
+
+#[tokio::test]
 async fn a_transaction_that_commits_late_with_a_lower_id_is_still_published() {
     let app = app_without_relay().await;
     let ctx = EventContext::new(Utc::now(), "late");

@@ -1,10 +1,11 @@
-//! One batch through Kafka: encode every row as a CloudEvent and enqueue it in id order,
-//! hold back the rows whose key already failed, then await the delivery reports and sort
-//! the rows into delivered, failed (the record's fault: an attempt counts) and unsent (the
-//! infrastructure's fault: nothing counts, the circuit opens). Nothing here touches the
-//! database.
+//! One batch through Kafka: encode every row as a CloudEvent and enqueue it in id order, in
+//! rounds that hold at most one row per key (a key's next row waits for the delivery report
+//! of the one before), hold back the rows whose key already failed, and sort the rows by
+//! their delivery reports into delivered, failed (the record's fault: an attempt counts)
+//! and unsent (the infrastructure's fault: nothing counts, the circuit opens). Nothing here
+//! touches the database.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::error::Error as StdError;
 
 use futures::future::join_all;
@@ -22,7 +23,8 @@ pub(super) struct BatchOutcome {
     pub(super) fetched: usize,
     pub(super) published: usize,
     pub(super) failed: usize,
-    /// Not attempted because an earlier row of the same key failed.
+    /// Not attempted: an earlier row of the same key was not delivered, or the batch
+    /// stopped at an infrastructure failure.
     pub(super) held: usize,
     /// Rows that reached the attempt limit in this batch and parked.
     pub(super) parked: u64,
@@ -33,21 +35,20 @@ pub(super) struct BatchOutcome {
     pub(super) producer_fatal: bool,
 }
 
-/// A batch handed to the producer, its delivery reports pending.
+/// A batch handed to the producer: its earlier rounds settled, the delivery reports of its
+/// last round pending.
 pub(super) struct InFlight<'r> {
-    outcome: BatchOutcome,
-    /// Rows enqueued, with their topic and delivery report, in id order.
-    sent: Vec<(PendingRow, &'r str, DeliveryFuture)>,
-    /// Rows that could not be enqueued, and why.
-    failed_ids: Vec<i64>,
-    errors: Vec<String>,
-    /// Keys with a failed row in this batch.
-    failed_keys: HashSet<Uuid>,
-    /// The first infrastructure failure: once set, nothing more is enqueued.
-    outage: Option<String>,
+    /// What the batch's rows came to so far: failures at enqueue and the reports of its
+    /// earlier rounds.
+    acked: Acked,
+    /// Rows delivered so far, by topic (counted once the batch is in).
+    delivered: DeliveredByTopic<'r>,
+    /// The last round: rows enqueued, with their topic and delivery report, in id order.
+    sent: Vec<Enqueued<'r>>,
 }
 
 /// A batch whose delivery reports are all in, not yet recorded.
+#[derive(Default)]
 pub(super) struct Acked {
     pub(super) outcome: BatchOutcome,
     /// Delivered rows.
@@ -55,11 +56,78 @@ pub(super) struct Acked {
     /// Rows not delivered, with their errors (same order).
     pub(super) failed_ids: Vec<i64>,
     pub(super) errors: Vec<String>,
-    /// Keys with a failed or unsent row: their later rows wait.
-    pub(super) failed_keys: HashSet<Uuid>,
+    /// Where the keys with a row not delivered (failed, unsent or held back) start: their
+    /// later rows wait.
+    pub(super) undelivered: Undelivered,
     /// The first infrastructure failure of the batch: the relay opens its circuit.
     pub(super) outage: Option<String>,
 }
+
+/// The lowest id of each key that has a row a batch did not deliver (failed, unsent or held
+/// back). A later row of such a key waits, in this batch and the next: the next batch was
+/// read while this one was in flight, so it can hold a key's later rows without the
+/// undelivered ones (those were left out of its read), and those must not overtake them.
+#[derive(Debug, Default)]
+pub(super) struct Undelivered(HashMap<Uuid, i64>);
+
+impl Undelivered {
+    /// Notes a row that was not delivered.
+    fn note(&mut self, row: &PendingRow) {
+        let first = self.0.entry(row.aggregate_id).or_insert(row.id);
+        *first = (*first).min(row.id);
+    }
+
+    /// True when an earlier row of `row`'s key was not delivered.
+    fn blocks(&self, row: &PendingRow) -> bool {
+        self.0
+            .get(&row.aggregate_id)
+            .is_some_and(|&first| first < row.id)
+    }
+}
+
+/// One round of a batch, enqueued.
+struct Round<'r> {
+    sent: Vec<Enqueued<'r>>,
+    /// Rows whose key has an earlier row in this round: they wait for its delivery report.
+    later: Vec<PendingRow>,
+}
+
+/// Which rows of a round go now.
+#[derive(Debug)]
+struct RoundPlan {
+    /// The earliest row of each key that is not held back, in id order.
+    now: Vec<PendingRow>,
+    /// The other rows of those keys, in id order: the next round's.
+    later: Vec<PendingRow>,
+    /// Rows that wait behind an undelivered earlier row of their key: not sent, no
+    /// attempt counted.
+    held: Vec<PendingRow>,
+}
+
+/// Splits `rows` (in id order) into the rows of this round and those of the next: one row
+/// per key, so no key has two rows in flight at once and a key's row never goes out before
+/// the report of its earlier one is in. Rows that `held_back` names go nowhere.
+fn plan_round(rows: Vec<PendingRow>, held_back: impl Fn(&PendingRow) -> bool) -> RoundPlan {
+    let mut plan = RoundPlan {
+        now: Vec::with_capacity(rows.len()),
+        later: Vec::new(),
+        held: Vec::new(),
+    };
+    let mut keys = HashSet::with_capacity(rows.len());
+    for row in rows {
+        if held_back(&row) {
+            plan.held.push(row);
+        } else if keys.insert(row.aggregate_id) {
+            plan.now.push(row);
+        } else {
+            plan.later.push(row);
+        }
+    }
+    plan
+}
+
+/// A row handed to the producer, with its topic and its pending delivery report.
+type Enqueued<'r> = (PendingRow, &'r str, DeliveryFuture);
 
 type DeliveryFuture = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<kafka::Delivered, ProduceError>> + Send>,
@@ -85,116 +153,147 @@ impl From<String> for SendFailure {
     }
 }
 
+impl Acked {
+    /// Notes a row held back: not sent, no attempt counted.
+    fn hold(&mut self, row: &PendingRow) {
+        self.outcome.held += 1;
+        self.undelivered.note(row);
+    }
+
+    /// Notes a row the producer would not take.
+    fn enqueue_failed(&mut self, row: &PendingRow, failure: SendFailure) {
+        published::count_failed(UNRESOLVED_TOPIC);
+        self.outcome.producer_fatal |= failure.fatal;
+        self.undelivered.note(row);
+        if failure.infrastructure {
+            self.outcome.unsent += 1;
+            self.outage.get_or_insert(failure.error);
+        } else {
+            self.failed_ids.push(row.id);
+            self.errors.push(failure.error);
+        }
+    }
+
+    /// Notes a row's delivery report.
+    fn report<'r>(
+        &mut self,
+        row: &PendingRow,
+        topic: &'r str,
+        report: Result<kafka::Delivered, ProduceError>,
+        delivered: &mut DeliveredByTopic<'r>,
+        acked_at: chrono::DateTime<chrono::Utc>,
+    ) {
+        match report {
+            Ok(_delivered) => {
+                let latency = (acked_at - row.created_at).to_std().unwrap_or_default();
+                delivered.record(topic, latency);
+                self.sent_ids.push(row.id);
+            }
+            Err(error) if error.is_infrastructure() => {
+                // Logged once per batch by the relay when it opens its circuit.
+                self.outcome.producer_fatal |= error.is_fatal();
+                self.outcome.unsent += 1;
+                published::count_failed(topic);
+                self.undelivered.note(row);
+                self.outage
+                    .get_or_insert_with(|| telemetry::error_chain(&error));
+            }
+            Err(error) => {
+                published::count_failed(topic);
+                tracing::warn!(
+                    outbox_id = row.id,
+                    event_id = %row.event_id,
+                    error = &error as &dyn StdError,
+                    "outbox row not delivered; will retry"
+                );
+                self.undelivered.note(row);
+                self.failed_ids.push(row.id);
+                self.errors.push(telemetry::error_chain(&error));
+            }
+        }
+    }
+}
+
 impl Relay {
-    /// Encodes and enqueues `rows` in id order (the idempotent producer keeps that order
-    /// per partition). A row is held back, unsent and without an attempt counted, when its
-    /// key is in `failed_keys` (an earlier row of it failed in the previous batch) or failed
-    /// earlier in this one, or after a fatal producer error or an infrastructure failure.
-    pub(super) fn dispatch(
+    /// Encodes and enqueues `rows` (in id order) in rounds, and returns once the last round
+    /// is enqueued. A round takes the earliest remaining row of each key; the rows after it
+    /// go in the next round, once every delivery report of this one is in. So no row is
+    /// enqueued before the earlier rows of its key were acknowledged, and a batch in which
+    /// no key repeats is one round. A row is held back, unsent and without an attempt
+    /// counted, when an earlier row of its key was not delivered, in the previous batch
+    /// (`previous`) or in this one (at enqueue or in its report), or after a fatal producer
+    /// error or an infrastructure failure.
+    pub(super) async fn dispatch(
         &self,
         rows: Vec<PendingRow>,
-        failed_keys: &HashSet<Uuid>,
+        previous: &Undelivered,
     ) -> InFlight<'_> {
-        let mut batch = InFlight {
+        let mut acked = Acked {
             outcome: BatchOutcome {
                 fetched: rows.len(),
                 ..BatchOutcome::default()
             },
-            sent: Vec::with_capacity(rows.len()),
-            failed_ids: Vec::new(),
-            errors: Vec::new(),
-            failed_keys: HashSet::new(),
-            outage: None,
+            ..Acked::default()
         };
-        for row in rows {
-            if batch.outcome.producer_fatal
-                || batch.outage.is_some()
-                || failed_keys.contains(&row.aggregate_id)
-                || batch.failed_keys.contains(&row.aggregate_id)
-            {
-                batch.outcome.held += 1;
+        let mut delivered = DeliveredByTopic::default();
+        let mut round = self.enqueue_round(rows, previous, &mut acked);
+        while !round.later.is_empty() {
+            collect_reports(round.sent, &mut acked, &mut delivered).await;
+            round = self.enqueue_round(round.later, previous, &mut acked);
+        }
+        InFlight {
+            acked,
+            delivered,
+            sent: round.sent,
+        }
+    }
+
+    /// Enqueues one round of `rows` (see [`plan_round`]) and counts the rows it holds back.
+    fn enqueue_round(
+        &self,
+        rows: Vec<PendingRow>,
+        previous: &Undelivered,
+        acked: &mut Acked,
+    ) -> Round<'_> {
+        let plan = plan_round(rows, |row| {
+            previous.blocks(row) || acked.undelivered.blocks(row)
+        });
+        for row in &plan.held {
+            acked.hold(row);
+        }
+        let mut sent = Vec::with_capacity(plan.now.len());
+        for row in plan.now {
+            if acked.outcome.producer_fatal || acked.outage.is_some() {
+                acked.hold(&row);
                 continue;
             }
             match self.send(&row) {
-                Ok((topic, pending)) => batch.sent.push((row, topic, pending)),
-                Err(failure) => {
-                    published::count_failed(UNRESOLVED_TOPIC);
-                    batch.outcome.producer_fatal |= failure.fatal;
-                    batch.failed_keys.insert(row.aggregate_id);
-                    if failure.infrastructure {
-                        batch.outcome.unsent += 1;
-                        batch.outage.get_or_insert(failure.error);
-                    } else {
-                        batch.failed_ids.push(row.id);
-                        batch.errors.push(failure.error);
-                    }
-                }
+                Ok((topic, pending)) => sent.push((row, topic, pending)),
+                Err(failure) => acked.enqueue_failed(&row, failure),
             }
         }
-        batch
+        Round {
+            sent,
+            later: plan.later,
+        }
     }
 
-    /// Awaits a batch's delivery reports and sorts its rows into delivered and failed.
+    /// Awaits the delivery reports of a batch's last round and sorts its rows into
+    /// delivered and failed.
     pub(super) async fn await_reports(&self, batch: InFlight<'_>) -> Acked {
         let InFlight {
-            mut outcome,
+            mut acked,
+            mut delivered,
             sent,
-            mut failed_ids,
-            mut errors,
-            mut failed_keys,
-            mut outage,
         } = batch;
-        let (sent_rows, pending): (Vec<_>, Vec<_>) = sent
-            .into_iter()
-            .map(|(row, topic, pending)| ((row, topic), pending))
-            .unzip();
-        let reports = join_all(pending).await;
-        let acked_at = chrono::Utc::now();
-        let mut delivered = DeliveredByTopic::default();
-        let mut sent_ids = Vec::with_capacity(sent_rows.len());
-        for ((row, topic), report) in sent_rows.into_iter().zip(reports) {
-            match report {
-                Ok(_delivered) => {
-                    let latency = (acked_at - row.created_at).to_std().unwrap_or_default();
-                    delivered.record(topic, latency);
-                    sent_ids.push(row.id);
-                }
-                Err(error) if error.is_infrastructure() => {
-                    // Logged once per batch by the relay when it opens its circuit.
-                    outcome.producer_fatal |= error.is_fatal();
-                    outcome.unsent += 1;
-                    published::count_failed(topic);
-                    failed_keys.insert(row.aggregate_id);
-                    outage.get_or_insert_with(|| telemetry::error_chain(&error));
-                }
-                Err(error) => {
-                    published::count_failed(topic);
-                    tracing::warn!(
-                        outbox_id = row.id,
-                        event_id = %row.event_id,
-                        error = &error as &dyn StdError,
-                        "outbox row not delivered; will retry"
-                    );
-                    failed_keys.insert(row.aggregate_id);
-                    failed_ids.push(row.id);
-                    errors.push(telemetry::error_chain(&error));
-                }
-            }
-        }
+        collect_reports(sent, &mut acked, &mut delivered).await;
         delivered.count();
-        if !sent_ids.is_empty() {
+        if !acked.sent_ids.is_empty() {
             kafka::failpoint::crash_point(kafka::failpoint::RELAY_AFTER_PRODUCE);
         }
-        outcome.published = sent_ids.len();
-        outcome.failed = failed_ids.len();
-        Acked {
-            outcome,
-            sent_ids,
-            failed_ids,
-            errors,
-            failed_keys,
-            outage,
-        }
+        acked.outcome.published = acked.sent_ids.len();
+        acked.outcome.failed = acked.failed_ids.len();
+        acked
     }
 
     /// Enqueues one row and returns its topic and delivery report, or says why it cannot
@@ -239,5 +338,104 @@ impl Relay {
             tracing::warn!(outbox_id = row.id, event_id = %row.event_id, error = %failure.error, "outbox row cannot be sent; will retry");
         }
         result
+    }
+}
+
+/// Awaits a round's delivery reports and notes them in `acked`.
+async fn collect_reports<'r>(
+    sent: Vec<Enqueued<'r>>,
+    acked: &mut Acked,
+    delivered: &mut DeliveredByTopic<'r>,
+) {
+    let (rows, pending): (Vec<_>, Vec<_>) = sent
+        .into_iter()
+        .map(|(row, topic, pending)| ((row, topic), pending))
+        .unzip();
+    let reports = join_all(pending).await;
+    let acked_at = chrono::Utc::now();
+    for ((row, topic), report) in rows.into_iter().zip(reports) {
+        acked.report(&row, topic, report, delivered, acked_at);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: i64, key: Uuid) -> PendingRow {
+        PendingRow {
+            id,
+            event_id: Uuid::now_v7(),
+            event_type: "FundsAdded".to_owned(),
+            aggregate_id: key,
+            payload: "{}".to_owned(),
+            traceparent: None,
+            tracestate: None,
+            occurred_at: chrono::Utc::now(),
+            created_at: chrono::Utc::now(),
+        }
+    }
+
+    /// Rows with ids 1, 2, ... of the given keys.
+    fn rows(keys: &[Uuid]) -> Vec<PendingRow> {
+        keys.iter()
+            .zip(1..)
+            .map(|(key, id)| row(id, *key))
+            .collect()
+    }
+
+    fn ids(rows: &[PendingRow]) -> Vec<i64> {
+        rows.iter().map(|row| row.id).collect()
+    }
+
+    #[test]
+    fn a_round_takes_the_first_row_of_each_key_and_leaves_the_rest_in_order_for_the_next() {
+        let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let first = plan_round(rows(&[a, b, a, c, a, b]), |_| false);
+        assert_eq!(ids(&first.now), [1, 2, 4]);
+        assert_eq!(ids(&first.later), [3, 5, 6]);
+        assert!(first.held.is_empty());
+
+        // B's first row failed: its next row goes nowhere, A's next goes alone.
+        let mut undelivered = Undelivered::default();
+        undelivered.note(&first.now[1]);
+        let second = plan_round(first.later, |row| undelivered.blocks(row));
+        assert_eq!(ids(&second.now), [3]);
+        assert_eq!(ids(&second.later), [5]);
+        assert_eq!(ids(&second.held), [6]);
+
+        let third = plan_round(second.later, |row| undelivered.blocks(row));
+        assert_eq!(ids(&third.now), [5]);
+        assert!(third.later.is_empty());
+        assert!(third.held.is_empty());
+    }
+
+    #[test]
+    fn a_batch_without_a_repeated_key_is_one_round() {
+        let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let plan = plan_round(rows(&[a, b, c]), |_| false);
+        assert_eq!(ids(&plan.now), [1, 2, 3]);
+        assert!(plan.later.is_empty(), "one round");
+    }
+
+    #[test]
+    fn a_row_waits_behind_an_earlier_undelivered_row_of_its_key_and_only_behind_one() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        // The previous batch held back A's row 4 (behind a failure) and delivered B's.
+        let mut previous = Undelivered::default();
+        previous.note(&row(4, a));
+        previous.note(&row(9, a));
+        // This batch was read meanwhile: A's failed row 2 is due again, A's row 7 came after
+        // row 4, which this read left out (it was in flight).
+        let plan = plan_round(vec![row(2, a), row(6, b), row(7, a)], |row| {
+            previous.blocks(row)
+        });
+        assert_eq!(
+            ids(&plan.now),
+            [2, 6],
+            "row 2 is earlier than every row held"
+        );
+        assert_eq!(ids(&plan.held), [7], "row 7 would overtake row 4");
+        assert!(plan.later.is_empty());
     }
 }

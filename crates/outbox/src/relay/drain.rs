@@ -29,9 +29,10 @@ struct Settled {
 
 impl Relay {
     /// Publishes until the queue is empty. Once batch N's delivery reports are in, batch
-    /// N+1 is encoded and enqueued while, on the session, N's outcome is recorded and
-    /// committed and then N+2 is read. Stops early, after recording what was delivered, on
-    /// a fatal producer error or an infrastructure failure, and says which.
+    /// N+1 is encoded and enqueued (in rounds when a key repeats in it) while, on the
+    /// session, N's outcome is recorded and committed and then N+2 is read. Stops early,
+    /// after recording what was delivered, on a fatal producer error or an infrastructure
+    /// failure, and says which.
     pub(super) async fn drain(
         &self,
         conn: &mut PgConnection,
@@ -45,9 +46,9 @@ impl Relay {
                 Some(batch) => Some(self.await_reports(batch).await),
                 None => None,
             };
-            let failed_keys = acked
+            let undelivered = acked
                 .as_mut()
-                .map(|acked| std::mem::take(&mut acked.failed_keys))
+                .map(|acked| std::mem::take(&mut acked.undelivered))
                 .unwrap_or_default();
             let interrupted = Interrupted {
                 producer_fatal: acked
@@ -82,9 +83,9 @@ impl Relay {
                 }
                 Ok(store::fetch_pending(&mut *conn, limit, &exclude).await?)
             };
-            // The statements are sent first; PostgreSQL runs them while this task encodes.
-            let (read, batch) =
-                tokio::join!(on_session, async { self.dispatch(rows, &failed_keys) });
+            // The statements are sent first; PostgreSQL runs them while this task encodes,
+            // and while the batch's later rounds (keys that repeat) wait for their turn.
+            let (read, batch) = tokio::join!(on_session, self.dispatch(rows, &undelivered));
             in_flight = Some(batch);
             next = read?;
         }
@@ -114,7 +115,7 @@ impl Relay {
             sent_ids,
             failed_ids,
             errors,
-            failed_keys: _,
+            undelivered: _,
             outage: _,
         } = acked;
         let dequeued = store::mark_sent(&mut *tx, &sent_ids).await?;

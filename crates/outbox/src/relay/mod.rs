@@ -16,9 +16,15 @@
 //! 1. read the oldest queued rows by id (`outbox_pending`: by state, never by an id
 //!    high-water mark, so a late commit with a lower id is still found), skipping parked
 //!    or backing-off rows and every later row of their keys;
-//! 2. enqueue every row as a CloudEvent keyed by its aggregate id, in id order (the
-//!    idempotent producer keeps that order per partition); a row whose key already failed
-//!    is held back, unsent, so one wallet's events never overtake each other;
+//! 2. enqueue the rows as CloudEvents keyed by their aggregate id, in id order and in
+//!    rounds: a round takes the earliest remaining row of each key, and the next round
+//!    goes out once every delivery report of this one is in. A row is held back, unsent,
+//!    behind an earlier row of its key that was not delivered (it failed at enqueue or in
+//!    its delivery report, or was held back itself) in this batch or the one before. So
+//!    no row is enqueued before every earlier row of its key was acknowledged, and one
+//!    wallet's events never overtake each other, on its partition or across topics: once
+//!    a consumer sees a wallet's event, the wallet's earlier events are on their topics.
+//!    A batch in which no key repeats is one round;
 //! 3. await all delivery reports, then in one transaction delete the delivered rows from
 //!    the queue (the `outbox` log keeps them for replay) and record an attempt and the
 //!    error on the others: a failed row backs off exponentially with jitter and parks after
@@ -26,13 +32,31 @@
 //!    operator redrives it. A crash before that commit re-sends the batch with the same
 //!    CloudEvent ids (at least once; consumers dedupe).
 //!
+//! **Why rounds, and not the producer's ordering:** the idempotent producer keeps the
+//! order of what it delivers and never duplicates on its own retries, but it does not stop
+//! at a gap. When the broker refuses a MessageSet for good (a record larger than its
+//! topic's `max.message.bytes`, no authorization), librdkafka fails those records and goes
+//! on with the partition's later MessageSets, bumping its epoch and renumbering them
+//! (librdkafka INTRODUCTION.md, "Standard errors"); records that time out in its queue are
+//! skipped the same way. So with two rows of a wallet in flight, the second could land
+//! before the first, which would follow on retry. `enable.gapless.guarantee` would instead
+//! make such a refusal a fatal error of the whole producer, failing everything queued: one
+//! bad record would stop every wallet (the relay would recreate its producer and open its
+//! circuit each time). It also leaves out timeouts, is marked experimental, and orders one
+//! partition only, while a wallet's events go to several topics. Hence at most one row per
+//! key in flight. The cost: a batch takes one broker round trip more for every further
+//! row of its most repeated key, and none when no key repeats in it. Those later rounds
+//! run while the relay's connection records the previous batch and reads the next
+//! (below), so they add to a batch's time only where they outlast that; a backlog of one
+//! hot wallet goes out one row per round trip.
+//!
 //! **Pipelined:** batch N+1 is enqueued as soon as all of N's delivery reports are in,
-//! without the keys that failed in N. While it is encoded and enqueued, the relay's
-//! connection records N's outcome, commits, and reads N+2 (excluding N+1's rows). So
-//! Kafka, PostgreSQL and the encoder work at once, and the order guarantees are those of
-//! one batch at a time: no row is enqueued before every earlier row of its key was
-//! acknowledged or held back. (A crash before N's record commits re-sends N and N+1 with
-//! the same CloudEvent ids.)
+//! holding back the rows behind those N did not deliver (N+1 was read while N was in
+//! flight, without N's rows). While it is encoded and enqueued, round after round, the
+//! relay's connection records N's outcome, commits, and reads N+2 (excluding N+1's rows).
+//! So Kafka, PostgreSQL and the encoder work at once, and the order guarantees are those
+//! of one batch at a time. (A crash before N's record commits re-sends N and N+1 with the
+//! same CloudEvent ids.)
 //!
 //! **Circuit breaking:** only a failure of the record itself (too large, an invalid or
 //! unknown topic, no authorization, an event that cannot be encoded) counts an attempt and
@@ -51,8 +75,8 @@
 //! - this module: [`RelayConfig`] and the [`Relay`] loop that ties the others together;
 //! - `leadership`: the relay's own session and the advisory lock it holds while it leads;
 //! - `drain`: the pipeline above, and recording each batch's outcome in the queue;
-//! - `batch`: one batch through Kafka: encode, enqueue in order, hold back failed keys,
-//!   await the delivery reports;
+//! - `batch`: one batch through Kafka: encode, enqueue in order and in rounds of one row
+//!   per key, hold back failed keys, await the delivery reports;
 //! - `circuit`: the relay's state and the wait for the brokers while its circuit is open;
 //! - `published`: the per-topic publish metrics, batched per batch;
 //! - `maintenance`: gauges, retention and vacuum, off the publishing path;
