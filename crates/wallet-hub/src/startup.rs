@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use api::AppState;
 use consumers::{
-    VelocityAlerts, VolumeProjection, WalletActivityProjection, WalletCreatedEventConsumer,
+    Consumer, VelocityAlerts, VolumeProjection, WalletActivityProjection,
+    WalletCreatedEventConsumer,
 };
 use event_bindings::EventBindings;
 use kafka::{ConsumerOptions, ConsumerStatus, GroupTopics, KafkaProbe, LagReader};
@@ -20,7 +21,9 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{self, AdminState};
 use crate::config::Settings;
 use crate::database::{Pools, connect_pool, migrate, sample_pool};
-use crate::topology::{check_kafka, consumed_topics, consumer_groups, provision_topics};
+use crate::topology::{
+    check_kafka, consumed_topics, consumer_group, consumer_groups, provision_topics,
+};
 
 /// Which parts of the service this process runs (`wallet-hub serve --role ...`). The
 /// admin server (metrics, health) runs in every role.
@@ -255,35 +258,29 @@ impl Application {
         let groups = consumer_groups(&settings, &bindings);
         let mut consumers: Vec<(&'static str, Arc<ConsumerStatus>)> = Vec::new();
         if let Some(pool) = pools.consumers.clone() {
-            let [welcome, activity, volume, velocity] = groups.clone();
-            consumers.push(spawn_consumer(
-                &mut tasks,
-                &settings,
-                welcome,
-                WalletCreatedEventConsumer::new(pool.clone()),
-                &shutdown,
-            ));
-            consumers.push(spawn_consumer(
-                &mut tasks,
-                &settings,
-                activity,
-                WalletActivityProjection::new(pool.clone()),
-                &shutdown,
-            ));
-            consumers.push(spawn_consumer(
-                &mut tasks,
-                &settings,
-                volume,
-                VolumeProjection::new(pool.clone()),
-                &shutdown,
-            ));
-            consumers.push(spawn_consumer(
-                &mut tasks,
-                &settings,
-                velocity,
-                VelocityAlerts::new(pool.clone()),
-                &shutdown,
-            ));
+            for consumer in Consumer::ALL {
+                let group = consumer_group(&settings, &bindings, consumer);
+                let (tasks, settings) = (&mut tasks, &settings);
+                let pool = pool.clone();
+                consumers.push(match consumer {
+                    Consumer::WelcomeNotifications => {
+                        let handler = WalletCreatedEventConsumer::new(pool);
+                        spawn_consumer(tasks, settings, group, handler, &shutdown)
+                    }
+                    Consumer::WalletActivity => {
+                        let handler = WalletActivityProjection::new(pool);
+                        spawn_consumer(tasks, settings, group, handler, &shutdown)
+                    }
+                    Consumer::AnalyticsVolume => {
+                        let handler = VolumeProjection::new(pool);
+                        spawn_consumer(tasks, settings, group, handler, &shutdown)
+                    }
+                    Consumer::VelocityAlerts => {
+                        let handler = VelocityAlerts::new(pool);
+                        spawn_consumer(tasks, settings, group, handler, &shutdown)
+                    }
+                });
+            }
         }
 
         let kafka_probe = if parts.relay || parts.consumer {
@@ -316,7 +313,7 @@ impl Application {
             consumers,
         });
         // Every role reports the groups' lag, so it is there when no consumer runs.
-        let lag = LagReader::new(&settings.kafka, groups.to_vec())
+        let lag = LagReader::new(&settings.kafka, groups.clone())
             .context("cannot create the consumer-group lag reader")?;
         tasks.spawn(admin::sample_group_lag(
             lag,

@@ -4,9 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use consumers::{
-    VelocityAlerts, VolumeProjection, WalletActivityProjection, WalletCreatedEventConsumer,
-};
+use consumers::Consumer;
 use event_bindings::EventBindings;
 use kafka::topics::Provisioned;
 use kafka::{GroupTopics, KafkaProbe, ProbeError};
@@ -40,34 +38,29 @@ pub(crate) async fn check_kafka(settings: &Settings) -> anyhow::Result<()> {
     }
 }
 
-/// The consumer groups of the service and the topics each reads: the welcome consumer in
-/// `consumer.group_id`, the activity projection in its own group (a projection keeps its
-/// own offsets), and the analytics job's volume and velocity topics each in theirs.
-pub fn consumer_groups(settings: &Settings, bindings: &EventBindings) -> [GroupTopics; 4] {
-    let topics = |types: &[domain::EventType]| {
-        types
+/// The consumer group of `consumer` (`consumer.group_id` and its suffix) and the topics
+/// its event types are bound to.
+pub fn consumer_group(
+    settings: &Settings,
+    bindings: &EventBindings,
+    consumer: Consumer,
+) -> GroupTopics {
+    GroupTopics {
+        group: format!("{}{}", settings.consumer.group_id, consumer.group_suffix()),
+        topics: consumer
+            .event_types()
             .iter()
             .map(|t| bindings.destination(*t).to_owned())
-            .collect()
-    };
-    [
-        GroupTopics {
-            group: settings.consumer.group_id.clone(),
-            topics: topics(WalletCreatedEventConsumer::EVENT_TYPES),
-        },
-        GroupTopics {
-            group: format!("{}-activity", settings.consumer.group_id),
-            topics: topics(WalletActivityProjection::EVENT_TYPES),
-        },
-        GroupTopics {
-            group: format!("{}-analytics-volume", settings.consumer.group_id),
-            topics: topics(VolumeProjection::EVENT_TYPES),
-        },
-        GroupTopics {
-            group: format!("{}-velocity-alerts", settings.consumer.group_id),
-            topics: topics(VelocityAlerts::EVENT_TYPES),
-        },
-    ]
+            .collect(),
+    }
+}
+
+/// Every consumer's group and topics ([`Consumer::ALL`]).
+pub fn consumer_groups(settings: &Settings, bindings: &EventBindings) -> Vec<GroupTopics> {
+    Consumer::ALL
+        .into_iter()
+        .map(|consumer| consumer_group(settings, bindings, consumer))
+        .collect()
 }
 
 /// The topics the consumers read, and their dead-letter topics.
