@@ -67,18 +67,6 @@ pub struct VelocityExceeded {
     pub max_amount: String,
 }
 
-impl From<VolumeComputed> for crate::DomainEvent {
-    fn from(e: VolumeComputed) -> Self {
-        crate::DomainEvent::VolumeComputed(e)
-    }
-}
-
-impl From<VelocityExceeded> for crate::DomainEvent {
-    fn from(e: VelocityExceeded) -> Self {
-        crate::DomainEvent::WalletVelocityExceeded(e)
-    }
-}
-
 impl VelocityExceeded {
     /// The window's sum in the wallet's currency.
     pub fn amount(&self) -> Result<Money, MoneyError> {

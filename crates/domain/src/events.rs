@@ -78,14 +78,19 @@ impl EventContext {
         self.occurred_at
     }
 
-    /// `aggregate_id` is the wallet's or the user's id.
-    pub(crate) fn metadata(&self, aggregate_id: impl Into<Uuid>) -> EventMetadata {
+    /// The metadata of an event of `event_type` about `aggregate_id` (the wallet's or the
+    /// user's id), at its type's current `schema_version`.
+    pub(crate) fn metadata(
+        &self,
+        event_type: EventType,
+        aggregate_id: impl Into<Uuid>,
+    ) -> EventMetadata {
         EventMetadata {
             event_id: EventId::new(),
             occurred_at: self.occurred_at,
             aggregate_id: aggregate_id.into(),
             correlation_id: self.correlation_id.clone(),
-            schema_version: 1,
+            schema_version: event_type.schema_version(),
             actor: self.actor.clone(),
         }
     }
@@ -170,59 +175,127 @@ pub struct WalletStatusChanged {
     pub to: WalletStatus,
 }
 
-/// The kinds of domain event; the name is stored in the outbox's `event_type` column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventType {
-    WalletCreated,
-    FundsAdded,
-    UserCreated,
-    FundsWithdrawn,
-    FundsTransferred,
-    WalletStatusChanged,
-    /// Derived by the analytics job, not by a command: see [`crate::analytics`].
-    VolumeComputed,
-    /// Derived by the analytics job, not by a command: see [`crate::analytics`].
-    WalletVelocityExceeded,
+/// What a caller of [`EventType::visit_payload`] does with the payload type of an event
+/// type (e.g. generate its JSON Schema), without a match of its own over every type.
+pub trait PayloadVisitor {
+    type Output;
+    fn visit<T>(self) -> Self::Output
+    where
+        T: JsonSchema + Serialize + for<'de> Deserialize<'de>;
 }
 
-impl EventType {
-    pub const ALL: [EventType; 8] = [
-        EventType::WalletCreated,
-        EventType::FundsAdded,
-        EventType::UserCreated,
-        EventType::FundsWithdrawn,
-        EventType::FundsTransferred,
-        EventType::WalletStatusChanged,
-        EventType::VolumeComputed,
-        EventType::WalletVelocityExceeded,
-    ];
-
-    /// Derived by the analytics job from other events, not written by a command through
-    /// the outbox: the outbox never holds one, and the audit does not look for them.
-    pub fn is_derived(self) -> bool {
-        match self {
-            EventType::VolumeComputed | EventType::WalletVelocityExceeded => true,
-            EventType::WalletCreated
-            | EventType::FundsAdded
-            | EventType::UserCreated
-            | EventType::FundsWithdrawn
-            | EventType::FundsTransferred
-            | EventType::WalletStatusChanged => false,
+/// Declares every domain event once: its [`EventType`] (name, whether the analytics job
+/// derives it, its payload's `schema_version`) and its [`DomainEvent`] variant and payload
+/// type. Everything that goes by event type (names, JSON in and out, metadata, conversions,
+/// the payload visitor) is generated from this one list.
+macro_rules! domain_events {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident($payload:ty) { derived: $derived:literal, version: $version:literal }
+    ),+ $(,)?) => {
+        /// The kinds of domain event; the name is stored in the outbox's `event_type` column.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum EventType {
+            $( $(#[$doc])* $variant, )+
         }
-    }
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::WalletCreated => "WalletCreated",
-            EventType::FundsAdded => "FundsAdded",
-            EventType::UserCreated => "UserCreated",
-            EventType::FundsWithdrawn => "FundsWithdrawn",
-            EventType::FundsTransferred => "FundsTransferred",
-            EventType::WalletStatusChanged => "WalletStatusChanged",
-            EventType::VolumeComputed => "VolumeComputed",
-            EventType::WalletVelocityExceeded => "WalletVelocityExceeded",
+        impl EventType {
+            pub const ALL: [EventType; 0 $(+ domain_events!(@one $variant))+] =
+                [$(EventType::$variant),+];
+
+            /// Derived by the analytics job from other events, not written by a command
+            /// through the outbox: the outbox never holds one, and the audit does not look
+            /// for them.
+            pub fn is_derived(self) -> bool {
+                match self {
+                    $(EventType::$variant => $derived,)+
+                }
+            }
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(EventType::$variant => stringify!($variant),)+
+                }
+            }
+
+            /// The version its payload is written with today (`schema_version`, and the
+            /// CloudEvent type's `.v<N>`); a breaking change of one event type makes a new
+            /// version of that type only. See docs/events.md.
+            pub const fn schema_version(self) -> u32 {
+                match self {
+                    $(EventType::$variant => $version,)+
+                }
+            }
+
+            /// Hands the payload type of this event type to `visitor`.
+            pub fn visit_payload<V: PayloadVisitor>(self, visitor: V) -> V::Output {
+                match self {
+                    $(EventType::$variant => visitor.visit::<$payload>(),)+
+                }
+            }
         }
-    }
+
+        /// Any domain event.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum DomainEvent {
+            $($variant($payload),)+
+        }
+
+        impl DomainEvent {
+            pub fn event_type(&self) -> EventType {
+                match self {
+                    $(DomainEvent::$variant(_) => EventType::$variant,)+
+                }
+            }
+
+            pub fn metadata(&self) -> &EventMetadata {
+                match self {
+                    $(DomainEvent::$variant(e) => &e.metadata,)+
+                }
+            }
+
+            /// The JSON payload (without the type, which travels beside it).
+            pub fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
+                match self {
+                    $(DomainEvent::$variant(e) => serde_json::to_value(e),)+
+                }
+            }
+
+            /// Reads a payload back, given the type it was stored or sent with.
+            pub fn from_json(
+                event_type: EventType,
+                payload: serde_json::Value,
+            ) -> Result<Self, serde_json::Error> {
+                Ok(match event_type {
+                    $(EventType::$variant => DomainEvent::$variant(serde_json::from_value(payload)?),)+
+                })
+            }
+        }
+
+        $(
+            impl From<$payload> for DomainEvent {
+                fn from(e: $payload) -> Self {
+                    DomainEvent::$variant(e)
+                }
+            }
+        )+
+    };
+    (@one $variant:ident) => {
+        1
+    };
+}
+
+domain_events! {
+    WalletCreated(WalletCreated) { derived: false, version: 1 },
+    FundsAdded(FundsAdded) { derived: false, version: 1 },
+    UserCreated(UserCreated) { derived: false, version: 1 },
+    FundsWithdrawn(FundsWithdrawn) { derived: false, version: 1 },
+    FundsTransferred(FundsTransferred) { derived: false, version: 1 },
+    WalletStatusChanged(WalletStatusChanged) { derived: false, version: 1 },
+    /// Derived by the analytics job, not by a command: see [`crate::analytics`].
+    VolumeComputed(VolumeComputed) { derived: true, version: 1 },
+    /// Derived by the analytics job, not by a command: see [`crate::analytics`].
+    WalletVelocityExceeded(VelocityExceeded) { derived: true, version: 1 },
 }
 
 impl fmt::Display for EventType {
@@ -243,126 +316,6 @@ impl FromStr for EventType {
             .into_iter()
             .find(|t| t.as_str() == s)
             .ok_or_else(|| UnknownEventType(s.to_owned()))
-    }
-}
-
-/// Any domain event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DomainEvent {
-    WalletCreated(WalletCreated),
-    FundsAdded(FundsAdded),
-    UserCreated(UserCreated),
-    FundsWithdrawn(FundsWithdrawn),
-    FundsTransferred(FundsTransferred),
-    WalletStatusChanged(WalletStatusChanged),
-    VolumeComputed(VolumeComputed),
-    WalletVelocityExceeded(VelocityExceeded),
-}
-
-impl DomainEvent {
-    pub fn event_type(&self) -> EventType {
-        match self {
-            DomainEvent::WalletCreated(_) => EventType::WalletCreated,
-            DomainEvent::FundsAdded(_) => EventType::FundsAdded,
-            DomainEvent::UserCreated(_) => EventType::UserCreated,
-            DomainEvent::FundsWithdrawn(_) => EventType::FundsWithdrawn,
-            DomainEvent::FundsTransferred(_) => EventType::FundsTransferred,
-            DomainEvent::WalletStatusChanged(_) => EventType::WalletStatusChanged,
-            DomainEvent::VolumeComputed(_) => EventType::VolumeComputed,
-            DomainEvent::WalletVelocityExceeded(_) => EventType::WalletVelocityExceeded,
-        }
-    }
-
-    pub fn metadata(&self) -> &EventMetadata {
-        match self {
-            DomainEvent::WalletCreated(e) => &e.metadata,
-            DomainEvent::FundsAdded(e) => &e.metadata,
-            DomainEvent::UserCreated(e) => &e.metadata,
-            DomainEvent::FundsWithdrawn(e) => &e.metadata,
-            DomainEvent::FundsTransferred(e) => &e.metadata,
-            DomainEvent::WalletStatusChanged(e) => &e.metadata,
-            DomainEvent::VolumeComputed(e) => &e.metadata,
-            DomainEvent::WalletVelocityExceeded(e) => &e.metadata,
-        }
-    }
-
-    /// The JSON payload (without the type, which travels beside it).
-    pub fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
-        match self {
-            DomainEvent::WalletCreated(e) => serde_json::to_value(e),
-            DomainEvent::FundsAdded(e) => serde_json::to_value(e),
-            DomainEvent::UserCreated(e) => serde_json::to_value(e),
-            DomainEvent::FundsWithdrawn(e) => serde_json::to_value(e),
-            DomainEvent::FundsTransferred(e) => serde_json::to_value(e),
-            DomainEvent::WalletStatusChanged(e) => serde_json::to_value(e),
-            DomainEvent::VolumeComputed(e) => serde_json::to_value(e),
-            DomainEvent::WalletVelocityExceeded(e) => serde_json::to_value(e),
-        }
-    }
-
-    /// Reads a payload back, given the type it was stored or sent with.
-    pub fn from_json(
-        event_type: EventType,
-        payload: serde_json::Value,
-    ) -> Result<Self, serde_json::Error> {
-        Ok(match event_type {
-            EventType::WalletCreated => {
-                DomainEvent::WalletCreated(serde_json::from_value(payload)?)
-            }
-            EventType::FundsAdded => DomainEvent::FundsAdded(serde_json::from_value(payload)?),
-            EventType::UserCreated => DomainEvent::UserCreated(serde_json::from_value(payload)?),
-            EventType::FundsWithdrawn => {
-                DomainEvent::FundsWithdrawn(serde_json::from_value(payload)?)
-            }
-            EventType::FundsTransferred => {
-                DomainEvent::FundsTransferred(serde_json::from_value(payload)?)
-            }
-            EventType::WalletStatusChanged => {
-                DomainEvent::WalletStatusChanged(serde_json::from_value(payload)?)
-            }
-            EventType::VolumeComputed => {
-                DomainEvent::VolumeComputed(serde_json::from_value(payload)?)
-            }
-            EventType::WalletVelocityExceeded => {
-                DomainEvent::WalletVelocityExceeded(serde_json::from_value(payload)?)
-            }
-        })
-    }
-}
-
-impl From<WalletCreated> for DomainEvent {
-    fn from(e: WalletCreated) -> Self {
-        DomainEvent::WalletCreated(e)
-    }
-}
-
-impl From<FundsAdded> for DomainEvent {
-    fn from(e: FundsAdded) -> Self {
-        DomainEvent::FundsAdded(e)
-    }
-}
-
-impl From<UserCreated> for DomainEvent {
-    fn from(e: UserCreated) -> Self {
-        DomainEvent::UserCreated(e)
-    }
-}
-
-impl From<FundsWithdrawn> for DomainEvent {
-    fn from(e: FundsWithdrawn) -> Self {
-        DomainEvent::FundsWithdrawn(e)
-    }
-}
-
-impl From<FundsTransferred> for DomainEvent {
-    fn from(e: FundsTransferred) -> Self {
-        DomainEvent::FundsTransferred(e)
-    }
-}
-
-impl From<WalletStatusChanged> for DomainEvent {
-    fn from(e: WalletStatusChanged) -> Self {
-        DomainEvent::WalletStatusChanged(e)
     }
 }
 
@@ -529,6 +482,21 @@ mod tests {
         assert_eq!(names.len(), EventType::ALL.len());
         for (event, _) in examples() {
             assert!(EventType::ALL.contains(&event.event_type()));
+        }
+    }
+
+    #[test]
+    fn events_made_by_commands_carry_their_own_types_schema_version() {
+        let ctx = EventContext::new(Utc::now(), "c");
+        for event_type in EventType::ALL {
+            let metadata = ctx.metadata(event_type, Uuid::from_u128(1));
+            assert_eq!(metadata.schema_version, event_type.schema_version());
+            assert!(event_type.schema_version() >= 1, "{event_type}");
+        }
+        // Every payload type reads back what it wrote, through the one declaration.
+        for (event, json) in examples() {
+            let back = DomainEvent::from_json(event.event_type(), json).expect("reads back");
+            assert_eq!(back, event);
         }
     }
 

@@ -13,7 +13,8 @@
 //!   (what the write pipeline runs, alone or in a batch).
 //! - [`analytics`]: what the analytics job (Flink) sends back: volume per minute, velocity.
 //! - [`events`]: the events, their shared metadata and their JSON form (the payload that
-//!   travels through the outbox and Kafka).
+//!   travels through the outbox and Kafka), each declared once (its type, payload, schema
+//!   version and whether the analytics job derives it); everything by type is generated.
 //!
 //! A command that returns an error has changed nothing.
 
@@ -36,7 +37,7 @@ pub use command::{
 };
 pub use events::{
     Actor, DomainEvent, EventContext, EventMetadata, EventType, FundsAdded, FundsTransferred,
-    FundsWithdrawn, UserCreated, WalletCreated, WalletStatusChanged,
+    FundsWithdrawn, PayloadVisitor, UserCreated, WalletCreated, WalletStatusChanged,
 };
 pub use ids::{EventId, TransactionId, UserId, WalletId};
 pub use money::{Currency, DecimalAmount, Money, MoneyError};

@@ -3,7 +3,7 @@
 //! Both wallets are checked before either changes, so a refused transfer leaves both as
 //! they were. The caller persists both wallets and the one event in one transaction.
 
-use crate::events::{EventContext, FundsTransferred};
+use crate::events::{EventContext, EventType, FundsTransferred};
 use crate::ids::TransactionId;
 use crate::money::Money;
 use crate::wallet::{Wallet, WalletError};
@@ -40,7 +40,7 @@ pub fn transfer(
     from.record(from_balance_after);
     to.record(to_balance_after);
     Ok(FundsTransferred {
-        metadata: ctx.metadata(from.id()),
+        metadata: ctx.metadata(EventType::FundsTransferred, from.id()),
         from_wallet_id: from.id(),
         to_wallet_id: to.id(),
         transfer_id,

@@ -3,7 +3,7 @@
 use std::hash::{Hash, Hasher};
 
 use crate::display_name;
-use crate::events::{EventContext, UserCreated};
+use crate::events::{EventContext, EventType, UserCreated};
 use crate::ids::UserId;
 use chrono::{DateTime, Utc};
 use email_address::{EmailAddress, Options};
@@ -146,7 +146,7 @@ impl User {
             created_at: ctx.occurred_at(),
         };
         let event = UserCreated {
-            metadata: ctx.metadata(id),
+            metadata: ctx.metadata(EventType::UserCreated, id),
             user_id: id,
             email: user.email.as_str().to_owned(),
             name: user.name.as_str().to_owned(),

@@ -6,7 +6,9 @@
 //! state conflicts (status, balance).
 
 use crate::display_name;
-use crate::events::{EventContext, FundsAdded, FundsWithdrawn, WalletCreated, WalletStatusChanged};
+use crate::events::{
+    EventContext, EventType, FundsAdded, FundsWithdrawn, WalletCreated, WalletStatusChanged,
+};
 use crate::ids::{TransactionId, UserId, WalletId};
 use crate::money::{Currency, Money, MoneyError};
 use crate::wallet_status::{StatusAction, WalletStatus};
@@ -99,7 +101,7 @@ impl Wallet {
             created_at: ctx.occurred_at(),
         };
         let event = WalletCreated {
-            metadata: ctx.metadata(id),
+            metadata: ctx.metadata(EventType::WalletCreated, id),
             wallet_id: id,
             user_id,
             name: wallet.name.as_str().to_owned(),
@@ -142,7 +144,7 @@ impl Wallet {
         let balance_after = self.credited(amount)?;
         self.record(balance_after);
         Ok(FundsAdded {
-            metadata: ctx.metadata(self.id),
+            metadata: ctx.metadata(EventType::FundsAdded, self.id),
             wallet_id: self.id,
             transaction_id,
             amount,
@@ -163,7 +165,7 @@ impl Wallet {
         let balance_after = self.debited(amount)?;
         self.record(balance_after);
         Ok(FundsWithdrawn {
-            metadata: ctx.metadata(self.id),
+            metadata: ctx.metadata(EventType::FundsWithdrawn, self.id),
             wallet_id: self.id,
             transaction_id,
             amount,
@@ -205,7 +207,7 @@ impl Wallet {
         self.status = to;
         self.version += 1;
         Ok(WalletStatusChanged {
-            metadata: ctx.metadata(self.id),
+            metadata: ctx.metadata(EventType::WalletStatusChanged, self.id),
             wallet_id: self.id,
             from,
             to,

@@ -13,10 +13,7 @@
 
 use std::collections::HashMap;
 
-use domain::{
-    EventType, FundsAdded, FundsTransferred, FundsWithdrawn, UserCreated, VelocityExceeded,
-    VolumeComputed, WalletCreated, WalletStatusChanged,
-};
+use domain::{EventType, PayloadVisitor};
 use schemars::JsonSchema;
 use schemars::generate::SchemaSettings;
 use serde_json::Value;
@@ -24,18 +21,10 @@ use serde_json::Value;
 use crate::cloud_event::cloud_event_type;
 
 /// The `schema_version` (and CloudEvent type suffix `.v<N>`) each event type is written
-/// with today. A breaking change of a payload makes a new version; see docs/events.md.
+/// with today, as the domain declares it ([`EventType::schema_version`]). A breaking
+/// change of a payload makes a new version of that type; see docs/events.md.
 pub const fn schema_version(event_type: EventType) -> u32 {
-    match event_type {
-        EventType::WalletCreated
-        | EventType::FundsAdded
-        | EventType::UserCreated
-        | EventType::FundsWithdrawn
-        | EventType::FundsTransferred
-        | EventType::WalletStatusChanged
-        | EventType::VolumeComputed
-        | EventType::WalletVelocityExceeded => 1,
-    }
+    event_type.schema_version()
 }
 
 /// The URL path, below the schema base, where the schema of `event_type` is served, and
@@ -51,16 +40,7 @@ pub fn schema_file(event_type: EventType) -> String {
 
 /// The JSON Schema of the data of `event_type`'s CloudEvents.
 pub fn schema(event_type: EventType) -> Value {
-    let mut schema = match event_type {
-        EventType::WalletCreated => generate::<WalletCreated>(),
-        EventType::FundsAdded => generate::<FundsAdded>(),
-        EventType::UserCreated => generate::<UserCreated>(),
-        EventType::FundsWithdrawn => generate::<FundsWithdrawn>(),
-        EventType::FundsTransferred => generate::<FundsTransferred>(),
-        EventType::WalletStatusChanged => generate::<WalletStatusChanged>(),
-        EventType::VolumeComputed => generate::<VolumeComputed>(),
-        EventType::WalletVelocityExceeded => generate::<VelocityExceeded>(),
-    };
+    let mut schema = event_type.visit_payload(Generate);
     if let Some(object) = schema.as_object_mut() {
         object.insert("title".to_owned(), cloud_event_type(event_type).into());
     }
@@ -90,12 +70,22 @@ pub fn schema_text(event_type: EventType) -> String {
     text
 }
 
-fn generate<T: JsonSchema>() -> Value {
-    SchemaSettings::draft2020_12()
-        .with(|settings| settings.inline_subschemas = true)
-        .into_generator()
-        .into_root_schema_for::<T>()
-        .to_value()
+/// Generates the JSON Schema of an event type's payload.
+struct Generate;
+
+impl PayloadVisitor for Generate {
+    type Output = Value;
+
+    fn visit<T>(self) -> Value
+    where
+        T: JsonSchema + serde::Serialize + for<'de> serde::Deserialize<'de>,
+    {
+        SchemaSettings::draft2020_12()
+            .with(|settings| settings.inline_subschemas = true)
+            .into_generator()
+            .into_root_schema_for::<T>()
+            .to_value()
+    }
 }
 
 /// Why a payload does not conform to the schema of its CloudEvent type.
