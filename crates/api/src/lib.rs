@@ -1,7 +1,6 @@
 //! Wallet Hub's HTTP API.
 //!
-//! - [`router`] assembles the routes with the request-context middleware (correlation id,
-//!   W3C trace continuation), body limit and problem+json fallbacks.
+//! - [`routing`]: every route and the middleware around them, in one place ([`router`]).
 //! - [`error`]: [`ApiError`], the one error type, answered as RFC 9457 problem+json;
 //!   [`problem_types`]: every problem `type`, its page, and the base URI it lives under.
 //! - [`extract`]: JSON and path extractors whose rejections are `ApiError`s.
@@ -42,6 +41,7 @@ pub mod pipeline;
 pub mod preconditions;
 pub mod problem_types;
 pub mod resources;
+pub mod routing;
 pub mod server;
 pub mod transfers;
 pub mod users;
@@ -50,15 +50,13 @@ pub mod write;
 
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
-use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use serde::Deserialize;
 use sqlx::PgPool;
 
 pub use context::RequestContext;
 pub use error::ApiError;
+pub use routing::router;
 
 /// `[api]` configuration section.
 #[derive(Debug, Clone, Deserialize)]
@@ -122,26 +120,4 @@ pub struct AppState {
     pub event_contracts: contracts::EventContracts,
     /// Where every wallet command is written (batched or not: `api.write_batching`).
     pub pipeline: pipeline::Pipeline,
-}
-
-/// The whole API.
-pub fn router(state: AppState, config: &ApiConfig) -> Router {
-    let limits = Arc::new(limits::Limits::new(config));
-    let timeout_ms = config.request_timeout_ms;
-    openapi::router(state.verifier.clone(), limits, config.idempotency_ttl_hours)
-        .merge(contracts::router())
-        .merge(problem_types::router())
-        .fallback(error::not_found_fallback)
-        .method_not_allowed_fallback(error::method_not_allowed_fallback)
-        .layer(DefaultBodyLimit::max(config.body_limit_bytes))
-        .layer(axum::middleware::from_fn_with_state(
-            timeout_ms,
-            limits::deadline,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::<str>::from(config.problem_base_url.trim_end_matches('/')),
-            problem_types::absolute_types,
-        ))
-        .layer(axum::middleware::from_fn(context::request_context))
-        .with_state(state)
 }

@@ -16,9 +16,9 @@
 //!   the limit covers only the write methods of the routes, and the refusal is an
 //!   [`ApiError`] like every other.
 //!
-//! Order (outermost first): request context, timeout, authentication, rate limit, shedding,
-//! handler. An unauthenticated request never takes a write slot, and a principal over its
-//! rate takes none either.
+//! Order (outermost first, as [`crate::routing`] layers them): request context, timeout,
+//! authentication, rate limit, shedding, handler. An unauthenticated request never takes a
+//! write slot, and a principal over its rate takes none either.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;

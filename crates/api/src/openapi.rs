@@ -2,26 +2,21 @@
 //! at `/openapi.json`, and a Swagger UI at `/docs` whose assets are compiled in (works
 //! without internet access).
 //!
-//! A route is written once, in its handler's `#[utoipa::path]`: [`routes`] builds the axum
-//! routes and the document's paths from the same attributes (`utoipa_axum::routes!`), so the
-//! two cannot disagree. The pieces that operations share are derived once: [`headers`] for
+//! A route is written once, in its handler's `#[utoipa::path]`: [`crate::routing::routes`]
+//! builds the axum routes and the document's paths from the same attributes
+//! (`utoipa_axum::routes!`), so the two cannot disagree. The pieces that operations share are derived once: [`headers`] for
 //! request headers, [`problems`] for the problem answers.
 
 pub mod headers;
 pub mod problems;
 
-use axum::Router;
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{IntoParams, Modify, OpenApi};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{AppState, analytics, notifications, transfers, users, wallets};
-
-/// What the document says beyond its paths; [`routes`] adds those.
+/// What the document says beyond its paths; [`crate::routing::routes`] adds those.
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -214,7 +209,10 @@ fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
 
 /// The document's paths with what [`ApiDoc`]'s modifiers add to every operation, for a
 /// deployment that keeps idempotency answers `ttl_hours`.
-fn finish(mut document: utoipa::openapi::OpenApi, ttl_hours: u32) -> utoipa::openapi::OpenApi {
+pub(crate) fn finish(
+    mut document: utoipa::openapi::OpenApi,
+    ttl_hours: u32,
+) -> utoipa::openapi::OpenApi {
     BearerSecurity.modify(&mut document);
     CommonHeaders.modify(&mut document);
     Links.modify(&mut document);
@@ -222,49 +220,11 @@ fn finish(mut document: utoipa::openapi::OpenApi, ttl_hours: u32) -> utoipa::ope
     document
 }
 
-/// Every documented route with its handler, and the document describing them.
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(users::router())
-        .merge(wallets::router())
-        .merge(transfers::router())
-        .merge(notifications::router())
-        .merge(analytics::router())
-}
-
 /// The document served at `/openapi.json` by a deployment that keeps idempotency answers
 /// `ttl_hours` (`api.idempotency_ttl_hours`).
 pub fn document(ttl_hours: u32) -> utoipa::openapi::OpenApi {
-    let (_, document) = routes().split_for_parts();
+    let (_, document) = crate::routing::routes().split_for_parts();
     finish(document, ttl_hours)
-}
-
-/// The API's routes behind [`crate::caller::authenticate`], plus `/openapi.json` and
-/// `/docs`, which need no token.
-///
-/// Behind authentication, each route has the rate limits and write shedding of
-/// [`crate::limits`] (innermost last).
-pub fn router(
-    verifier: auth::Verifier,
-    limits: std::sync::Arc<crate::limits::Limits>,
-    ttl_hours: u32,
-) -> Router<AppState> {
-    let (routes, document) = routes().split_for_parts();
-    let document = finish(document, ttl_hours);
-    routes
-        .layer(axum::middleware::from_fn_with_state(
-            limits.clone(),
-            crate::limits::shed_writes,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            limits,
-            crate::limits::rate_limit,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            crate::caller::Authenticator::new(verifier),
-            crate::caller::authenticate,
-        ))
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", document))
 }
 
 #[cfg(test)]
