@@ -178,6 +178,8 @@ impl Writer {
         answers: &mut [Option<Result<Response, ApiError>>],
     ) -> Result<(), Vec<usize>> {
         let mut delays = crate::write::contention_backoff();
+        // One batch, however many tries it takes.
+        metrics::histogram!(telemetry_metrics::API_WRITE_BATCH_REQUESTS).record(live.len() as f64);
         let mut attempts = 0;
         loop {
             // A request abandoned by its timeout (answered 503) is not run.
@@ -187,8 +189,6 @@ impl Writer {
             }
             attempts += 1;
             let members: Vec<&Submission> = live.iter().map(|&index| &batch[index]).collect();
-            metrics::histogram!(telemetry_metrics::API_WRITE_BATCH_REQUESTS)
-                .record(members.len() as f64);
             let failure = match transaction::attempt(self, &members)
                 .instrument(tracing::info_span!("write.batch", requests = members.len()))
                 .await
