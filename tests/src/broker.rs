@@ -189,3 +189,23 @@ pub fn group_member<H: kafka::EventHandler + 'static>(
         kafka::run_consumer(&kafka, options, handler, status, shutdown).await
     })
 }
+
+/// Sends `event` in binary mode (`ce_*` headers) to `topic` under `key`, as a producer of
+/// ours or anyone with write access to the topic would; waits for the broker's ack.
+pub async fn send_event(brokers: &str, topic: &str, key: &str, event: cloudevents::Event) {
+    use cloudevents::binding::rdkafka::{FutureRecordExt, MessageRecord};
+    let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("producer");
+    let message = MessageRecord::from_event(event).expect("record");
+    producer
+        .send(
+            rdkafka::producer::FutureRecord::to(topic)
+                .key(key)
+                .message_record(&message),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("delivered");
+}

@@ -43,3 +43,35 @@ pub fn cloud_event(event: &domain::DomainEvent) -> cloudevents::Event {
         })
         .expect("valid CloudEvent")
 }
+
+/// A `VolumeComputed` as the analytics job sends it: `deposits` (count, exact decimal) of
+/// `currency` in `minute`, nothing else moved.
+pub fn volume_event(
+    currency: &str,
+    minute: chrono::DateTime<chrono::Utc>,
+    deposits: (u64, &str),
+) -> domain::DomainEvent {
+    let currency: domain::Currency = currency.parse().expect("ISO 4217");
+    let none = || domain::VolumeTotal {
+        count: 0,
+        amount: "0".to_owned(),
+    };
+    domain::DomainEvent::VolumeComputed(domain::VolumeComputed {
+        metadata: domain::EventMetadata {
+            event_id: domain::EventId::new(),
+            occurred_at: minute,
+            aggregate_id: Uuid::now_v7(),
+            correlation_id: "fixture".to_owned(),
+            schema_version: domain::EventType::VolumeComputed.schema_version(),
+            actor: None,
+        },
+        minute,
+        currency,
+        deposits: domain::VolumeTotal {
+            count: deposits.0,
+            amount: deposits.1.to_owned(),
+        },
+        withdrawals: none(),
+        transfers: none(),
+    })
+}

@@ -22,8 +22,10 @@ pub mod logs;
 use std::time::Duration;
 
 pub use app::{TestApp, Topics, spawn_app, spawn_app_with, start, test_settings};
-pub use broker::{create_topics, header, limit_message_size, read_all_records, read_records};
-pub use events::{cloud_event, deposit_event};
+pub use broker::{
+    create_topics, header, limit_message_size, read_all_records, read_records, send_event,
+};
+pub use events::{cloud_event, deposit_event, volume_event};
 
 /// Generous bound for anything that crosses Kafka; tests fail, not hang, past it.
 pub const KAFKA_WAIT: Duration = Duration::from_secs(60);

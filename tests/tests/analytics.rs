@@ -26,7 +26,7 @@ use rdkafka::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 use uuid::Uuid;
-use wallet_hub_client::{Amount, CreateTransfer, PageRequest};
+use wallet_hub_client::{Amount, CreateTransfer, PageRequest, RiskAlert, VolumeRange};
 use wallet_hub_tests::{
     TestApp, cloud_event, deposit_event, header, read_all_records, spawn_app_with,
 };
@@ -204,8 +204,8 @@ fn minor(amount: &str) -> i64 {
     units.parse::<i64>().expect("units") * 100 + cents.parse::<i64>().expect("cents")
 }
 
-/// The API's volume for `currencies` from `from` to `to`, every page, in the ledger's shape
-/// (kinds with no movement left out).
+/// The API's volume for `currencies` from `from` to `to`, every page (of two, through the
+/// typed client), in the ledger's shape (kinds with no movement left out).
 async fn api_sums(
     app: &TestApp,
     currencies: &[&str],
@@ -214,73 +214,41 @@ async fn api_sums(
 ) -> Sums {
     let mut sums = Sums::new();
     for currency in currencies {
-        let mut cursor: Option<String> = None;
-        loop {
-            let mut query = vec![
-                ("currency", (*currency).to_owned()),
-                ("from", from.to_rfc3339()),
-                ("to", to.to_rfc3339()),
-                ("limit", "2".to_owned()),
-            ];
-            if let Some(cursor) = &cursor {
-                query.push(("cursor", cursor.clone()));
-            }
-            let url = url::Url::parse_with_params(&app.url("/v1/analytics/volume"), &query)
-                .expect("a URL");
-            let page: Value = app
-                .client
-                .get(url)
-                .bearer_auth(app.operator_token())
-                .send()
-                .await
-                .expect("volume answers")
-                .error_for_status()
-                .expect("volume 200")
-                .json()
-                .await
-                .expect("JSON");
-            for item in page["items"].as_array().expect("items") {
-                let minute: DateTime<Utc> = item["minute"]
-                    .as_str()
-                    .expect("minute")
-                    .parse()
-                    .expect("RFC 3339");
-                let entry = sums.entry(((*currency).to_owned(), minute)).or_default();
-                for (field, kind) in [
-                    ("deposits", "deposit"),
-                    ("withdrawals", "withdrawal"),
-                    ("transfers", "transfer"),
-                ] {
-                    let count = item[field]["count"].as_i64().expect("count");
-                    if count > 0 {
-                        let amount = minor(item[field]["amount"].as_str().expect("amount"));
-                        entry.insert(kind.to_owned(), (count, amount));
-                    }
+        let range = VolumeRange {
+            currency: currency.parse().expect("a currency"),
+            from,
+            to,
+        };
+        let minutes = app
+            .operator()
+            .volume_all(&range, 2)
+            .await
+            .expect("volume 200");
+        for item in minutes {
+            let entry = sums
+                .entry(((*currency).to_owned(), item.minute))
+                .or_default();
+            for (total, kind) in [
+                (&item.deposits, "deposit"),
+                (&item.withdrawals, "withdrawal"),
+                (&item.transfers, "transfer"),
+            ] {
+                if total.count > 0 {
+                    entry.insert(kind.to_owned(), (total.count, minor(&total.amount)));
                 }
-            }
-            match page["next_cursor"].as_str() {
-                Some(next) => cursor = Some(next.to_owned()),
-                None => break,
             }
         }
     }
     sums
 }
 
-async fn risk_alerts(app: &TestApp) -> Vec<Value> {
-    let page: Value = app
-        .client
-        .get(app.url("/v1/risk/alerts"))
-        .bearer_auth(app.operator_token())
-        .send()
+async fn risk_alerts(app: &TestApp) -> Vec<RiskAlert> {
+    app.operator()
+        .risk_alerts(&PageRequest::first(50))
         .await
-        .expect("alerts answer")
-        .error_for_status()
         .expect("alerts 200")
-        .json()
-        .await
-        .expect("JSON");
-    page["items"].as_array().expect("items").clone()
+        .body
+        .items
 }
 
 /// Deposits a cent into the tick wallet, then waits [`TICK_EVERY`]; fails the test once
@@ -521,10 +489,10 @@ async fn results_match_the_ledger(
     let alerts = risk_alerts(app).await;
     assert_eq!(alerts.len(), 1, "one alert per crossing: {alerts:#?}");
     let alert = &alerts[0];
-    assert_eq!(alert["wallet_id"], moved.burst_wallet.to_string());
-    assert_eq!(alert["kind"], "velocity-exceeded");
-    assert_eq!(alert["currency"], "USD");
-    assert!(alert["movements"].as_i64().expect("movements") >= i64::from(MAX_COUNT));
+    assert_eq!(alert.wallet_id, moved.burst_wallet);
+    assert_eq!(alert.kind, "velocity-exceeded");
+    assert_eq!(alert.currency.to_string(), "USD");
+    assert!(alert.movements >= i64::from(MAX_COUNT));
     let notifications = velocity_notifications(app, moved.owner).await;
     assert_eq!(
         notifications.len(),

@@ -1,5 +1,6 @@
 //! What the analytics job (Apache Flink, docs/analytics.md) computed, as the consumers
-//! stored it; both lists need the `wallets:admin` scope and are paginated
+//! stored it; both lists need the `wallets:admin` scope (checked before the query is read:
+//! [`Admin`]) and are paginated
 //! ([`crate::pagination`]):
 //! - `GET /v1/analytics/volume?currency=&from=&to=`: volume per minute of one currency,
 //!   oldest minute first;
@@ -15,7 +16,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::caller::{ADMIN_SCOPE, Caller};
+use crate::caller::Admin;
 use crate::error::ApiError;
 use crate::extract::ValidQuery;
 use crate::openapi::problems;
@@ -115,10 +116,9 @@ impl From<store::analytics::VolumeMinute> for VolumeMinuteResponse {
 #[tracing::instrument(skip_all)]
 async fn list_volume(
     State(state): State<AppState>,
-    caller: Caller,
+    _admin: Admin,
     ValidQuery(query): ValidQuery<VolumeQuery>,
 ) -> Result<Json<Page<VolumeMinuteResponse>>, ApiError> {
-    caller.require(ADMIN_SCOPE)?;
     let currency: Currency = query
         .currency
         .parse()
@@ -205,10 +205,9 @@ impl From<store::analytics::RiskAlert> for RiskAlertResponse {
 #[tracing::instrument(skip_all)]
 async fn list_risk_alerts(
     State(state): State<AppState>,
-    caller: Caller,
+    _admin: Admin,
     ValidQuery(query): ValidQuery<PageQuery>,
 ) -> Result<Json<Page<RiskAlertResponse>>, ApiError> {
-    caller.require(ADMIN_SCOPE)?;
     let page = query.resolve()?;
     let mut conn = state.pool.acquire().await?;
     let alerts = store::analytics::list_alerts(&mut conn, page.after, page.fetch()).await?;

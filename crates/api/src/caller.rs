@@ -117,6 +117,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
+/// A caller with the `wallets:admin` scope: as an extractor, a caller without it is refused
+/// (403) before anything else of the request is read, so an endpoint's own parameters
+/// never tell a stranger more than "not for you".
+#[derive(Debug, Clone)]
+pub struct Admin(pub Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller.require(ADMIN_SCOPE)?;
+        Ok(Admin(caller))
+    }
+}
+
 /// What [`authenticate`] needs: the verifier, and the budget of refusals it logs.
 #[derive(Debug, Clone)]
 pub struct Authenticator {

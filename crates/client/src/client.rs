@@ -15,7 +15,7 @@ use crate::idempotency::IdempotencyKey;
 use crate::reply::{self, Reply};
 use crate::types::{
     Activity, Amount, CreateTransfer, CreateUser, CreateWallet, HistoryItem, Movement,
-    Notification, Page, PageRequest, Transfer, User, Wallet,
+    Notification, Page, PageRequest, RiskAlert, Transfer, User, VolumeMinute, VolumeRange, Wallet,
 };
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -287,14 +287,10 @@ impl Client {
         wallet: WalletId,
         page_size: u32,
     ) -> Result<Vec<HistoryItem>, Error> {
-        let mut items = Vec::new();
-        let mut next = Some(PageRequest::first(page_size));
-        while let Some(request) = next {
-            let page = self.history(wallet, &request).await?.body;
-            next = request.next(&page);
-            items.extend(page.items);
-        }
-        Ok(items)
+        every_page(page_size, |request| async move {
+            self.history(wallet, &request).await
+        })
+        .await
     }
 
     /// `GET /v1/wallets/{id}/activity`: the activity read model (eventually consistent).
@@ -302,6 +298,44 @@ impl Client {
         let path = format!("v1/wallets/{wallet}/activity");
         let request = self.request("wallet activity", Method::GET, &path, &[])?;
         self.send("wallet activity", request).await
+    }
+
+    /// `GET /v1/analytics/volume` (scope `wallets:admin`): one page of a currency's volume
+    /// per minute, oldest minute first.
+    pub async fn volume(
+        &self,
+        range: &VolumeRange,
+        page: &PageRequest,
+    ) -> Result<Reply<Page<VolumeMinute>>, Error> {
+        let mut query = range.query();
+        query.extend(page.query());
+        let request = self.request(
+            "analytics volume",
+            Method::GET,
+            "v1/analytics/volume",
+            &query,
+        )?;
+        self.send("analytics volume", request).await
+    }
+
+    /// Every minute of [`Client::volume`] in `range`, oldest first, read in pages of
+    /// `page_size`.
+    pub async fn volume_all(
+        &self,
+        range: &VolumeRange,
+        page_size: u32,
+    ) -> Result<Vec<VolumeMinute>, Error> {
+        every_page(page_size, |request| async move {
+            self.volume(range, &request).await
+        })
+        .await
+    }
+
+    /// `GET /v1/risk/alerts` (scope `wallets:admin`): one page of velocity alerts, newest
+    /// first.
+    pub async fn risk_alerts(&self, page: &PageRequest) -> Result<Reply<Page<RiskAlert>>, Error> {
+        let request = self.request("risk alerts", Method::GET, "v1/risk/alerts", &page.query())?;
+        self.send("risk alerts", request).await
     }
 
     async fn post<B: Serialize, T: DeserializeOwned>(
@@ -387,6 +421,22 @@ impl Client {
             }),
         }
     }
+}
+
+/// Every item of a paged list, reading pages of `page_size` with `read` until the last.
+async fn every_page<T, F, Fut>(page_size: u32, mut read: F) -> Result<Vec<T>, Error>
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut: Future<Output = Result<Reply<Page<T>>, Error>>,
+{
+    let mut items = Vec::new();
+    let mut next = Some(PageRequest::first(page_size));
+    while let Some(request) = next {
+        let page = read(request.clone()).await?.body;
+        next = request.next(&page);
+        items.extend(page.items);
+    }
+    Ok(items)
 }
 
 fn header_value(value: &str, name: &'static str) -> Result<HeaderValue, Error> {

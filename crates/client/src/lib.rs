@@ -1,7 +1,8 @@
 //! A typed Rust client for Wallet Hub's HTTP API, over `reqwest`.
 //!
 //! - [`Client`]: one async method per operation of the API (users, wallets, deposits and
-//!   withdrawals, transfers, freeze/unfreeze/close, history, activity, notifications),
+//!   withdrawals, transfers, freeze/unfreeze/close, history, activity, notifications, and
+//!   for admins the analytics volume and risk alerts),
 //!   acting as the principal of its bearer token ([`Client::with_token`]).
 //! - [`types`]: the request and answer bodies as they are on the wire; lists that page are
 //!   [`Page`]s read with a [`PageRequest`].
@@ -46,5 +47,6 @@ pub use idempotency::{IdempotencyKey, InvalidIdempotencyKey};
 pub use reply::Reply;
 pub use types::{
     Activity, Actor, Amount, CreateTransfer, CreateUser, CreateWallet, HistoryItem, Movement,
-    Notification, Page, PageRequest, Transfer, User, Wallet,
+    Notification, Page, PageRequest, RiskAlert, Transfer, User, VolumeMinute, VolumeRange,
+    VolumeTotal, Wallet,
 };

@@ -186,3 +186,62 @@ pub struct Notification {
     pub event_id: EventId,
     pub created_at: DateTime<Utc>,
 }
+
+/// Which volume to read (`GET /v1/analytics/volume`): one currency's minutes from `from`
+/// (inclusive) to `to` (exclusive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeRange {
+    pub currency: Currency,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+impl VolumeRange {
+    pub(crate) fn query(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("currency", self.currency.to_string()),
+            ("from", self.from.to_rfc3339()),
+            ("to", self.to.to_rfc3339()),
+        ]
+    }
+}
+
+/// How many movements of one kind in a minute, and their exact sum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeTotal {
+    pub count: i64,
+    /// Decimal string with exactly the currency's scale.
+    pub amount: String,
+}
+
+/// The volume of one currency in one minute of event time, as the analytics job computed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeMinute {
+    /// The minute's first instant.
+    pub minute: DateTime<Utc>,
+    pub currency: Currency,
+    pub deposits: VolumeTotal,
+    pub withdrawals: VolumeTotal,
+    pub transfers: VolumeTotal,
+}
+
+/// A velocity alert: a wallet's outgoing movements crossed a limit within a window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RiskAlert {
+    pub id: Uuid,
+    pub wallet_id: WalletId,
+    /// The wallet's owner (who was notified).
+    pub user_id: UserId,
+    /// `velocity-exceeded`.
+    pub kind: String,
+    pub window_start: DateTime<Utc>,
+    pub window_end: DateTime<Utc>,
+    /// Outgoing movements in the window.
+    pub movements: i64,
+    /// Their sum: decimal string with exactly the currency's scale.
+    pub amount: String,
+    pub currency: Currency,
+    /// The analytics event that raised it.
+    pub event_id: EventId,
+    pub created_at: DateTime<Utc>,
+}

@@ -1,13 +1,19 @@
 //! The analytics job's results, read back like any other topic: [`VolumeProjection`] keeps
 //! the volume per currency and minute, [`VelocityAlerts`] records each velocity alert and
 //! tells the wallet's owner. Both apply an event once (the inbox, in the effect's
-//! transaction).
+//! transaction: [`crate::inbox::apply_once`]); the newest minute per currency is also a
+//! gauge for the dashboard.
 
-use domain::{DomainEvent, EventType, VelocityExceeded, VolumeComputed};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::{DateTime, Utc};
+use domain::{Currency, DomainEvent, EventType, VelocityExceeded, VolumeComputed};
 use kafka::{EventHandler, HandlerError, Outcome, ReceivedEvent};
 use sqlx::PgPool;
 use store::analytics::{NewRiskAlert, Total, VolumeMinute};
 use store::notifications::NewNotification;
+use telemetry::metrics::{ANALYTICS_VOLUME_MINUTE_AMOUNT, ANALYTICS_VOLUME_MINUTE_MOVEMENTS};
 
 use crate::errors::classify;
 
@@ -45,6 +51,7 @@ fn volume_minute(event: &VolumeComputed) -> Result<VolumeMinute, HandlerError> {
 #[derive(Debug, Clone)]
 pub struct VolumeProjection {
     pool: PgPool,
+    newest: NewestMinutes,
 }
 
 impl VolumeProjection {
@@ -52,7 +59,10 @@ impl VolumeProjection {
     pub const EVENT_TYPES: &'static [EventType] = &[EventType::VolumeComputed];
 
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            newest: NewestMinutes::default(),
+        }
     }
 }
 
@@ -70,18 +80,47 @@ impl EventHandler for VolumeProjection {
                 ));
             }
         };
-        let keys = crate::inbox::keys(std::slice::from_ref(received));
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        let new = store::inbox::record_all(&mut tx, Self::NAME, &keys)
-            .await
-            .map_err(classify)?;
-        if new[0] {
-            store::analytics::upsert_volume(&mut tx, &minute)
+        let outcome = crate::inbox::apply_once(&self.pool, Self::NAME, received, async |tx| {
+            store::analytics::upsert_volume(tx, &minute)
                 .await
-                .map_err(classify)?;
+                .map_err(classify)
+        })
+        .await?;
+        if matches!(outcome, Outcome::Applied) {
+            self.newest.show(&minute);
         }
-        tx.commit().await.map_err(classify)?;
-        Ok(crate::inbox::outcomes(std::slice::from_ref(received), &new)[0])
+        Ok(outcome)
+    }
+}
+
+/// The newest minute seen per currency, shown as the `analytics_volume_minute_*` gauges: a
+/// late correction of an older minute is stored but does not move the dashboard back.
+#[derive(Debug, Clone, Default)]
+struct NewestMinutes(Arc<Mutex<HashMap<Currency, DateTime<Utc>>>>);
+
+impl NewestMinutes {
+    fn show(&self, volume: &VolumeMinute) {
+        let mut newest = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let seen = newest.entry(volume.currency).or_insert(volume.minute);
+        if *seen > volume.minute {
+            return;
+        }
+        *seen = volume.minute;
+        let currency = volume.currency.code();
+        for (kind, total) in [
+            ("deposit", &volume.deposits),
+            ("withdrawal", &volume.withdrawals),
+            ("transfer", &volume.transfers),
+        ] {
+            let labels = [("currency", currency), ("kind", kind)];
+            // Dashboards only (a float read from the exact decimal, no arithmetic on it):
+            // the exact figures are the API's.
+            if let Ok(major) = total.amount.to_decimal_string().parse::<f64>() {
+                metrics::gauge!(ANALYTICS_VOLUME_MINUTE_AMOUNT, &labels).set(major);
+            }
+            #[expect(clippy::cast_precision_loss, reason = "a gauge for dashboards")]
+            metrics::gauge!(ANALYTICS_VOLUME_MINUTE_MOVEMENTS, &labels).set(total.count as f64);
+        }
     }
 }
 
@@ -132,13 +171,8 @@ impl EventHandler for VelocityAlerts {
         };
         let amount = event.amount().map_err(permanent)?;
         let movements = i64::try_from(event.count).map_err(permanent)?;
-        let keys = crate::inbox::keys(std::slice::from_ref(received));
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        let new = store::inbox::record_all(&mut tx, Self::NAME, &keys)
-            .await
-            .map_err(classify)?;
-        if new[0] {
-            let Some(wallet) = store::wallets::find(&mut tx, event.wallet_id)
+        crate::inbox::apply_once(&self.pool, Self::NAME, received, async |tx| {
+            let Some(wallet) = store::wallets::find(&mut *tx, event.wallet_id)
                 .await
                 .map_err(classify)?
             else {
@@ -156,7 +190,7 @@ impl EventHandler for VelocityAlerts {
                 amount,
                 event_id: event.metadata.event_id,
             };
-            if store::analytics::insert_alert(&mut tx, &alert)
+            if store::analytics::insert_alert(&mut *tx, &alert)
                 .await
                 .map_err(classify)?
             {
@@ -168,13 +202,13 @@ impl EventHandler for VelocityAlerts {
                     message: &text,
                     event_id: event.metadata.event_id,
                 };
-                store::notifications::insert(&mut tx, &notification)
+                store::notifications::insert(&mut *tx, &notification)
                     .await
                     .map_err(classify)?;
             }
             tracing::info!(wallet_id = %event.wallet_id, "velocity alert recorded");
-        }
-        tx.commit().await.map_err(classify)?;
-        Ok(crate::inbox::outcomes(std::slice::from_ref(received), &new)[0])
+            Ok(())
+        })
+        .await
     }
 }

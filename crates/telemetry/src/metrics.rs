@@ -62,6 +62,12 @@ pub const DB_POOL_MAX_CONNECTIONS: &str = "db_pool_max_connections";
 pub const KAFKA_PRODUCER_QUEUE_DEPTH: &str = "kafka_producer_queue_depth";
 /// Producers the relay replaced after librdkafka declared them unusable (fatal error).
 pub const KAFKA_PRODUCER_RECREATED_TOTAL: &str = "kafka_producer_recreated_total";
+/// Gauge: the newest minute of volume the analytics job reported per `currency` and `kind`
+/// (`deposit`, `withdrawal`, `transfer`): the amount in the currency's major units. For
+/// dashboards only (a float); the exact sums are `GET /v1/analytics/volume`'s.
+pub const ANALYTICS_VOLUME_MINUTE_AMOUNT: &str = "analytics_volume_minute_amount";
+/// Gauge: the movements of that minute, by `currency` and `kind`.
+pub const ANALYTICS_VOLUME_MINUTE_MOVEMENTS: &str = "analytics_volume_minute_movements";
 /// Always 1, labelled with `version`.
 pub const BUILD_INFO: &str = "wallet_hub_build_info";
 

@@ -6,6 +6,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use domain::{Currency, EventId, Money, UserId, WalletId};
 use store::analytics::{NewRiskAlert, Total, VolumeMinute};
 use uuid::Uuid;
+use wallet_hub_client::{PageRequest, VolumeRange, VolumeTotal};
 use wallet_hub_tests::spawn_app;
 
 fn currency(code: &str) -> Currency {
@@ -94,6 +95,41 @@ async fn volume_is_one_row_per_currency_and_minute_listed_oldest_first_in_pages(
         foreign_cursor.is_empty(),
         "a cursor of another currency names no item"
     );
+
+    // The same through the typed client: pages of two, oldest first, exact decimals.
+    let range = VolumeRange {
+        currency: usd,
+        from: minute(0),
+        to: minute(3),
+    };
+    let api = app.operator();
+    let first = api
+        .volume(&range, &PageRequest::first(2))
+        .await
+        .expect("page 1")
+        .body;
+    assert_eq!(first.items.len(), 2);
+    assert!(first.next_cursor.is_some(), "a third minute follows");
+    let listed = api.volume_all(&range, 2).await.expect("every page");
+    let minutes: Vec<_> = listed.iter().map(|v| v.minute).collect();
+    assert_eq!(minutes, [minute(0), minute(1), minute(2)]);
+    assert_eq!(
+        listed[1].deposits,
+        VolumeTotal {
+            count: 1,
+            amount: "3.33".to_owned()
+        }
+    );
+    assert_eq!(listed[1].transfers.amount, "7.00");
+    assert_eq!(listed[1].withdrawals.count, 0);
+    let user = app.new_user().await;
+    let refused = app
+        .as_user(user.id.into())
+        .await
+        .volume(&range, &PageRequest::default())
+        .await
+        .expect_err("not an admin");
+    assert_eq!(refused.problem().map(|p| p.status), Some(403));
 }
 
 #[tokio::test]
@@ -144,6 +180,24 @@ async fn an_alert_is_stored_once_per_event_and_listed_newest_first() {
         .expect("page 2");
     assert_eq!(page.len(), 1);
     assert_eq!(page[0].event_id, first);
+
+    // The same through the typed client.
+    let api = app.operator();
+    let page = api
+        .risk_alerts(&PageRequest::first(1))
+        .await
+        .expect("page 1")
+        .body;
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].event_id, second);
+    assert_eq!(page.items[0].amount, "1234.56");
+    assert_eq!(page.items[0].currency, currency("USD"));
+    assert_eq!(page.items[0].wallet_id, wallet);
+    let next = PageRequest::first(1).next(&page).expect("a second page");
+    let page = api.risk_alerts(&next).await.expect("page 2").body;
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].event_id, first);
+    assert_eq!(page.next_cursor, None);
 }
 
 #[tokio::test]
@@ -263,5 +317,14 @@ async fn the_analytics_endpoints_need_the_admin_scope_and_refuse_bad_queries() {
             "application/problem+json",
             "{bad}"
         );
+        // Without the scope, the query is never read: 403 whatever it holds.
+        let reply = app
+            .client
+            .get(app.url(bad))
+            .bearer_auth(&user_token)
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(reply.status(), 403, "{bad} without wallets:admin");
     }
 }

@@ -1,7 +1,7 @@
 //! `/metrics` exports every metric the dashboard and alert rules query, with
 //! low-cardinality labels.
 
-use wallet_hub_tests::{eventually, spawn_app};
+use wallet_hub_tests::{cloud_event, eventually, send_event, spawn_app, volume_event};
 
 #[tokio::test]
 async fn every_metric_the_dashboard_and_alerts_query_is_exported_after_traffic() {
@@ -33,6 +33,16 @@ async fn every_metric_the_dashboard_and_alerts_query_is_exported_after_traffic()
         200
     );
 
+    // A minute of volume from the analytics job: the dashboard's volume panel.
+    let minute = "2026-12-06T10:00:00Z".parse().expect("RFC 3339");
+    send_event(
+        &app.settings.kafka.brokers,
+        &app.settings.bindings["analytics_volume_out"],
+        "USD",
+        cloud_event(&volume_event("USD", minute, (3, "12.5"))),
+    )
+    .await;
+
     let text = eventually("every expected metric", || async {
         let text = app.admin_get("/metrics").await.text().await.expect("text");
         expected
@@ -42,6 +52,24 @@ async fn every_metric_the_dashboard_and_alerts_query_is_exported_after_traffic()
     })
     .await;
 
+    let gauge = |name: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with(name)
+                    && l.contains(r#"currency="USD""#)
+                    && l.contains(r#"kind="deposit""#)
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        gauge("analytics_volume_minute_amount").as_deref(),
+        Some("12.5")
+    );
+    assert_eq!(
+        gauge("analytics_volume_minute_movements").as_deref(),
+        Some("3")
+    );
     assert!(
         text.lines().any(|l| l.starts_with("http_requests_total")
             && l.contains(r#"route="/v1/wallets/{id}/deposits""#)
