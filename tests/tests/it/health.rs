@@ -194,3 +194,47 @@ async fn group_lag_is_reported_and_grows_while_no_consumer_of_the_group_runs() {
     .await;
     assert!(grown >= 7.0, "{grown}");
 }
+
+#[tokio::test]
+async fn a_group_commits_what_it_applied_at_once_so_its_lag_is_only_the_work_left() {
+    // Auto-commit every 10 minutes: only the commit after each poll can move the offsets.
+    let app = spawn_app_with(|s| {
+        s.kafka
+            .consumer
+            .insert("auto.commit.interval.ms".to_owned(), "600000".to_owned());
+    })
+    .await;
+    let group = format!("{}-activity", app.settings.consumer.group_id);
+    let topic = app.topics.funds_added.clone();
+    let wallet = app.create_wallet("USD").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    for _ in 0..5 {
+        assert_eq!(app.deposit(&wallet, "1.00").await.status(), 201);
+    }
+    eventually("the 5 deposits applied", || async {
+        let body: serde_json::Value = app
+            .get(&format!("/v1/wallets/{wallet}/activity"))
+            .await
+            .json()
+            .await
+            .ok()?;
+        (body["events_applied"] == 5).then_some(())
+    })
+    .await;
+    let reader = kafka::LagReader::new(
+        &app.settings.kafka,
+        vec![kafka::GroupTopics {
+            group: group.clone(),
+            topics: vec![topic.clone()],
+        }],
+    )
+    .expect("lag reader");
+    // Well within the 10 minutes: committed after the poll that applied them.
+    eventually("the group's committed offsets at the end", || async {
+        let lags = reader.read(Duration::from_secs(5)).await.ok()?;
+        (!lags.is_empty() && lags.iter().all(|p| p.lag == 0)).then_some(())
+    })
+    .await;
+}
