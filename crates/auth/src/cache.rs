@@ -89,6 +89,13 @@ impl KeyCache {
         self.refetch_for_unknown(kid).await
     }
 
+    /// The current keys, unless they are due for a refetch: what a token verified with
+    /// them before may still be trusted on ([`crate::verified`]).
+    pub(crate) fn fresh(&self) -> Option<Arc<KeySet>> {
+        let cached = self.snapshot();
+        (Instant::now() < cached.expires).then(|| Arc::clone(&cached.keys))
+    }
+
     fn snapshot(&self) -> std::sync::RwLockReadGuard<'_, Cached> {
         self.current.read().unwrap_or_else(PoisonError::into_inner)
     }

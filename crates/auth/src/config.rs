@@ -54,6 +54,14 @@ pub struct AuthConfig {
     /// at most this long after the first token that names it.
     #[serde(default = "default_unknown_kid_refetch")]
     pub jwks_unknown_kid_refetch_seconds: u64,
+    /// Tokens remembered as verified, until their `exp` and while the keys they were
+    /// verified with are current (`crates/auth/src/verified.rs`); 0 verifies every request.
+    #[serde(default = "default_verified_tokens_cached")]
+    pub verified_tokens_cached: usize,
+}
+
+fn default_verified_tokens_cached() -> usize {
+    10_000
 }
 
 fn default_jwks_cache_min() -> u64 {
@@ -90,6 +98,7 @@ impl AuthConfig {
             jwks_cache_min_seconds: default_jwks_cache_min(),
             jwks_cache_max_seconds: default_jwks_cache_max(),
             jwks_unknown_kid_refetch_seconds: default_unknown_kid_refetch(),
+            verified_tokens_cached: default_verified_tokens_cached(),
         }
     }
 

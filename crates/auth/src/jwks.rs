@@ -170,7 +170,7 @@ async fn fetch_url(
 }
 
 /// The usable keys of one JWKS, by `kid`.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct KeySet {
     keys: HashMap<String, VerificationKey>,
 }

@@ -17,7 +17,8 @@
 //! them alike (401 `invalid_token`). Tokens are never logged and no error holds one.
 //!
 //! Layout: `config.rs` (settings), `jwks.rs` (loading keys), `cache.rs` (how long keys are
-//! trusted, when they are refetched), `verifier.rs` (checks),
+//! trusted, when they are refetched), `verifier.rs` (checks), `verified.rs` (tokens
+//! verified a moment ago, answered from memory until their `exp`),
 //! `principal.rs` (claims to identity), `dev.rs` (development issuer).
 //!
 //! # What a deployment must configure
@@ -49,6 +50,7 @@ mod cache;
 mod config;
 mod jwks;
 mod principal;
+mod verified;
 mod verifier;
 
 pub use config::{

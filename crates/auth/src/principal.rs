@@ -35,6 +35,10 @@ pub(crate) struct AccessClaims {
     pub(crate) iss: Option<String>,
     #[serde(default)]
     pub(crate) sub: Option<String>,
+    /// Required and checked by the verification; kept to know how long it may be cached
+    /// (a whole number of seconds; a fractional `exp` is not cached).
+    #[serde(default)]
+    pub(crate) exp: Option<serde_json::Number>,
     #[serde(default)]
     scope: Option<String>,
     #[serde(default)]

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,6 +14,7 @@ use crate::cache::KeyCache;
 use crate::config::{AuthConfig, ConfigError, SigningAlgorithm};
 use crate::jwks::{JwksError, JwksFetcher};
 use crate::principal::{AccessClaims, Principal};
+use crate::verified::VerifiedTokens;
 
 /// Why a [`Verifier`] could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +149,7 @@ struct Inner {
     validations: Vec<(SigningAlgorithm, Validation)>,
     require_at_jwt_typ: bool,
     keys: KeyCache,
+    verified: VerifiedTokens,
 }
 
 impl fmt::Debug for Verifier {
@@ -173,13 +176,24 @@ impl Verifier {
                 validations,
                 require_at_jwt_typ: config.require_at_jwt_typ,
                 keys,
+                verified: VerifiedTokens::new(config.verified_tokens_cached),
             }),
         })
     }
 
     /// Checks `token` (the part after `Bearer `): header, algorithm, key, signature, then the
-    /// claims (`iss`, `aud`, `exp`, `sub` required; `nbf` honoured; leeway applied).
+    /// claims (`iss`, `aud`, `exp`, `sub` required; `nbf` honoured; leeway applied). A
+    /// token verified a moment ago with the keys still current is answered from memory
+    /// until its `exp` ([`crate::verified`]).
     pub async fn verify(&self, token: &str) -> Result<Principal, TokenError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        if let Some(keys) = self.inner.keys.fresh()
+            && let Some(principal) = self.inner.verified.get(token, &keys, now)
+        {
+            return Ok(principal);
+        }
         let header = RawHeader::parse(token)?;
         let (alg, validation) = self
             .inner
@@ -207,6 +221,7 @@ impl Verifier {
             .map_err(TokenError::from_jwt)?
             .claims;
         let scopes = claims.scopes();
+        let expires = claims.exp.as_ref().and_then(serde_json::Number::as_u64);
         let issuer = claims
             .iss
             .ok_or_else(|| TokenError::MissingClaim("iss".into()))?;
@@ -214,11 +229,17 @@ impl Verifier {
             .sub
             .filter(|sub| !sub.is_empty())
             .ok_or_else(|| TokenError::MissingClaim("sub".into()))?;
-        Ok(Principal {
+        let principal = Principal {
             issuer,
             subject,
             scopes,
-        })
+        };
+        if let Some(expires) = expires {
+            self.inner
+                .verified
+                .insert(token, &principal, expires, &keys);
+        }
+        Ok(principal)
     }
 }
 

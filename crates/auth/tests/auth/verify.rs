@@ -57,6 +57,27 @@ async fn a_token_expired_beyond_the_leeway_is_refused() {
 }
 
 #[tokio::test]
+async fn a_token_remembered_as_verified_is_refused_once_it_expires() {
+    let key = TestKey::ed25519("ed-1");
+    let mut trust = Trust::new(&[&key]);
+    trust.config.leeway_seconds = 0;
+    let verifier = trust.verifier().await;
+    let token = key.token(&claims_with("alice", &json!({"exp": now() + 2})));
+    for _ in 0..3 {
+        assert!(
+            verifier.verify(&token).await.is_ok(),
+            "valid, then remembered"
+        );
+    }
+    // The memory never outlives `exp`: past it, the same token is checked in full again.
+    tokio::time::sleep(std::time::Duration::from_millis(3_100)).await;
+    assert!(matches!(
+        refused(&verifier, &token).await,
+        TokenError::Expired
+    ));
+}
+
+#[tokio::test]
 async fn a_token_expired_within_the_leeway_is_still_accepted() {
     let key = TestKey::ed25519("ed-1");
     let verifier = Trust::new(&[&key]).verifier().await;
