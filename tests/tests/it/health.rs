@@ -167,18 +167,31 @@ fn group_lag(metrics: &str, group: &str, topic: &str) -> Option<f64> {
     found.then_some(sum)
 }
 
-#[tokio::test]
-async fn group_lag_is_reported_and_grows_while_no_consumer_of_the_group_runs() {
-    let app = spawn_app_with(|s| s.consumer.enabled = false).await;
-    let group = format!("{}-activity", app.settings.consumer.group_id);
-    let topic = app.topics.funds_added.clone();
+/// The activity consumer's group and the topic of deposits it reads.
+fn activity_group(app: &TestApp) -> (String, String) {
+    (
+        format!("{}-activity", app.settings.consumer.group_id),
+        app.topics.funds_added.clone(),
+    )
+}
+
+/// A new USD wallet with `deposits` deposits of 1.00; its id.
+async fn wallet_with_deposits(app: &TestApp, deposits: usize) -> String {
     let wallet = app.create_wallet("USD").await["id"]
         .as_str()
         .expect("id")
         .to_owned();
-    for _ in 0..3 {
+    for _ in 0..deposits {
         assert_eq!(app.deposit(&wallet, "1.00").await.status(), 201);
     }
+    wallet
+}
+
+#[tokio::test]
+async fn group_lag_is_reported_and_grows_while_no_consumer_of_the_group_runs() {
+    let app = spawn_app_with(|s| s.consumer.enabled = false).await;
+    let (group, topic) = activity_group(&app);
+    let wallet = wallet_with_deposits(&app, 3).await;
     let first = eventually("the lag of 3 deposits", || async {
         let text = app.admin_get("/metrics").await.text().await.ok()?;
         group_lag(&text, &group, &topic).filter(|lag| *lag >= 3.0)
@@ -204,15 +217,8 @@ async fn a_group_commits_what_it_applied_at_once_so_its_lag_is_only_the_work_lef
             .insert("auto.commit.interval.ms".to_owned(), "600000".to_owned());
     })
     .await;
-    let group = format!("{}-activity", app.settings.consumer.group_id);
-    let topic = app.topics.funds_added.clone();
-    let wallet = app.create_wallet("USD").await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    for _ in 0..5 {
-        assert_eq!(app.deposit(&wallet, "1.00").await.status(), 201);
-    }
+    let (group, topic) = activity_group(&app);
+    let wallet = wallet_with_deposits(&app, 5).await;
     eventually("the 5 deposits applied", || async {
         let body: serde_json::Value = app
             .get(&format!("/v1/wallets/{wallet}/activity"))
