@@ -26,8 +26,10 @@ CONNECT_PID=""
 declare -A RES # the bench's results (scripts/bench-relay declares it too)
 # shellcheck disable=SC2154 # pg_hostport: host:port of DATABASE_URL, from scripts/bench-relay
 PG_HOSTPORT="$pg_hostport"
-CONNECT_JVM_OPTS=(-Xms256m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError
-  -Djava.awt.headless=true "-Dlog4j2.configurationFile=$ROOT/scripts/kafka/log4j2.yaml")
+# As Kafka's bin/connect-standalone.sh starts a worker (its heap and performance options).
+CONNECT_JVM_OPTS=(-Xms256m -Xmx2g -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35
+  -XX:+ExplicitGCInvokesConcurrent -XX:MaxInlineLevel=15 -Djava.awt.headless=true
+  "-Dlog4j2.configurationFile=$ROOT/scripts/kafka/log4j2.yaml")
 
 # --- set-up -------------------------------------------------------------------------------
 
@@ -367,7 +369,7 @@ peer_report() {
 Both sides publish the backlog of the drain phase ($ROWS FundsAdded rows over $KEYS wallets, payload ~$PAYLOAD_BYTES bytes) into a new 3-partition topic of the same broker ($KAFKA_BROKERS), one side at a time; odd rounds start with the relay, even ones with Debezium. Each run is timed from its process's start until the topic's end offsets (polled every 100 ms, \`scripts/bench-relay.d/EndOffsets.java\`) hold every row; "10-90%" is the rate between the polls that saw 10% and 90% of the rows (start-up and tail left out). CPU is user+system time from /proc: PostgreSQL (the postmaster and every backend, Debezium's walsender included), the broker (pid ${BROKER_PID:-not found}) and the side's own process; "others" is the rest of the machine's busy time in the run (other work on this shared machine, the stopwatch and this script).
 
 - Relay: \`wallet-hub serve --role relay\`, default configuration (relay.batch_size 5000), on a fresh copy of the backlog database; binary: ${WALLET_HUB_BENCH_BIN:-the $BUILD_PROFILE build of this tree}.
-- Debezium: Kafka Connect $KAFKA_VERSION standalone worker (file offsets; \`scripts/bench-relay.d/connect-worker.properties.in\`, JVM ${CONNECT_JVM_OPTS[*]:0:4}), PostgresConnector over pgoutput with the outbox EventRouter (\`scripts/bench-relay.d/debezium-outbox.properties.in\`), jars from \`scripts/kafka/debezium/pom.xml\`. Its backlog is the same rows, written back into an emptied outbox $PEER_TX_ROWS per transaction after the connector had created its slot, published one primer row and stopped (writing took $fills; the slot then held $wal of WAL), and read from the WAL when the worker starts again: Connect's start-up (JVM, plugins, connector, replication connection) is inside its time, as the relay's start is inside the relay's.
+- Debezium: Kafka Connect $KAFKA_VERSION standalone worker (file offsets; \`scripts/bench-relay.d/connect-worker.properties.in\`, JVM options as Kafka's bin/connect-standalone.sh sets them: ${CONNECT_JVM_OPTS[*]:0:8}), PostgresConnector over pgoutput with the outbox EventRouter (\`scripts/bench-relay.d/debezium-outbox.properties.in\`), jars from \`scripts/kafka/debezium/pom.xml\`. Its backlog is the same rows, written back into an emptied outbox $PEER_TX_ROWS per transaction after the connector had created its slot, published one primer row and stopped (writing took $fills; the slot then held $wal of WAL), and read from the WAL when the worker starts again: Connect's start-up (JVM, plugins, connector, replication connection) is inside its time, as the relay's start is inside the relay's.
 
 | round | side | rows/s, whole run | rows/s, 10-90% | first record after | CPU µs per event: all three (side / PostgreSQL / broker) | from the first record on: all three (side) | cores: side, PostgreSQL, broker; others | check |
 |---|---|---:|---:|---:|---|---|---|---|
