@@ -23,6 +23,7 @@ PEER_TMPL="${DB}_peer_template"
 PEER_SLOT="${DB}_peer"
 CLK_TCK="$(getconf CLK_TCK)"
 CONNECT_PID=""
+STOPWATCH_PID=""
 declare -A RES # the bench's results (scripts/bench-relay declares it too)
 # shellcheck disable=SC2154 # pg_hostport: host:port of DATABASE_URL, from scripts/bench-relay
 PG_HOSTPORT="$pg_hostport"
@@ -59,7 +60,8 @@ peer_prepare() {
   javac -nowarn -cp "$LIBS/*" -d "$OUT/peer/classes" "$D/EndOffsets.java" >"$OUT/peer/javac.log" 2>&1 ||
     die "cannot compile scripts/bench-relay.d/EndOffsets.java (log: $OUT/peer/javac.log)"
   PG_PID="$(pid_on_port "${PG_HOSTPORT##*:}")"
-  BROKER_PID="$(pid_on_port "$(cut -d, -f1 <<<"${KAFKA_BROKERS##*:}")")"
+  local first_broker="${KAFKA_BROKERS%%,*}"
+  BROKER_PID="$(pid_on_port "${first_broker##*:}")"
   [[ -n "$PG_PID" ]] || warn "peer: no process of ours listens on PostgreSQL's port ${PG_HOSTPORT##*:}; its CPU is not counted"
   [[ -n "$BROKER_PID" ]] || warn "peer: no process of ours listens on the broker's port; its CPU is not counted"
   drop_peer_slots
@@ -152,6 +154,10 @@ stopwatch_start() {
   WAIT_ABORT_IF="! kill -0 $STOPWATCH_PID 2>/dev/null" wait_for 60 grep -q '^ready' "$3" ||
     die "peer: the stopwatch on $1 did not start (log: $3.err)"
 }
+stopwatch_stop() { # (cleared, so that no later stop can hit a process that reused its pid)
+  stop_pid "$STOPWATCH_PID" 5
+  STOPWATCH_PID=""
+}
 exited() { ! kill -0 "$1" 2>/dev/null; }
 records_now() { awk 'NF == 2 {n = $2} END {print n + 0}' "$1"; }
 
@@ -171,7 +177,9 @@ cpu_ticks() {
 
 # peer_time NAME SIDE_PID T0_MS BEFORE: waits until the stopwatch has seen BEFORE + ROWS
 # records, SIDE_PID exits, or PEER_TIMEOUT passes, reading CPU every 0.5 s into
-# $OUT/peer/NAME.cpu (whose first line the caller wrote before the start); sets P_* (peer.py).
+# $OUT/peer/NAME.cpu (whose first line the caller wrote before the start) and, at the end,
+# the CPU each of SIDE_PID's threads used since the start into $OUT/peer/NAME.threads; sets
+# P_* (peer.py).
 peer_time() {
   local name="$1" pid="$2" t0ms="$3" before="$4" cpu="$OUT/peer/$1.cpu" i=0
   local ticks=("${PG_PID:--}" "${BROKER_PID:--}" "$pid")
@@ -181,8 +189,21 @@ peer_time() {
     ((++i % 5)) || echo "$(now_ms) $(cpu_ticks "${ticks[@]}")" >>"$cpu"
   done
   echo "$(now_ms) $(cpu_ticks "${ticks[@]}")" >>"$cpu"
-  stop_pid "$STOPWATCH_PID" 5
+  thread_ticks "$pid" >"$OUT/peer/$name.threads"
+  stopwatch_stop
   eval "$(python3 "$D/peer.py" "$OUT/peer/$name.watch" "$cpu" "$t0ms" "$before" "$ROWS" "$CLK_TCK")"
+}
+
+# thread_profile FILE: thread_ticks of a whole run as CPU µs per event, summed over threads
+# whose names differ only in numbers ("GC_Thread#N 3.1 (2)"), the busiest first.
+thread_profile() {
+  [[ -s "$1" ]] || {
+    echo "not sampled"
+    return
+  }
+  awk -v us="$((1000000 / CLK_TCK))" -v rows="$ROWS" '{name = $2; gsub(/[0-9]+/, "N", name); c[name] += $3; n[name]++}
+      END {for (k in c) if (c[k] > 0) printf "%s\t%s %.1f%s\n", c[k], k, c[k] * us / rows, (n[k] > 1 ? " (" n[k] ")" : "")}' "$1" |
+    sort -rn | head -n 8 | cut -f2 | paste -sd';' | sed 's/;/, /g'
 }
 
 # peer_result SIDE ROUND: the P_* of the last run into RES[peer_<round>_<side>_*].
@@ -192,6 +213,7 @@ peer_result() {
     v="P_$k"
     RES[${key}_$k]="${!v}"
   done
+  RES[${key}_threads]="$(thread_profile "$OUT/peer/$1-$2.threads")"
   for k in US_TOTAL US_SIDE US_PG US_BROKER US_TOTAL_FROM_FIRST US_SIDE_FROM_FIRST CORES_SIDE CORES_PG CORES_BROKER CORES_MACHINE CORES_OTHERS; do
     v="P_$k"
     RES[${key}_$k]="${!v:-n/a}"
@@ -266,7 +288,7 @@ peer_debezium() {
   stopwatch_start "$topic" 1 "$OUT/peer/primer-$r.watch"
   WAIT_ABORT_IF="exited $CONNECT_PID" wait_for 120 exited "$STOPWATCH_PID" ||
     connect_failed "setup-$r" "did not publish the primer row within 120 s"
-  stop_pid "$STOPWATCH_PID" 5
+  stopwatch_stop
   connect_stop
   [[ -s "$OUT/peer/offsets-$r.dat" ]] || die "peer: the worker stopped without writing its offsets ($OUT/peer/offsets-$r.dat)"
   info "peer round $r, Debezium: writing the backlog, $PEER_TX_ROWS rows per transaction"
@@ -315,6 +337,7 @@ peer_round() {
 # peer_cleanup: for the bench's EXIT trap.
 peer_cleanup() {
   [[ -z "$CONNECT_PID" ]] || stop_pid "$CONNECT_PID" 30
+  stopwatch_stop
   drop_peer_slots
   psql_at "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $PEER_DB WITH (FORCE)" >/dev/null 2>&1 || true
   psql_at "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $PEER_TMPL WITH (FORCE)" >/dev/null 2>&1 || true
@@ -378,6 +401,14 @@ MD
     peer_row "$r" relay
     peer_row "$r" debezium
     printf '| %s | relay / Debezium | **%sx** | %sx | | | | | |\n' "$r" "${RES[peer_${r}_ratio_RATE]}" "${RES[peer_${r}_ratio_MID]}"
+  done
+  cat <<MD
+
+Where each side's own CPU went, by thread, over the whole run (µs per event; from /proc/PID/task at the end of the run; names as the kernel keeps them, 15 characters, numbers as N; the JVM's main thread is \`java\`):
+
+MD
+  for ((r = 1; r <= PEER_ROUNDS; r++)); do
+    echo "- round $r, relay: ${RES[peer_${r}_relay_threads]:-not sampled}; Debezium: ${RES[peer_${r}_debezium_threads]:-not sampled}."
   done
   cat <<MD
 
