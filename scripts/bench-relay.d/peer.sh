@@ -356,6 +356,7 @@ header_names() {
 
 peer_ratios() { # "1.91, 2.05, ..." of RES[peer_<r>_ratio_$1]
   local r out=""
+  # shellcheck disable=SC2153 # PEER_ROUNDS: from scripts/bench-relay
   for ((r = 1; r <= PEER_ROUNDS; r++)); do out+="${out:+, }${RES[peer_${r}_ratio_$1]}"; done
   printf '%s' "$out"
 }
