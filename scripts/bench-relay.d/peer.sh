@@ -1,9 +1,10 @@
 # shellcheck shell=bash
 # The peer phase of scripts/bench-relay (issue 30): Debezium's PostgreSQL connector with its
 # outbox event router, in a Kafka Connect worker, drains the same backlog into the same
-# broker as the relay, in alternating rounds. Sourced by scripts/bench-relay once its
-# helpers (psql_at, recreate_db, create_topic, kafka_tool, start_relay, ...) and the backlog
-# template database exist; it runs nothing itself: peer_prepare, then peer_round per round.
+# broker as the relay, in alternating rounds. Sourced by scripts/bench-relay after its
+# helpers (psql_at, recreate_db, create_topic, kafka_tool, start_relay, ...); it defines
+# functions only. Once the backlog template database exists: peer_prepare, then peer_round
+# per round, then peer_report.
 #
 # Each side is timed the same way, from its process's start until the topic holds every
 # row (EndOffsets.java polls the partitions' end offsets), and its CPU is read from /proc
