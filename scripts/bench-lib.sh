@@ -31,8 +31,20 @@ bench_expect() {
 # in a smoke run the debug build in place (after `cargo test` this build is a no-op: the
 # README test builds the same `--bin wallet-hub`). Sets BUILD_PROFILE, BUILD_SECS and
 # BUILD_WAITED (yes when cargo waited for another build's lock).
+# WALLET_HUB_BENCH_BIN=PATH skips the build and runs that binary (copied into OUT, as a
+# release build is): for a machine whose cores are busy with others' builds, or to measure
+# a binary built elsewhere. BUILD_PROFILE is then "prebuilt".
 bench_binary() {
   local out="$1" target_dir="${CARGO_TARGET_DIR:-$ROOT/target}" t0=$SECONDS args=(build --locked --bin wallet-hub)
+  if [[ -n "${WALLET_HUB_BENCH_BIN:-}" ]]; then
+    [[ -x "$WALLET_HUB_BENCH_BIN" ]] || die "WALLET_HUB_BENCH_BIN=$WALLET_HUB_BENCH_BIN is not an executable file"
+    info "using the prebuilt $WALLET_HUB_BENCH_BIN (WALLET_HUB_BENCH_BIN), not building"
+    # shellcheck disable=SC2034 # BUILD_*: for the sourcing script's report
+    BUILD_PROFILE=prebuilt BUILD_SECS=0 BUILD_WAITED=no
+    cp "$WALLET_HUB_BENCH_BIN" "$out/wallet-hub"
+    BIN="$out/wallet-hub"
+    return 0
+  fi
   BUILD_PROFILE=release
   ((SMOKE)) && BUILD_PROFILE=debug
   [[ "$BUILD_PROFILE" == debug ]] || args+=(--release)

@@ -9,7 +9,8 @@
 #               (git-ignored; another folder, with other ports, runs a second set of servers)
 #   CACHE_DIR   ${WALLET_HUB_CACHE:-$HOME/.cache/wallet-hub}, shared by clones
 #   info/warn/die, ensure_apt PKG..., wait_for SECS CMD..., show_log_tail FILE...,
-#   take_lock NAME, need_cmd CMD [APT_PKG], docker_engine, buildah (STORAGE_DRIVER)
+#   take_lock NAME, need_cmd CMD [APT_PKG], docker_engine, buildah (STORAGE_DRIVER),
+#   fetch_maven_jars POM DIR MARKER WHAT [PREPARE], same_kafka_release POM VERSION
 
 set -euo pipefail
 
@@ -146,6 +147,66 @@ need_cmd() {
 tcp_open() {
   # shellcheck disable=SC2016  # $1/$2 are expanded by the inner bash
   timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null
+}
+
+# --- jars from Maven Central -------------------------------------------------------------
+
+# maven_jars_ok POM DIR MARKER: DIR holds the jars POM lists (stamped with POM's hash) and MARKER.
+maven_jars_ok() {
+  [[ -f "$2/.pom-sha256" && -f "$2/$3" ]] && [[ "$(cat "$2/.pom-sha256")" == "$(sha256sum "$1" | cut -d' ' -f1)" ]]
+}
+
+# fetch_maven_jars POM DIR MARKER WHAT [PREPARE]: the runtime jars that POM (a list, not a
+# build) names, copied by Maven into DIR once, and again whenever POM changes. Into a temp
+# dir first, renamed into place only when complete, so an interrupted fetch is simply redone;
+# under a lock, as clones share the cache. MARKER: a jar that must be among them. PREPARE: a
+# function given the temp dir before it moves into place (e.g. to take out an agent jar).
+fetch_maven_jars() {
+  local pom="$1" dir="$2" marker="$3" what="$4" prepare="${5:-}"
+  maven_jars_ok "$pom" "$dir" "$marker" && return 0
+  local parent name tmp log t0=$SECONDS
+  parent="$(dirname "$dir")"
+  name="$(basename "$dir")"
+  log="$parent/fetch-$name.log"
+  mkdir -p "$parent"
+  exec 8>"$parent/.fetch-$name.lock"
+  flock -w 900 8 || die "another jar fetch holds $parent/.fetch-$name.lock"
+  if maven_jars_ok "$pom" "$dir" "$marker"; then
+    exec 8>&-
+    return 0
+  fi
+  need_cmd mvn maven
+  rm -rf "$parent/$name".tmp.* "$parent/$name".old.*
+  tmp="$(mktemp -d "$parent/$name.tmp.XXXXXX")"
+  info "fetching $what with Maven into $dir (one-time; log $log)"
+  if ! (cd "$(dirname "$pom")" && mvn -B -q -Dstyle.color=never -f "$pom" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$tmp") >"$log" 2>&1; then
+    show_log_tail "$log" 30
+    rm -rf "$tmp"
+    die "Maven could not fetch $what (log: $log)"
+  fi
+  [[ -f "$tmp/$marker" ]] || {
+    rm -rf "$tmp"
+    die "Maven finished but $marker is missing from the copied jars"
+  }
+  [[ -z "$prepare" ]] || "$prepare" "$tmp"
+  sha256sum "$pom" | cut -d' ' -f1 >"$tmp/.pom-sha256"
+  chmod 755 "$tmp"
+  [[ ! -e "$dir" ]] || mv -T "$dir" "$parent/$name.old.$$"
+  mv -T "$tmp" "$dir"
+  rm -rf "$parent/$name.old.$$"
+  exec 8>&-
+  info "fetched $(find "$dir" -name '*.jar' | wc -l) jars in $((SECONDS - t0)) s"
+}
+
+# same_kafka_release POM VERSION: POM pins the broker's Kafka release (scripts/kafka/pom.xml),
+# and that is VERSION, the calling script's: then a Connect worker's clients are the broker's own.
+same_kafka_release() {
+  local broker ours
+  broker="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$ROOT/scripts/kafka/pom.xml")"
+  ours="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$1")"
+  [[ "$broker" == "$ours" && "$ours" == "$2" ]] ||
+    die "Kafka releases differ: scripts/kafka/pom.xml $broker, ${1#"$ROOT"/} $ours, the script $2"
 }
 
 # --- container images (scripts/image, scripts/image-smoke) -------------------------------
