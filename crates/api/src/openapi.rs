@@ -27,7 +27,7 @@ use utoipa::{IntoParams, Modify, OpenApi};
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&BearerSecurity),
-    tags((name = "users"), (name = "wallets"), (name = "transfers"), (name = "analytics"))
+    tags((name = "users"), (name = "wallets"), (name = "transfers"), (name = "holds"), (name = "analytics"))
 )]
 #[derive(Debug)]
 pub struct ApiDoc;

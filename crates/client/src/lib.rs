@@ -24,7 +24,8 @@
 //! # }
 //! ```
 //!
-//! Layout: `client` (the [`Client`] and its methods), `types` (bodies), `reply` ([`Reply`]),
+//! Layout: `client` (the [`Client`] and its methods), `holds` (the hold operations and
+//! bodies: [`PlaceHold`], [`Hold`], [`Capture`]), `types` (bodies), `reply` ([`Reply`]),
 //! `error` ([`Error`], [`Problem`]), `idempotency` ([`IdempotencyKey`]).
 //!
 //! The client depends on no server crate: only on `domain` for the typed ids, currency and
@@ -32,16 +33,18 @@
 
 mod client;
 mod error;
+mod holds;
 mod idempotency;
 mod reply;
 pub mod types;
 
 /// The typed ids, currency and wallet status of the bodies, so that callers need no other
 /// crate to name them.
-pub use domain::{Currency, EventId, TransactionId, UserId, WalletId, WalletStatus};
+pub use domain::{Currency, EventId, HoldId, TransactionId, UserId, WalletId, WalletStatus};
 
 pub use client::Client;
 pub use error::{Error, Problem, ProblemResponse};
+pub use holds::{Capture, Hold, HoldStatusFilter, PlaceHold};
 pub use idempotency::{IdempotencyKey, InvalidIdempotencyKey};
 pub use reply::Reply;
 pub use types::{

@@ -52,8 +52,8 @@ pub struct BalanceMismatch {
     pub total: i64,
 }
 
-/// Wallets whose `balance_minor` differs from the sum of their ledger entries or from
-/// their latest entry's `balance_after_minor`, or is negative.
+/// Wallets whose `balance_minor` differs from the sum of their ledger entries on their
+/// balance or from their latest such entry's `balance_after_minor`, or is negative.
 pub async fn balance_mismatches(
     conn: &mut PgConnection,
     limit: i64,
@@ -61,10 +61,12 @@ pub async fn balance_mismatches(
     Ok(sqlx::query_as(
         "WITH sums AS ( \
              SELECT wallet_id, sum(amount_minor)::bigint AS ledger_sum_minor \
-             FROM ledger_entries WHERE wallet_id IS NOT NULL GROUP BY wallet_id), \
+             FROM ledger_entries WHERE wallet_id IS NOT NULL AND account = 'balance' \
+             GROUP BY wallet_id), \
          latest AS ( \
              SELECT DISTINCT ON (wallet_id) wallet_id, balance_after_minor \
-             FROM ledger_entries WHERE wallet_id IS NOT NULL ORDER BY wallet_id, id DESC) \
+             FROM ledger_entries WHERE wallet_id IS NOT NULL AND account = 'balance' \
+             ORDER BY wallet_id, id DESC) \
          SELECT w.id AS wallet_id, w.balance_minor, \
                 COALESCE(s.ledger_sum_minor, 0) AS ledger_sum_minor, \
                 COALESCE(l.balance_after_minor, 0) AS latest_balance_after_minor, \
@@ -82,7 +84,8 @@ pub async fn balance_mismatches(
     .await?)
 }
 
-/// A ledger entry whose running balance does not continue the wallet's previous entry.
+/// A ledger entry whose running balance does not continue the previous entry of the
+/// wallet's account (its balance, or its held amount).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct RunningBalanceBreak {
     pub entry_id: i64,
@@ -103,7 +106,8 @@ pub async fn running_balance_breaks(
                 previous_balance_after_minor, count(*) OVER () AS total \
          FROM ( \
              SELECT id AS entry_id, wallet_id, amount_minor, balance_after_minor, \
-                    COALESCE(lag(balance_after_minor) OVER (PARTITION BY wallet_id ORDER BY id), 0) \
+                    COALESCE(lag(balance_after_minor) \
+                             OVER (PARTITION BY wallet_id, account ORDER BY id), 0) \
                         AS previous_balance_after_minor \
              FROM ledger_entries WHERE wallet_id IS NOT NULL) e \
          WHERE balance_after_minor <> previous_balance_after_minor + amount_minor \

@@ -3,13 +3,13 @@
 //! (`wallet_id` NULL). The database re-checks every rule (see the migration's triggers).
 
 use chrono::{DateTime, Utc};
-use domain::{Actor, Currency, Money, TransactionId, WalletId};
+use domain::{Actor, Currency, HoldId, Money, TransactionId, WalletId};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::error::StoreError;
 
-pub use domain::ledger::{Entry, Kind, UnknownKind};
+pub use domain::ledger::{Account, Entry, Kind, UnknownKind};
 
 /// A ledger transaction to post.
 #[derive(Debug, Clone)]
@@ -21,53 +21,9 @@ pub struct Posting<'a> {
     /// Who moved the money.
     pub actor: &'a Actor,
     pub created_at: DateTime<Utc>,
+    /// The hold a `hold`, `capture`, `void` or `expiry` transaction records.
+    pub hold_id: Option<HoldId>,
     pub entries: &'a [Entry],
-}
-
-/// Writes the transaction and its entries (in the given order) in two statements.
-pub async fn post(conn: &mut PgConnection, posting: &Posting<'_>) -> Result<(), StoreError> {
-    let currency = posting.amount.currency().code();
-    sqlx::query(
-        "INSERT INTO ledger_transactions \
-         (id, kind, currency, amount_minor, correlation_id, created_at, actor_issuer, actor_subject) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(posting.id.as_uuid())
-    .bind(posting.kind.as_str())
-    .bind(currency)
-    .bind(posting.amount.minor_units())
-    .bind(posting.correlation_id)
-    .bind(posting.created_at)
-    .bind(&posting.actor.issuer)
-    .bind(&posting.actor.subject)
-    .execute(&mut *conn)
-    .await?;
-    let wallets: Vec<Option<Uuid>> = posting
-        .entries
-        .iter()
-        .map(|e| e.wallet_id.map(WalletId::as_uuid))
-        .collect();
-    let amounts: Vec<i64> = posting.entries.iter().map(|e| e.amount_minor).collect();
-    let balances: Vec<Option<i64>> = posting
-        .entries
-        .iter()
-        .map(|e| e.balance_after.map(|m| m.minor_units()))
-        .collect();
-    sqlx::query(
-        "INSERT INTO ledger_entries (transaction_id, wallet_id, currency, amount_minor, balance_after_minor, created_at) \
-         SELECT $1, e.wallet_id, $2, e.amount_minor, e.balance_after_minor, $3 \
-         FROM unnest($4::uuid[], $5::bigint[], $6::bigint[]) WITH ORDINALITY \
-              AS e(wallet_id, amount_minor, balance_after_minor, n) ORDER BY e.n",
-    )
-    .bind(posting.id.as_uuid())
-    .bind(currency)
-    .bind(posting.created_at)
-    .bind(wallets)
-    .bind(amounts)
-    .bind(balances)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// Writes several transactions and all their entries in two statements: entries in the
@@ -91,11 +47,16 @@ pub async fn post_many(
     let times: Vec<DateTime<Utc>> = postings.iter().map(|p| p.created_at).collect();
     let issuers: Vec<&str> = postings.iter().map(|p| p.actor.issuer.as_str()).collect();
     let subjects: Vec<&str> = postings.iter().map(|p| p.actor.subject.as_str()).collect();
+    let holds: Vec<Option<Uuid>> = postings
+        .iter()
+        .map(|p| p.hold_id.map(HoldId::as_uuid))
+        .collect();
     sqlx::query(
         "INSERT INTO ledger_transactions \
-         (id, kind, currency, amount_minor, correlation_id, created_at, actor_issuer, actor_subject) \
+         (id, kind, currency, amount_minor, correlation_id, created_at, actor_issuer, actor_subject, \
+          hold_id) \
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], \
-                              $6::timestamptz[], $7::text[], $8::text[])",
+                              $6::timestamptz[], $7::text[], $8::text[], $9::uuid[])",
     )
     .bind(&ids)
     .bind(kinds)
@@ -105,6 +66,7 @@ pub async fn post_many(
     .bind(&times)
     .bind(issuers)
     .bind(subjects)
+    .bind(holds)
     .execute(&mut *conn)
     .await?;
     let entries = postings
@@ -112,6 +74,7 @@ pub async fn post_many(
         .zip(ids.iter().zip(currencies.iter().zip(&times)));
     let mut transaction_ids = Vec::new();
     let mut wallets: Vec<Option<Uuid>> = Vec::new();
+    let mut accounts = Vec::new();
     let mut entry_currencies = Vec::new();
     let mut entry_amounts = Vec::new();
     let mut balances: Vec<Option<i64>> = Vec::new();
@@ -120,6 +83,7 @@ pub async fn post_many(
         for entry in posting.entries {
             transaction_ids.push(*id);
             wallets.push(entry.wallet_id.map(WalletId::as_uuid));
+            accounts.push(entry.account.as_str());
             entry_currencies.push(*currency);
             entry_amounts.push(entry.amount_minor);
             balances.push(entry.balance_after.map(|m| m.minor_units()));
@@ -128,13 +92,14 @@ pub async fn post_many(
     }
     sqlx::query(
         "INSERT INTO ledger_entries \
-         (transaction_id, wallet_id, currency, amount_minor, balance_after_minor, created_at) \
+         (transaction_id, wallet_id, currency, amount_minor, balance_after_minor, created_at, \
+          account) \
          SELECT e.transaction_id, e.wallet_id, e.currency, e.amount_minor, e.balance_after_minor, \
-                e.created_at \
+                e.created_at, e.account \
          FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::bigint[], \
-                     $6::timestamptz[]) WITH ORDINALITY \
+                     $6::timestamptz[], $7::text[]) WITH ORDINALITY \
               AS e(transaction_id, wallet_id, currency, amount_minor, balance_after_minor, \
-                   created_at, n) \
+                   created_at, account, n) \
          ORDER BY e.n",
     )
     .bind(transaction_ids)
@@ -143,6 +108,7 @@ pub async fn post_many(
     .bind(entry_amounts)
     .bind(balances)
     .bind(created)
+    .bind(accounts)
     .execute(conn)
     .await?;
     Ok(())
@@ -209,8 +175,9 @@ impl TryFrom<HistoryRow> for HistoryEntry {
     }
 }
 
-/// A wallet's entries, newest first, after the entry of transaction `after` if given (none
-/// if that transaction did not touch the wallet).
+/// A wallet's entries on its balance (holds reserve and release on its held account, which
+/// moves no money), newest first, after the entry of transaction `after` if given (none if
+/// that transaction did not move the wallet's balance).
 pub async fn history(
     conn: &mut PgConnection,
     wallet_id: WalletId,
@@ -222,11 +189,12 @@ pub async fn history(
                 e.balance_after_minor, \
                 (SELECT o.wallet_id FROM ledger_entries o \
                   WHERE o.transaction_id = t.id AND o.wallet_id IS NOT NULL AND o.wallet_id <> e.wallet_id \
-                  LIMIT 1) AS counterparty_wallet_id, \
+                    AND o.account = 'balance' LIMIT 1) AS counterparty_wallet_id, \
                 t.actor_issuer, t.actor_subject, t.created_at \
          FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id \
-         WHERE e.wallet_id = $1 AND ($2::uuid IS NULL OR e.id < \
-           (SELECT a.id FROM ledger_entries a WHERE a.wallet_id = $1 AND a.transaction_id = $2)) \
+         WHERE e.wallet_id = $1 AND e.account = 'balance' AND ($2::uuid IS NULL OR e.id < \
+           (SELECT a.id FROM ledger_entries a WHERE a.wallet_id = $1 AND a.transaction_id = $2 \
+              AND a.account = 'balance')) \
          ORDER BY e.id DESC LIMIT $3",
     )
     .bind(wallet_id.as_uuid())

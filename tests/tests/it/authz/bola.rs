@@ -77,6 +77,10 @@ fn case(world: &World, operation: &Operation) -> Option<Case> {
     let ok = Expect::Success;
     let id = if operation.template.starts_with("/v1/users/") {
         world.alice.id.to_string()
+    } else if operation.template.ends_with("/void") {
+        world.holds[1].clone()
+    } else if operation.template.starts_with("/v1/holds/") {
+        world.holds[0].clone()
     } else if operation.template.ends_with("/close") {
         world.empty.clone()
     } else {
@@ -112,6 +116,15 @@ fn case(world: &World, operation: &Operation) -> Option<Case> {
         ("POST", "/v1/wallets/{id}/close") => (None, ok(200), NOT_FOUND),
         // Admin reads (analytics): no user owns them.
         ("GET", "/v1/analytics/volume" | "/v1/risk/alerts") => (None, NO_SCOPE, NO_SCOPE),
+        ("POST", "/v1/wallets/{id}/holds") => {
+            let body = json!({"amount": "1.00", "expires_in_seconds": 600});
+            (Some(body), ok(201), NOT_FOUND)
+        }
+        ("GET", "/v1/wallets/{id}/holds" | "/v1/holds/{id}") => (None, ok(200), NOT_FOUND),
+        // The owner captures or voids its holds (a service with `wallets:capture` too,
+        // tests/tests/it/holds.rs); another user is told the hold does not exist.
+        ("POST", "/v1/holds/{id}/capture") => (Some(json!({})), ok(200), NOT_FOUND),
+        ("POST", "/v1/holds/{id}/void") => (None, ok(200), NOT_FOUND),
         ("POST", "/v1/transfers") => {
             let body = json!({"from_wallet_id": world.funded, "to_wallet_id": world.bobs,
                               "amount": "1.00"});
