@@ -314,7 +314,8 @@ impl TestApp {
     /// - `POST /v1/users`: a new user (a fresh subject);
     /// - `POST /v1/wallets` naming `user_id` in the body: that user (the field is removed:
     ///   the owner of a new wallet is the caller);
-    /// - a withdrawal from, or closing of, a wallet, or a transfer out of it: its owner;
+    /// - a withdrawal from, closing of or hold on a wallet, a transfer out of it, or a
+    ///   capture or void of its hold: its owner;
     /// - anything else: the operator ([`OPERATOR_SCOPES`]).
     pub async fn acting(
         &self,
@@ -339,8 +340,29 @@ impl TestApp {
                     None => None,
                 }
             }
-            ("POST", ["", "v1", "wallets", wallet, "withdrawals" | "close"]) => {
-                self.owner_token(wallet).await
+            (
+                "POST",
+                [
+                    "",
+                    "v1",
+                    "wallets",
+                    wallet,
+                    "withdrawals" | "close" | "holds",
+                ],
+            ) => self.owner_token(wallet).await,
+            ("POST", ["", "v1", "holds", hold, "capture" | "void"]) => {
+                let wallet: Option<Uuid> = match hold.parse::<Uuid>() {
+                    Ok(id) => sqlx::query_scalar("SELECT wallet_id FROM holds WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .expect("hold's wallet"),
+                    Err(_) => None,
+                };
+                match wallet {
+                    Some(wallet) => self.owner_token(&wallet.to_string()).await,
+                    None => None,
+                }
             }
             ("POST", ["", "v1", "transfers"]) => {
                 let from = body
