@@ -138,3 +138,78 @@ impl Client {
         self.send("list holds", request).await
     }
 }
+
+/// `GET /v1/wallets/{id}/balance?at=`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalanceAt {
+    pub wallet_id: WalletId,
+    pub at: DateTime<Utc>,
+    pub balance: String,
+    pub held: String,
+    pub available: String,
+}
+
+/// A wallet's two ledger accounts at a statement's start or end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatementAccounts {
+    pub balance: String,
+    pub held: String,
+}
+
+/// One ledger transaction of a statement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatementItem {
+    pub id: domain::TransactionId,
+    pub kind: String,
+    pub hold_id: Option<HoldId>,
+    /// Signed change of the balance.
+    pub amount: String,
+    /// Signed change of the held account.
+    pub held: String,
+    pub balance_after: String,
+    pub held_after: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A page of `GET /v1/wallets/{id}/statement`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Statement {
+    pub wallet_id: WalletId,
+    pub currency: domain::Currency,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub opening: StatementAccounts,
+    pub items: Vec<StatementItem>,
+    pub closing: StatementAccounts,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+impl Client {
+    /// `GET /v1/wallets/{id}/balance?at=`: the balance and held amount at `at`.
+    pub async fn balance_at(
+        &self,
+        wallet: WalletId,
+        at: DateTime<Utc>,
+    ) -> Result<Reply<BalanceAt>, Error> {
+        let path = format!("v1/wallets/{wallet}/balance");
+        let query = [("at", at.to_rfc3339())];
+        let request = self.request("balance at", Method::GET, &path, &query)?;
+        self.send("balance at", request).await
+    }
+
+    /// `GET /v1/wallets/{id}/statement`: one page of the statement of `[from, to)`.
+    pub async fn statement(
+        &self,
+        wallet: WalletId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        page: &PageRequest,
+    ) -> Result<Reply<Statement>, Error> {
+        let path = format!("v1/wallets/{wallet}/statement");
+        let mut query = vec![("from", from.to_rfc3339()), ("to", to.to_rfc3339())];
+        query.extend(page.query());
+        let request = self.request("statement", Method::GET, &path, &query)?;
+        self.send("statement", request).await
+    }
+}

@@ -24,8 +24,9 @@
 //! # }
 //! ```
 //!
-//! Layout: `client` (the [`Client`] and its methods), `holds` (the hold operations and
-//! bodies: [`PlaceHold`], [`Hold`], [`Capture`]), `types` (bodies), `reply` ([`Reply`]),
+//! Layout: `client` (the [`Client`] and its methods), `holds` (the hold operations, the
+//! balance at an instant and statements, and their bodies: [`PlaceHold`], [`Hold`],
+//! [`Capture`], [`BalanceAt`], [`Statement`]), `types` (bodies), `reply` ([`Reply`]),
 //! `error` ([`Error`], [`Problem`]), `idempotency` ([`IdempotencyKey`]).
 //!
 //! The client depends on no server crate: only on `domain` for the typed ids, currency and
@@ -44,7 +45,10 @@ pub use domain::{Currency, EventId, HoldId, TransactionId, UserId, WalletId, Wal
 
 pub use client::Client;
 pub use error::{Error, Problem, ProblemResponse};
-pub use holds::{Capture, Hold, HoldStatusFilter, PlaceHold};
+pub use holds::{
+    BalanceAt, Capture, Hold, HoldStatusFilter, PlaceHold, Statement, StatementAccounts,
+    StatementItem,
+};
 pub use idempotency::{IdempotencyKey, InvalidIdempotencyKey};
 pub use reply::Reply;
 pub use types::{

@@ -204,3 +204,120 @@ pub async fn history(
     .await?;
     rows.into_iter().map(HistoryEntry::try_from).collect()
 }
+
+/// A wallet's ledger at an instant: its balance and the held amount in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct BalanceAt {
+    /// The running balance after its latest balance entry at or before the instant.
+    pub balance_minor: i64,
+    /// What its holds reserved at the instant: placed at or before it, not yet closed and
+    /// not past their expiry (the holds' times are their ledger transactions').
+    pub held_minor: i64,
+}
+
+/// Wallet `wallet_id`'s balance and held amount at `at` (zeros before its first entry).
+pub async fn balance_at(
+    conn: &mut PgConnection,
+    wallet_id: WalletId,
+    at: DateTime<Utc>,
+) -> Result<BalanceAt, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT COALESCE((SELECT balance_after_minor FROM ledger_entries \
+                           WHERE wallet_id = $1 AND account = 'balance' AND created_at <= $2 \
+                           ORDER BY id DESC LIMIT 1), 0) AS balance_minor, \
+                COALESCE((SELECT sum(amount_minor) FROM holds \
+                           WHERE wallet_id = $1 AND created_at <= $2 AND expires_at > $2 \
+                             AND (closed_at IS NULL OR closed_at > $2)), 0)::bigint AS held_minor",
+    )
+    .bind(wallet_id.as_uuid())
+    .bind(at)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// A wallet's two ledger accounts as they stood before an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct Accounts {
+    pub balance_minor: i64,
+    /// What its `held` account carried (holds recorded pending).
+    pub held_minor: i64,
+}
+
+/// Wallet `wallet_id`'s balance and held accounts after its entries created before
+/// `before` (zeros before its first entry): a statement's opening (or closing) line.
+pub async fn accounts_before(
+    conn: &mut PgConnection,
+    wallet_id: WalletId,
+    before: DateTime<Utc>,
+) -> Result<Accounts, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT COALESCE((SELECT balance_after_minor FROM ledger_entries \
+                           WHERE wallet_id = $1 AND account = 'balance' AND created_at < $2 \
+                           ORDER BY id DESC LIMIT 1), 0) AS balance_minor, \
+                COALESCE((SELECT balance_after_minor FROM ledger_entries \
+                           WHERE wallet_id = $1 AND account = 'held' AND created_at < $2 \
+                           ORDER BY id DESC LIMIT 1), 0) AS held_minor",
+    )
+    .bind(wallet_id.as_uuid())
+    .bind(before)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// One ledger transaction of a wallet's statement: what it changed on each of the
+/// wallet's accounts, and where they stood after it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StatementLine {
+    pub transaction_id: Uuid,
+    pub kind: String,
+    pub hold_id: Option<Uuid>,
+    /// Signed change of the balance (0 for a hold placed, voided or expired).
+    pub balance_change_minor: i64,
+    /// Signed change of the held account.
+    pub held_change_minor: i64,
+    pub balance_after_minor: i64,
+    pub held_after_minor: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The ledger transactions of wallet `wallet_id` created in `[from, to)`, oldest first,
+/// after transaction `after` (none if it is not the wallet's), at most `limit`.
+pub async fn statement(
+    conn: &mut PgConnection,
+    wallet_id: WalletId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    after: Option<TransactionId>,
+    limit: i64,
+) -> Result<Vec<StatementLine>, StoreError> {
+    Ok(sqlx::query_as(
+        "WITH lines AS ( \
+             SELECT e.transaction_id, min(e.id) AS first_entry, max(e.id) AS last_entry, \
+                    COALESCE(sum(e.amount_minor) FILTER (WHERE e.account = 'balance'), 0)::bigint \
+                        AS balance_change_minor, \
+                    COALESCE(sum(e.amount_minor) FILTER (WHERE e.account = 'held'), 0)::bigint \
+                        AS held_change_minor \
+             FROM ledger_entries e \
+             WHERE e.wallet_id = $1 AND e.created_at >= $2 AND e.created_at < $3 \
+             GROUP BY e.transaction_id) \
+         SELECT l.transaction_id, t.kind, t.hold_id, l.balance_change_minor, l.held_change_minor, \
+                COALESCE((SELECT b.balance_after_minor FROM ledger_entries b \
+                           WHERE b.wallet_id = $1 AND b.account = 'balance' AND b.id <= l.last_entry \
+                           ORDER BY b.id DESC LIMIT 1), 0) AS balance_after_minor, \
+                COALESCE((SELECT h.balance_after_minor FROM ledger_entries h \
+                           WHERE h.wallet_id = $1 AND h.account = 'held' AND h.id <= l.last_entry \
+                           ORDER BY h.id DESC LIMIT 1), 0) AS held_after_minor, \
+                t.created_at \
+         FROM lines l JOIN ledger_transactions t ON t.id = l.transaction_id \
+         WHERE $4::uuid IS NULL \
+            OR l.first_entry > (SELECT a.first_entry FROM lines a WHERE a.transaction_id = $4) \
+         ORDER BY l.first_entry LIMIT $5",
+    )
+    .bind(wallet_id.as_uuid())
+    .bind(from)
+    .bind(to)
+    .bind(after.map(TransactionId::as_uuid))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}

@@ -496,3 +496,194 @@ async fn the_sweeper_records_expired_holds_with_their_event_and_nothing_a_client
     assert_eq!(actor, api::sweeper::SUBJECT);
     assert_holds_consistent(&app).await;
 }
+
+/// Minor units of a decimal string with two places (`"-2.50"` is -250).
+fn minor(text: &str) -> i64 {
+    let negative = text.starts_with('-');
+    let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+    let value: i64 = digits.parse().expect("an amount");
+    if negative { -value } else { value }
+}
+
+#[tokio::test]
+async fn the_balance_at_an_instant_between_two_movements_is_the_ledgers_then() {
+    let app = spawn_app().await;
+    let (wallet, owner) = funded(&app, "10.00").await;
+    let pause = || tokio::time::sleep(Duration::from_millis(20));
+    pause().await;
+    let after_deposit = chrono::Utc::now();
+    pause().await;
+    let hold = owner
+        .place_hold(wallet, &PlaceHold::new("4.00", 600), None)
+        .await
+        .expect("placed")
+        .body;
+    pause().await;
+    let while_held = chrono::Utc::now();
+    pause().await;
+    owner
+        .capture_hold(
+            hold.id,
+            &Capture {
+                amount: Some("1.50".to_owned()),
+            },
+            None,
+        )
+        .await
+        .expect("captured");
+    let app = &app;
+    let at = |t| async move {
+        let body = owner_balance(app, wallet, t).await;
+        (body.balance, body.held, body.available)
+    };
+    assert_eq!(at(after_deposit).await, triple("10.00", "0.00", "10.00"));
+    assert_eq!(at(while_held).await, triple("10.00", "4.00", "6.00"));
+    assert_eq!(at(chrono::Utc::now()).await, triple("8.50", "0.00", "8.50"));
+    let before = hold.created_at - chrono::Duration::days(1);
+    assert_eq!(at(before).await, triple("0.00", "0.00", "0.00"));
+    let future = chrono::Utc::now() + chrono::Duration::hours(1);
+    assert_eq!(
+        refused(owner.balance_at(wallet, future).await, 422),
+        "validation-error"
+    );
+    let stranger = app.new_principal();
+    assert_eq!(
+        refused(stranger.balance_at(wallet, while_held).await, 404),
+        "not-found"
+    );
+}
+
+async fn owner_balance(
+    app: &TestApp,
+    wallet: WalletId,
+    at: chrono::DateTime<chrono::Utc>,
+) -> wallet_hub_client::BalanceAt {
+    app.as_owner(wallet)
+        .await
+        .balance_at(wallet, at)
+        .await
+        .expect("balance")
+        .body
+}
+
+#[tokio::test]
+async fn a_statements_opening_plus_its_movements_is_its_closing_in_json_and_in_csv() {
+    let app = spawn_app().await;
+    let (wallet, owner) = funded(&app, "10.00").await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let from = chrono::Utc::now();
+    let first = owner
+        .place_hold(wallet, &PlaceHold::new("3.00", 600), None)
+        .await
+        .expect("placed")
+        .body;
+    owner
+        .capture_hold(
+            first.id,
+            &Capture {
+                amount: Some("2.00".to_owned()),
+            },
+            None,
+        )
+        .await
+        .expect("captured");
+    owner
+        .withdraw(wallet, &Amount::new("1.00"), None)
+        .await
+        .expect("withdrawn");
+    let second = owner
+        .place_hold(wallet, &PlaceHold::new("0.50", 600), None)
+        .await
+        .expect("placed")
+        .body;
+    owner.void_hold(second.id, None).await.expect("voided");
+    let third = owner
+        .place_hold(wallet, &PlaceHold::new("0.25", 600), None)
+        .await
+        .expect("placed")
+        .body;
+    let to = chrono::Utc::now() + chrono::Duration::seconds(1);
+
+    let mut items = Vec::new();
+    let mut page = PageRequest::first(2);
+    let statement = loop {
+        let statement = owner
+            .statement(wallet, from, to, &page)
+            .await
+            .expect("statement")
+            .body;
+        items.extend(statement.items.clone());
+        match statement.next_cursor.clone() {
+            Some(cursor) => page.cursor = Some(cursor),
+            None => break statement,
+        }
+    };
+    let kinds: Vec<&str> = items.iter().map(|i| i.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["hold", "capture", "withdrawal", "hold", "void", "hold"],
+        "oldest first, the deposit before `from` left out"
+    );
+    assert_eq!(items[5].hold_id, Some(third.id));
+    let (opening, closing) = (&statement.opening, &statement.closing);
+    assert_eq!(
+        (opening.balance.as_str(), opening.held.as_str()),
+        ("10.00", "0.00")
+    );
+    assert_eq!(
+        (closing.balance.as_str(), closing.held.as_str()),
+        ("7.00", "0.25")
+    );
+    let moved: i64 = items.iter().map(|i| minor(&i.amount)).sum();
+    let held: i64 = items.iter().map(|i| minor(&i.held)).sum();
+    assert_eq!(minor(&opening.balance) + moved, minor(&closing.balance));
+    assert_eq!(minor(&opening.held) + held, minor(&closing.held));
+    assert_eq!(items[1].amount, "-2.00");
+    assert_eq!(items[1].held, "-3.00");
+    assert_eq!(items.last().map(|i| i.balance_after.as_str()), Some("7.00"));
+
+    // The same as CSV, with the next page in `Link`.
+    let token = app.owner_token(&wallet.to_string()).await.expect("owner");
+    let mut url =
+        reqwest::Url::parse(&app.url(&format!("/v1/wallets/{wallet}/statement"))).expect("URL");
+    url.query_pairs_mut()
+        .append_pair("from", &from.to_rfc3339())
+        .append_pair("to", &to.to_rfc3339())
+        .append_pair("limit", "4");
+    let response = app
+        .client
+        .get(url)
+        .header("accept", "text/csv")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/csv")
+    );
+    let link = response.headers()["link"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(link.ends_with("rel=\"next\""), "{link}");
+    let csv = response.text().await.expect("CSV");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "line,id,kind,hold_id,amount,held,balance_after,held_after,created_at"
+    );
+    assert!(lines[1].starts_with("opening,,,,,,10.00,0.00,"), "{csv}");
+    assert_eq!(lines.len(), 1 + 1 + 4 + 1, "{csv}");
+    assert!(
+        lines[2].starts_with(&format!(
+            "movement,{},hold,{},0.00,3.00,10.00,3.00,",
+            first.id, first.id
+        )),
+        "{csv}"
+    );
+    assert!(lines[6].starts_with("closing,,,,,,7.00,0.25,"), "{csv}");
+}

@@ -1,5 +1,6 @@
 //! `/v1/wallets`: create and read here; deposits and withdrawals in [`movements`], freeze,
-//! unfreeze and close in [`status`], history and activity in [`reads`].
+//! unfreeze and close in [`status`], history and activity in [`reads`], the balance at an
+//! instant and statements in [`statement`].
 //!
 //! Creating a wallet is one transaction of its own ([`crate::write::execute`]: retried on
 //! contention, idempotent with `Idempotency-Key`). Every other change is a wallet command
@@ -11,6 +12,7 @@
 
 pub(crate) mod movements;
 pub mod reads;
+pub mod statement;
 mod status;
 
 use axum::extract::State;
@@ -49,6 +51,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(status::close))
         .routes(routes!(reads::history))
         .routes(routes!(reads::activity))
+        .routes(routes!(statement::balance_at))
+        .routes(routes!(statement::statement))
 }
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]

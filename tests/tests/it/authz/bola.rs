@@ -90,6 +90,12 @@ fn case(world: &World, operation: &Operation) -> Option<Case> {
     if operation.template == "/v1/analytics/volume" {
         path.push_str("?currency=USD&from=2026-12-06T10:00:00Z&to=2026-12-06T11:00:00Z");
     }
+    if operation.template == "/v1/wallets/{id}/balance" {
+        path.push_str("?at=2026-12-06T10:00:00Z");
+    }
+    if operation.template == "/v1/wallets/{id}/statement" {
+        path.push_str("?from=2026-12-06T10:00:00Z&to=2030-01-01T00:00:00Z");
+    }
     let amount = json!({"amount": "1.00"});
     let (body, owner, other) = match (operation.method.as_str(), operation.template.as_str()) {
         ("POST", "/v1/users") => {
@@ -100,7 +106,11 @@ fn case(world: &World, operation: &Operation) -> Option<Case> {
         ("GET", "/v1/users/{id}" | "/v1/users/{id}/wallets" | "/v1/users/{id}/notifications")
         | (
             "GET",
-            "/v1/wallets/{id}" | "/v1/wallets/{id}/transactions" | "/v1/wallets/{id}/activity",
+            "/v1/wallets/{id}"
+            | "/v1/wallets/{id}/transactions"
+            | "/v1/wallets/{id}/activity"
+            | "/v1/wallets/{id}/balance"
+            | "/v1/wallets/{id}/statement",
         ) => (None, ok(200), NOT_FOUND),
         // Whoever opens a wallet owns it: the other user opens its own.
         ("POST", "/v1/wallets") => (
