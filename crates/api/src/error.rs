@@ -214,6 +214,7 @@ fn wallet_error_kind(error: &WalletError) -> &'static ProblemType {
         WalletError::HoldNotPending { .. } => &problem_types::HOLD_NOT_PENDING,
         WalletError::PendingHolds { .. } => &problem_types::PENDING_HOLDS,
         WalletError::CaptureExceedsHold { .. } => &problem_types::CAPTURE_EXCEEDS_HOLD,
+        WalletError::InvalidExpiry => &problem_types::INVALID_EXPIRY,
         WalletError::CurrencyMismatch { .. } => &problem_types::CURRENCY_MISMATCH,
         WalletError::NotActive { .. } => &problem_types::WALLET_NOT_ACTIVE,
         WalletError::InvalidTransition { .. } => &problem_types::INVALID_STATUS_TRANSITION,
@@ -222,7 +223,6 @@ fn wallet_error_kind(error: &WalletError) -> &'static ProblemType {
         WalletError::Money(_) => amount_not_representable(),
         WalletError::InvalidName(_)
         | WalletError::NonPositiveAmount
-        | WalletError::InvalidExpiry
         | WalletError::InvalidDescription => &problem_types::VALIDATION_ERROR,
     }
 }

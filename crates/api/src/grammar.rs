@@ -143,6 +143,24 @@ static IDEMPOTENCY_KEY: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(IDEMPOTENCY_KEY_PATTERN).expect("the Idempotency-Key pattern compiles")
 });
 
+/// A JSON integer as JSON Schema counts them: `395` and `395.0` alike (a number whose
+/// fraction is zero is an integer there), within `u32`. For integer fields of bodies.
+pub(crate) fn whole_number<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<u32, D::Error> {
+    let number = <serde_json::Number as serde::Deserialize>::deserialize(deserializer)?;
+    let whole = match number.as_u64() {
+        Some(n) => Some(n),
+        None => number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= f64::from(u32::MAX))
+            .map(|f| f as u64),
+    };
+    whole.and_then(|n| u32::try_from(n).ok()).ok_or_else(|| {
+        serde::de::Error::custom(format!("{number} is not a whole number of seconds"))
+    })
+}
+
 /// An `Idempotency-Key` header's value: 400 unless the document would call it valid.
 pub(crate) fn idempotency_key(text: &str) -> Result<&str, ApiError> {
     if IDEMPOTENCY_KEY.is_match(text) {

@@ -39,19 +39,46 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(void))
 }
 
+/// A new hold: its expiry as a duration (`expires_in_seconds`) or as an instant
+/// (`expires_at`), exactly one of them.
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum PlaceHoldRequest {
+    For(HoldForRequest),
+    Until(HoldUntilRequest),
+}
+
+/// A hold that expires some seconds after it is placed.
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PlaceHoldRequest {
+pub struct HoldForRequest {
     /// What to reserve, in the wallet's currency; at most what is available.
     #[schema(schema_with = crate::grammar::amount_schema)]
     pub amount: String,
-    /// Seconds until the hold expires: 1 to 2592000 (30 days). Give this or `expires_at`.
+    /// Seconds until the hold expires: 1 to 2592000 (30 days).
     #[schema(minimum = 1, maximum = 2_592_000)]
+    #[serde(deserialize_with = "crate::grammar::whole_number")]
+    pub expires_in_seconds: u32,
+    /// Where a capture sends the money (another wallet of the currency, a transfer);
+    /// absent: out of the wallet, as a withdrawal.
+    #[schema(value_type = Option<uuid::Uuid>)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_in_seconds: Option<u32>,
-    /// When the hold expires (RFC 3339), later than now and at most 30 days ahead.
+    pub to_wallet_id: Option<WalletId>,
+    /// Free text for the caller (an order number), at most 500 characters.
+    #[schema(max_length = 500)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<DateTime<Utc>>,
+    pub description: Option<String>,
+}
+
+/// A hold that expires at an instant.
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoldUntilRequest {
+    #[schema(schema_with = crate::grammar::amount_schema)]
+    pub amount: String,
+    /// When the hold expires (RFC 3339): later than now, at most 30 days ahead (else 422
+    /// `invalid-expiry`).
+    pub expires_at: DateTime<Utc>,
     /// Where a capture sends the money (another wallet of the currency, a transfer);
     /// absent: out of the wallet, as a withdrawal.
     #[schema(value_type = Option<uuid::Uuid>)]
@@ -122,24 +149,29 @@ async fn place(
     IfMatch(if_match): IfMatch,
     ValidJson(request): ValidJson<PlaceHoldRequest>,
 ) -> Result<Response, ApiError> {
-    let amount = crate::grammar::amount(&request.amount)?;
-    let expiry = match (request.expires_in_seconds, request.expires_at) {
-        (Some(seconds), None) => Expiry::In(seconds),
-        (None, Some(at)) => Expiry::At(at),
-        _ => {
-            return Err(ApiError::Validation(
-                "give exactly one of expires_in_seconds and expires_at".into(),
-            ));
-        }
-    };
     let body = serde_json::to_value(&request).map_err(ApiError::internal)?;
+    let (amount, expiry, to, description) = match request {
+        PlaceHoldRequest::For(r) => (
+            r.amount,
+            Expiry::In(r.expires_in_seconds),
+            r.to_wallet_id,
+            r.description,
+        ),
+        PlaceHoldRequest::Until(r) => (
+            r.amount,
+            Expiry::At(r.expires_at),
+            r.to_wallet_id,
+            r.description,
+        ),
+    };
+    let amount = crate::grammar::amount(&amount)?;
     let request = Request {
         command: Command::PlaceHold {
             wallet: id,
-            to: request.to_wallet_id,
+            to,
             amount,
             expiry,
-            description: request.description,
+            description,
         },
         caller,
         ctx,

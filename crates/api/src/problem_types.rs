@@ -138,6 +138,12 @@ pub const INSUFFICIENT_FUNDS: ProblemType = ProblemType {
     title: "Insufficient funds",
     meaning: "The wallet's available amount (its balance less what pending holds reserve) is less than the amount asked for. Nothing was changed.",
 };
+pub const INVALID_EXPIRY: ProblemType = ProblemType {
+    slug: "invalid-expiry",
+    status: StatusCode::UNPROCESSABLE_ENTITY,
+    title: "Invalid hold expiry",
+    meaning: "A hold must expire after the instant it is placed and at most 30 days later (expires_in_seconds 1 to 2592000, or expires_at in that window). Nothing was changed.",
+};
 pub const CAPTURE_EXCEEDS_HOLD: ProblemType = ProblemType {
     slug: "capture-exceeds-hold",
     status: StatusCode::UNPROCESSABLE_ENTITY,
@@ -232,6 +238,7 @@ pub const ALL: &[&ProblemType] = &[
     &VALIDATION_ERROR,
     &INSUFFICIENT_FUNDS,
     &CAPTURE_EXCEEDS_HOLD,
+    &INVALID_EXPIRY,
     &CURRENCY_MISMATCH,
     &AMOUNT_NOT_REPRESENTABLE,
     &SAME_WALLET,

@@ -418,8 +418,23 @@ async fn hold_requests_are_validated_before_anything_is_written() {
             },
             "validation-error",
         ),
-        (PlaceHold::new("1.00", 0), "validation-error"),
-        (PlaceHold::new("1.00", 2_592_001), "validation-error"),
+        (PlaceHold::new("1.00", 0), "invalid-expiry"),
+        (PlaceHold::new("1.00", 2_592_001), "invalid-expiry"),
+        (
+            PlaceHold {
+                expires_at: Some(chrono::Utc::now() - chrono::Duration::seconds(1)),
+                ..PlaceHold::new("1.00", 1)
+            },
+            "validation-error",
+        ),
+        (
+            PlaceHold {
+                expires_in_seconds: None,
+                expires_at: Some(chrono::Utc::now() - chrono::Duration::seconds(1)),
+                ..PlaceHold::new("1.00", 1)
+            },
+            "invalid-expiry",
+        ),
         (PlaceHold::new("1.001", 60), "amount-not-representable"),
         (PlaceHold::new("5.01", 60), "insufficient-funds"),
         (

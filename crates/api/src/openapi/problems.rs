@@ -170,8 +170,8 @@ pub struct HoldConflict(pub Problem);
 #[derive(Debug, IntoResponses)]
 #[response(
     status = 422,
-    description = "insufficient-funds, currency-mismatch, same-wallet, amount-not-representable, \
-                   validation-error, idempotency-key-reuse",
+    description = "insufficient-funds, invalid-expiry, currency-mismatch, same-wallet, \
+                   amount-not-representable, validation-error, idempotency-key-reuse",
     content_type = PROBLEM_JSON
 )]
 pub struct InvalidHold(pub Problem);
