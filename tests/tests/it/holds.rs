@@ -702,3 +702,53 @@ async fn a_statements_opening_plus_its_movements_is_its_closing_in_json_and_in_c
     );
     assert!(lines[6].starts_with("closing,,,,,,7.00,0.25,"), "{csv}");
 }
+
+#[tokio::test]
+async fn the_activity_read_model_counts_a_capture_out_of_the_wallet_and_into_its_target() {
+    let app = spawn_app().await;
+    let (wallet, owner) = funded(&app, "10.00").await;
+    let shop = app.new_wallet("USD").await.id;
+    let hold = owner
+        .place_hold(
+            wallet,
+            &PlaceHold {
+                to_wallet_id: Some(shop),
+                ..PlaceHold::new("4.00", 600)
+            },
+            None,
+        )
+        .await
+        .expect("placed")
+        .body;
+    let key = IdempotencyKey::new(format!("capture-{}", Uuid::now_v7())).expect("key");
+    let capture = Capture {
+        amount: Some("2.50".to_owned()),
+    };
+    let first = owner
+        .capture_hold(hold.id, &capture, Some(&key))
+        .await
+        .expect("captured");
+    let again = owner
+        .capture_hold(hold.id, &capture, Some(&key))
+        .await
+        .expect("replayed");
+    assert!(again.replayed && !first.replayed);
+    assert_eq!(again.body, first.body);
+    let activity = |id: WalletId| {
+        let operator = app.operator();
+        async move {
+            let body = operator.activity(id).await.expect("activity").body;
+            (body.events_applied == 2 || id == shop && body.events_applied == 1)
+                .then_some((body.total_in, body.total_out))
+        }
+    };
+    let (total_in, total_out) =
+        wallet_hub_tests::eventually("the capture reaches the activity", || activity(wallet)).await;
+    assert_eq!((total_in.as_str(), total_out.as_str()), ("10.00", "2.50"));
+    let (total_in, total_out) =
+        wallet_hub_tests::eventually("the capture reaches the target's activity", || {
+            activity(shop)
+        })
+        .await;
+    assert_eq!((total_in.as_str(), total_out.as_str()), ("2.50", "0.00"));
+}
