@@ -33,10 +33,10 @@ use crate::{AppState, RequestContext};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(place, list))
+        .routes(routes!(place_hold, list_holds))
         .routes(routes!(get_hold))
-        .routes(routes!(capture))
-        .routes(routes!(void))
+        .routes(routes!(capture_hold))
+        .routes(routes!(void_hold))
 }
 
 /// A new hold: its expiry as a duration (`expires_in_seconds`) or as an instant
@@ -140,7 +140,7 @@ fn status_schema() -> utoipa::openapi::Object {
     )
 )]
 #[tracing::instrument(skip_all, fields(wallet_id = %id))]
-async fn place(
+async fn place_hold(
     State(state): State<AppState>,
     caller: Caller,
     Extension(ctx): Extension<RequestContext>,
@@ -200,7 +200,7 @@ async fn place(
     )
 )]
 #[tracing::instrument(skip_all, fields(hold_id = %id))]
-async fn capture(
+async fn capture_hold(
     State(state): State<AppState>,
     caller: Caller,
     Extension(ctx): Extension<RequestContext>,
@@ -249,7 +249,7 @@ async fn capture(
     )
 )]
 #[tracing::instrument(skip_all, fields(hold_id = %id))]
-async fn void(
+async fn void_hold(
     State(state): State<AppState>,
     caller: Caller,
     Extension(ctx): Extension<RequestContext>,
@@ -326,7 +326,7 @@ async fn get_hold(
     )
 )]
 #[tracing::instrument(skip_all, fields(wallet_id = %id))]
-async fn list(
+async fn list_holds(
     State(state): State<AppState>,
     caller: Caller,
     ValidPath(id): ValidPath<WalletId>,
