@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use domain::Command;
+use futures::StreamExt as _;
 use sqlx::PgPool;
 use store::holds;
 
@@ -23,6 +24,8 @@ use crate::pipeline::{Pipeline, Request};
 
 /// The most holds one round records.
 const ROUND: i64 = 500;
+/// Expiries submitted at once.
+const IN_FLIGHT: usize = 16;
 
 /// Who the sweeper's commands are by (in the ledger and the events' `actor`).
 pub const ISSUER: &str = "wallet-hub";
@@ -67,24 +70,25 @@ pub async fn sweep(pipeline: &Pipeline, pool: &PgPool) -> Result<usize, ApiError
         scopes: BTreeSet::new(),
     });
     let correlation_id = format!("hold-sweep-{}", uuid::Uuid::now_v7());
-    let mut running = tokio::task::JoinSet::new();
-    for (hold, wallet) in expired {
-        let request = Request {
-            command: Command::ExpireHold { hold, wallet },
-            caller: caller.clone(),
-            ctx: RequestContext {
-                correlation_id: correlation_id.clone(),
-            },
-            key: None,
-            body: serde_json::Value::Null,
-            if_match: None,
-        };
-        let pipeline = pipeline.clone();
-        running.spawn(async move { pipeline.submit(request).await });
-    }
+    let requests = expired.into_iter().map(|(hold, wallet)| Request {
+        command: Command::ExpireHold { hold, wallet },
+        caller: caller.clone(),
+        ctx: RequestContext {
+            correlation_id: correlation_id.clone(),
+        },
+        key: None,
+        body: serde_json::Value::Null,
+        if_match: None,
+    });
+    // A few at a time: enough to fill the writer's batches, never the whole pool.
+    let answers: Vec<Result<_, ApiError>> = futures::stream::iter(requests)
+        .map(|request| pipeline.submit(request))
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
     let mut recorded = 0;
-    while let Some(answer) = running.join_next().await {
-        match answer.map_err(ApiError::internal)? {
+    for answer in answers {
+        match answer {
             Ok(_) => recorded += 1,
             // Recorded meanwhile by another round: nothing to do.
             Err(error) => tracing::debug!(

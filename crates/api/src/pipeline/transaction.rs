@@ -119,7 +119,8 @@ pub(super) async fn attempt(
 }
 
 /// Step 2: locks the wallets `ids` (in id order, in one statement) and reads their holds:
-/// those recorded pending, and those `named` by the batch's commands.
+/// those recorded pending, and those `named` by the batch's commands (no statement when
+/// there are none).
 async fn lock(
     tx: &mut sqlx::PgConnection,
     ids: &[WalletId],
@@ -133,7 +134,17 @@ async fn lock(
         .into_iter()
         .map(|held| (held.wallet.id(), held))
         .collect();
-    for hold in holds::for_decision(tx, ids, named).await? {
+    // A wallet's held amount is the sum of its pending holds: only wallets holding
+    // something have any to read (most batches, of deposits and the like, have none).
+    let holding: Vec<WalletId> = wallets
+        .values()
+        .filter(|held| held.wallet.held().is_positive())
+        .map(|held| held.wallet.id())
+        .collect();
+    if holding.is_empty() && named.is_empty() {
+        return Ok(wallets);
+    }
+    for hold in holds::for_decision(tx, &holding, named).await? {
         if let Some(held) = wallets.get_mut(&hold.wallet_id) {
             held.holds.push(hold);
         }
