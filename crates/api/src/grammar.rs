@@ -208,6 +208,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_whole_number_is_one_json_schema_calls_an_integer_within_u32() {
+        let read = |json: &str| {
+            let mut deserializer = serde_json::Deserializer::from_str(json);
+            whole_number(&mut deserializer).ok()
+        };
+        assert_eq!(read("395"), Some(395));
+        assert_eq!(read("395.0"), Some(395));
+        assert_eq!(read("4294967295"), Some(u32::MAX));
+        for refused in ["395.5", "-1", "4294967296", "1e100", "\"395\""] {
+            assert_eq!(read(refused), None, "{refused}");
+        }
+    }
+
+    #[test]
     fn the_amount_pattern_bounds_digits_by_the_largest_scale() {
         assert_eq!(max_scale(), 4);
         assert_eq!(
