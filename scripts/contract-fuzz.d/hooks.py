@@ -7,6 +7,9 @@ import schemathesis
 # exact (a rule the server enforces is missing from the schema).
 STATE_DEPENDENT_422 = {
     "insufficient-funds",
+    # A hold's expires_at relative to now; a capture relative to its stored hold.
+    "invalid-expiry",
+    "capture-exceeds-hold",
     "currency-mismatch",
     "same-wallet",
     "amount-not-representable",

@@ -29,6 +29,45 @@ pub struct Topics {
     pub funds_withdrawn: String,
     pub funds_transferred: String,
     pub wallet_status: String,
+    pub hold_placed: String,
+    pub hold_captured: String,
+    pub hold_voided: String,
+    pub hold_expired: String,
+}
+
+impl Topics {
+    /// The outbox's topics of one test: each default name with `suffix`.
+    pub fn new(suffix: &str) -> Self {
+        let topic = |name: &str| format!("{name}-{suffix}");
+        Self {
+            wallet_created: topic("wallet-created-events"),
+            funds_added: topic("funds-added-events"),
+            user_created: topic("user-created-events"),
+            funds_withdrawn: topic("funds-withdrawn-events"),
+            funds_transferred: topic("funds-transferred-events"),
+            wallet_status: topic("wallet-status-events"),
+            hold_placed: topic("hold-placed-events"),
+            hold_captured: topic("hold-captured-events"),
+            hold_voided: topic("hold-voided-events"),
+            hold_expired: topic("hold-expired-events"),
+        }
+    }
+
+    /// Each topic with the binding that names it.
+    pub fn bindings(&self) -> [(&'static str, &String); 10] {
+        [
+            ("wallet_created_out", &self.wallet_created),
+            ("funds_added_out", &self.funds_added),
+            ("user_created_out", &self.user_created),
+            ("funds_withdrawn_out", &self.funds_withdrawn),
+            ("funds_transferred_out", &self.funds_transferred),
+            ("wallet_status_changed_out", &self.wallet_status),
+            ("hold_placed_out", &self.hold_placed),
+            ("hold_captured_out", &self.hold_captured),
+            ("hold_voided_out", &self.hold_voided),
+            ("hold_expired_out", &self.hold_expired),
+        ]
+    }
 }
 
 /// A running service and what a test needs to talk to it.
@@ -84,28 +123,16 @@ pub async fn test_settings() -> (Settings, Topics) {
     let issuer_dir = std::env::temp_dir().join(format!("wallet-hub-tests/{suffix}"));
     settings.auth.jwks = JwksSource::File(issuer_dir.join(DevIssuer::JWKS_FILE));
     let topic = |name: &str| format!("{name}-{suffix}");
-    let topics = Topics {
-        wallet_created: topic("wallet-created-events"),
-        funds_added: topic("funds-added-events"),
-        user_created: topic("user-created-events"),
-        funds_withdrawn: topic("funds-withdrawn-events"),
-        funds_transferred: topic("funds-transferred-events"),
-        wallet_status: topic("wallet-status-events"),
-    };
+    let topics = Topics::new(&suffix);
     // The analytics job's topics too: the service's consumers read them, and a record left
     // on the shared default topic (by a local scripts/run) must not reach a test's inbox.
     let analytics_volume = topic("analytics-volume-events");
     let wallet_velocity = topic("wallet-velocity-events");
-    let all = [
+    let mut all = vec![
         ("analytics_volume_out", &analytics_volume),
         ("wallet_velocity_out", &wallet_velocity),
-        ("wallet_created_out", &topics.wallet_created),
-        ("funds_added_out", &topics.funds_added),
-        ("user_created_out", &topics.user_created),
-        ("funds_withdrawn_out", &topics.funds_withdrawn),
-        ("funds_transferred_out", &topics.funds_transferred),
-        ("wallet_status_changed_out", &topics.wallet_status),
     ];
+    all.extend(topics.bindings());
     settings.bindings = all
         .iter()
         .map(|(binding, topic)| ((*binding).to_owned(), (*topic).clone()))
@@ -287,7 +314,8 @@ impl TestApp {
     /// - `POST /v1/users`: a new user (a fresh subject);
     /// - `POST /v1/wallets` naming `user_id` in the body: that user (the field is removed:
     ///   the owner of a new wallet is the caller);
-    /// - a withdrawal from, or closing of, a wallet, or a transfer out of it: its owner;
+    /// - a withdrawal from, closing of or hold on a wallet, a transfer out of it, or a
+    ///   capture or void of its hold: its owner;
     /// - anything else: the operator ([`OPERATOR_SCOPES`]).
     pub async fn acting(
         &self,
@@ -312,8 +340,29 @@ impl TestApp {
                     None => None,
                 }
             }
-            ("POST", ["", "v1", "wallets", wallet, "withdrawals" | "close"]) => {
-                self.owner_token(wallet).await
+            (
+                "POST",
+                [
+                    "",
+                    "v1",
+                    "wallets",
+                    wallet,
+                    "withdrawals" | "close" | "holds",
+                ],
+            ) => self.owner_token(wallet).await,
+            ("POST", ["", "v1", "holds", hold, "capture" | "void"]) => {
+                let wallet: Option<Uuid> = match hold.parse::<Uuid>() {
+                    Ok(id) => sqlx::query_scalar("SELECT wallet_id FROM holds WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .expect("hold's wallet"),
+                    Err(_) => None,
+                };
+                match wallet {
+                    Some(wallet) => self.owner_token(&wallet.to_string()).await,
+                    None => None,
+                }
             }
             ("POST", ["", "v1", "transfers"]) => {
                 let from = body

@@ -64,6 +64,16 @@ async fn the_readme_try_it_block_works_verbatim_against_a_running_service() {
         "balance check: {stdout}"
     );
     assert!(
+        stdout
+            .lines()
+            .any(|l| l == r#"{"balance":"10.00","held":"4.00","available":"6.00"}"#),
+        "the hold reserves 4.00: {stdout}"
+    );
+    assert!(
+        stdout.contains("\"captured\":\"3.25\"") && stdout.contains("\"status\":\"captured\""),
+        "the capture answered: {stdout}"
+    );
+    assert!(
         stdout.lines().any(|l| l == "401"),
         "no token is refused: {stdout}"
     );

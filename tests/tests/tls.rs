@@ -120,23 +120,8 @@ async fn tls_settings(servers: &Servers) -> (Settings, Topics) {
     settings.kafka.message_timeout_ms = 10_000;
     let issuer_dir = std::env::temp_dir().join(format!("wallet-hub-tests/{suffix}"));
     settings.auth.jwks = JwksSource::File(issuer_dir.join(DevIssuer::JWKS_FILE));
-    let topic = |name: &str| format!("{name}-{suffix}");
-    let topics = Topics {
-        wallet_created: topic("wallet-created-events"),
-        funds_added: topic("funds-added-events"),
-        user_created: topic("user-created-events"),
-        funds_withdrawn: topic("funds-withdrawn-events"),
-        funds_transferred: topic("funds-transferred-events"),
-        wallet_status: topic("wallet-status-events"),
-    };
-    let all = [
-        ("wallet_created_out", &topics.wallet_created),
-        ("funds_added_out", &topics.funds_added),
-        ("user_created_out", &topics.user_created),
-        ("funds_withdrawn_out", &topics.funds_withdrawn),
-        ("funds_transferred_out", &topics.funds_transferred),
-        ("wallet_status_changed_out", &topics.wallet_status),
-    ];
+    let topics = Topics::new(&suffix);
+    let all = topics.bindings();
     settings.bindings = all
         .iter()
         .map(|(binding, topic)| ((*binding).to_owned(), (*topic).clone()))

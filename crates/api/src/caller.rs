@@ -25,6 +25,8 @@ use crate::error::{ApiError, Unauthenticated};
 pub const DEPOSIT_SCOPE: &str = "wallets:deposit";
 /// Freeze and unfreeze any wallet; read any user, wallet, history, activity.
 pub const ADMIN_SCOPE: &str = "wallets:admin";
+/// Capture, void and read any wallet's holds (a merchant's or processor's client).
+pub const CAPTURE_SCOPE: &str = "wallets:capture";
 
 /// The authenticated principal of a request.
 #[derive(Debug, Clone)]
@@ -53,6 +55,11 @@ impl Caller {
         } else {
             Err(ApiError::InsufficientScope(scope))
         }
+    }
+
+    /// Whether the caller's token grants `scope`.
+    pub fn has(&self, scope: &'static str) -> bool {
+        self.0.has_scope(scope)
     }
 
     pub fn is_admin(&self) -> bool {

@@ -152,6 +152,10 @@ impl From<Refusal> for ApiError {
                 resource: "wallet",
                 id: id.to_string(),
             },
+            Refusal::HoldNotFound(id) => ApiError::NotFound {
+                resource: "hold",
+                id: id.to_string(),
+            },
             Refusal::VersionChanged { current } => ApiError::PreconditionFailed { current },
             Refusal::NotRepresentable(error) => ApiError::AmountNotRepresentable(error),
             Refusal::Rule(error) => ApiError::Wallet(error),
@@ -204,16 +208,22 @@ fn amount_not_representable() -> &'static ProblemType {
 
 fn wallet_error_kind(error: &WalletError) -> &'static ProblemType {
     match error {
-        WalletError::InsufficientFunds { .. } => &problem_types::INSUFFICIENT_FUNDS,
+        WalletError::InsufficientFunds { .. } | WalletError::InsufficientAvailable { .. } => {
+            &problem_types::INSUFFICIENT_FUNDS
+        }
+        WalletError::HoldNotPending { .. } => &problem_types::HOLD_NOT_PENDING,
+        WalletError::PendingHolds { .. } => &problem_types::PENDING_HOLDS,
+        WalletError::CaptureExceedsHold { .. } => &problem_types::CAPTURE_EXCEEDS_HOLD,
+        WalletError::InvalidExpiry => &problem_types::INVALID_EXPIRY,
         WalletError::CurrencyMismatch { .. } => &problem_types::CURRENCY_MISMATCH,
         WalletError::NotActive { .. } => &problem_types::WALLET_NOT_ACTIVE,
         WalletError::InvalidTransition { .. } => &problem_types::INVALID_STATUS_TRANSITION,
         WalletError::BalanceNotZero { .. } => &problem_types::BALANCE_NOT_ZERO,
         WalletError::SameWallet => &problem_types::SAME_WALLET,
         WalletError::Money(_) => amount_not_representable(),
-        WalletError::InvalidName(_) | WalletError::NonPositiveAmount => {
-            &problem_types::VALIDATION_ERROR
-        }
+        WalletError::InvalidName(_)
+        | WalletError::NonPositiveAmount
+        | WalletError::InvalidDescription => &problem_types::VALIDATION_ERROR,
     }
 }
 

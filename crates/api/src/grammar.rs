@@ -143,6 +143,24 @@ static IDEMPOTENCY_KEY: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(IDEMPOTENCY_KEY_PATTERN).expect("the Idempotency-Key pattern compiles")
 });
 
+/// A JSON integer as JSON Schema counts them: `395` and `395.0` alike (a number whose
+/// fraction is zero is an integer there), within `u32`. For integer fields of bodies.
+pub(crate) fn whole_number<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<u32, D::Error> {
+    let number = <serde_json::Number as serde::Deserialize>::deserialize(deserializer)?;
+    let whole = match number.as_u64() {
+        Some(n) => Some(n),
+        None => number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= f64::from(u32::MAX))
+            .map(|f| f as u64),
+    };
+    whole.and_then(|n| u32::try_from(n).ok()).ok_or_else(|| {
+        serde::de::Error::custom(format!("{number} is not a whole number of seconds"))
+    })
+}
+
 /// An `Idempotency-Key` header's value: 400 unless the document would call it valid.
 pub(crate) fn idempotency_key(text: &str) -> Result<&str, ApiError> {
     if IDEMPOTENCY_KEY.is_match(text) {
@@ -188,6 +206,20 @@ pub(crate) fn cursor_schema() -> Object {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_whole_number_is_one_json_schema_calls_an_integer_within_u32() {
+        let read = |json: &str| {
+            let mut deserializer = serde_json::Deserializer::from_str(json);
+            whole_number(&mut deserializer).ok()
+        };
+        assert_eq!(read("395"), Some(395));
+        assert_eq!(read("395.0"), Some(395));
+        assert_eq!(read("4294967295"), Some(u32::MAX));
+        for refused in ["395.5", "-1", "4294967296", "1e100", "\"395\""] {
+            assert_eq!(read(refused), None, "{refused}");
+        }
+    }
 
     #[test]
     fn the_amount_pattern_bounds_digits_by_the_largest_scale() {

@@ -7,11 +7,12 @@
 //! - [`grammar`]: the request grammar the document states and the handlers check.
 //! - [`context`]: the per-request middleware and [`RequestContext`].
 //! - [`caller`]: bearer-token authentication and who may do what.
-//! - [`users`], [`wallets`], [`transfers`], [`notifications`], [`analytics`]: the routes.
+//! - [`users`], [`wallets`], [`transfers`], [`holds`], [`notifications`], [`analytics`]:
+//!   the routes.
 //! - [`openapi`]: the contract, built with the routes from their `#[utoipa::path]`s.
 //! - [`contracts`]: the event contracts: `/asyncapi.json` and the event schemas.
 //! - [`pipeline`]: the one write pipeline of wallet commands (deposit, withdraw, transfer,
-//!   freeze, unfreeze, close): claim keys, lock, decide ([`domain::decide`]), write, commit
+//!   freeze, unfreeze, close, and placing, capturing, voiding and expiring holds): claim keys, lock, decide ([`domain::decide`]), write, commit
 //!   under the COMMIT rule, answer; a lone request is a batch of one.
 //! - [`resources`]: how wallets and money movements are represented in answers.
 //! - [`pagination`]: the one query and page shape of every list.
@@ -22,6 +23,8 @@
 //! - [`limits`]: bounded work per request: request timeout, per-principal rate limits,
 //!   load shedding of writes.
 //! - [`server`]: the HTTP/1.1 server with a header read timeout and a connection limit.
+//! - [`sweeper`]: records holds past their expiry as expired, through the pipeline, one
+//!   instance at a time.
 //!
 //! Handlers never build SQL: every statement is in the `store` crate (the outbox's in
 //! `outbox`). This crate depends on `domain`, `store`, `outbox`, `event-bindings` (the event contracts) and `telemetry` only.
@@ -33,6 +36,7 @@ pub mod contracts;
 pub mod error;
 pub mod extract;
 pub mod grammar;
+pub mod holds;
 pub mod limits;
 pub mod notifications;
 pub mod openapi;
@@ -43,6 +47,7 @@ pub mod problem_types;
 pub mod resources;
 pub mod routing;
 pub mod server;
+pub mod sweeper;
 pub mod transfers;
 pub mod users;
 pub mod wallets;
@@ -102,6 +107,9 @@ pub struct ApiConfig {
     /// How long a fresh session asks what became of a COMMIT that failed, before its
     /// requests are answered 503 `outcome-unknown` ([`pipeline`]).
     pub commit_outcome_wait_ms: u64,
+    /// How often the hold sweeper ([`sweeper`]) looks for holds past their expiry to record
+    /// as expired (0: never; expiry is exact in every read and check without it).
+    pub hold_sweep_interval_ms: u64,
     /// Problem `type` URIs are `<problem_base_url>/problems/<slug>`, each a page the API
     /// serves ([`problem_types`]); empty: the API's own address.
     pub problem_base_url: String,

@@ -7,7 +7,7 @@
 //!   wait).
 //! - [`rate_limit`]: each authenticated principal (issuer and subject) has a budget of
 //!   requests (GCRA, crate `governor`): `default` for every request, and a stricter
-//!   `money-out` for withdrawals and transfers. Past it: 429 `rate-limited` with
+//!   `money-out` for withdrawals, transfers, holds and captures. Past it: 429 `rate-limited` with
 //!   `RateLimit-Policy`, `RateLimit`, `Retry-After` and `Retry-After-Ms`.
 //! - [`shed_writes`]: at most `api.write_concurrency_limit` writes (any method but GET, HEAD,
 //!   OPTIONS) run at once; one more is answered 503 `overloaded` with `Retry-After` and
@@ -37,8 +37,14 @@ use crate::ApiConfig;
 use crate::caller::Caller;
 use crate::error::{ApiError, RateLimited};
 
-/// Routes whose POST moves money out of a wallet: the `money-out` policy applies.
-const MONEY_OUT_ROUTES: [&str; 2] = ["/v1/wallets/{id}/withdrawals", "/v1/transfers"];
+/// Routes whose POST moves money out of a wallet (or reserves it to): the `money-out`
+/// policy applies.
+const MONEY_OUT_ROUTES: [&str; 4] = [
+    "/v1/wallets/{id}/withdrawals",
+    "/v1/transfers",
+    "/v1/wallets/{id}/holds",
+    "/v1/holds/{id}/capture",
+];
 
 /// Forget principals idle long enough to be back at a full budget, every this many checks.
 const RETAIN_EVERY: u64 = 4096;

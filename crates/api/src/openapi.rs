@@ -27,7 +27,7 @@ use utoipa::{IntoParams, Modify, OpenApi};
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&BearerSecurity),
-    tags((name = "users"), (name = "wallets"), (name = "transfers"), (name = "analytics"))
+    tags((name = "users"), (name = "wallets"), (name = "transfers"), (name = "holds"), (name = "analytics"))
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
@@ -117,12 +117,13 @@ impl Modify for CommonHeaders {
 
 /// The links that let a client (or a stateful test) go from what it created to what it
 /// can do with it: a new user to its wallets and notifications; a new wallet to its
-/// money movements, status changes and reads.
+/// money movements, holds, status changes and reads; a new hold to its capture, void and
+/// read.
 #[derive(Debug)]
 struct Links;
 
 /// `(operation that creates, operations that take its id as "id")`.
-const LINKS: [(&str, &[&str]); 2] = [
+const LINKS: [(&str, &[&str]); 3] = [
     (
         "create_user",
         &["get_user", "list_wallets", "list_notifications"],
@@ -138,8 +139,13 @@ const LINKS: [(&str, &[&str]); 2] = [
             "freeze",
             "unfreeze",
             "close",
+            "place_hold",
+            "list_holds",
+            "balance_at",
+            "statement",
         ],
     ),
+    ("place_hold", &["get_hold", "capture_hold", "void_hold"]),
 ];
 
 impl Modify for Links {
@@ -251,7 +257,7 @@ mod tests {
     fn every_operation_documents_the_problems_that_any_request_can_cause() {
         let doc = serde_json::to_value(document(24)).expect("document as JSON");
         let operations = operations(&doc);
-        assert_eq!(operations.len(), 16, "every operation is in the document");
+        assert_eq!(operations.len(), 23, "every operation is in the document");
         for (method, path, operation) in operations {
             let responses = &operation["responses"];
             // Every operation reads an id or a JSON body (400) and can fail on the server.
@@ -294,8 +300,10 @@ mod tests {
                 .filter(|p| p["in"] == "header")
                 .filter_map(|p| p["name"].as_str())
                 .collect();
-            // Changes of one wallet are conditional on its version; reading it can be.
-            let wallet_change = method == "post" && path.starts_with("/v1/wallets/{id}/");
+            // Changes of one wallet (or hold) are conditional on its version; reading a
+            // wallet can be.
+            let wallet_change = method == "post"
+                && (path.starts_with("/v1/wallets/{id}/") || path.starts_with("/v1/holds/{id}/"));
             let expected: &[&str] = if wallet_change {
                 &[
                     "Idempotency-Key",
@@ -385,7 +393,13 @@ mod tests {
                     "history",
                     "activity",
                     "close",
+                    "place_hold",
+                    "statement",
                 ][..],
+            ),
+            (
+                "/v1/wallets/{id}/holds",
+                &["get_hold", "capture_hold", "void_hold"][..],
             ),
         ] {
             let links = &doc["paths"][path]["post"]["responses"]["201"]["links"];

@@ -52,7 +52,7 @@ pub const NOT_FOUND: ProblemType = ProblemType {
     slug: "not-found",
     status: StatusCode::NOT_FOUND,
     title: "Resource not found",
-    meaning: "The user or wallet does not exist, or is not yours: both answer the same, so ids reveal nothing.",
+    meaning: "The user, wallet or hold does not exist, or is not yours: both answer the same, so ids reveal nothing.",
 };
 pub const NO_SUCH_ROUTE: ProblemType = ProblemType {
     slug: "no-such-route",
@@ -108,6 +108,18 @@ pub const BALANCE_NOT_ZERO: ProblemType = ProblemType {
     title: "Wallet balance is not zero",
     meaning: "A wallet closes only at a zero balance: withdraw or transfer what it holds first.",
 };
+pub const HOLD_NOT_PENDING: ProblemType = ProblemType {
+    slug: "hold-not-pending",
+    status: StatusCode::CONFLICT,
+    title: "Hold not pending",
+    meaning: "The hold was captured or voided, or has expired (from its expires_at on, whether or not the sweeper has recorded it): nothing is left to capture or void. Read it with GET /v1/holds/{id}.",
+};
+pub const PENDING_HOLDS: ProblemType = ProblemType {
+    slug: "pending-holds",
+    status: StatusCode::CONFLICT,
+    title: "Wallet has pending holds",
+    meaning: "A wallet closes only without pending holds: capture or void them (or let them expire) first.",
+};
 pub const IDEMPOTENCY_IN_FLIGHT: ProblemType = ProblemType {
     slug: "idempotency-in-flight",
     status: StatusCode::CONFLICT,
@@ -124,7 +136,19 @@ pub const INSUFFICIENT_FUNDS: ProblemType = ProblemType {
     slug: "insufficient-funds",
     status: StatusCode::UNPROCESSABLE_ENTITY,
     title: "Insufficient funds",
-    meaning: "The wallet's balance is less than the amount asked for. Nothing was changed.",
+    meaning: "The wallet's available amount (its balance less what pending holds reserve) is less than the amount asked for. Nothing was changed.",
+};
+pub const INVALID_EXPIRY: ProblemType = ProblemType {
+    slug: "invalid-expiry",
+    status: StatusCode::UNPROCESSABLE_ENTITY,
+    title: "Invalid hold expiry",
+    meaning: "A hold must expire after the instant it is placed and at most 30 days later (expires_in_seconds 1 to 2592000, or expires_at in that window). Nothing was changed.",
+};
+pub const CAPTURE_EXCEEDS_HOLD: ProblemType = ProblemType {
+    slug: "capture-exceeds-hold",
+    status: StatusCode::UNPROCESSABLE_ENTITY,
+    title: "Capture exceeds the hold",
+    meaning: "A capture takes at most the hold's amount. Nothing was changed.",
 };
 pub const CURRENCY_MISMATCH: ProblemType = ProblemType {
     slug: "currency-mismatch",
@@ -208,9 +232,13 @@ pub const ALL: &[&ProblemType] = &[
     &WALLET_NOT_ACTIVE,
     &INVALID_STATUS_TRANSITION,
     &BALANCE_NOT_ZERO,
+    &HOLD_NOT_PENDING,
+    &PENDING_HOLDS,
     &IDEMPOTENCY_IN_FLIGHT,
     &VALIDATION_ERROR,
     &INSUFFICIENT_FUNDS,
+    &CAPTURE_EXCEEDS_HOLD,
+    &INVALID_EXPIRY,
     &CURRENCY_MISMATCH,
     &AMOUNT_NOT_REPRESENTABLE,
     &SAME_WALLET,

@@ -21,8 +21,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    ApiConfig, AppState, analytics, caller, context, contracts, error, limits, notifications,
-    openapi, problem_types, transfers, users, wallets,
+    ApiConfig, AppState, analytics, caller, context, contracts, error, holds, limits,
+    notifications, openapi, problem_types, transfers, users, wallets,
 };
 
 /// Every documented route with its handler, and the document describing them.
@@ -31,6 +31,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(users::router())
         .merge(wallets::router())
         .merge(transfers::router())
+        .merge(holds::router())
         .merge(notifications::router())
         .merge(analytics::router())
 }

@@ -155,11 +155,12 @@ async fn list_wallets(
     readable_user(&mut conn, &caller, id).await?;
     let after = page.after.map(WalletId::from_uuid);
     let wallets = wallets::list_for_user(&mut conn, id, after, page.fetch()).await?;
+    let wallets = crate::wallets::with_reserved(&mut conn, wallets).await?;
     Ok(Json(Page::from_rows(
         wallets,
         page,
-        |wallet| wallet.id().as_uuid(),
-        |wallet| WalletResponse::from(&wallet),
+        |(wallet, _)| wallet.id().as_uuid(),
+        |(wallet, reserved)| WalletResponse::new(&wallet, reserved),
     )))
 }
 

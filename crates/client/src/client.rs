@@ -338,7 +338,7 @@ impl Client {
         self.send("risk alerts", request).await
     }
 
-    async fn post<B: Serialize, T: DeserializeOwned>(
+    pub(crate) async fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         operation: &'static str,
         path: &str,
@@ -354,7 +354,7 @@ impl Client {
     }
 
     /// A request to `path` (relative to the base URL) with the bearer token, if any.
-    fn request(
+    pub(crate) fn request(
         &self,
         operation: &'static str,
         method: Method,
@@ -389,7 +389,7 @@ impl Client {
     }
 
     /// Sends `request`: a 2xx answer's body is read as `T`; any other is the problem.
-    async fn send<T: DeserializeOwned>(
+    pub(crate) async fn send<T: DeserializeOwned>(
         &self,
         operation: &'static str,
         request: RequestBuilder,

@@ -25,7 +25,9 @@
 //! # }
 //! ```
 //!
-//! Layout: `client` (the [`Client`] and its methods), `types` (bodies), `reply` ([`Reply`]),
+//! Layout: `client` (the [`Client`] and its methods), `holds` (the hold operations, the
+//! balance at an instant and statements, and their bodies: [`PlaceHold`], [`Hold`],
+//! [`Capture`], [`BalanceAt`], [`Statement`]), `types` (bodies), `reply` ([`Reply`]),
 //! `error` ([`Error`], [`Problem`]), `idempotency` ([`IdempotencyKey`]).
 //!
 //! The client depends on no server crate: only on `domain` for the typed ids, currency and
@@ -33,16 +35,21 @@
 
 mod client;
 mod error;
+mod holds;
 mod idempotency;
 mod reply;
 pub mod types;
 
 /// The typed ids, currency and wallet status of the bodies, so that callers need no other
 /// crate to name them.
-pub use domain::{Currency, EventId, TransactionId, UserId, WalletId, WalletStatus};
+pub use domain::{Currency, EventId, HoldId, TransactionId, UserId, WalletId, WalletStatus};
 
 pub use client::Client;
 pub use error::{Error, Problem, ProblemResponse};
+pub use holds::{
+    BalanceAt, Capture, Hold, HoldStatusFilter, PlaceHold, Statement, StatementAccounts,
+    StatementItem,
+};
 pub use idempotency::{IdempotencyKey, InvalidIdempotencyKey};
 pub use reply::Reply;
 pub use types::{

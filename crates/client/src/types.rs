@@ -38,8 +38,12 @@ pub struct Wallet {
     pub user_id: UserId,
     pub name: String,
     pub currency: Currency,
-    /// Decimal string with exactly the currency's scale.
+    /// Posted money: decimal string with exactly the currency's scale.
     pub balance: String,
+    /// What pending holds reserve now.
+    pub held: String,
+    /// `balance - held`: what withdrawals, transfers and new holds may use.
+    pub available: String,
     pub status: WalletStatus,
     /// Grows with every change of the wallet.
     pub version: i64,

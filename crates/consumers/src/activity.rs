@@ -1,5 +1,6 @@
-//! `WalletActivityProjection`: the activity read model. Each money event adds to the
-//! wallet's running totals, once (the inbox row commits with the update), so redelivery
+//! `WalletActivityProjection`: the activity read model. Each money event (a capture of a
+//! hold too; placing, voiding and expiring one move no money) adds to the wallet's running
+//! totals, once (the inbox row commits with the update), so redelivery
 //! and replay leave the totals unchanged.
 
 use domain::{DomainEvent, EventType};
@@ -17,11 +18,7 @@ pub struct WalletActivityProjection {
 impl WalletActivityProjection {
     pub const NAME: &'static str = "wallet-activity";
     /// The event types it reads (their topics are its subscription): the money movements.
-    pub const EVENT_TYPES: &'static [EventType] = &[
-        EventType::FundsAdded,
-        EventType::FundsWithdrawn,
-        EventType::FundsTransferred,
-    ];
+    pub const EVENT_TYPES: &'static [EventType] = &EventType::BALANCE_MOVES;
 
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
@@ -46,9 +43,22 @@ fn movements(received: &ReceivedEvent) -> Result<Vec<Movement>, HandlerError> {
             movement(e.from_wallet_id, Direction::Out, e.amount),
             movement(e.to_wallet_id, Direction::In, e.amount),
         ]),
+        DomainEvent::HoldCaptured(e) => {
+            Ok(
+                std::iter::once(movement(e.wallet_id, Direction::Out, e.amount))
+                    .chain(
+                        e.to_wallet_id
+                            .map(|to| movement(to, Direction::In, e.amount)),
+                    )
+                    .collect(),
+            )
+        }
         other @ (DomainEvent::WalletCreated(_)
         | DomainEvent::UserCreated(_)
         | DomainEvent::WalletStatusChanged(_)
+        | DomainEvent::HoldPlaced(_)
+        | DomainEvent::HoldVoided(_)
+        | DomainEvent::HoldExpired(_)
         | DomainEvent::VolumeComputed(_)
         | DomainEvent::WalletVelocityExceeded(_)) => Err(HandlerError::Permanent(
             format!("{} is not a money movement", other.event_type()).into(),

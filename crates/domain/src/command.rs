@@ -9,8 +9,12 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
+
 use crate::events::{Actor, DomainEvent, EventContext};
-use crate::ids::{TransactionId, WalletId};
+use crate::hold::{Expiry, Hold};
+use crate::holding::{self, Placement, Release};
+use crate::ids::{HoldId, TransactionId, WalletId};
 use crate::ledger::{Entry, Kind};
 use crate::money::{DecimalAmount, Money, MoneyError};
 use crate::transfer::{check_source, transfer};
@@ -42,6 +46,35 @@ pub enum Command {
         wallet: WalletId,
         action: StatusAction,
     },
+    /// Reserve money in one of the caller's wallets (docs/holds.md); the hold's id is the
+    /// submission's transaction id.
+    PlaceHold {
+        wallet: WalletId,
+        /// Where a capture will send the money; `None`: out, as a withdrawal.
+        to: Option<WalletId>,
+        amount: DecimalAmount,
+        expiry: Expiry,
+        description: Option<String>,
+    },
+    /// Capture a hold (all of it when `amount` is `None`), releasing the rest. `wallet` and
+    /// `to` are the hold's (read before the wallets are locked; they never change).
+    CaptureHold {
+        hold: HoldId,
+        wallet: WalletId,
+        to: Option<WalletId>,
+        amount: Option<DecimalAmount>,
+        /// The caller has the capture scope (checked before): any wallet's hold, not only
+        /// its own.
+        scoped: bool,
+    },
+    /// Release a hold.
+    VoidHold {
+        hold: HoldId,
+        wallet: WalletId,
+        scoped: bool,
+    },
+    /// Record a hold past its expiry as expired (the sweeper).
+    ExpireHold { hold: HoldId, wallet: WalletId },
 }
 
 impl Command {
@@ -51,10 +84,29 @@ impl Command {
         let (first, second) = match *self {
             Command::Deposit { wallet, .. }
             | Command::Withdraw { wallet, .. }
-            | Command::ChangeStatus { wallet, .. } => (wallet, None),
+            | Command::ChangeStatus { wallet, .. }
+            | Command::VoidHold { wallet, .. }
+            | Command::ExpireHold { wallet, .. } => (wallet, None),
             Command::Transfer { from, to, .. } => (from, Some(to)),
+            Command::PlaceHold { wallet, to, .. } | Command::CaptureHold { wallet, to, .. } => {
+                (wallet, to)
+            }
         };
         std::iter::once(first).chain(second)
+    }
+
+    /// The existing hold the command acts on (loaded with the locked wallets).
+    pub fn hold(&self) -> Option<HoldId> {
+        match *self {
+            Command::CaptureHold { hold, .. }
+            | Command::VoidHold { hold, .. }
+            | Command::ExpireHold { hold, .. } => Some(hold),
+            Command::Deposit { .. }
+            | Command::Withdraw { .. }
+            | Command::Transfer { .. }
+            | Command::ChangeStatus { .. }
+            | Command::PlaceHold { .. } => None,
+        }
     }
 
     /// A low-cardinality name (spans, metrics).
@@ -64,6 +116,10 @@ impl Command {
             Command::Withdraw { .. } => Kind::Withdrawal.as_str(),
             Command::Transfer { .. } => Kind::Transfer.as_str(),
             Command::ChangeStatus { action, .. } => action.as_str(),
+            Command::PlaceHold { .. } => Kind::Hold.as_str(),
+            Command::CaptureHold { .. } => Kind::Capture.as_str(),
+            Command::VoidHold { .. } => Kind::Void.as_str(),
+            Command::ExpireHold { .. } => Kind::Expiry.as_str(),
         }
     }
 }
@@ -95,11 +151,30 @@ impl VersionCondition {
 }
 
 /// A wallet locked for a decision, with the principal that owns it (`None`: its user was
-/// not registered through a token).
+/// not registered through a token) and its holds: every one still recorded as pending, and
+/// any other the batch names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Held {
     pub wallet: Wallet,
     pub owner: Option<Actor>,
+    pub holds: Vec<Hold>,
+}
+
+impl Held {
+    /// What its holds reserve at `at`: those pending and not past `expires_at`.
+    pub fn reserved_at(&self, at: DateTime<Utc>) -> Result<Money, MoneyError> {
+        self.holds
+            .iter()
+            .filter(|hold| hold.reserves_at(at))
+            .try_fold(Money::zero(self.wallet.currency()), |sum, hold| {
+                sum.checked_add(hold.amount)
+            })
+    }
+
+    /// What it can spend at `at`: its balance less what its holds reserve.
+    pub fn available_at(&self, at: DateTime<Utc>) -> Result<Money, MoneyError> {
+        self.wallet.balance().checked_sub(self.reserved_at(at)?)
+    }
 }
 
 /// One command as submitted: by whom (the actor in `ctx`), under which precondition, and
@@ -121,7 +196,11 @@ pub enum Refusal {
     /// oracle.
     #[error("wallet {0} not found")]
     NotFound(WalletId),
-    /// `If-Match` names a version the wallet is not at.
+    /// No such hold, or one on a wallet the caller may not act on.
+    #[error("hold {0} not found")]
+    HoldNotFound(HoldId),
+    /// `If-Match` names a version the wallet (or, for a capture or void, the hold) is not
+    /// at.
     #[error("the wallet is at version {current}, not the one If-Match names")]
     VersionChanged { current: i64 },
     /// An amount the wallet's currency cannot hold (too many decimal places, out of range).
@@ -140,6 +219,8 @@ pub struct Decision {
     pub posting: Option<Posting>,
     /// The status change of a freeze, unfreeze or close.
     pub status_change: Option<StatusChange>,
+    /// The hold placed or closed, as it is to be stored.
+    pub hold: Option<Hold>,
     pub outcome: Outcome,
 }
 
@@ -178,8 +259,15 @@ pub enum Outcome {
         from_balance_after: Money,
         to_balance_after: Money,
     },
-    /// The wallet after its status change.
-    StatusChanged(Box<Wallet>),
+    /// The wallet after its status change, and what its holds reserve at that instant.
+    StatusChanged {
+        wallet: Box<Wallet>,
+        reserved: Money,
+    },
+    /// A hold placed.
+    HoldPlaced(Box<Hold>),
+    /// A hold captured, voided or recorded as expired.
+    HoldClosed(Box<Hold>),
 }
 
 /// Judges `submission` against `wallets` (every wallet it names that exists, locked). On
@@ -204,12 +292,43 @@ pub fn decide(
         Command::ChangeStatus { wallet, action } => {
             change_status(wallets, submission, wallet, action)
         }
+        Command::PlaceHold {
+            wallet,
+            to,
+            amount,
+            expiry,
+            ref description,
+        } => {
+            let placement = Placement {
+                wallet,
+                to,
+                amount,
+                expiry,
+                description: description.as_deref(),
+            };
+            holding::place(wallets, submission, &placement)
+        }
+        Command::CaptureHold {
+            hold,
+            wallet,
+            amount,
+            scoped,
+            ..
+        } => holding::capture(wallets, submission, hold, wallet, amount, scoped),
+        Command::VoidHold {
+            hold,
+            wallet,
+            scoped,
+        } => holding::release(wallets, submission, hold, wallet, Release::Void { scoped }),
+        Command::ExpireHold { hold, wallet } => {
+            holding::release(wallets, submission, hold, wallet, Release::Expire)
+        }
     }
 }
 
 /// The wallet `id` as the command may see it: money enters any wallet (the deposit scope
 /// was checked), everything else only by its owner's hand.
-fn find(
+pub(crate) fn find(
     wallets: &BTreeMap<WalletId, Held>,
     id: WalletId,
     ctx: &EventContext,
@@ -222,7 +341,10 @@ fn find(
     Ok(held.wallet.clone())
 }
 
-fn require_version(wallet: &Wallet, if_match: Option<&VersionCondition>) -> Result<(), Refusal> {
+pub(crate) fn require_version(
+    wallet: &Wallet,
+    if_match: Option<&VersionCondition>,
+) -> Result<(), Refusal> {
     match if_match {
         Some(condition) if !condition.matches_strongly(wallet.version()) => {
             Err(Refusal::VersionChanged {
@@ -233,15 +355,35 @@ fn require_version(wallet: &Wallet, if_match: Option<&VersionCondition>) -> Resu
     }
 }
 
-fn in_currency(amount: DecimalAmount, wallet: &Wallet) -> Result<Money, Refusal> {
+pub(crate) fn in_currency(amount: DecimalAmount, wallet: &Wallet) -> Result<Money, Refusal> {
     Money::from_decimal(amount, wallet.currency()).map_err(Refusal::NotRepresentable)
 }
 
-/// Puts a changed wallet back, keeping its owner.
-fn put(wallets: &mut BTreeMap<WalletId, Held>, wallet: Wallet) {
+/// Puts a changed wallet back, keeping its owner and holds.
+pub(crate) fn put(wallets: &mut BTreeMap<WalletId, Held>, wallet: Wallet) {
     if let Some(held) = wallets.get_mut(&wallet.id()) {
         held.wallet = wallet;
     }
+}
+
+/// Pending holds reserve part of a balance: what leaves wallet `id` (found, so locked)
+/// must be at most what is available at `at`.
+pub(crate) fn require_available(
+    wallets: &BTreeMap<WalletId, Held>,
+    id: WalletId,
+    amount: Money,
+    at: DateTime<Utc>,
+) -> Result<(), Refusal> {
+    let held = wallets.get(&id).ok_or(Refusal::NotFound(id))?;
+    let available = held.available_at(at).map_err(WalletError::from)?;
+    if amount.minor_units() > available.minor_units() {
+        return Err(WalletError::InsufficientAvailable {
+            available,
+            requested: amount,
+        }
+        .into());
+    }
+    Ok(())
 }
 
 fn move_money(
@@ -261,6 +403,7 @@ fn move_money(
         (event.into(), Kind::Deposit, amount.minor_units())
     } else {
         let event = wallet.withdraw(amount, transaction_id, ctx)?;
+        require_available(wallets, id, amount, ctx.occurred_at())?;
         (event.into(), Kind::Withdrawal, -amount.minor_units())
     };
     let balance_after = wallet.balance();
@@ -278,6 +421,7 @@ fn move_money(
         event,
         posting: Some(posting),
         status_change: None,
+        hold: None,
         outcome: Outcome::Moved {
             id: transaction_id,
             wallet: id,
@@ -300,6 +444,7 @@ fn transfer_money(
     // The source first: nothing about the target (not even whether it exists) is told to
     // a caller whose own wallet could not send this.
     check_source(&source, amount)?;
+    require_available(wallets, from, amount, ctx.occurred_at())?;
     let mut target = find(wallets, to, ctx, false)?;
     let transaction_id = submission.transaction_id;
     let event = transfer(&mut source, &mut target, amount, transaction_id, ctx)?;
@@ -319,6 +464,7 @@ fn transfer_money(
         event: event.into(),
         posting: Some(posting),
         status_change: None,
+        hold: None,
         outcome: Outcome::Transferred {
             id: transaction_id,
             from,
@@ -342,6 +488,17 @@ fn change_status(
     let mut wallet = find(wallets, id, ctx, action == StatusAction::Close)?;
     require_version(&wallet, submission.if_match)?;
     let from = wallet.status();
+    if action == StatusAction::Close && action.target(from).is_some() {
+        let at = ctx.occurred_at();
+        let count = wallets[&id]
+            .holds
+            .iter()
+            .filter(|hold| hold.reserves_at(at))
+            .count();
+        if count > 0 {
+            return Err(WalletError::PendingHolds { count }.into());
+        }
+    }
     let event = match action {
         StatusAction::Freeze => wallet.freeze(ctx)?,
         StatusAction::Unfreeze => wallet.unfreeze(ctx)?,
@@ -352,11 +509,18 @@ fn change_status(
         from,
         to: wallet.status(),
     };
+    let reserved = wallets[&id]
+        .reserved_at(ctx.occurred_at())
+        .map_err(WalletError::from)?;
     put(wallets, wallet.clone());
     Ok(Decision {
         event: event.into(),
         posting: None,
         status_change: Some(change),
-        outcome: Outcome::StatusChanged(Box::new(wallet)),
+        hold: None,
+        outcome: Outcome::StatusChanged {
+            wallet: Box::new(wallet),
+            reserved,
+        },
     })
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::analytics::{VelocityExceeded, VolumeComputed};
-use crate::ids::{EventId, TransactionId, UserId, WalletId};
+use crate::ids::{EventId, HoldId, TransactionId, UserId, WalletId};
 use crate::money::{Currency, Money};
 use crate::wallet_status::WalletStatus;
 
@@ -175,6 +175,76 @@ pub struct WalletStatusChanged {
     pub to: WalletStatus,
 }
 
+/// Money was reserved in a wallet by a hold (docs/holds.md): its balance is unchanged, its
+/// available amount is lower until the hold is captured, voided or expires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct HoldPlaced {
+    #[serde(flatten)]
+    pub metadata: EventMetadata,
+    /// The hold's id (as returned by the API), also its ledger transaction's id.
+    pub hold_id: HoldId,
+    pub wallet_id: WalletId,
+    /// Where a capture sends the money; absent: out of the wallet, as a withdrawal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_wallet_id: Option<WalletId>,
+    /// What is reserved; always positive.
+    pub amount: Money,
+    /// From this instant on the hold is released, whether or not `HoldExpired` was sent.
+    pub expires_at: DateTime<Utc>,
+    /// The wallet's available amount (balance minus pending holds) once this one is placed.
+    pub available_after: Money,
+}
+
+/// A hold was captured: `amount` left the wallet (to `to_wallet_id`, or out as a
+/// withdrawal) and `released` (the rest of the hold) is available again. Belongs to the
+/// held wallet (its Kafka key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct HoldCaptured {
+    #[serde(flatten)]
+    pub metadata: EventMetadata,
+    pub hold_id: HoldId,
+    pub wallet_id: WalletId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_wallet_id: Option<WalletId>,
+    /// The capture's ledger transaction (as in the wallet's transactions).
+    pub transaction_id: TransactionId,
+    /// What moved; positive, at most the hold's amount.
+    pub amount: Money,
+    /// What was held and not captured: released, not moved (zero or positive).
+    pub released: Money,
+    pub balance_after: Money,
+    /// The target wallet's balance after, when the hold names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_balance_after: Option<Money>,
+}
+
+/// A hold was voided by a client: its whole amount is available again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct HoldVoided {
+    #[serde(flatten)]
+    pub metadata: EventMetadata,
+    pub hold_id: HoldId,
+    pub wallet_id: WalletId,
+    /// The release's ledger transaction.
+    pub transaction_id: TransactionId,
+    /// What was released; always positive.
+    pub amount: Money,
+}
+
+/// A hold that reached `expires_at` pending was recorded as expired (by the sweeper). It
+/// stopped reserving money at `expires_at`, before this event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct HoldExpired {
+    #[serde(flatten)]
+    pub metadata: EventMetadata,
+    pub hold_id: HoldId,
+    pub wallet_id: WalletId,
+    /// The release's ledger transaction.
+    pub transaction_id: TransactionId,
+    pub amount: Money,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// What a caller of [`EventType::visit_payload`] does with the payload type of an event
 /// type (e.g. generate its JSON Schema), without a match of its own over every type.
 pub trait PayloadVisitor {
@@ -292,10 +362,26 @@ domain_events! {
     FundsWithdrawn(FundsWithdrawn) { derived: false, version: 1 },
     FundsTransferred(FundsTransferred) { derived: false, version: 1 },
     WalletStatusChanged(WalletStatusChanged) { derived: false, version: 1 },
+    HoldPlaced(HoldPlaced) { derived: false, version: 1 },
+    HoldCaptured(HoldCaptured) { derived: false, version: 1 },
+    HoldVoided(HoldVoided) { derived: false, version: 1 },
+    HoldExpired(HoldExpired) { derived: false, version: 1 },
     /// Derived by the analytics job, not by a command: see [`crate::analytics`].
     VolumeComputed(VolumeComputed) { derived: true, version: 1 },
     /// Derived by the analytics job, not by a command: see [`crate::analytics`].
     WalletVelocityExceeded(VelocityExceeded) { derived: true, version: 1 },
+}
+
+impl EventType {
+    /// The events that move money in or out of a wallet's balance: one per balance entry
+    /// of each wallet they name (what the activity read model adds up). Placing, voiding
+    /// and expiring a hold move none.
+    pub const BALANCE_MOVES: [EventType; 4] = [
+        EventType::FundsAdded,
+        EventType::FundsWithdrawn,
+        EventType::FundsTransferred,
+        EventType::HoldCaptured,
+    ];
 }
 
 impl fmt::Display for EventType {

@@ -84,6 +84,10 @@ typed_id!(
     /// transaction that records it, and the id the API returns for it).
     TransactionId
 );
+typed_id!(
+    /// A hold's id: the id of the ledger transaction that placed it.
+    HoldId
+);
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,7 @@
-//! The ledger's vocabulary: what kind of movement a ledger transaction is, and its entries.
-//! A decision ([`crate::command::decide`]) returns them; the store writes them.
+//! The ledger's vocabulary: what kind of movement a ledger transaction is, and its entries
+//! (each on an account: a wallet's or the external one, its `balance` or its `held`
+//! sub-balance, see docs/holds.md). A decision ([`crate::command::decide`]) returns them;
+//! the store writes them.
 
 use std::fmt;
 use std::str::FromStr;
@@ -13,16 +15,54 @@ pub enum Kind {
     Deposit,
     Withdrawal,
     Transfer,
+    /// A hold placed: money moves into the wallet's `held` account.
+    Hold,
+    /// A hold captured: released from `held`, and the captured part moved out of `balance`.
+    Capture,
+    /// A hold voided: released from `held`.
+    Void,
+    /// A hold swept after it expired: released from `held`.
+    Expiry,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Deposit, Kind::Withdrawal, Kind::Transfer];
+    pub const ALL: [Kind; 7] = [
+        Kind::Deposit,
+        Kind::Withdrawal,
+        Kind::Transfer,
+        Kind::Hold,
+        Kind::Capture,
+        Kind::Void,
+        Kind::Expiry,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Deposit => "deposit",
             Kind::Withdrawal => "withdrawal",
             Kind::Transfer => "transfer",
+            Kind::Hold => "hold",
+            Kind::Capture => "capture",
+            Kind::Void => "void",
+            Kind::Expiry => "expiry",
+        }
+    }
+}
+
+/// Which of an owner's two accounts an entry is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Account {
+    /// Posted money: what the wallet's `balance` shows.
+    Balance,
+    /// Money reserved by pending holds.
+    Held,
+}
+
+impl Account {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Account::Balance => "balance",
+            Account::Held => "held",
         }
     }
 }
@@ -48,30 +88,55 @@ impl FromStr for Kind {
     }
 }
 
-/// One side of a posting: a wallet (with its balance after) or the external account.
+/// One side of a posting: a wallet's account (with its running balance after) or the
+/// external account's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
     pub wallet_id: Option<WalletId>,
+    pub account: Account,
     /// Signed: credits positive, debits negative.
     pub amount_minor: i64,
     pub balance_after: Option<Money>,
 }
 
 impl Entry {
+    /// On the wallet's balance.
     pub fn wallet(wallet_id: WalletId, amount_minor: i64, balance_after: Money) -> Self {
         Self {
             wallet_id: Some(wallet_id),
+            account: Account::Balance,
             amount_minor,
             balance_after: Some(balance_after),
         }
     }
 
+    /// On the external account's balance.
     pub fn external(amount_minor: i64) -> Self {
         Self {
             wallet_id: None,
+            account: Account::Balance,
             amount_minor,
             balance_after: None,
         }
+    }
+
+    /// On the wallet's held account, and its counterpart on the external held account:
+    /// a hold's reservation (positive) or release (negative).
+    pub fn held(wallet_id: WalletId, amount_minor: i64, held_after: Money) -> [Self; 2] {
+        [
+            Self {
+                wallet_id: Some(wallet_id),
+                account: Account::Held,
+                amount_minor,
+                balance_after: Some(held_after),
+            },
+            Self {
+                wallet_id: None,
+                account: Account::Held,
+                amount_minor: -amount_minor,
+                balance_after: None,
+            },
+        ]
     }
 }
 

@@ -8,6 +8,8 @@
 //!   domain events that describe the change; infrastructure persists and publishes them.
 //! - [`wallet_status`]: a wallet's lifecycle (active, frozen, closed) and its transitions.
 //! - [`transfer`]: moving money between two wallets, all or nothing.
+//! - [`hold`]: holds (money reserved now, captured, voided or expired later) and their
+//!   exact expiry; `holding`: the hold commands of `decide` (docs/holds.md).
 //! - [`ledger`]: a ledger transaction's kind and entries.
 //! - [`command`]: the commands on wallets and the one pure decision that judges them
 //!   (what the write pipeline runs, alone or in a batch).
@@ -22,6 +24,8 @@ pub mod analytics;
 pub mod command;
 mod display_name;
 pub mod events;
+pub mod hold;
+mod holding;
 pub mod ids;
 pub mod ledger;
 pub mod money;
@@ -37,9 +41,11 @@ pub use command::{
 };
 pub use events::{
     Actor, DomainEvent, EventContext, EventMetadata, EventType, FundsAdded, FundsTransferred,
-    FundsWithdrawn, PayloadVisitor, UserCreated, WalletCreated, WalletStatusChanged,
+    FundsWithdrawn, HoldCaptured, HoldExpired, HoldPlaced, HoldVoided, PayloadVisitor, UserCreated,
+    WalletCreated, WalletStatusChanged,
 };
-pub use ids::{EventId, TransactionId, UserId, WalletId};
+pub use hold::{Expiry, Hold, HoldStatus, UnknownHoldStatus};
+pub use ids::{EventId, HoldId, TransactionId, UserId, WalletId};
 pub use money::{Currency, DecimalAmount, Money, MoneyError};
 pub use transfer::{check_source, transfer};
 pub use user::{Email, User, UserError, UserName};

@@ -9,7 +9,8 @@ use crate::display_name;
 use crate::events::{
     EventContext, EventType, FundsAdded, FundsWithdrawn, WalletCreated, WalletStatusChanged,
 };
-use crate::ids::{TransactionId, UserId, WalletId};
+use crate::hold::HoldStatus;
+use crate::ids::{HoldId, TransactionId, UserId, WalletId};
 use crate::money::{Currency, Money, MoneyError};
 use crate::wallet_status::{StatusAction, WalletStatus};
 use chrono::{DateTime, Utc};
@@ -49,6 +50,30 @@ pub enum WalletError {
     BalanceNotZero { balance: Money },
     #[error("cannot transfer from a wallet to itself")]
     SameWallet,
+    /// The balance covers the amount, but pending holds reserve part of it.
+    #[error(
+        "insufficient funds: {available} {} is available (pending holds reserve the rest of the balance), {requested} requested",
+        available.currency()
+    )]
+    InsufficientAvailable { available: Money, requested: Money },
+    /// `expires_in_seconds` or `expires_at` of a new hold is not in the future, or too far.
+    #[error(
+        "a hold must expire after now and at most {} seconds from now",
+        crate::hold::MAX_HOLD_SECONDS
+    )]
+    InvalidExpiry,
+    #[error(
+        "a hold's description has at most {} characters",
+        crate::hold::MAX_DESCRIPTION_CHARS
+    )]
+    InvalidDescription,
+    /// The hold was captured, voided or has expired: nothing is left to capture or void.
+    #[error("hold {hold_id} is {status}, not pending")]
+    HoldNotPending { hold_id: HoldId, status: HoldStatus },
+    #[error("cannot capture {requested} of a hold of {held}")]
+    CaptureExceedsHold { held: Money, requested: Money },
+    #[error("cannot close a wallet with pending holds ({count}); capture or void them first")]
+    PendingHolds { count: usize },
     #[error(transparent)]
     Money(#[from] MoneyError),
 }
@@ -76,6 +101,10 @@ pub struct Wallet {
     user_id: UserId,
     name: WalletName,
     balance: Money,
+    /// What its `held` ledger account carries: the sum of its holds still recorded as
+    /// pending (including any past `expires_at` that the sweeper has not recorded yet; what
+    /// holds reserve *now* is judged from the holds themselves, see docs/holds.md).
+    held: Money,
     status: WalletStatus,
     /// Starts at 1 and increases by one with every change; lets readers detect staleness.
     version: i64,
@@ -96,6 +125,7 @@ impl Wallet {
             user_id,
             name,
             balance: Money::zero(currency),
+            held: Money::zero(currency),
             status: WalletStatus::Active,
             version: 1,
             created_at: ctx.occurred_at(),
@@ -125,11 +155,18 @@ impl Wallet {
             id,
             user_id,
             name,
+            held: Money::zero(balance.currency()),
             balance,
             status,
             version,
             created_at,
         }
+    }
+
+    /// The same wallet with its stored `held` amount (in its currency; the database
+    /// guarantees it is not negative).
+    pub fn with_held(self, held: Money) -> Wallet {
+        Wallet { held, ..self }
     }
 
     /// Deposits a positive amount in the wallet's currency into an active wallet.
@@ -262,6 +299,13 @@ impl Wallet {
         self.version += 1;
     }
 
+    /// Applies a hold's change: the balance and held amount after it, one version.
+    pub(crate) fn record_hold(&mut self, balance: Money, held: Money) {
+        self.balance = balance;
+        self.held = held;
+        self.version += 1;
+    }
+
     pub fn id(&self) -> WalletId {
         self.id
     }
@@ -280,6 +324,11 @@ impl Wallet {
 
     pub fn balance(&self) -> Money {
         self.balance
+    }
+
+    /// What its `held` ledger account carries (see the field).
+    pub fn held(&self) -> Money {
+        self.held
     }
 
     pub fn status(&self) -> WalletStatus {

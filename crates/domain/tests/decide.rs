@@ -3,15 +3,19 @@
 //! `If-Match` values, against wallets of two owners and two currencies (and a wallet that
 //! does not exist). After each: a refusal changed nothing; an acceptance changed exactly
 //! the wallets it names, by exactly its ledger entries, which balance, and moved each
-//! version by one; who may act on what, and which rule is judged first, hold.
+//! version by one; who may act on what, and which rule is judged first, hold. Holds are
+//! placed, captured, voided and expired on a clock that moves forward between steps: the
+//! held amount is always the sum of the holds recorded pending, what is available never
+//! goes below zero, and no capture takes more than its hold.
 
 use std::collections::BTreeMap;
 
-use chrono::Utc;
+use chrono::{DateTime, Duration, Utc};
+use domain::ledger::Account;
 use domain::{
-    Actor, Command, Currency, DecimalAmount, EventContext, Held, Outcome, Refusal, StatusAction,
-    Submission, TransactionId, UserId, VersionCondition, Wallet, WalletError, WalletId, WalletName,
-    WalletStatus, decide,
+    Actor, Command, Currency, DecimalAmount, EventContext, Expiry, Held, HoldId, HoldStatus,
+    Outcome, Refusal, StatusAction, Submission, TransactionId, UserId, VersionCondition, Wallet,
+    WalletError, WalletId, WalletName, WalletStatus, decide,
 };
 use proptest::prelude::*;
 
@@ -44,6 +48,8 @@ struct Step {
     command: StepCommand,
     actor: usize,
     precondition: Precondition,
+    /// Seconds the clock moves before the step.
+    wait: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +58,12 @@ enum StepCommand {
     Withdraw(usize, String),
     Transfer(usize, usize, String),
     Status(usize, StatusAction),
+    /// A hold on a wallet, maybe for another one, expiring in some seconds.
+    Hold(usize, Option<usize>, String, u32),
+    /// Of the n-th hold placed so far (modulo), all of it or an amount.
+    Capture(usize, Option<String>, bool),
+    Void(usize, bool),
+    Expire(usize),
 }
 
 fn amount() -> impl Strategy<Value = String> {
@@ -69,8 +81,14 @@ fn step() -> impl Strategy<Value = Step> {
         4 => (wallet.clone(), amount()).prop_map(|(w, a)| StepCommand::Deposit(w, a)),
         4 => (wallet.clone(), amount()).prop_map(|(w, a)| StepCommand::Withdraw(w, a)),
         4 => (wallet.clone(), wallet.clone(), amount()).prop_map(|(f, t, a)| StepCommand::Transfer(f, t, a)),
-        2 => (wallet, prop_oneof![Just(StatusAction::Freeze), Just(StatusAction::Unfreeze), Just(StatusAction::Close)])
+        2 => (wallet.clone(), prop_oneof![Just(StatusAction::Freeze), Just(StatusAction::Unfreeze), Just(StatusAction::Close)])
             .prop_map(|(w, a)| StepCommand::Status(w, a)),
+        4 => (wallet.clone(), prop::option::of(wallet), amount(), 0_u32..20)
+            .prop_map(|(w, t, a, s)| StepCommand::Hold(w, t, a, s)),
+        3 => (0_usize..8, prop::option::of(amount()), any::<bool>())
+            .prop_map(|(h, a, s)| StepCommand::Capture(h, a, s)),
+        2 => (0_usize..8, any::<bool>()).prop_map(|(h, s)| StepCommand::Void(h, s)),
+        2 => (0_usize..8).prop_map(StepCommand::Expire),
     ];
     let precondition = prop_oneof![
         4 => Just(Precondition::None),
@@ -79,11 +97,14 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Precondition::WeakCurrent),
         1 => Just(Precondition::Other),
     ];
-    (command, 0..2_usize, precondition).prop_map(|(command, actor, precondition)| Step {
-        command,
-        actor,
-        precondition,
-    })
+    (command, 0..2_usize, precondition, 0_i64..6).prop_map(
+        |(command, actor, precondition, wait)| Step {
+            command,
+            actor,
+            precondition,
+            wait,
+        },
+    )
 }
 
 fn world() -> (Vec<WalletId>, BTreeMap<WalletId, Held>) {
@@ -106,13 +127,32 @@ fn world() -> (Vec<WalletId>, BTreeMap<WalletId, Held>) {
             Held {
                 wallet,
                 owner: Some(actor(owner_of(index))),
+                holds: Vec::new(),
             },
         );
     }
     (ids, wallets)
 }
 
-fn command(step: &Step, ids: &[WalletId]) -> Command {
+/// The hold a step names, and the wallet it is on (a hold id that names nothing before any
+/// was placed).
+fn named_hold(
+    index: usize,
+    holds: &[(HoldId, WalletId, Option<WalletId>)],
+    ids: &[WalletId],
+) -> (HoldId, WalletId, Option<WalletId>) {
+    if holds.is_empty() {
+        (HoldId::new(), ids[0], None)
+    } else {
+        holds[index % holds.len()]
+    }
+}
+
+fn command(
+    step: &Step,
+    ids: &[WalletId],
+    holds: &[(HoldId, WalletId, Option<WalletId>)],
+) -> Command {
     let parse = |a: &str| DecimalAmount::parse(a).expect("grammar");
     match &step.command {
         StepCommand::Deposit(w, a) => Command::Deposit {
@@ -132,6 +172,35 @@ fn command(step: &Step, ids: &[WalletId]) -> Command {
             wallet: ids[*w],
             action: *action,
         },
+        StepCommand::Hold(w, t, a, seconds) => Command::PlaceHold {
+            wallet: ids[*w],
+            to: t.map(|t| ids[t]),
+            amount: parse(a),
+            expiry: Expiry::In(*seconds),
+            description: None,
+        },
+        StepCommand::Capture(h, a, scoped) => {
+            let (hold, wallet, to) = named_hold(*h, holds, ids);
+            Command::CaptureHold {
+                hold,
+                wallet,
+                to,
+                amount: a.as_deref().map(parse),
+                scoped: *scoped,
+            }
+        }
+        StepCommand::Void(h, scoped) => {
+            let (hold, wallet, _) = named_hold(*h, holds, ids);
+            Command::VoidHold {
+                hold,
+                wallet,
+                scoped: *scoped,
+            }
+        }
+        StepCommand::Expire(h) => {
+            let (hold, wallet, _) = named_hold(*h, holds, ids);
+            Command::ExpireHold { hold, wallet }
+        }
     }
 }
 
@@ -142,8 +211,15 @@ fn condition(
     wallets: &BTreeMap<WalletId, Held>,
 ) -> Option<VersionCondition> {
     let target = match &step.command {
-        StepCommand::Deposit(w, _) | StepCommand::Withdraw(w, _) | StepCommand::Status(w, _) => *w,
-        StepCommand::Transfer(..) => return None,
+        StepCommand::Deposit(w, _)
+        | StepCommand::Withdraw(w, _)
+        | StepCommand::Status(w, _)
+        | StepCommand::Hold(w, ..) => *w,
+        // Captures and voids name the hold's version: 1 while it is pending.
+        StepCommand::Transfer(..)
+        | StepCommand::Capture(..)
+        | StepCommand::Void(..)
+        | StepCommand::Expire(..) => return None,
     };
     let current = wallets.get(&ids[target]).map_or(1, |h| h.wallet.version());
     match step.precondition {
@@ -163,10 +239,14 @@ proptest! {
         steps in prop::collection::vec(step(), 1..40)
     ) {
         let (ids, mut wallets) = world();
+        let mut holds: Vec<(HoldId, WalletId, Option<WalletId>)> = Vec::new();
+        let mut now = Utc::now();
         for step in &steps {
-            let command = command(step, &ids);
+            now += Duration::seconds(step.wait);
+            let command = command(step, &ids, &holds);
             let if_match = condition(step, &ids, &wallets);
-            let ctx = EventContext::new(Utc::now(), "c").acted_by(actor(step.actor));
+            let ctx = EventContext::new(now, "c").acted_by(actor(step.actor));
+            let now = ctx.occurred_at();
             let before = wallets.clone();
             let submission = Submission {
                 command: &command,
@@ -180,11 +260,40 @@ proptest! {
                     check_refusal(step, &refusal, &ids, &before)?;
                 }
                 Ok(decision) => {
-                    check_acceptance(step, &ids, &before, &wallets, &decision)?;
+                    check_acceptance(step, &command, &before, &wallets, &decision)?;
+                    if let Outcome::HoldPlaced(hold) = &decision.outcome {
+                        holds.push((hold.id, hold.wallet_id, hold.to_wallet_id));
+                    }
                 }
             }
+            check_holds(&wallets, now)?;
         }
     }
+}
+
+/// What holds promise, after every step: a wallet's held amount is the sum of its holds
+/// recorded pending, what is available is never negative, no capture exceeds its hold.
+fn check_holds(
+    wallets: &BTreeMap<WalletId, Held>,
+    now: DateTime<Utc>,
+) -> Result<(), TestCaseError> {
+    for held in wallets.values() {
+        let pending: i64 = held
+            .holds
+            .iter()
+            .filter(|h| h.status == HoldStatus::Pending)
+            .map(|h| h.amount.minor_units())
+            .sum();
+        prop_assert_eq!(held.wallet.held().minor_units(), pending);
+        let available = held.available_at(now).expect("in range");
+        prop_assert!(available.minor_units() >= 0, "available {}", available);
+        for hold in &held.holds {
+            let captured = hold.captured.map_or(0, |m| m.minor_units());
+            prop_assert!(captured <= hold.amount.minor_units());
+            prop_assert_eq!(hold.captured.is_some(), hold.status == HoldStatus::Captured);
+        }
+    }
+    Ok(())
 }
 
 /// Who may act and which check comes first.
@@ -219,6 +328,10 @@ fn check_refusal(
                 prop_assert!(!matches!(refusal, Refusal::NotFound(_)), "{:?}", refusal);
             }
         }
+        // Holds are placed by the owner alone.
+        StepCommand::Hold(w, ..) if foreign(*w) => {
+            prop_assert_eq!(refusal, &Refusal::NotFound(ids[*w]));
+        }
         StepCommand::Deposit(w, _) | StepCommand::Withdraw(w, _) | StepCommand::Status(w, _)
             if *w == WALLETS - 1 =>
         {
@@ -226,10 +339,9 @@ fn check_refusal(
         }
         _ => {}
     }
-    if let (Precondition::Other | Precondition::WeakCurrent, false) = (
-        &step.precondition,
-        matches!(step.command, StepCommand::Transfer(..)),
-    ) {
+    if let (Precondition::Other | Precondition::WeakCurrent, true) =
+        (&step.precondition, condition_applies(step))
+    {
         // A wrong (or weak) If-Match refuses before any rule, unless the wallet is not the
         // caller's to act on.
         if !matches!(refusal, Refusal::NotFound(_)) {
@@ -243,72 +355,137 @@ fn check_refusal(
     Ok(())
 }
 
+/// Whether the step's precondition is an `If-Match` on a wallet.
+fn condition_applies(step: &Step) -> bool {
+    matches!(
+        step.command,
+        StepCommand::Deposit(..)
+            | StepCommand::Withdraw(..)
+            | StepCommand::Status(..)
+            | StepCommand::Hold(..)
+    )
+}
+
+/// The sum of a decision's entries on `account` of wallet `id`.
+fn moved(decision: &domain::Decision, id: WalletId, account: Account) -> i64 {
+    decision
+        .posting
+        .iter()
+        .flat_map(|p| &p.entries)
+        .filter(|e| e.wallet_id == Some(id) && e.account == account)
+        .map(|e| e.amount_minor)
+        .sum()
+}
+
 /// An accepted command changed exactly what it recorded.
 fn check_acceptance(
     step: &Step,
-    ids: &[WalletId],
+    command: &Command,
     before: &BTreeMap<WalletId, Held>,
     after: &BTreeMap<WalletId, Held>,
     decision: &domain::Decision,
 ) -> Result<(), TestCaseError> {
-    let named: Vec<WalletId> = command(step, ids).wallets().collect();
+    let named: Vec<WalletId> = command.wallets().collect();
+    // A hold's target is only read when it is placed.
+    let changed: &[WalletId] = match command {
+        Command::PlaceHold { .. } => &named[..1],
+        _ => &named,
+    };
     for (id, held) in after {
         let old = &before[id];
-        if !named.contains(id) {
-            prop_assert_eq!(held, old, "a wallet the command does not name is unchanged");
+        if !changed.contains(id) {
+            prop_assert_eq!(
+                held,
+                old,
+                "a wallet the command does not change is unchanged"
+            );
             continue;
         }
         prop_assert_eq!(held.wallet.version(), old.wallet.version() + 1);
         prop_assert_eq!(&held.owner, &old.owner);
         prop_assert!(held.wallet.balance().minor_units() >= 0);
-        let moved: i64 = decision
-            .posting
-            .iter()
-            .flat_map(|p| &p.entries)
-            .filter(|e| e.wallet_id == Some(*id))
-            .map(|e| e.amount_minor)
-            .sum();
         prop_assert_eq!(
             held.wallet.balance().minor_units() - old.wallet.balance().minor_units(),
-            moved,
+            moved(decision, *id, Account::Balance),
             "the balance moved by exactly its entries"
+        );
+        prop_assert_eq!(
+            held.wallet.held().minor_units() - old.wallet.held().minor_units(),
+            moved(decision, *id, Account::Held),
+            "the held amount moved by exactly its entries"
         );
         for entry in decision.posting.iter().flat_map(|p| &p.entries) {
             if entry.wallet_id == Some(*id) {
-                prop_assert_eq!(entry.balance_after, Some(held.wallet.balance()));
+                let after = match entry.account {
+                    Account::Balance => held.wallet.balance(),
+                    Account::Held => held.wallet.held(),
+                };
+                prop_assert_eq!(entry.balance_after, Some(after));
             }
         }
     }
     if let Some(posting) = &decision.posting {
-        let sum: i64 = posting.entries.iter().map(|e| e.amount_minor).sum();
-        prop_assert_eq!(sum, 0, "a posting balances");
+        for account in [Account::Balance, Account::Held] {
+            let sum: i64 = posting
+                .entries
+                .iter()
+                .filter(|e| e.account == account)
+                .map(|e| e.amount_minor)
+                .sum();
+            prop_assert_eq!(sum, 0, "a posting balances on each account");
+        }
         prop_assert!(posting.amount.minor_units() > 0);
     }
     match (&step.command, &decision.outcome) {
-        (StepCommand::Status(w, _), Outcome::StatusChanged(wallet)) => {
+        (StepCommand::Status(..), Outcome::StatusChanged { wallet, .. }) => {
             let change = decision.status_change.expect("a status change is recorded");
-            prop_assert_eq!(change.from, before[&ids[*w]].wallet.status());
+            prop_assert_eq!(change.from, before[&named[0]].wallet.status());
             prop_assert_eq!(change.to, wallet.status());
-            prop_assert_eq!(&**wallet, &after[&ids[*w]].wallet);
+            prop_assert_eq!(&**wallet, &after[&named[0]].wallet);
             prop_assert!(decision.posting.is_none());
             if change.to == WalletStatus::Closed {
                 prop_assert_eq!(wallet.balance().minor_units(), 0);
             }
         }
         (StepCommand::Deposit(..) | StepCommand::Withdraw(..), Outcome::Moved { .. })
-        | (StepCommand::Transfer(..), Outcome::Transferred { .. }) => {
+        | (StepCommand::Transfer(..), Outcome::Transferred { .. })
+        | (StepCommand::Hold(..), Outcome::HoldPlaced(_)) => {
             prop_assert!(decision.status_change.is_none());
             for id in &named {
                 prop_assert_eq!(after[id].wallet.status(), WalletStatus::Active);
             }
         }
+        (StepCommand::Capture(..), Outcome::HoldClosed(hold)) => {
+            prop_assert_eq!(hold.status, HoldStatus::Captured);
+            // Captured only out of an active wallet, by its owner or with the scope.
+            prop_assert_eq!(after[&hold.wallet_id].wallet.status(), WalletStatus::Active);
+            if let StepCommand::Capture(_, _, false) = step.command {
+                prop_assert_eq!(owner_of_id(before, hold.wallet_id), Some(actor(step.actor)));
+            }
+        }
+        (StepCommand::Void(_, scoped), Outcome::HoldClosed(hold)) => {
+            prop_assert_eq!(hold.status, HoldStatus::Voided);
+            if !scoped {
+                prop_assert_eq!(owner_of_id(before, hold.wallet_id), Some(actor(step.actor)));
+            }
+        }
+        (StepCommand::Expire(_), Outcome::HoldClosed(hold)) => {
+            prop_assert_eq!(hold.status, HoldStatus::Expired);
+            prop_assert!(hold.expires_at <= hold.closed_at.expect("closed"));
+        }
         (command, outcome) => prop_assert!(false, "{:?} answered {:?}", command, outcome),
     }
-    // Money leaves only by its owner's hand.
-    if let StepCommand::Withdraw(w, _) | StepCommand::Transfer(w, _, _) = &step.command {
+    // Money leaves, or is held, only by its owner's hand.
+    if let StepCommand::Withdraw(w, _) | StepCommand::Transfer(w, _, _) | StepCommand::Hold(w, ..) =
+        &step.command
+    {
         prop_assert_eq!(owner_of(*w), step.actor);
     }
     Ok(())
+}
+
+fn owner_of_id(wallets: &BTreeMap<WalletId, Held>, id: WalletId) -> Option<Actor> {
+    wallets.get(&id).and_then(|held| held.owner.clone())
 }
 
 #[test]

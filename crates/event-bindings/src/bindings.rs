@@ -19,6 +19,10 @@ const fn spec(event_type: EventType) -> (&'static str, &'static str) {
         EventType::FundsWithdrawn => ("funds_withdrawn_out", "funds-withdrawn-events"),
         EventType::FundsTransferred => ("funds_transferred_out", "funds-transferred-events"),
         EventType::WalletStatusChanged => ("wallet_status_changed_out", "wallet-status-events"),
+        EventType::HoldPlaced => ("hold_placed_out", "hold-placed-events"),
+        EventType::HoldCaptured => ("hold_captured_out", "hold-captured-events"),
+        EventType::HoldVoided => ("hold_voided_out", "hold-voided-events"),
+        EventType::HoldExpired => ("hold_expired_out", "hold-expired-events"),
         // Written by the analytics job (analytics/), read by the service.
         EventType::VolumeComputed => ("analytics_volume_out", "analytics-volume-events"),
         EventType::WalletVelocityExceeded => ("wallet_velocity_out", "wallet-velocity-events"),
@@ -177,7 +181,7 @@ mod tests {
     use super::*;
 
     /// The table, written out independently of `spec`.
-    const TABLE: [(EventType, &str, &str); 8] = [
+    const TABLE: [(EventType, &str, &str); 12] = [
         (
             EventType::WalletCreated,
             "wallet_created_out",
@@ -207,6 +211,26 @@ mod tests {
             EventType::WalletStatusChanged,
             "wallet_status_changed_out",
             "wallet-status-events",
+        ),
+        (
+            EventType::HoldPlaced,
+            "hold_placed_out",
+            "hold-placed-events",
+        ),
+        (
+            EventType::HoldCaptured,
+            "hold_captured_out",
+            "hold-captured-events",
+        ),
+        (
+            EventType::HoldVoided,
+            "hold_voided_out",
+            "hold-voided-events",
+        ),
+        (
+            EventType::HoldExpired,
+            "hold_expired_out",
+            "hold-expired-events",
         ),
         (
             EventType::VolumeComputed,

@@ -35,6 +35,10 @@ pub fn cloud_event_type(event_type: EventType) -> &'static str {
         EventType::FundsWithdrawn => "io.wallethub.funds.withdrawn.v1",
         EventType::FundsTransferred => "io.wallethub.funds.transferred.v1",
         EventType::WalletStatusChanged => "io.wallethub.wallet.status-changed.v1",
+        EventType::HoldPlaced => "io.wallethub.hold.placed.v1",
+        EventType::HoldCaptured => "io.wallethub.hold.captured.v1",
+        EventType::HoldVoided => "io.wallethub.hold.voided.v1",
+        EventType::HoldExpired => "io.wallethub.hold.expired.v1",
         EventType::VolumeComputed => "io.wallethub.analytics.volume-computed.v1",
         EventType::WalletVelocityExceeded => "io.wallethub.wallet.velocity-exceeded.v1",
     }
@@ -167,15 +171,87 @@ pub(crate) mod tests {
         .expect("covered transfer");
         let frozen = wallet.freeze(&ctx).expect("active wallets can be frozen");
         let (volume, velocity) = analytics_events(wallet.id());
-        vec![
+        let mut events = vec![
             created.into(),
             added.into(),
             user_created.into(),
             withdrawn.into(),
             transferred.into(),
             frozen.into(),
-            volume,
-            velocity,
+        ];
+        events.extend(hold_events(other));
+        events.extend([volume, velocity]);
+        events
+    }
+
+    /// A hold placed, one captured, one voided and one expired on `wallet` (funded), as the
+    /// write pipeline decides them.
+    fn hold_events(wallet: Wallet) -> Vec<DomainEvent> {
+        use domain::{Command, DecimalAmount, Expiry, Held, Outcome, Submission};
+        let actor = domain::Actor {
+            issuer: "https://issuer.example".to_owned(),
+            subject: "ada".to_owned(),
+        };
+        let id = wallet.id();
+        let mut wallets = std::collections::BTreeMap::from([(
+            id,
+            Held {
+                wallet,
+                owner: Some(actor.clone()),
+                holds: Vec::new(),
+            },
+        )]);
+        let now = Utc::now();
+        let mut run = |command: Command, at| {
+            let ctx = EventContext::new(at, "c-1").acted_by(actor.clone());
+            let submission = Submission {
+                command: &command,
+                if_match: None,
+                ctx: &ctx,
+                transaction_id: TransactionId::new(),
+            };
+            domain::decide(&mut wallets, &submission).expect("decided")
+        };
+        let mut place = |seconds| {
+            let decision = run(
+                Command::PlaceHold {
+                    wallet: id,
+                    to: None,
+                    amount: DecimalAmount::parse("2.00").expect("amount"),
+                    expiry: Expiry::In(seconds),
+                    description: None,
+                },
+                now,
+            );
+            let Outcome::HoldPlaced(hold) = &decision.outcome else {
+                unreachable!("placing answers the hold")
+            };
+            (decision.event, hold.id)
+        };
+        let (placed, captured) = place(60);
+        let (_, voided) = place(60);
+        let (_, expired) = place(1);
+        let capture = Command::CaptureHold {
+            hold: captured,
+            wallet: id,
+            to: None,
+            amount: Some(DecimalAmount::parse("1.50").expect("amount")),
+            scoped: false,
+        };
+        let void = Command::VoidHold {
+            hold: voided,
+            wallet: id,
+            scoped: false,
+        };
+        let expire = Command::ExpireHold {
+            hold: expired,
+            wallet: id,
+        };
+        vec![
+            placed,
+            run(capture, now).event,
+            run(void, now).event,
+            run(expire, now + chrono::TimeDelta::seconds(2)).event,
         ]
     }
 

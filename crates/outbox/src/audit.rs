@@ -19,11 +19,16 @@ use kafka::scan::ScannedRecord;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-/// The money events and the ledger kind each one records.
-const MONEY_EVENTS: [(EventType, &str); 3] = [
+/// The money events and the ledger kind each one records (a hold's events too: placing,
+/// capturing, voiding and expiring each write one ledger transaction).
+const MONEY_EVENTS: [(EventType, &str); 7] = [
     (EventType::FundsAdded, "deposit"),
     (EventType::FundsWithdrawn, "withdrawal"),
     (EventType::FundsTransferred, "transfer"),
+    (EventType::HoldPlaced, "hold"),
+    (EventType::HoldCaptured, "capture"),
+    (EventType::HoldVoided, "void"),
+    (EventType::HoldExpired, "expiry"),
 ];
 
 fn money_events() -> (Vec<&'static str>, Vec<&'static str>) {
@@ -44,7 +49,8 @@ macro_rules! money_events_cte {
                  THEN r.ref::uuid END AS transaction_id \
      FROM outbox o \
      JOIN unnest($2::text[], $3::text[]) AS m(event_type, kind) ON m.event_type = o.event_type \
-     CROSS JOIN LATERAL (SELECT COALESCE(o.payload->>'transaction_id', o.payload->>'transfer_id') AS ref) r \
+     CROSS JOIN LATERAL (SELECT COALESCE(o.payload->>'transaction_id', o.payload->>'transfer_id', \
+                                         o.payload->>'hold_id') AS ref) r \
      WHERE o.created_at >= $1)"
     };
 }
@@ -352,7 +358,8 @@ pub struct InboxMismatch {
 }
 
 /// Per wallet of the activity projection: `events_applied` must equal the number of inbox
-/// rows of `consumer` for the wallet's money events (a transfer counts for both wallets).
+/// rows of `consumer` for the wallet's balance events (a transfer, and a capture into a
+/// wallet, counts for both wallets).
 /// Only wallets whose money events are all still in the outbox (one per ledger entry, none
 /// trimmed by retention) and whose latest ledger entry is older than `settled_before`.
 pub async fn inbox_mismatches(
@@ -361,7 +368,10 @@ pub async fn inbox_mismatches(
     settled_before: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<InboxMismatch>, sqlx::Error> {
-    let (types, _) = money_events();
+    let types: Vec<&str> = EventType::BALANCE_MOVES
+        .iter()
+        .map(|t| t.as_str())
+        .collect();
     sqlx::query_as(
         "WITH movements AS ( \
              SELECT o.event_id::text AS event_id, w.wallet_id \
@@ -376,7 +386,8 @@ pub async fn inbox_mismatches(
              GROUP BY m.wallet_id), \
          ledger AS ( \
              SELECT wallet_id::text AS wallet_id, count(*) AS movements, max(created_at) AS latest \
-             FROM ledger_entries WHERE wallet_id IS NOT NULL GROUP BY wallet_id) \
+             FROM ledger_entries WHERE wallet_id IS NOT NULL AND account = 'balance' \
+             GROUP BY wallet_id) \
          SELECT a.wallet_id, a.events_applied, p.inbox_rows, count(*) OVER () AS total \
          FROM wallet_activity a \
          JOIN ledger l ON l.wallet_id = a.wallet_id::text \

@@ -52,8 +52,8 @@ pub struct BalanceMismatch {
     pub total: i64,
 }
 
-/// Wallets whose `balance_minor` differs from the sum of their ledger entries or from
-/// their latest entry's `balance_after_minor`, or is negative.
+/// Wallets whose `balance_minor` differs from the sum of their ledger entries on their
+/// balance or from their latest such entry's `balance_after_minor`, or is negative.
 pub async fn balance_mismatches(
     conn: &mut PgConnection,
     limit: i64,
@@ -61,10 +61,12 @@ pub async fn balance_mismatches(
     Ok(sqlx::query_as(
         "WITH sums AS ( \
              SELECT wallet_id, sum(amount_minor)::bigint AS ledger_sum_minor \
-             FROM ledger_entries WHERE wallet_id IS NOT NULL GROUP BY wallet_id), \
+             FROM ledger_entries WHERE wallet_id IS NOT NULL AND account = 'balance' \
+             GROUP BY wallet_id), \
          latest AS ( \
              SELECT DISTINCT ON (wallet_id) wallet_id, balance_after_minor \
-             FROM ledger_entries WHERE wallet_id IS NOT NULL ORDER BY wallet_id, id DESC) \
+             FROM ledger_entries WHERE wallet_id IS NOT NULL AND account = 'balance' \
+             ORDER BY wallet_id, id DESC) \
          SELECT w.id AS wallet_id, w.balance_minor, \
                 COALESCE(s.ledger_sum_minor, 0) AS ledger_sum_minor, \
                 COALESCE(l.balance_after_minor, 0) AS latest_balance_after_minor, \
@@ -82,7 +84,8 @@ pub async fn balance_mismatches(
     .await?)
 }
 
-/// A ledger entry whose running balance does not continue the wallet's previous entry.
+/// A ledger entry whose running balance does not continue the previous entry of the
+/// wallet's account (its balance, or its held amount).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct RunningBalanceBreak {
     pub entry_id: i64,
@@ -103,7 +106,8 @@ pub async fn running_balance_breaks(
                 previous_balance_after_minor, count(*) OVER () AS total \
          FROM ( \
              SELECT id AS entry_id, wallet_id, amount_minor, balance_after_minor, \
-                    COALESCE(lag(balance_after_minor) OVER (PARTITION BY wallet_id ORDER BY id), 0) \
+                    COALESCE(lag(balance_after_minor) \
+                             OVER (PARTITION BY wallet_id, account ORDER BY id), 0) \
                         AS previous_balance_after_minor \
              FROM ledger_entries WHERE wallet_id IS NOT NULL) e \
          WHERE balance_after_minor <> previous_balance_after_minor + amount_minor \
@@ -180,7 +184,8 @@ pub async fn activity_mismatches(
                     COALESCE(sum(amount_minor) FILTER (WHERE amount_minor > 0), 0)::bigint AS in_minor, \
                     COALESCE(-sum(amount_minor) FILTER (WHERE amount_minor < 0), 0)::bigint AS out_minor, \
                     count(*) AS movements, max(created_at) AS latest \
-             FROM ledger_entries WHERE wallet_id IS NOT NULL GROUP BY wallet_id) \
+             FROM ledger_entries WHERE wallet_id IS NOT NULL AND account = 'balance' \
+             GROUP BY wallet_id) \
          SELECT COALESCE(l.wallet_id, a.wallet_id) AS wallet_id, \
                 COALESCE(l.in_minor, 0) AS ledger_in_minor, \
                 COALESCE(l.out_minor, 0) AS ledger_out_minor, \
@@ -195,6 +200,113 @@ pub async fn activity_mismatches(
          ORDER BY 1 LIMIT $2",
     )
     .bind(settled_before)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// A wallet whose held amount is not the sum of its holds recorded pending, or not its
+/// `held` ledger account's latest running balance.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct HeldMismatch {
+    pub wallet_id: Uuid,
+    pub held_minor: i64,
+    /// The sum of its holds recorded pending (0 without any).
+    pub pending_minor: i64,
+    /// The running balance after its latest `held` entry (0 without any).
+    pub ledger_held_minor: i64,
+    pub total: i64,
+}
+
+pub async fn held_mismatches(
+    conn: &mut PgConnection,
+    limit: i64,
+) -> Result<Vec<HeldMismatch>, StoreError> {
+    Ok(sqlx::query_as(
+        "WITH pending AS ( \
+             SELECT wallet_id, sum(amount_minor)::bigint AS pending_minor \
+             FROM holds WHERE status = 'pending' GROUP BY wallet_id), \
+         latest AS ( \
+             SELECT DISTINCT ON (wallet_id) wallet_id, balance_after_minor \
+             FROM ledger_entries WHERE wallet_id IS NOT NULL AND account = 'held' \
+             ORDER BY wallet_id, id DESC) \
+         SELECT w.id AS wallet_id, w.held_minor, \
+                COALESCE(p.pending_minor, 0) AS pending_minor, \
+                COALESCE(l.balance_after_minor, 0) AS ledger_held_minor, \
+                count(*) OVER () AS total \
+         FROM wallets w \
+         LEFT JOIN pending p ON p.wallet_id = w.id \
+         LEFT JOIN latest l ON l.wallet_id = w.id \
+         WHERE w.held_minor <> COALESCE(p.pending_minor, 0) \
+            OR w.held_minor <> COALESCE(l.balance_after_minor, 0) \
+         ORDER BY w.id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// A wallet whose pending holds reserve more than its balance now.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Overdrawn {
+    pub wallet_id: Uuid,
+    pub balance_minor: i64,
+    /// What its pending holds not past their expiry reserve now.
+    pub reserved_minor: i64,
+    pub total: i64,
+}
+
+/// Wallets whose available amount (balance less what pending holds reserve at the
+/// database's now) is negative.
+pub async fn overdrawn_wallets(
+    conn: &mut PgConnection,
+    limit: i64,
+) -> Result<Vec<Overdrawn>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT w.id AS wallet_id, w.balance_minor, r.reserved_minor, count(*) OVER () AS total \
+         FROM wallets w \
+         JOIN (SELECT wallet_id, sum(amount_minor)::bigint AS reserved_minor FROM holds \
+               WHERE status = 'pending' AND expires_at > now() GROUP BY wallet_id) r \
+           ON r.wallet_id = w.id \
+         WHERE w.balance_minor < r.reserved_minor \
+         ORDER BY w.id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// A hold whose capture is more than it held, or differs from its ledger transaction.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct CaptureBreak {
+    pub hold_id: Uuid,
+    pub status: String,
+    pub amount_minor: i64,
+    pub captured_minor: Option<i64>,
+    /// The amount of its `capture` ledger transactions, summed (`None` without one).
+    pub ledger_captured_minor: Option<i64>,
+    pub captures: i64,
+    pub total: i64,
+}
+
+/// Holds captured, or with a `capture` transaction, whose capture is not exactly one ledger
+/// transaction of the captured amount, at most the hold's.
+pub async fn capture_breaks(
+    conn: &mut PgConnection,
+    limit: i64,
+) -> Result<Vec<CaptureBreak>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT h.id AS hold_id, h.status, h.amount_minor, h.captured_minor, \
+                sum(t.amount_minor)::bigint AS ledger_captured_minor, count(t.id) AS captures, \
+                count(*) OVER () AS total \
+         FROM holds h \
+         LEFT JOIN ledger_transactions t ON t.hold_id = h.id AND t.kind = 'capture' \
+         GROUP BY h.id \
+         HAVING (h.status = 'captured' OR count(t.id) > 0) \
+            AND (count(t.id) <> 1 OR h.captured_minor IS DISTINCT FROM sum(t.amount_minor) \
+                 OR sum(t.amount_minor) > h.amount_minor OR h.captured_minor > h.amount_minor) \
+         ORDER BY h.id LIMIT $1",
+    )
     .bind(limit)
     .fetch_all(conn)
     .await?)

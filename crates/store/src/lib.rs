@@ -14,6 +14,7 @@
 //! - [`error`]: [`StoreError`], where database failures are classified, once.
 //! - [`wallets`], [`users`]: the aggregates' stored state.
 //! - [`ledger`]: double-entry postings and a wallet's history.
+//! - [`holds`]: each hold's state (what it reserves is in the ledger).
 //! - [`idempotency`]: the stored answers to `Idempotency-Key`s.
 //! - [`transactions`]: what became of a transaction whose COMMIT got no answer.
 //! - [`inbox`]: which events a consumer has applied.
@@ -25,6 +26,7 @@ pub mod activity;
 pub mod analytics;
 pub mod audit;
 pub mod error;
+pub mod holds;
 pub mod idempotency;
 pub mod inbox;
 pub mod ledger;

@@ -17,6 +17,7 @@ struct WalletRow {
     name: String,
     currency: String,
     balance_minor: i64,
+    held_minor: i64,
     status: String,
     version: i64,
     created_at: DateTime<Utc>,
@@ -48,13 +49,15 @@ impl TryFrom<WalletRow> for Wallet {
             status,
             row.version,
             row.created_at,
-        ))
+        )
+        .with_held(Money::from_minor(row.held_minor, currency)))
     }
 }
 
 macro_rules! select_wallets {
     () => {
-        "SELECT id, user_id, name, currency, balance_minor, status, version, created_at FROM wallets "
+        "SELECT id, user_id, name, currency, balance_minor, held_minor, status, version, created_at \
+         FROM wallets "
     };
 }
 
@@ -169,7 +172,8 @@ struct LockedRow {
 
 /// Locks all `ids` in one statement, in id order (so two batches cannot deadlock), until
 /// the transaction ends, and reads each wallet's owning principal with it (`None` when
-/// the owner has none, or no longer exists); returns those that exist, in id order.
+/// the owner has none, or no longer exists); returns those that exist, in id order,
+/// without their holds ([`crate::holds::for_decision`] reads those).
 /// Concurrent changes to one wallet queue up on its row, so its outbox rows get ids in
 /// commit order.
 pub async fn lock_with_owners(
@@ -178,8 +182,8 @@ pub async fn lock_with_owners(
 ) -> Result<Vec<Held>, StoreError> {
     let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
     let rows: Vec<LockedRow> = sqlx::query_as(
-        "SELECT w.id, w.user_id, w.name, w.currency, w.balance_minor, w.status, w.version, \
-                w.created_at, u.issuer, u.subject \
+        "SELECT w.id, w.user_id, w.name, w.currency, w.balance_minor, w.held_minor, w.status, \
+                w.version, w.created_at, u.issuer, u.subject \
          FROM wallets w LEFT JOIN users u ON u.id = w.user_id \
          WHERE w.id = ANY($1) ORDER BY w.id FOR UPDATE OF w",
     )
@@ -195,31 +199,35 @@ pub async fn lock_with_owners(
             Ok(Held {
                 wallet: Wallet::try_from(row.wallet)?,
                 owner,
+                holds: Vec::new(),
             })
         })
         .collect()
 }
 
-/// Writes balance, status and version of several wallets back, in one statement.
+/// Writes balance, held amount, status and version of several wallets back, in one
+/// statement.
 pub async fn update_many(conn: &mut PgConnection, wallets: &[Wallet]) -> Result<(), StoreError> {
     if wallets.is_empty() {
         return Ok(());
     }
     let ids: Vec<Uuid> = wallets.iter().map(|w| w.id().as_uuid()).collect();
     let balances: Vec<i64> = wallets.iter().map(|w| w.balance().minor_units()).collect();
+    let held: Vec<i64> = wallets.iter().map(|w| w.held().minor_units()).collect();
     let statuses: Vec<&str> = wallets.iter().map(|w| w.status().as_str()).collect();
     let versions: Vec<i64> = wallets.iter().map(Wallet::version).collect();
     sqlx::query(
-        "UPDATE wallets w SET balance_minor = u.balance_minor, status = u.status, \
-                version = u.version, updated_at = now() \
-         FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bigint[]) \
-              AS u(id, balance_minor, status, version) \
+        "UPDATE wallets w SET balance_minor = u.balance_minor, held_minor = u.held_minor, \
+                status = u.status, version = u.version, updated_at = now() \
+         FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[]) \
+              AS u(id, balance_minor, status, version, held_minor) \
          WHERE w.id = u.id",
     )
     .bind(ids)
     .bind(balances)
     .bind(statuses)
     .bind(versions)
+    .bind(held)
     .execute(conn)
     .await?;
     Ok(())

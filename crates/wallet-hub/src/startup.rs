@@ -227,10 +227,23 @@ impl Application {
                 ),
                 pipeline,
             };
+            let sweeper_pipeline = state.pipeline.clone();
             let app = api::router(state, &settings.api);
             let api_shutdown = shutdown.clone();
             tracing::info!(address = %listener.local_addr()?, "API listening");
             tasks.spawn(expire_idempotency_keys(pool.clone(), shutdown.clone()));
+            if settings.api.hold_sweep_interval_ms > 0 {
+                let sweep = api::sweeper::run(
+                    sweeper_pipeline,
+                    pool.clone(),
+                    Duration::from_millis(settings.api.hold_sweep_interval_ms),
+                    shutdown.clone().cancelled_owned(),
+                );
+                tasks.spawn(async move {
+                    sweep.await;
+                    Ok(())
+                });
+            }
             let config = settings.api.clone();
             tasks.spawn(async move {
                 api::server::serve(listener, app, &config, api_shutdown.cancelled_owned()).await;

@@ -144,6 +144,37 @@ fn describe(event: &DomainEvent) -> String {
         DomainEvent::WalletStatusChanged(e) => {
             format!("{at} wallet {} {:?} -> {:?}", e.wallet_id, e.from, e.to)
         }
+        DomainEvent::HoldPlaced(e) => format!(
+            "{at} wallet {} holds {} {} until {} (hold {})",
+            e.wallet_id,
+            e.amount,
+            e.amount.currency(),
+            e.expires_at,
+            e.hold_id
+        ),
+        DomainEvent::HoldCaptured(e) => format!(
+            "{at} wallet {} -{} {} captured, {} released (hold {})",
+            e.wallet_id,
+            e.amount,
+            e.amount.currency(),
+            e.released,
+            e.hold_id
+        ),
+        DomainEvent::HoldVoided(e) => format!(
+            "{at} wallet {} {} {} released: voided (hold {})",
+            e.wallet_id,
+            e.amount,
+            e.amount.currency(),
+            e.hold_id
+        ),
+        DomainEvent::HoldExpired(e) => format!(
+            "{at} wallet {} {} {} released: expired at {} (hold {})",
+            e.wallet_id,
+            e.amount,
+            e.amount.currency(),
+            e.expires_at,
+            e.hold_id
+        ),
         DomainEvent::VolumeComputed(e) => format!(
             "{at} volume {} {}: {} deposits, {} withdrawals, {} transfers",
             e.currency, e.minute, e.deposits.count, e.withdrawals.count, e.transfers.count

@@ -107,7 +107,7 @@ pub struct Sent {
     pub transaction: Option<Uuid>,
 }
 
-/// Write load through the HTTP API: deposits, withdrawals and transfers, each with its
+/// Write load through the HTTP API: deposits, withdrawals, transfers and holds, each with its
 /// own `Idempotency-Key` (or, with [`Load::start_mixed`], every other one without), from a
 /// few concurrent clients, until stopped.
 pub struct Load {
@@ -150,13 +150,20 @@ impl Load {
                         let pick = usize::try_from(seed % 1_000).expect("small");
                         let n = ids.len();
                         let (from, to) = (pick % n, (pick / 10 + 1 + pick % n) % n);
-                        let (path, token, body) = match pick % 10 {
-                            0..=6 => (
+                        let (path, token, body) = match pick % 20 {
+                            // A hold (its id is its ledger transaction's, like any 201's);
+                            // long enough that none expires while the scenario is checked.
+                            19 => (
+                                format!("/v1/wallets/{}/holds", ids[from]),
+                                &owners[from],
+                                serde_json::json!({"amount": "0.10", "expires_in_seconds": 600}),
+                            ),
+                            0..=13 => (
                                 format!("/v1/wallets/{}/deposits", ids[from]),
                                 &operator,
                                 serde_json::json!({"amount": "1.00"}),
                             ),
-                            7 | 8 => (
+                            14..=16 => (
                                 format!("/v1/wallets/{}/withdrawals", ids[from]),
                                 &owners[from],
                                 serde_json::json!({"amount": "0.50"}),

@@ -12,6 +12,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 use wallet_hub::Settings;
 use wallet_hub::audit::{self, AuditError, AuditOptions, AuditReport};
+use wallet_hub_client::{Capture, PlaceHold};
 use wallet_hub_tests::binary::service_binary;
 use wallet_hub_tests::{TestApp, eventually, spawn_app};
 
@@ -30,20 +31,24 @@ fn checks(report: &AuditReport) -> BTreeSet<&'static str> {
     report.findings.iter().map(|f| f.check).collect()
 }
 
-/// Two users' money traffic through the API (deposits, withdrawals, transfers), then waits
-/// until the relay published everything and both consumers applied it. Returns the wallets.
-async fn settled_traffic(app: &TestApp) -> Vec<String> {
+/// Two users' money traffic through the API (deposits, withdrawals, transfers, a hold
+/// captured into another wallet and one pending), then waits until the relay published
+/// everything and both consumers applied it. Returns the wallets, and the captured and the
+/// pending hold.
+async fn settled_traffic(app: &TestApp) -> (Vec<String>, [Uuid; 2]) {
     let (_, a, b) = app.money_scenario().await;
     let (_, c, d) = app.money_scenario().await;
     assert_eq!(app.deposit(&b, "3.00").await.status(), 201);
     assert_eq!(app.transfer(&c, &a, "0.50").await.status(), 201);
+    let holds = hold_traffic(app, &b, &a).await;
     eventually("the relay to publish everything", || async {
         (app.queued_rows().await == 0).then_some(())
     })
     .await;
     eventually("the consumers to apply everything", || async {
         let caught_up: bool = sqlx::query_scalar(
-            "SELECT (SELECT count(*) FROM ledger_entries WHERE wallet_id IS NOT NULL) \
+            "SELECT (SELECT count(*) FROM ledger_entries \
+                     WHERE wallet_id IS NOT NULL AND account = 'balance') \
                   = (SELECT COALESCE(sum(events_applied), 0) FROM wallet_activity) \
                 AND (SELECT count(*) FROM wallets) = (SELECT count(*) FROM notifications)",
         )
@@ -53,7 +58,41 @@ async fn settled_traffic(app: &TestApp) -> Vec<String> {
         caught_up.then_some(())
     })
     .await;
-    vec![a, b, c, d]
+    (vec![a, b, c, d], holds)
+}
+
+/// On `wallet`: a hold of 1.00 captured (0.40 of it) into `to`, and one of 0.50 left
+/// pending. Their ids.
+async fn hold_traffic(app: &TestApp, wallet: &str, to: &str) -> [Uuid; 2] {
+    let owner = app.as_owner(wallet.parse().expect("wallet id")).await;
+    let wallet = wallet.parse().expect("wallet id");
+    let captured = owner
+        .place_hold(
+            wallet,
+            &PlaceHold {
+                to_wallet_id: Some(to.parse().expect("wallet id")),
+                ..PlaceHold::new("1.00", 3600)
+            },
+            None,
+        )
+        .await
+        .expect("placed")
+        .body
+        .id;
+    let capture = Capture {
+        amount: Some("0.40".to_owned()),
+    };
+    owner
+        .capture_hold(captured, &capture, None)
+        .await
+        .expect("captured");
+    let pending = owner
+        .place_hold(wallet, &PlaceHold::new("0.50", 3600), None)
+        .await
+        .expect("placed")
+        .body
+        .id;
+    [captured.as_uuid(), pending.as_uuid()]
 }
 
 /// A connection pool of the test's database that outlives the service, as the owner of
@@ -134,7 +173,7 @@ async fn publish(producer: &EventProducer, topic: &str, key: Uuid, event_id: Uui
 async fn a_clean_run_after_real_traffic_reports_clean_and_counts_what_it_read() {
     let app = spawn_app().await;
     let start = Utc::now();
-    let wallets = settled_traffic(&app).await;
+    let (wallets, _) = settled_traffic(&app).await;
     let outbox_rows = app.outbox_rows().await;
 
     let report = audit(&app.settings).await;
@@ -142,8 +181,8 @@ async fn a_clean_run_after_real_traffic_reports_clean_and_counts_what_it_read() 
     let checked = report.checked;
     assert_eq!(checked.wallets, 4);
     assert_eq!(
-        checked.ledger_transactions, 8,
-        "2 x 3 movements, a deposit, a transfer"
+        checked.ledger_transactions, 11,
+        "2 x 3 movements, a deposit, a transfer, two holds, a capture"
     );
     assert_eq!(
         checked.outbox_events,
@@ -217,7 +256,7 @@ async fn a_clean_run_after_real_traffic_reports_clean_and_counts_what_it_read() 
 #[tokio::test]
 async fn each_corruption_is_reported_by_its_own_check_and_by_no_other() {
     let app = spawn_app().await;
-    let wallets = settled_traffic(&app).await;
+    let (wallets, [captured, pending]) = settled_traffic(&app).await;
     let settings = app.settings.clone();
     let topics = app.topics.clone();
     app.stop().await.expect("service stops");
@@ -242,6 +281,60 @@ async fn each_corruption_is_reported_by_its_own_check_and_by_no_other() {
         report.of("balance_matches_ledger")[0]
             .detail
             .contains(&wallets[0]),
+        "{report}"
+    );
+
+    // A pending hold closed without its ledger release: the held amount disagrees.
+    behind_the_triggers(
+        &pool,
+        &["UPDATE holds SET status = 'voided', closed_at = now() WHERE id = $1"],
+        pending,
+    )
+    .await;
+    expected.insert("held_matches_holds");
+    let report = audit(&settings).await;
+    assert_eq!(checks(&report), expected, "{report}");
+    assert!(
+        report.of("held_matches_holds")[0]
+            .detail
+            .contains(&wallets[1]),
+        "{report}"
+    );
+
+    // A pending hold that reserves more than the balance.
+    behind_the_triggers(
+        &pool,
+        &[
+            "UPDATE holds SET status = 'pending', closed_at = NULL, amount_minor = 1000000 \
+           WHERE id = $1",
+        ],
+        pending,
+    )
+    .await;
+    expected.insert("available_not_negative");
+    let report = audit(&settings).await;
+    assert_eq!(checks(&report), expected, "{report}");
+    assert!(
+        report.of("available_not_negative")[0]
+            .detail
+            .contains(&wallets[1]),
+        "{report}"
+    );
+
+    // A capture recorded as more than its ledger transaction moved.
+    behind_the_triggers(
+        &pool,
+        &["UPDATE holds SET captured_minor = captured_minor + 1 WHERE id = $1"],
+        captured,
+    )
+    .await;
+    expected.insert("capture_within_hold");
+    let report = audit(&settings).await;
+    assert_eq!(checks(&report), expected, "{report}");
+    assert!(
+        report.of("capture_within_hold")[0]
+            .detail
+            .contains(&captured.to_string()),
         "{report}"
     );
 
@@ -464,7 +557,7 @@ async fn each_corruption_is_reported_by_its_own_check_and_by_no_other() {
 #[tokio::test]
 async fn the_command_exits_0_when_clean_and_2_when_it_cannot_run() {
     let app = spawn_app().await;
-    settled_traffic(&app).await;
+    let _ = settled_traffic(&app).await;
     cli_exits(&app.settings, 0);
     let mut unreachable = app.settings.clone();
     unreachable.database.url = "postgres://nobody@127.0.0.1:1/none".to_owned().into();

@@ -14,6 +14,7 @@ use kafka::EventProducer;
 use serde_json::json;
 use telemetry::TraceHeaders;
 use uuid::Uuid;
+use wallet_hub_client::{Amount, Capture, PlaceHold};
 use wallet_hub_tests::{
     TestApp, cloud_event, deposit_event, read_records, spawn_app, spawn_app_with,
 };
@@ -56,6 +57,7 @@ async fn the_java_cloudevents_sdk_finds_every_event_type_we_publish_conformant()
             .status(),
         200
     );
+    hold_scenario(&app).await;
     let topics = [
         app.topics.user_created.as_str(),
         app.topics.wallet_created.as_str(),
@@ -63,6 +65,10 @@ async fn the_java_cloudevents_sdk_finds_every_event_type_we_publish_conformant()
         app.topics.funds_withdrawn.as_str(),
         app.topics.funds_transferred.as_str(),
         app.topics.wallet_status.as_str(),
+        app.topics.hold_placed.as_str(),
+        app.topics.hold_captured.as_str(),
+        app.topics.hold_voided.as_str(),
+        app.topics.hold_expired.as_str(),
     ];
     for topic in topics {
         read_records(&app.settings.kafka.brokers, topic, 1).await;
@@ -80,6 +86,29 @@ async fn the_java_cloudevents_sdk_finds_every_event_type_we_publish_conformant()
     for ty in types {
         assert!(stdout.contains(&format!(" x {ty}")), "{ty} read: {stdout}");
     }
+}
+
+/// A hold of each fate: captured, voided, and expired (recorded by the sweeper).
+async fn hold_scenario(app: &TestApp) {
+    let wallet = app.new_wallet("USD").await.id;
+    app.operator()
+        .deposit(wallet, &Amount::new("5.00"), None)
+        .await
+        .expect("deposit");
+    let owner = app.as_owner(wallet).await;
+    let mut holds = Vec::new();
+    for seconds in [600, 600, 1] {
+        let placed = owner
+            .place_hold(wallet, &PlaceHold::new("1.00", seconds), None)
+            .await
+            .expect("placed");
+        holds.push(placed.body.id);
+    }
+    owner
+        .capture_hold(holds[0], &Capture::default(), None)
+        .await
+        .expect("captured");
+    owner.void_hold(holds[1], None).await.expect("voided");
 }
 
 #[tokio::test]

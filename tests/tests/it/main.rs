@@ -15,6 +15,7 @@ mod consumer;
 mod contracts;
 mod dlq;
 mod health;
+mod holds;
 mod idempotency;
 mod kafka_e2e;
 mod limits;

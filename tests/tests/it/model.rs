@@ -1,6 +1,7 @@
-//! Model-based property test: random sequences of wallet commands run against the real
-//! service and database and against an in-memory model; after every step the service
-//! must agree with the model, and the ledger must hold its invariants.
+//! Model-based property test: random sequences of wallet commands (holds placed, captured
+//! in part or whole, and voided among them) run against the real service and database and
+//! against an in-memory model; after every step the service must agree with the model
+//! (balance, held, available, status), and the ledger must hold its invariants.
 
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -34,6 +35,19 @@ enum Op {
     Close {
         wallet: usize,
     },
+    /// A hold of `cents` on a wallet, for ten minutes (no expiry within a case).
+    Hold {
+        wallet: usize,
+        cents: i64,
+    },
+    /// Capture the n-th hold placed (modulo), all of it or `cents`.
+    Capture {
+        hold: usize,
+        cents: Option<i64>,
+    },
+    Void {
+        hold: usize,
+    },
     /// Send the previous request again with its Idempotency-Key.
     Replay,
 }
@@ -48,6 +62,10 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0_usize..8).prop_map(|wallet| Op::Freeze { wallet }),
         1 => (0_usize..8).prop_map(|wallet| Op::Unfreeze { wallet }),
         1 => (0_usize..8).prop_map(|wallet| Op::Close { wallet }),
+        3 => (0_usize..8, 1_i64..3_000).prop_map(|(wallet, cents)| Op::Hold { wallet, cents }),
+        2 => (0_usize..8, prop::option::of(1_i64..3_000))
+            .prop_map(|(hold, cents)| Op::Capture { hold, cents }),
+        1 => (0_usize..8).prop_map(|hold| Op::Void { hold }),
         2 => Just(Op::Replay),
     ]
 }
@@ -57,18 +75,45 @@ struct Model {
     id: String,
     euro: bool,
     balance: i64,
+    /// What its pending holds reserve.
+    held: i64,
     status: &'static str,
+}
+
+/// A hold placed in a case: its id, its wallet (index), amount, and whether it is pending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ModelHold {
+    id: String,
+    wallet: usize,
+    cents: i64,
+    pending: bool,
 }
 
 fn money(cents: i64) -> String {
     format!("{}.{:02}", cents / 100, cents % 100)
 }
 
-/// The request an op sends: (path, body).
-fn request(op: &Op, wallets: &[Model]) -> Option<(String, serde_json::Value)> {
+/// The request an op sends: (path, body); none for a hold op before any hold exists.
+fn request(op: &Op, wallets: &[Model], holds: &[ModelHold]) -> Option<(String, serde_json::Value)> {
     let pick = |i: usize| &wallets[i % wallets.len()].id;
+    let hold = |i: usize| holds.get(i % holds.len().max(1)).map(|h| &h.id);
     Some(match op {
         Op::Create { .. } | Op::Replay => return None,
+        Op::Hold { wallet, cents } => (
+            format!("/v1/wallets/{}/holds", pick(*wallet)),
+            serde_json::json!({"amount": money(*cents), "expires_in_seconds": 600}),
+        ),
+        Op::Capture { hold: h, cents } => (
+            format!("/v1/holds/{}/capture", hold(*h)?),
+            match cents {
+                Some(cents) => serde_json::json!({"amount": money(*cents)}),
+                None => serde_json::json!({}),
+            },
+        ),
+        Op::Void { hold: h } => (
+            format!("/v1/holds/{}/void", hold(*h)?),
+            serde_json::Value::Null,
+        ),
         Op::Deposit { wallet, cents } => (
             format!("/v1/wallets/{}/deposits", pick(*wallet)),
             serde_json::json!({"amount": money(*cents)}),
@@ -96,10 +141,51 @@ fn request(op: &Op, wallets: &[Model]) -> Option<(String, serde_json::Value)> {
     })
 }
 
-/// Applies `op` to the model and returns the status the service must answer.
-fn expect(op: &Op, wallets: &mut [Model]) -> u16 {
+/// Applies `op` to the model and returns the status the service must answer (a hold
+/// placed is added to `holds` by the caller, which learns its id from the answer).
+fn expect(op: &Op, wallets: &mut [Model], holds: &mut [ModelHold]) -> u16 {
     let n = wallets.len();
     match *op {
+        Op::Hold { wallet, cents } => {
+            let w = &mut wallets[wallet % n];
+            if w.status != "active" {
+                return 409;
+            }
+            if cents > w.balance - w.held {
+                return 422;
+            }
+            w.held += cents;
+            201
+        }
+        Op::Capture { hold, cents } => {
+            let count = holds.len();
+            let h = &mut holds[hold % count];
+            if !h.pending {
+                return 409;
+            }
+            let captured = cents.unwrap_or(h.cents);
+            if captured > h.cents {
+                return 422;
+            }
+            let w = &mut wallets[h.wallet];
+            if w.status != "active" {
+                return 409;
+            }
+            w.balance -= captured;
+            w.held -= h.cents;
+            h.pending = false;
+            200
+        }
+        Op::Void { hold } => {
+            let count = holds.len();
+            let h = &mut holds[hold % count];
+            if !h.pending {
+                return 409;
+            }
+            wallets[h.wallet].held -= h.cents;
+            h.pending = false;
+            200
+        }
         Op::Deposit { wallet, cents } => {
             let w = &mut wallets[wallet % n];
             if w.status != "active" {
@@ -113,7 +199,7 @@ fn expect(op: &Op, wallets: &mut [Model]) -> u16 {
             if w.status != "active" {
                 return 409;
             }
-            if cents > w.balance {
+            if cents > w.balance - w.held {
                 return 422;
             }
             w.balance -= cents;
@@ -128,7 +214,7 @@ fn expect(op: &Op, wallets: &mut [Model]) -> u16 {
             if wallets[f].status != "active" {
                 return 409;
             }
-            if cents > wallets[f].balance || wallets[f].euro != wallets[t].euro {
+            if cents > wallets[f].balance - wallets[f].held || wallets[f].euro != wallets[t].euro {
                 return 422;
             }
             if wallets[t].status != "active" {
@@ -145,7 +231,8 @@ fn expect(op: &Op, wallets: &mut [Model]) -> u16 {
             if w.status == "closed" {
                 return 409;
             }
-            if w.balance != 0 {
+            // Pending holds, or money left (a pending hold implies money left).
+            if w.held != 0 || w.balance != 0 {
                 return 409;
             }
             w.status = "closed";
@@ -164,16 +251,23 @@ fn transition(w: &mut Model, from: &str, to: &'static str) -> u16 {
     200
 }
 
-async fn post(app: &TestApp, path: &str, body: &serde_json::Value, key: &str) -> u16 {
+/// The status and body of a POST with `key`.
+async fn post(
+    app: &TestApp,
+    path: &str,
+    body: &serde_json::Value,
+    key: &str,
+) -> (u16, serde_json::Value) {
     let body = (!body.is_null()).then_some(body);
-    app.request(reqwest::Method::POST, path, body)
+    let response = app
+        .request(reqwest::Method::POST, path, body)
         .await
         .header("idempotency-key", key)
         .send()
         .await
-        .expect("request sent")
-        .status()
-        .as_u16()
+        .expect("request sent");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON answer"))
 }
 
 async fn run_case(app: &TestApp, ops: &[Op]) -> Result<(), TestCaseError> {
@@ -188,9 +282,11 @@ async fn run_case(app: &TestApp, ops: &[Op]) -> Result<(), TestCaseError> {
             id,
             euro,
             balance: 0,
+            held: 0,
             status: "active",
         });
     }
+    let mut holds: Vec<ModelHold> = Vec::new();
     let mut last: Option<(String, serde_json::Value, String, u16)> = None;
     for op in ops {
         match op {
@@ -204,13 +300,14 @@ async fn run_case(app: &TestApp, ops: &[Op]) -> Result<(), TestCaseError> {
                     id,
                     euro: *euro,
                     balance: 0,
+                    held: 0,
                     status: "active",
                 });
                 last = None;
             }
             Op::Replay => {
                 if let Some((path, body, key, status)) = &last {
-                    let replayed = post(app, path, body, key).await;
+                    let (replayed, _) = post(app, path, body, key).await;
                     prop_assert_eq!(
                         replayed,
                         *status,
@@ -220,11 +317,21 @@ async fn run_case(app: &TestApp, ops: &[Op]) -> Result<(), TestCaseError> {
                 }
             }
             other => {
-                let (path, body) = request(other, &wallets).expect("a request");
-                let expected = expect(other, &mut wallets);
+                let Some((path, body)) = request(other, &wallets, &holds) else {
+                    continue;
+                };
+                let expected = expect(other, &mut wallets, &mut holds);
                 let key = Uuid::now_v7().to_string();
-                let status = post(app, &path, &body, &key).await;
-                prop_assert_eq!(status, expected, "{:?} on {:?}", other, wallets);
+                let (status, answer) = post(app, &path, &body, &key).await;
+                prop_assert_eq!(status, expected, "{:?} on {:?} {:?}", other, wallets, holds);
+                if let (Op::Hold { wallet, cents }, 201) = (other, status) {
+                    holds.push(ModelHold {
+                        id: answer["id"].as_str().expect("hold id").to_owned(),
+                        wallet: wallet % wallets.len(),
+                        cents: *cents,
+                        pending: true,
+                    });
+                }
                 last = Some((path, body, key, status));
             }
         }
@@ -237,9 +344,14 @@ async fn run_case(app: &TestApp, ops: &[Op]) -> Result<(), TestCaseError> {
                 .expect("JSON");
             let expected_balance = money(w.balance);
             prop_assert_eq!(body["balance"].as_str(), Some(expected_balance.as_str()));
+            let held = money(w.held);
+            prop_assert_eq!(body["held"].as_str(), Some(held.as_str()));
+            let available = money(w.balance - w.held);
+            prop_assert_eq!(body["available"].as_str(), Some(available.as_str()));
             prop_assert_eq!(body["status"].as_str(), Some(w.status));
             let (entries, negative): (i64, bool) = sqlx::query_as(
-                "SELECT COALESCE(sum(amount_minor), 0)::bigint, bool_or(balance_after_minor < 0) IS TRUE \
+                "SELECT COALESCE(sum(amount_minor) FILTER (WHERE account = 'balance'), 0)::bigint, \
+                        bool_or(balance_after_minor < 0) IS TRUE \
                  FROM ledger_entries WHERE wallet_id = $1::uuid",
             )
             .bind(&w.id)
@@ -259,7 +371,7 @@ async fn run_case(app: &TestApp, ops: &[Op]) -> Result<(), TestCaseError> {
         "SELECT COALESCE(sum(w.balance_minor), 0)::bigint, \
                 COALESCE((SELECT -sum(e.amount_minor) FROM ledger_entries e \
                           JOIN ledger_transactions t ON t.id = e.transaction_id \
-                          WHERE e.wallet_id IS NULL AND t.id IN ( \
+                          WHERE e.wallet_id IS NULL AND e.account = 'balance' AND t.id IN ( \
                               SELECT transaction_id FROM ledger_entries WHERE wallet_id = ANY($1))), 0)::bigint \
          FROM wallets w WHERE w.id = ANY($1)",
     )

@@ -100,7 +100,7 @@ pub struct StatusConflict(pub Problem);
 #[derive(Debug, IntoResponses)]
 #[response(
     status = 409,
-    description = "balance-not-zero, invalid-status-transition, idempotency-in-flight",
+    description = "balance-not-zero, pending-holds, invalid-status-transition, idempotency-in-flight",
     content_type = PROBLEM_JSON
 )]
 pub struct CloseConflict(pub Problem);
@@ -156,3 +156,32 @@ pub struct InvalidWithdrawal(pub Problem);
     content_type = PROBLEM_JSON
 )]
 pub struct InvalidTransfer(pub Problem);
+
+/// 409 of capturing or voiding a hold.
+#[derive(Debug, IntoResponses)]
+#[response(
+    status = 409,
+    description = "hold-not-pending, wallet-not-active, idempotency-in-flight",
+    content_type = PROBLEM_JSON
+)]
+pub struct HoldConflict(pub Problem);
+
+/// 422 of placing a hold.
+#[derive(Debug, IntoResponses)]
+#[response(
+    status = 422,
+    description = "insufficient-funds, invalid-expiry, currency-mismatch, same-wallet, \
+                   amount-not-representable, validation-error, idempotency-key-reuse",
+    content_type = PROBLEM_JSON
+)]
+pub struct InvalidHold(pub Problem);
+
+/// 422 of capturing a hold.
+#[derive(Debug, IntoResponses)]
+#[response(
+    status = 422,
+    description = "capture-exceeds-hold, amount-not-representable, validation-error, \
+                   idempotency-key-reuse",
+    content_type = PROBLEM_JSON
+)]
+pub struct InvalidCapture(pub Problem);

@@ -5,8 +5,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use axum::response::{IntoResponse, Response};
 use domain::{
-    Decision, DomainEvent, EventContext, Held, Submission as Judged, TransactionId, WalletId,
+    Decision, DomainEvent, EventContext, Held, HoldId, Submission as Judged, TransactionId,
+    WalletId,
 };
+use store::holds;
 use store::idempotency::{self, Claim, KeyClaim, StoredAnswer, Taken};
 use store::ledger::{self, Posting};
 use store::wallets::{self, StatusChange};
@@ -16,7 +18,7 @@ use super::commit::{self, Commit};
 use super::{Submission, Writer};
 use crate::error::ApiError;
 use crate::limits::Commitment;
-use crate::resources::outcome_body;
+use crate::resources::outcome_reply;
 use crate::write::{Reply, replay};
 
 /// Why a try ended without answers.
@@ -69,22 +71,16 @@ pub(super) async fn attempt(
     let mut stored = claim_keys(writer, &mut tx, batch, &mut slots).await?;
 
     // 2. Lock every wallet to change, in id order, in one statement.
-    let ids: BTreeSet<WalletId> = batch
+    let commands: Vec<&domain::Command> = batch
         .iter()
         .zip(&slots)
         .filter(|(_, slot)| matches!(slot, Slot::Run))
-        .flat_map(|(submission, _)| submission.request.command.wallets())
+        .map(|(submission, _)| &submission.request.command)
         .collect();
+    let ids: BTreeSet<WalletId> = commands.iter().flat_map(|c| c.wallets()).collect();
     let ids: Vec<WalletId> = ids.into_iter().collect();
-    let mut wallets: BTreeMap<WalletId, Held> = if ids.is_empty() {
-        BTreeMap::new()
-    } else {
-        wallets::lock_with_owners(&mut tx, &ids)
-            .await?
-            .into_iter()
-            .map(|held| (held.wallet.id(), held))
-            .collect()
-    };
+    let named: Vec<HoldId> = commands.iter().filter_map(|c| c.hold()).collect();
+    let mut wallets = lock(&mut tx, &ids, &named).await?;
 
     // 3. The rules, in arrival order.
     let (changes, released) = decide_all(batch, &mut slots, &mut wallets)?;
@@ -120,6 +116,40 @@ pub(super) async fn attempt(
             ))),
         })
         .collect())
+}
+
+/// Step 2: locks the wallets `ids` (in id order, in one statement) and reads their holds:
+/// those recorded pending, and those `named` by the batch's commands (no statement when
+/// there are none).
+async fn lock(
+    tx: &mut sqlx::PgConnection,
+    ids: &[WalletId],
+    named: &[HoldId],
+) -> Result<BTreeMap<WalletId, Held>, Failure> {
+    if ids.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let mut wallets: BTreeMap<WalletId, Held> = wallets::lock_with_owners(tx, ids)
+        .await?
+        .into_iter()
+        .map(|held| (held.wallet.id(), held))
+        .collect();
+    // A wallet's held amount is the sum of its pending holds: only wallets holding
+    // something have any to read (most batches, of deposits and the like, have none).
+    let holding: Vec<WalletId> = wallets
+        .values()
+        .filter(|held| held.wallet.held().is_positive())
+        .map(|held| held.wallet.id())
+        .collect();
+    if holding.is_empty() && named.is_empty() {
+        return Ok(wallets);
+    }
+    for hold in holds::for_decision(tx, &holding, named).await? {
+        if let Some(held) = wallets.get_mut(&hold.wallet_id) {
+            held.holds.push(hold);
+        }
+    }
+    Ok(wallets)
 }
 
 /// Step 1: claims the batch's idempotency keys (the first use of a key in the batch claims
@@ -209,19 +239,9 @@ fn decide_all<'b>(
         match domain::decide(wallets, &judged) {
             Ok(decision) => {
                 let created_at = decision.event.metadata().occurred_at;
-                let body =
-                    outcome_body(&decision.outcome, created_at).map_err(ApiError::internal)?;
-                let status = match decision.outcome {
-                    domain::Outcome::StatusChanged(_) => axum::http::StatusCode::OK,
-                    domain::Outcome::Moved { .. } | domain::Outcome::Transferred { .. } => {
-                        axum::http::StatusCode::CREATED
-                    }
-                };
-                slots[index] = Slot::Decided(Reply {
-                    status,
-                    body,
-                    location: None,
-                });
+                slots[index] = Slot::Decided(
+                    outcome_reply(&decision.outcome, created_at).map_err(ApiError::internal)?,
+                );
                 changes.push(Change { index, decision });
             }
             Err(refusal) => {
@@ -279,7 +299,8 @@ fn answers_to_store<'b>(
     answers
 }
 
-/// Step 4: writes the accepted changes: wallets, ledger postings, status changes, outbox rows.
+/// Step 4: writes the accepted changes: wallets, ledger postings, holds, status changes,
+/// outbox rows.
 async fn write(
     tx: &mut sqlx::PgConnection,
     batch: &[&Submission],
@@ -311,11 +332,17 @@ async fn write(
                 correlation_id: &batch[change.index].request.ctx.correlation_id,
                 actor,
                 created_at: change.decision.event.metadata().occurred_at,
+                hold_id: change.decision.hold.as_ref().map(|hold| hold.id),
                 entries: &posting.entries,
             })
         })
         .collect();
     ledger::post_many(tx, &postings).await?;
+    let changed_holds: Vec<&domain::Hold> = changes
+        .iter()
+        .filter_map(|change| change.decision.hold.as_ref())
+        .collect();
+    holds::save_many(tx, &changed_holds).await?;
     let status_changes: Vec<StatusChange<'_>> = changes
         .iter()
         .zip(&actors)

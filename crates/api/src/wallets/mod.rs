@@ -1,5 +1,6 @@
 //! `/v1/wallets`: create and read here; deposits and withdrawals in [`movements`], freeze,
-//! unfreeze and close in [`status`], history and activity in [`reads`].
+//! unfreeze and close in [`status`], history and activity in [`reads`], the balance at an
+//! instant and statements in [`statement`].
 //!
 //! Creating a wallet is one transaction of its own ([`crate::write::execute`]: retried on
 //! contention, idempotent with `Idempotency-Key`). Every other change is a wallet command
@@ -11,6 +12,7 @@
 
 pub(crate) mod movements;
 pub mod reads;
+pub mod statement;
 mod status;
 
 use axum::extract::State;
@@ -21,7 +23,9 @@ use chrono::Utc;
 use domain::{Actor, Currency, DecimalAmount, EventContext, Wallet, WalletId, WalletName};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
-use store::wallets;
+use std::collections::HashMap;
+
+use store::{holds, wallets};
 use tracing::Instrument;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -47,6 +51,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(status::close))
         .routes(routes!(reads::history))
         .routes(routes!(reads::activity))
+        .routes(routes!(statement::balance_at))
+        .routes(routes!(statement::statement))
 }
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
@@ -143,7 +149,7 @@ async fn create_wallet(
                 wallets::insert(&mut *conn, &wallet).await?;
                 publish(&mut *conn, event.into()).await?;
                 let location = format!("/v1/wallets/{}", wallet.id());
-                Reply::created(WalletResponse::from(&wallet), Some(location))
+                Reply::created(WalletResponse::new(&wallet, 0), Some(location))
             }
             .instrument(write::db_transaction_span("create wallet")),
         )
@@ -183,5 +189,33 @@ async fn get_wallet(
     if if_none_match.is_current(wallet.version()) {
         return Ok((StatusCode::NOT_MODIFIED, etag).into_response());
     }
-    Ok((etag, Json(WalletResponse::from(&wallet))).into_response())
+    let reserved = reserved_now(&mut conn, wallet.id()).await?;
+    Ok((etag, Json(WalletResponse::new(&wallet, reserved))).into_response())
+}
+
+/// What the pending holds of each wallet reserve now (minor units), for their answers.
+pub(crate) async fn with_reserved(
+    conn: &mut PgConnection,
+    wallets: Vec<Wallet>,
+) -> Result<Vec<(Wallet, i64)>, ApiError> {
+    let ids: Vec<WalletId> = wallets.iter().map(Wallet::id).collect();
+    let reserved: HashMap<WalletId, i64> = holds::reserved_at(conn, &ids, Utc::now())
+        .await?
+        .into_iter()
+        .collect();
+    Ok(wallets
+        .into_iter()
+        .map(|wallet| {
+            let minor = reserved.get(&wallet.id()).copied().unwrap_or(0);
+            (wallet, minor)
+        })
+        .collect())
+}
+
+/// What the pending holds of wallet `id` reserve now (minor units).
+pub(crate) async fn reserved_now(conn: &mut PgConnection, id: WalletId) -> Result<i64, ApiError> {
+    Ok(holds::reserved_at(conn, &[id], Utc::now())
+        .await?
+        .first()
+        .map_or(0, |(_, minor)| *minor))
 }

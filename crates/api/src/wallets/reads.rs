@@ -35,8 +35,9 @@ pub struct HistoryItem {
     pub created_at: DateTime<Utc>,
 }
 
-/// `deposit`, `withdrawal` or `transfer`: every kind the ledger stores.
-fn kind_schema() -> utoipa::openapi::Object {
+/// Every kind the ledger stores (`deposit`, `withdrawal`, `transfer`, `hold`, `capture`,
+/// `void`, `expiry`).
+pub(crate) fn kind_schema() -> utoipa::openapi::Object {
     utoipa::openapi::ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::SchemaType::new(
             utoipa::openapi::schema::Type::String,

@@ -10,6 +10,12 @@
 //! - `running_balance_continues`: each ledger entry's running balance continues the
 //!   wallet's previous one;
 //! - `transaction_balanced`: a ledger transaction has at least two entries summing to zero;
+//! - `held_matches_holds`: a wallet's held amount is the sum of its holds recorded pending
+//!   and its `held` ledger account's latest running balance;
+//! - `available_not_negative`: what a wallet's pending holds reserve now is at most its
+//!   balance;
+//! - `capture_within_hold`: a captured hold has exactly one capture transaction, of the
+//!   captured amount, at most the hold's;
 //! - `transaction_has_one_event`: a ledger transaction (within the outbox's retention) has
 //!   exactly one money event of its kind in the outbox;
 //! - `event_has_transaction`: a money event names a ledger transaction of its kind;
@@ -49,10 +55,13 @@ use report::count;
 pub use report::{AuditOptions, AuditReport, Counts, Finding};
 
 /// Every check's name, in the order they run.
-pub const CHECKS: [&str; 12] = [
+pub const CHECKS: [&str; 15] = [
     BALANCE,
     RUNNING_BALANCE,
     BALANCED,
+    HELD,
+    AVAILABLE,
+    CAPTURE,
     ONE_EVENT,
     HAS_TRANSACTION,
     PARKED,
@@ -66,6 +75,9 @@ pub const CHECKS: [&str; 12] = [
 const BALANCE: &str = "balance_matches_ledger";
 const RUNNING_BALANCE: &str = "running_balance_continues";
 const BALANCED: &str = "transaction_balanced";
+const HELD: &str = "held_matches_holds";
+const AVAILABLE: &str = "available_not_negative";
+const CAPTURE: &str = "capture_within_hold";
 const ONE_EVENT: &str = "transaction_has_one_event";
 const HAS_TRANSACTION: &str = "event_has_transaction";
 const PARKED: &str = "parked";
@@ -205,6 +217,8 @@ async fn audit(
             )
         },
     );
+
+    check_holds(conn, &mut report).await?;
 
     progress.step("outbox against the ledger");
     let rows = outbox_audit::transactions_without_one_event(conn, outbox_from, LIST_LIMIT)
@@ -437,6 +451,44 @@ async fn check_topics(
             r.previous_outbox_id,
             r.previous_partition,
             r.previous_offset
+        )
+    });
+    Ok(())
+}
+
+/// The holds' checks: held amounts, what is available, captures.
+async fn check_holds(conn: &mut PgConnection, report: &mut AuditReport) -> Result<(), AuditError> {
+    let store_err = |check| move |e| AuditError::Store(check, e);
+    let rows = store_audit::held_mismatches(conn, LIST_LIMIT)
+        .await
+        .map_err(store_err(HELD))?;
+    report.add(HELD, &rows, |r| r.total, |r| {
+        format!(
+            "wallet {}: held {} minor units, its pending holds sum to {}, its held account's latest running balance {}",
+            r.wallet_id, r.held_minor, r.pending_minor, r.ledger_held_minor
+        )
+    });
+    let rows = store_audit::overdrawn_wallets(conn, LIST_LIMIT)
+        .await
+        .map_err(store_err(AVAILABLE))?;
+    report.add(
+        AVAILABLE,
+        &rows,
+        |r| r.total,
+        |r| {
+            format!(
+                "wallet {}: pending holds reserve {} minor units of a balance of {}",
+                r.wallet_id, r.reserved_minor, r.balance_minor
+            )
+        },
+    );
+    let rows = store_audit::capture_breaks(conn, LIST_LIMIT)
+        .await
+        .map_err(store_err(CAPTURE))?;
+    report.add(CAPTURE, &rows, |r| r.total, |r| {
+        format!(
+            "hold {} ({}, {} minor units): captured {:?}, {} capture transactions of {:?} in the ledger",
+            r.hold_id, r.status, r.amount_minor, r.captured_minor, r.captures, r.ledger_captured_minor
         )
     });
     Ok(())

@@ -77,6 +77,10 @@ fn case(world: &World, operation: &Operation) -> Option<Case> {
     let ok = Expect::Success;
     let id = if operation.template.starts_with("/v1/users/") {
         world.alice.id.to_string()
+    } else if operation.template.ends_with("/void") {
+        world.holds[1].clone()
+    } else if operation.template.starts_with("/v1/holds/") {
+        world.holds[0].clone()
     } else if operation.template.ends_with("/close") {
         world.empty.clone()
     } else {
@@ -85,6 +89,12 @@ fn case(world: &World, operation: &Operation) -> Option<Case> {
     let mut path = operation.template.replace("{id}", &id);
     if operation.template == "/v1/analytics/volume" {
         path.push_str("?currency=USD&from=2026-12-06T10:00:00Z&to=2026-12-06T11:00:00Z");
+    }
+    if operation.template == "/v1/wallets/{id}/balance" {
+        path.push_str("?at=2026-12-06T10:00:00Z");
+    }
+    if operation.template == "/v1/wallets/{id}/statement" {
+        path.push_str("?from=2026-12-06T10:00:00Z&to=2030-01-01T00:00:00Z");
     }
     let amount = json!({"amount": "1.00"});
     let (body, owner, other) = match (operation.method.as_str(), operation.template.as_str()) {
@@ -96,7 +106,11 @@ fn case(world: &World, operation: &Operation) -> Option<Case> {
         ("GET", "/v1/users/{id}" | "/v1/users/{id}/wallets" | "/v1/users/{id}/notifications")
         | (
             "GET",
-            "/v1/wallets/{id}" | "/v1/wallets/{id}/transactions" | "/v1/wallets/{id}/activity",
+            "/v1/wallets/{id}"
+            | "/v1/wallets/{id}/transactions"
+            | "/v1/wallets/{id}/activity"
+            | "/v1/wallets/{id}/balance"
+            | "/v1/wallets/{id}/statement",
         ) => (None, ok(200), NOT_FOUND),
         // Whoever opens a wallet owns it: the other user opens its own.
         ("POST", "/v1/wallets") => (
@@ -112,6 +126,15 @@ fn case(world: &World, operation: &Operation) -> Option<Case> {
         ("POST", "/v1/wallets/{id}/close") => (None, ok(200), NOT_FOUND),
         // Admin reads (analytics): no user owns them.
         ("GET", "/v1/analytics/volume" | "/v1/risk/alerts") => (None, NO_SCOPE, NO_SCOPE),
+        ("POST", "/v1/wallets/{id}/holds") => {
+            let body = json!({"amount": "1.00", "expires_in_seconds": 600});
+            (Some(body), ok(201), NOT_FOUND)
+        }
+        ("GET", "/v1/wallets/{id}/holds" | "/v1/holds/{id}") => (None, ok(200), NOT_FOUND),
+        // The owner captures or voids its holds (a service with `wallets:capture` too,
+        // tests/tests/it/holds.rs); another user is told the hold does not exist.
+        ("POST", "/v1/holds/{id}/capture") => (Some(json!({})), ok(200), NOT_FOUND),
+        ("POST", "/v1/holds/{id}/void") => (None, ok(200), NOT_FOUND),
         ("POST", "/v1/transfers") => {
             let body = json!({"from_wallet_id": world.funded, "to_wallet_id": world.bobs,
                               "amount": "1.00"});

@@ -1,5 +1,5 @@
-//! What a refused request must leave alone: users, wallets (balances, statuses, versions),
-//! the ledger, status changes, idempotency keys and the outbox, as row counts and
+//! What a refused request must leave alone: users, wallets (balances, held amounts,
+//! statuses, versions), holds, the ledger, status changes, idempotency keys and the outbox, as row counts and
 //! checksums, read in one statement so the picture is consistent.
 //!
 //! The outbox is compared by its rows (count and last id), not by their `sent` flags: the
@@ -16,6 +16,7 @@ pub struct Snapshot {
     users_checksum: String,
     wallets: i64,
     wallets_checksum: String,
+    holds_checksum: String,
     ledger_transactions: i64,
     ledger_entries: i64,
     ledger_checksum: String,
@@ -32,8 +33,11 @@ SELECT
   (SELECT md5(coalesce(string_agg(concat_ws(':', id, issuer, subject, email_normalized, name),
                                   ',' ORDER BY id), '')) FROM users) AS users_checksum,
   (SELECT count(*) FROM wallets) AS wallets,
-  (SELECT md5(coalesce(string_agg(concat_ws(':', id, user_id, status, balance_minor, version),
+  (SELECT md5(coalesce(string_agg(concat_ws(':', id, user_id, status, balance_minor, held_minor,
+                                            version),
                                   ',' ORDER BY id), '')) FROM wallets) AS wallets_checksum,
+  (SELECT md5(coalesce(string_agg(concat_ws(':', id, status, captured_minor),
+                                  ',' ORDER BY id), '')) FROM holds) AS holds_checksum,
   (SELECT count(*) FROM ledger_transactions) AS ledger_transactions,
   (SELECT count(*) FROM ledger_entries) AS ledger_entries,
   (SELECT md5(coalesce(string_agg(concat_ws(':', transaction_id, wallet_id, amount_minor),

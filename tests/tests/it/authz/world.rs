@@ -51,6 +51,17 @@ impl Party {
         Self { subject, id, token }
     }
 
+    /// Places a hold of 1.00 on `wallet` of this party for an hour; returns its id.
+    pub async fn place_hold(&self, app: &TestApp, wallet: &str) -> String {
+        let reply = Call::post(&format!("/v1/wallets/{wallet}/holds"))
+            .bearer(&self.token)
+            .json(json!({"amount": "1.00", "expires_in_seconds": 3600}))
+            .send(app)
+            .await;
+        assert_eq!(reply.status, 201, "hold placed: {reply:?}");
+        reply.body["id"].as_str().expect("hold id").to_owned()
+    }
+
     /// Opens a USD wallet of this party and returns its id.
     pub async fn open_wallet(&self, app: &TestApp) -> String {
         let reply = Call::post("/v1/wallets")
@@ -63,7 +74,8 @@ impl Party {
     }
 }
 
-/// Alice owns `funded` (10.00 USD) and `empty`; Bob owns `bobs`.
+/// Alice owns `funded` (10.00 USD, of which `holds` reserve 1.00 each) and `empty`; Bob
+/// owns `bobs`.
 #[derive(Debug)]
 pub struct World {
     pub alice: Party,
@@ -71,6 +83,8 @@ pub struct World {
     pub funded: String,
     pub empty: String,
     pub bobs: String,
+    /// Two pending holds on `funded`: one to capture, one to void.
+    pub holds: [String; 2],
 }
 
 impl World {
@@ -81,12 +95,17 @@ impl World {
         let empty = alice.open_wallet(app).await;
         let bobs = bob.open_wallet(app).await;
         deposit(app, &funded, "10.00").await;
+        let holds = [
+            alice.place_hold(app, &funded).await,
+            alice.place_hold(app, &funded).await,
+        ];
         Self {
             alice,
             bob,
             funded,
             empty,
             bobs,
+            holds,
         }
     }
 }
