@@ -19,6 +19,10 @@ use rdkafka::types::RDKafkaErrorCode;
 use crate::config::KafkaConfig;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// How often, and how far apart, the layout of a topic that the metadata shows without
+/// partitions (just created: not propagated yet) is asked for again.
+const METADATA_ATTEMPTS: u32 = 20;
+const METADATA_RETRY_PAUSE: Duration = Duration::from_millis(250);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
@@ -211,17 +215,29 @@ async fn compare(
         topics
             .iter()
             .map(|topic| {
-                let metadata = admin
-                    .inner()
-                    .fetch_metadata(Some(topic), TIMEOUT)
-                    .map_err(ProvisionError::Describe)?;
-                let found = metadata.topics().iter().find(|t| t.name() == topic);
-                let (partitions, replicas) = found.map_or((0, 0), |t| {
-                    let replicas = t.partitions().first().map_or(0, |p| p.replicas().len());
-                    (t.partitions().len(), replicas)
-                });
+                // A topic created a moment ago can be listed before its partitions are in
+                // the metadata the broker answers with: ask again (briefly) rather than
+                // report a topic of 0 partitions.
+                let mut layout = (0, 0);
+                for attempt in 0..METADATA_ATTEMPTS {
+                    if attempt > 0 {
+                        std::thread::sleep(METADATA_RETRY_PAUSE);
+                    }
+                    let metadata = admin
+                        .inner()
+                        .fetch_metadata(Some(topic), TIMEOUT)
+                        .map_err(ProvisionError::Describe)?;
+                    let found = metadata.topics().iter().find(|t| t.name() == topic);
+                    layout = found.map_or((0, 0), |t| {
+                        let replicas = t.partitions().first().map_or(0, |p| p.replicas().len());
+                        (t.partitions().len(), replicas)
+                    });
+                    if layout.0 > 0 {
+                        break;
+                    }
+                }
                 let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
-                Ok((count(partitions), count(replicas)))
+                Ok((count(layout.0), count(layout.1)))
             })
             .collect::<Result<Vec<_>, ProvisionError>>()
     })
