@@ -27,8 +27,17 @@ pub fn deposit_event(wallet_id: Uuid, minor: i64) -> domain::DomainEvent {
         .into()
 }
 
-/// The CloudEvent the relay would publish for `event` (with the default schema base).
+/// The CloudEvent the relay would publish for `event` (with the default schema base),
+/// without a stream sequence.
 pub fn cloud_event(event: &domain::DomainEvent) -> cloudevents::Event {
+    sequenced_cloud_event(event, None)
+}
+
+/// The CloudEvent the relay would publish for `event` at `sequence` of its wallet's stream.
+pub fn sequenced_cloud_event(
+    event: &domain::DomainEvent,
+    sequence: Option<i64>,
+) -> cloudevents::Event {
     let payload = event.to_json().expect("serializes").to_string();
     let meta = event.metadata();
     event_bindings::EventBindings::default()
@@ -40,6 +49,7 @@ pub fn cloud_event(event: &domain::DomainEvent) -> cloudevents::Event {
             payload: &payload,
             traceparent: None,
             tracestate: None,
+            sequence,
         })
         .expect("valid CloudEvent")
 }

@@ -158,6 +158,8 @@ impl From<Refusal> for ApiError {
             },
             Refusal::VersionChanged { current } => ApiError::PreconditionFailed { current },
             Refusal::NotRepresentable(error) => ApiError::AmountNotRepresentable(error),
+            // A bug, not the client's: logged with its chain, answered 500 without it.
+            Refusal::Rule(error @ WalletError::Undecidable(_)) => ApiError::internal(error),
             Refusal::Rule(error) => ApiError::Wallet(error),
         }
     }
@@ -224,6 +226,8 @@ fn wallet_error_kind(error: &WalletError) -> &'static ProblemType {
         WalletError::InvalidName(_)
         | WalletError::NonPositiveAmount
         | WalletError::InvalidDescription => &problem_types::VALIDATION_ERROR,
+        // Never built by a refusal that reaches a client as such (see `From<Refusal>`).
+        WalletError::Undecidable(_) => &problem_types::INTERNAL_ERROR,
     }
 }
 

@@ -21,7 +21,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use backon::{BackoffBuilder, ExponentialBuilder};
-use domain::DomainEvent;
+use domain::{Appended, DomainEvent};
 use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use sqlx::{Acquire, PgConnection};
@@ -274,10 +274,25 @@ pub(crate) fn replay(stored: idempotency::StoredAnswer) -> Result<Response, ApiE
     Ok(response)
 }
 
-/// Writes `event` to the outbox in the change's transaction, with the trace context of the
-/// current request; a database error keeps its class, so contention is retried.
+/// Writes `event` (of no wallet's stream) to the outbox in the change's transaction, with
+/// the trace context of the current request; a database error keeps its class, so
+/// contention is retried.
 pub(crate) async fn publish(conn: &mut PgConnection, event: DomainEvent) -> Result<(), ApiError> {
-    outbox::publish(conn, &event, &TraceHeaders::current()).await?;
+    outbox::publish(conn, &event, &TraceHeaders::current(), None).await?;
+    Ok(())
+}
+
+/// Appends a wallet's event to its stream and writes it to the outbox with its sequence,
+/// in the change's transaction (as [`publish`] does).
+pub(crate) async fn append(conn: &mut PgConnection, appended: &Appended) -> Result<(), ApiError> {
+    store::streams::append_many(conn, &[appended], false).await?;
+    outbox::publish(
+        conn,
+        &appended.event,
+        &TraceHeaders::current(),
+        Some(appended.sequence),
+    )
+    .await?;
     Ok(())
 }
 

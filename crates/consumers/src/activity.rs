@@ -53,6 +53,11 @@ fn movements(received: &ReceivedEvent) -> Result<Vec<Movement>, HandlerError> {
                     .collect(),
             )
         }
+        // Not subscribed: the transfer or capture it completes names both wallets.
+        DomainEvent::FundsReceived(_) => Err(HandlerError::Permanent(
+            "FundsReceived is counted from the FundsTransferred or HoldCaptured it completes"
+                .into(),
+        )),
         other @ (DomainEvent::WalletCreated(_)
         | DomainEvent::UserCreated(_)
         | DomainEvent::WalletStatusChanged(_)

@@ -17,6 +17,7 @@ use crate::holding::{self, Placement, Release};
 use crate::ids::{HoldId, TransactionId, WalletId};
 use crate::ledger::{Entry, Kind};
 use crate::money::{DecimalAmount, Money, MoneyError};
+use crate::stream::Appended;
 use crate::transfer::{check_source, transfer};
 use crate::wallet::{Wallet, WalletError};
 use crate::wallet_status::{StatusAction, WalletStatus};
@@ -211,10 +212,23 @@ pub enum Refusal {
     Rule(#[from] WalletError),
 }
 
+impl Decision {
+    /// When the command was decided (every event of it carries this instant).
+    pub fn occurred_at(&self) -> DateTime<Utc> {
+        self.events
+            .first()
+            .map_or(DateTime::<Utc>::MIN_UTC, |first| {
+                first.event.metadata().occurred_at
+            })
+    }
+}
+
 /// What an accepted command changed and what to record and answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
-    pub event: DomainEvent,
+    /// What each wallet it changed appends to its stream, in order: one event, or two for a
+    /// transfer and a capture to a target (the receiving wallet's `FundsReceived` second).
+    pub events: Vec<Appended>,
     /// The ledger transaction of a money movement.
     pub posting: Option<Posting>,
     /// The status change of a freeze, unfreeze or close.
@@ -416,9 +430,10 @@ fn move_money(
             Entry::external(-signed),
         ],
     };
+    let events = vec![Appended::on(&wallet, event)];
     put(wallets, wallet);
     Ok(Decision {
-        event,
+        events,
         posting: Some(posting),
         status_change: None,
         hold: None,
@@ -447,7 +462,8 @@ fn transfer_money(
     require_available(wallets, from, amount, ctx.occurred_at())?;
     let mut target = find(wallets, to, ctx, false)?;
     let transaction_id = submission.transaction_id;
-    let event = transfer(&mut source, &mut target, amount, transaction_id, ctx)?;
+    let (sent, received) = transfer(&mut source, &mut target, amount, transaction_id, ctx)?;
+    let events = vec![Appended::on(&source, sent), Appended::on(&target, received)];
     let (from_balance_after, to_balance_after) = (source.balance(), target.balance());
     let posting = Posting {
         id: transaction_id,
@@ -461,7 +477,7 @@ fn transfer_money(
     put(wallets, source);
     put(wallets, target);
     Ok(Decision {
-        event: event.into(),
+        events,
         posting: Some(posting),
         status_change: None,
         hold: None,
@@ -514,7 +530,7 @@ fn change_status(
         .map_err(WalletError::from)?;
     put(wallets, wallet.clone());
     Ok(Decision {
-        event: event.into(),
+        events: vec![Appended::on(&wallet, event)],
         posting: None,
         status_change: Some(change),
         hold: None,

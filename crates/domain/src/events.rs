@@ -165,6 +165,27 @@ pub struct FundsTransferred {
     pub to_balance_after: Money,
 }
 
+/// Money arrived in a wallet from another wallet: the destination side of a transfer
+/// (`FundsTransferred` belongs to the source) or of a hold's capture to a target
+/// (`HoldCaptured` belongs to the held wallet). It belongs to the receiving wallet (its
+/// `aggregate_id`, Kafka key and stream), so every change of a wallet is one event keyed by
+/// that wallet, and its `sequence` has no gaps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FundsReceived {
+    #[serde(flatten)]
+    pub metadata: EventMetadata,
+    pub wallet_id: WalletId,
+    pub from_wallet_id: WalletId,
+    /// The transfer's id, or the capture's ledger transaction.
+    pub transaction_id: TransactionId,
+    /// The hold whose capture sent the money; absent for a transfer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_id: Option<HoldId>,
+    /// What arrived; always positive.
+    pub amount: Money,
+    pub balance_after: Money,
+}
+
 /// A wallet was frozen, unfrozen or closed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct WalletStatusChanged {
@@ -366,6 +387,7 @@ domain_events! {
     HoldCaptured(HoldCaptured) { derived: false, version: 1 },
     HoldVoided(HoldVoided) { derived: false, version: 1 },
     HoldExpired(HoldExpired) { derived: false, version: 1 },
+    FundsReceived(FundsReceived) { derived: false, version: 1 },
     /// Derived by the analytics job, not by a command: see [`crate::analytics`].
     VolumeComputed(VolumeComputed) { derived: true, version: 1 },
     /// Derived by the analytics job, not by a command: see [`crate::analytics`].
@@ -505,6 +527,51 @@ mod tests {
                         "amount": {"value": "10.00", "currency": "USD"},
                         "from_balance_after": {"value": "0.00", "currency": "USD"},
                         "to_balance_after": {"value": "10.50", "currency": "USD"},
+                    }),
+                ),
+            ),
+            (
+                FundsReceived {
+                    metadata: metadata(id(4)),
+                    wallet_id: id(4).into(),
+                    from_wallet_id: id(2).into(),
+                    transaction_id: id(5).into(),
+                    hold_id: None,
+                    amount: usd(1000),
+                    balance_after: usd(1050),
+                }
+                .into(),
+                with_meta(
+                    id(4),
+                    json!({
+                        "wallet_id": id(4),
+                        "from_wallet_id": id(2),
+                        "transaction_id": id(5),
+                        "amount": {"value": "10.00", "currency": "USD"},
+                        "balance_after": {"value": "10.50", "currency": "USD"},
+                    }),
+                ),
+            ),
+            (
+                FundsReceived {
+                    metadata: metadata(id(4)),
+                    wallet_id: id(4).into(),
+                    from_wallet_id: id(2).into(),
+                    transaction_id: id(6).into(),
+                    hold_id: Some(id(7).into()),
+                    amount: usd(5),
+                    balance_after: usd(1055),
+                }
+                .into(),
+                with_meta(
+                    id(4),
+                    json!({
+                        "wallet_id": id(4),
+                        "from_wallet_id": id(2),
+                        "transaction_id": id(6),
+                        "hold_id": id(7),
+                        "amount": {"value": "0.05", "currency": "USD"},
+                        "balance_after": {"value": "10.55", "currency": "USD"},
                     }),
                 ),
             ),

@@ -10,11 +10,14 @@ use crate::command::{
     Decision, Held, Outcome, Posting, Refusal, Submission, VersionCondition, find, in_currency,
     put, require_available, require_version,
 };
-use crate::events::{DomainEvent, EventType, HoldCaptured, HoldExpired, HoldPlaced, HoldVoided};
+use crate::events::{
+    DomainEvent, EventType, FundsReceived, HoldCaptured, HoldExpired, HoldPlaced, HoldVoided,
+};
 use crate::hold::{Expiry, Hold, HoldStatus, MAX_DESCRIPTION_CHARS};
 use crate::ids::{HoldId, WalletId};
 use crate::ledger::{Entry, Kind};
 use crate::money::DecimalAmount;
+use crate::stream::Appended;
 use crate::wallet::{Wallet, WalletError};
 
 /// A new hold as the client asked for it.
@@ -74,8 +77,6 @@ pub(crate) fn place(
         .checked_add(amount)
         .map_err(WalletError::from)?;
 
-    // Nothing can fail from here on.
-    wallet.record_hold(wallet.balance(), held_after);
     let hold = Hold {
         id: HoldId::from_uuid(submission.transaction_id.as_uuid()),
         wallet_id: id,
@@ -97,15 +98,17 @@ pub(crate) fn place(
         expires_at,
         available_after,
     };
+    let event = wallet.decided(event)?;
     let posting = Posting {
         id: submission.transaction_id,
         kind: Kind::Hold,
         amount,
         entries: Entry::held(id, amount.minor_units(), held_after).to_vec(),
     };
+    let events = vec![Appended::on(&wallet, event)];
     keep(wallets, wallet, &hold);
     Ok(Decision {
-        event: event.into(),
+        events,
         posting: Some(posting),
         status_change: None,
         hold: Some(hold.clone()),
@@ -177,26 +180,14 @@ pub(crate) fn capture(
         .map_err(WalletError::from)?;
     let target = match hold.to_wallet_id {
         Some(to) => {
-            let mut target = find(wallets, to, ctx, false)?;
+            let target = find(wallets, to, ctx, false)?;
             target.ensure_active()?;
             let after = target.credited(captured)?;
-            target.record(after);
-            Some(target)
+            Some((target, after))
         }
         None => None,
     };
 
-    // Nothing can fail from here on.
-    wallet.record_hold(balance_after, held_after);
-    hold.status = HoldStatus::Captured;
-    hold.captured = Some(captured);
-    hold.closed_at = Some(now);
-    let mut entries = Entry::held(id, -hold.amount.minor_units(), held_after).to_vec();
-    entries.push(Entry::wallet(id, -captured.minor_units(), balance_after));
-    entries.push(match &target {
-        Some(target) => Entry::wallet(target.id(), captured.minor_units(), target.balance()),
-        None => Entry::external(captured.minor_units()),
-    });
     let event = HoldCaptured {
         metadata: ctx.metadata(EventType::HoldCaptured, id),
         hold_id,
@@ -206,8 +197,36 @@ pub(crate) fn capture(
         amount: captured,
         released,
         balance_after,
-        to_balance_after: target.as_ref().map(Wallet::balance),
+        to_balance_after: target.as_ref().map(|(_, after)| *after),
     };
+    let event = wallet.decided(event)?;
+    let mut events = vec![Appended::on(&wallet, event)];
+    let target = match target {
+        Some((mut target, after)) => {
+            let received = FundsReceived {
+                metadata: ctx.metadata(EventType::FundsReceived, target.id()),
+                wallet_id: target.id(),
+                from_wallet_id: id,
+                transaction_id: submission.transaction_id,
+                hold_id: Some(hold_id),
+                amount: captured,
+                balance_after: after,
+            };
+            let received = target.decided(received)?;
+            events.push(Appended::on(&target, received));
+            Some(target)
+        }
+        None => None,
+    };
+    hold.status = HoldStatus::Captured;
+    hold.captured = Some(captured);
+    hold.closed_at = Some(now);
+    let mut entries = Entry::held(id, -hold.amount.minor_units(), held_after).to_vec();
+    entries.push(Entry::wallet(id, -captured.minor_units(), balance_after));
+    entries.push(match &target {
+        Some(target) => Entry::wallet(target.id(), captured.minor_units(), target.balance()),
+        None => Entry::external(captured.minor_units()),
+    });
     let posting = Posting {
         id: submission.transaction_id,
         kind: Kind::Capture,
@@ -219,7 +238,7 @@ pub(crate) fn capture(
         put(wallets, target);
     }
     Ok(Decision {
-        event: event.into(),
+        events,
         posting: Some(posting),
         status_change: None,
         hold: Some(hold.clone()),
@@ -250,8 +269,6 @@ pub(crate) fn release(
         .checked_sub(hold.amount)
         .map_err(WalletError::from)?;
 
-    // Nothing can fail from here on.
-    wallet.record_hold(wallet.balance(), held_after);
     hold.closed_at = Some(now);
     let transaction_id = submission.transaction_id;
     let (kind, event): (Kind, DomainEvent) = match release {
@@ -264,7 +281,7 @@ pub(crate) fn release(
                 transaction_id,
                 amount: hold.amount,
             };
-            (Kind::Void, event.into())
+            (Kind::Void, wallet.decided(event)?.into())
         }
         Release::Expire => {
             hold.status = HoldStatus::Expired;
@@ -276,7 +293,7 @@ pub(crate) fn release(
                 amount: hold.amount,
                 expires_at: hold.expires_at,
             };
-            (Kind::Expiry, event.into())
+            (Kind::Expiry, wallet.decided(event)?.into())
         }
     };
     let posting = Posting {
@@ -285,9 +302,10 @@ pub(crate) fn release(
         amount: hold.amount,
         entries: Entry::held(id, -hold.amount.minor_units(), held_after).to_vec(),
     };
+    let events = vec![Appended::on(&wallet, event)];
     keep(wallets, wallet, &hold);
     Ok(Decision {
-        event,
+        events,
         posting: Some(posting),
         status_change: None,
         hold: Some(hold.clone()),

@@ -11,6 +11,8 @@
 //! - [`hold`]: holds (money reserved now, captured, voided or expired later) and their
 //!   exact expiry; `holding`: the hold commands of `decide` (docs/holds.md).
 //! - [`ledger`]: a ledger transaction's kind and entries.
+//! - [`stream`]: a wallet's event stream (gapless sequences, the truth of a wallet) and
+//!   its fold, which applies each event with the same `Wallet::apply` the commands use.
 //! - [`command`]: the commands on wallets and the one pure decision that judges them
 //!   (what the write pipeline runs, alone or in a batch).
 //! - [`analytics`]: what the analytics job (Flink) sends back: volume per minute, velocity.
@@ -29,6 +31,7 @@ mod holding;
 pub mod ids;
 pub mod ledger;
 pub mod money;
+pub mod stream;
 pub mod transfer;
 pub mod user;
 pub mod wallet;
@@ -40,13 +43,14 @@ pub use command::{
     decide,
 };
 pub use events::{
-    Actor, DomainEvent, EventContext, EventMetadata, EventType, FundsAdded, FundsTransferred,
-    FundsWithdrawn, HoldCaptured, HoldExpired, HoldPlaced, HoldVoided, PayloadVisitor, UserCreated,
-    WalletCreated, WalletStatusChanged,
+    Actor, DomainEvent, EventContext, EventMetadata, EventType, FundsAdded, FundsReceived,
+    FundsTransferred, FundsWithdrawn, HoldCaptured, HoldExpired, HoldPlaced, HoldVoided,
+    PayloadVisitor, UserCreated, WalletCreated, WalletStatusChanged,
 };
 pub use hold::{Expiry, Hold, HoldStatus, UnknownHoldStatus};
 pub use ids::{EventId, HoldId, TransactionId, UserId, WalletId};
 pub use money::{Currency, DecimalAmount, Money, MoneyError};
+pub use stream::{Appended, FoldError, fold};
 pub use transfer::{check_source, transfer};
 pub use user::{Email, User, UserError, UserName};
 pub use wallet::{Wallet, WalletError, WalletName};

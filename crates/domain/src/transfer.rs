@@ -1,9 +1,9 @@
 //! Moving money between two wallets: a domain service over two `Wallet` aggregates.
 //!
 //! Both wallets are checked before either changes, so a refused transfer leaves both as
-//! they were. The caller persists both wallets and the one event in one transaction.
+//! they were. The caller persists both wallets and both events in one transaction.
 
-use crate::events::{EventContext, EventType, FundsTransferred};
+use crate::events::{EventContext, EventType, FundsReceived, FundsTransferred};
 use crate::ids::TransactionId;
 use crate::money::Money;
 use crate::wallet::{Wallet, WalletError};
@@ -14,15 +14,16 @@ use crate::wallet::{Wallet, WalletError};
 /// The source is judged first ([`check_source`]), so that a caller learns nothing about the
 /// destination (its currency, its status) from a transfer its own wallet could not make.
 ///
-/// The event belongs to the source wallet (its `aggregate_id` is `from`'s id) and names
-/// both wallets.
+/// Two events, one in each wallet's stream: `FundsTransferred` belongs to the source (its
+/// `aggregate_id` is `from`'s id) and names both wallets; `FundsReceived` belongs to the
+/// destination.
 pub fn transfer(
     from: &mut Wallet,
     to: &mut Wallet,
     amount: Money,
     transfer_id: TransactionId,
     ctx: &EventContext,
-) -> Result<FundsTransferred, WalletError> {
+) -> Result<(FundsTransferred, FundsReceived), WalletError> {
     if from.id() == to.id() {
         return Err(WalletError::SameWallet);
     }
@@ -36,10 +37,7 @@ pub fn transfer(
     to.ensure_active()?;
     let to_balance_after = to.credited(amount)?;
 
-    // Nothing can fail from here on.
-    from.record(from_balance_after);
-    to.record(to_balance_after);
-    Ok(FundsTransferred {
+    let sent = FundsTransferred {
         metadata: ctx.metadata(EventType::FundsTransferred, from.id()),
         from_wallet_id: from.id(),
         to_wallet_id: to.id(),
@@ -47,12 +45,19 @@ pub fn transfer(
         amount,
         from_balance_after,
         to_balance_after,
-    })
+    };
+    let received = FundsReceived {
+        metadata: ctx.metadata(EventType::FundsReceived, to.id()),
+        wallet_id: to.id(),
+        from_wallet_id: from.id(),
+        transaction_id: transfer_id,
+        hold_id: None,
+        amount,
+        balance_after: to_balance_after,
+    };
+    Ok((from.decided(sent)?, to.decided(received)?))
 }
 
-/// Whether `from` can send `amount` at all, whatever the destination: a positive amount in
-/// its currency, an active wallet, enough funds. Its balance after, or the refusal. Changes
-/// nothing.
 pub fn check_source(from: &Wallet, amount: Money) -> Result<Money, WalletError> {
     from.check_amount(amount)?;
     from.ensure_active()?;
@@ -102,7 +107,7 @@ mod tests {
         from: &mut Wallet,
         to: &mut Wallet,
         amount: Money,
-    ) -> Result<FundsTransferred, WalletError> {
+    ) -> Result<(FundsTransferred, FundsReceived), WalletError> {
         let (from_before, to_before) = (from.clone(), to.clone());
         let result = transfer(from, to, amount, TransactionId::new(), &ctx());
         assert!(result.is_err(), "expected a refusal, got {result:?}");
@@ -116,7 +121,7 @@ mod tests {
         let mut from = wallet_with(1000, usd());
         let mut to = wallet_with(50, usd());
         let transfer_id = TransactionId::new();
-        let event = transfer(&mut from, &mut to, usd_cents(400), transfer_id, &ctx())
+        let (event, received) = transfer(&mut from, &mut to, usd_cents(400), transfer_id, &ctx())
             .expect("covered transfer");
         assert_eq!(from.balance(), usd_cents(600));
         assert_eq!(to.balance(), usd_cents(450));
@@ -129,6 +134,14 @@ mod tests {
         assert_eq!(event.amount, usd_cents(400));
         assert_eq!(event.from_balance_after, from.balance());
         assert_eq!(event.to_balance_after, to.balance());
+        assert_eq!(received.metadata.aggregate_id, to.id().as_uuid());
+        assert_eq!(received.metadata.correlation_id, "corr-t");
+        assert_eq!(received.wallet_id, to.id());
+        assert_eq!(received.from_wallet_id, from.id());
+        assert_eq!(received.transaction_id, transfer_id);
+        assert_eq!(received.hold_id, None);
+        assert_eq!(received.amount, usd_cents(400));
+        assert_eq!(received.balance_after, to.balance());
     }
 
     #[test]

@@ -7,11 +7,13 @@
 
 use crate::display_name;
 use crate::events::{
-    EventContext, EventType, FundsAdded, FundsWithdrawn, WalletCreated, WalletStatusChanged,
+    DomainEvent, EventContext, EventType, FundsAdded, FundsWithdrawn, WalletCreated,
+    WalletStatusChanged,
 };
 use crate::hold::HoldStatus;
 use crate::ids::{HoldId, TransactionId, UserId, WalletId};
 use crate::money::{Currency, Money, MoneyError};
+use crate::stream::FoldError;
 use crate::wallet_status::{StatusAction, WalletStatus};
 use chrono::{DateTime, Utc};
 
@@ -76,6 +78,19 @@ pub enum WalletError {
     PendingHolds { count: usize },
     #[error(transparent)]
     Money(#[from] MoneyError),
+    /// A command decided on an event that [`Wallet::apply`] refuses: a bug, never the
+    /// caller's fault (answered 500).
+    #[error("the decided event does not apply")]
+    Undecidable(#[source] Box<FoldError>),
+}
+
+fn inconsistent(event: &DomainEvent, what: impl std::fmt::Display) -> FoldError {
+    let meta = event.metadata();
+    FoldError::Inconsistent {
+        event_id: meta.event_id,
+        event_type: event.event_type(),
+        what: what.to_string(),
+    }
 }
 
 /// A wallet's display name: 1 to 100 characters, not blank, no control characters.
@@ -120,24 +135,131 @@ impl Wallet {
         currency: Currency,
         ctx: &EventContext,
     ) -> (Wallet, WalletCreated) {
-        let wallet = Wallet {
-            id,
-            user_id,
-            name,
-            balance: Money::zero(currency),
-            held: Money::zero(currency),
-            status: WalletStatus::Active,
-            version: 1,
-            created_at: ctx.occurred_at(),
-        };
         let event = WalletCreated {
             metadata: ctx.metadata(EventType::WalletCreated, id),
             wallet_id: id,
             user_id,
-            name: wallet.name.as_str().to_owned(),
+            name: name.as_str().to_owned(),
             currency,
         };
-        (wallet, event)
+        (Wallet::open(&event, name), event)
+    }
+
+    /// The wallet a `WalletCreated` event opens: the first of its stream.
+    pub fn opened(event: &WalletCreated) -> Result<Wallet, FoldError> {
+        let name = WalletName::parse(&event.name)
+            .map_err(|error| inconsistent(&event.clone().into(), error))?;
+        if event.metadata.aggregate_id != event.wallet_id.as_uuid() {
+            return Err(FoldError::OtherWallet {
+                event_id: event.metadata.event_id,
+                event_type: EventType::WalletCreated,
+                aggregate_id: event.metadata.aggregate_id,
+                wallet_id: event.wallet_id,
+            });
+        }
+        Ok(Wallet::open(event, name))
+    }
+
+    fn open(event: &WalletCreated, name: WalletName) -> Wallet {
+        Wallet {
+            id: event.wallet_id,
+            user_id: event.user_id,
+            name,
+            balance: Money::zero(event.currency),
+            held: Money::zero(event.currency),
+            status: WalletStatus::Active,
+            version: 1,
+            created_at: event.metadata.occurred_at,
+        }
+    }
+
+    /// Applies one event of the wallet's stream (any but the `WalletCreated` that opened
+    /// it): the one place a wallet changes. Commands call it once they have decided,
+    /// [`crate::stream::fold`] for every event of a stream; it refuses an event that is not
+    /// this wallet's, or whose stated balance is not what it makes of this wallet, and then
+    /// changes nothing. Every event raises the version by one.
+    pub fn apply(&mut self, event: &DomainEvent) -> Result<(), FoldError> {
+        let meta = event.metadata();
+        if meta.aggregate_id != self.id.as_uuid() {
+            return Err(FoldError::OtherWallet {
+                event_id: meta.event_id,
+                event_type: event.event_type(),
+                aggregate_id: meta.aggregate_id,
+                wallet_id: self.id,
+            });
+        }
+        let fail = |what: &dyn std::fmt::Display| inconsistent(event, what);
+        let (mut balance, mut held, mut status) = (self.balance, self.held, self.status);
+        let stated = match event {
+            DomainEvent::FundsAdded(e) => {
+                balance = balance.checked_add(e.amount).map_err(|e| fail(&e))?;
+                Some(e.balance_after)
+            }
+            DomainEvent::FundsReceived(e) => {
+                balance = balance.checked_add(e.amount).map_err(|e| fail(&e))?;
+                Some(e.balance_after)
+            }
+            DomainEvent::FundsWithdrawn(e) => {
+                balance = balance.checked_sub(e.amount).map_err(|e| fail(&e))?;
+                Some(e.balance_after)
+            }
+            DomainEvent::FundsTransferred(e) => {
+                balance = balance.checked_sub(e.amount).map_err(|e| fail(&e))?;
+                Some(e.from_balance_after)
+            }
+            DomainEvent::HoldPlaced(e) => {
+                held = held.checked_add(e.amount).map_err(|e| fail(&e))?;
+                None
+            }
+            DomainEvent::HoldCaptured(e) => {
+                balance = balance.checked_sub(e.amount).map_err(|e| fail(&e))?;
+                let whole = e.amount.checked_add(e.released).map_err(|e| fail(&e))?;
+                held = held.checked_sub(whole).map_err(|e| fail(&e))?;
+                Some(e.balance_after)
+            }
+            DomainEvent::HoldVoided(e) => {
+                held = held.checked_sub(e.amount).map_err(|e| fail(&e))?;
+                None
+            }
+            DomainEvent::HoldExpired(e) => {
+                held = held.checked_sub(e.amount).map_err(|e| fail(&e))?;
+                None
+            }
+            DomainEvent::WalletStatusChanged(e) => {
+                if e.from != status {
+                    return Err(fail(&format_args!(
+                        "it leaves {}, the wallet is {status}",
+                        e.from
+                    )));
+                }
+                status = e.to;
+                None
+            }
+            DomainEvent::WalletCreated(_)
+            | DomainEvent::UserCreated(_)
+            | DomainEvent::VolumeComputed(_)
+            | DomainEvent::WalletVelocityExceeded(_) => {
+                return Err(FoldError::NotAWalletEvent {
+                    event_id: meta.event_id,
+                    event_type: event.event_type(),
+                });
+            }
+        };
+        if balance.is_negative() || held.is_negative() {
+            return Err(fail(&format_args!(
+                "it leaves a balance of {balance} and {held} held"
+            )));
+        }
+        if let Some(stated) = stated.filter(|stated| *stated != balance) {
+            return Err(fail(&format_args!(
+                "it states a balance of {stated}, the events before it make {balance}"
+            )));
+        }
+        self.balance = balance;
+        self.held = held;
+        self.status = status;
+        self.version += 1;
+        Ok(())
     }
 
     /// Rebuilds a wallet from stored state. The stored balance must be in the wallet's
@@ -179,14 +301,14 @@ impl Wallet {
         self.check_amount(amount)?;
         self.ensure_active()?;
         let balance_after = self.credited(amount)?;
-        self.record(balance_after);
-        Ok(FundsAdded {
+        let event = FundsAdded {
             metadata: ctx.metadata(EventType::FundsAdded, self.id),
             wallet_id: self.id,
             transaction_id,
             amount,
             balance_after,
-        })
+        };
+        self.decided(event)
     }
 
     /// Withdraws a positive amount in the wallet's currency from an active wallet, never
@@ -200,14 +322,14 @@ impl Wallet {
         self.check_amount(amount)?;
         self.ensure_active()?;
         let balance_after = self.debited(amount)?;
-        self.record(balance_after);
-        Ok(FundsWithdrawn {
+        let event = FundsWithdrawn {
             metadata: ctx.metadata(EventType::FundsWithdrawn, self.id),
             wallet_id: self.id,
             transaction_id,
             amount,
             balance_after,
-        })
+        };
+        self.decided(event)
     }
 
     /// Blocks all money movements until [`Wallet::unfreeze`]. Only an active wallet can be
@@ -241,14 +363,13 @@ impl Wallet {
                 balance: self.balance,
             });
         }
-        self.status = to;
-        self.version += 1;
-        Ok(WalletStatusChanged {
+        let event = WalletStatusChanged {
             metadata: ctx.metadata(EventType::WalletStatusChanged, self.id),
             wallet_id: self.id,
             from,
             to,
-        })
+        };
+        self.decided(event)
     }
 
     /// A command's amount must be positive and in the wallet's currency.
@@ -293,17 +414,15 @@ impl Wallet {
         Ok(self.balance.checked_add(amount)?)
     }
 
-    /// Applies a balance computed by [`Self::debited`] or [`Self::credited`].
-    pub(crate) fn record(&mut self, balance: Money) {
-        self.balance = balance;
-        self.version += 1;
-    }
-
-    /// Applies a hold's change: the balance and held amount after it, one version.
-    pub(crate) fn record_hold(&mut self, balance: Money, held: Money) {
-        self.balance = balance;
-        self.held = held;
-        self.version += 1;
+    /// Applies the event a command decided on and hands it back. The command checked every
+    /// rule before, so this cannot fail unless the command and [`Self::apply`] disagree.
+    pub(crate) fn decided<E>(&mut self, event: E) -> Result<E, WalletError>
+    where
+        E: Clone + Into<DomainEvent>,
+    {
+        self.apply(&event.clone().into())
+            .map_err(|error| WalletError::Undecidable(Box::new(error)))?;
+        Ok(event)
     }
 
     pub fn id(&self) -> WalletId {

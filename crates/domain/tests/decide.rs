@@ -6,16 +6,18 @@
 //! version by one; who may act on what, and which rule is judged first, hold. Holds are
 //! placed, captured, voided and expired on a clock that moves forward between steps: the
 //! held amount is always the sum of the holds recorded pending, what is available never
-//! goes below zero, and no capture takes more than its hold.
+//! goes below zero, and no capture takes more than its hold. Every wallet keeps the stream
+//! of the events its decisions appended: gapless, one event per version, and its fold is
+//! the wallet, after every step.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use domain::ledger::Account;
 use domain::{
-    Actor, Command, Currency, DecimalAmount, EventContext, Expiry, Held, HoldId, HoldStatus,
-    Outcome, Refusal, StatusAction, Submission, TransactionId, UserId, VersionCondition, Wallet,
-    WalletError, WalletId, WalletName, WalletStatus, decide,
+    Actor, Appended, Command, Currency, DecimalAmount, EventContext, Expiry, Held, HoldId,
+    HoldStatus, Outcome, Refusal, StatusAction, Submission, TransactionId, UserId,
+    VersionCondition, Wallet, WalletError, WalletId, WalletName, WalletStatus, decide, fold,
 };
 use proptest::prelude::*;
 
@@ -107,20 +109,35 @@ fn step() -> impl Strategy<Value = Step> {
     )
 }
 
-fn world() -> (Vec<WalletId>, BTreeMap<WalletId, Held>) {
+/// The wallets (by id) and their streams, each opened by its `WalletCreated`.
+type World = (
+    Vec<WalletId>,
+    BTreeMap<WalletId, Held>,
+    BTreeMap<WalletId, Vec<Appended>>,
+);
+
+fn world() -> World {
     let ids: Vec<WalletId> = (0..WALLETS).map(|_| WalletId::new()).collect();
     let ctx = EventContext::new(Utc::now(), "setup");
     let mut wallets = BTreeMap::new();
+    let mut streams = BTreeMap::new();
     for (index, &id) in ids.iter().enumerate().take(WALLETS - 1) {
         let currency: Currency = if index == 2 { "EUR" } else { "USD" }
             .parse()
             .expect("currency");
-        let (wallet, _) = Wallet::create(
+        let (wallet, created) = Wallet::create(
             id,
             UserId::new(),
             WalletName::parse("w").expect("name"),
             currency,
             &ctx,
+        );
+        streams.insert(
+            id,
+            vec![Appended {
+                sequence: 1,
+                event: created.into(),
+            }],
         );
         wallets.insert(
             id,
@@ -131,7 +148,7 @@ fn world() -> (Vec<WalletId>, BTreeMap<WalletId, Held>) {
             },
         );
     }
-    (ids, wallets)
+    (ids, wallets, streams)
 }
 
 /// The hold a step names, and the wallet it is on (a hold id that names nothing before any
@@ -238,7 +255,7 @@ proptest! {
     fn decisions_change_exactly_what_they_record_and_refusals_change_nothing(
         steps in prop::collection::vec(step(), 1..40)
     ) {
-        let (ids, mut wallets) = world();
+        let (ids, mut wallets, mut streams) = world();
         let mut holds: Vec<(HoldId, WalletId, Option<WalletId>)> = Vec::new();
         let mut now = Utc::now();
         for step in &steps {
@@ -261,14 +278,49 @@ proptest! {
                 }
                 Ok(decision) => {
                     check_acceptance(step, &command, &before, &wallets, &decision)?;
+                    check_appended(&before, &wallets, &decision, &mut streams)?;
                     if let Outcome::HoldPlaced(hold) = &decision.outcome {
                         holds.push((hold.id, hold.wallet_id, hold.to_wallet_id));
                     }
                 }
             }
             check_holds(&wallets, now)?;
+            for (id, stream) in &streams {
+                prop_assert_eq!(&fold(stream).expect("a stream folds"), &wallets[id].wallet);
+            }
         }
     }
+}
+
+/// An accepted decision appends one event to the stream of each wallet whose version it
+/// moved, at that new version, and nothing to any other.
+fn check_appended(
+    before: &BTreeMap<WalletId, Held>,
+    after: &BTreeMap<WalletId, Held>,
+    decision: &domain::Decision,
+    streams: &mut BTreeMap<WalletId, Vec<Appended>>,
+) -> Result<(), TestCaseError> {
+    for appended in &decision.events {
+        let id = appended.wallet_id();
+        let stream = streams.get_mut(&id).expect("an event of a known wallet");
+        let last = stream.last().map_or(0, |last| last.sequence);
+        prop_assert_eq!(appended.sequence, last + 1, "gapless");
+        prop_assert_eq!(
+            appended.event.metadata().occurred_at,
+            decision.occurred_at()
+        );
+        stream.push(appended.clone());
+    }
+    for (id, held) in after {
+        let moved = held.wallet.version() - before[id].wallet.version();
+        let appended = decision
+            .events
+            .iter()
+            .filter(|appended| appended.wallet_id() == *id)
+            .count();
+        prop_assert_eq!(moved, i64::try_from(appended).expect("small"));
+    }
+    Ok(())
 }
 
 /// What holds promise, after every step: a wallet's held amount is the sum of its holds
@@ -490,7 +542,7 @@ fn owner_of_id(wallets: &BTreeMap<WalletId, Held>, id: WalletId) -> Option<Actor
 
 #[test]
 fn a_transfer_to_the_same_wallet_or_another_currency_is_a_rule_refusal() {
-    let (ids, mut wallets) = world();
+    let (ids, mut wallets, _) = world();
     let owner = EventContext::new(Utc::now(), "c").acted_by(actor(0));
     let fund = Command::Deposit {
         wallet: ids[0],

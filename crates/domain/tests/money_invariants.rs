@@ -167,13 +167,15 @@ fn run(wallets: &mut [Wallet; 2], command: &Command) -> Result<(), WalletError> 
         Command::Transfer { from, minor, .. } => {
             let [a, b] = wallets;
             let (source, destination) = if from == 0 { (a, b) } else { (b, a) };
-            let event = transfer(
+            let (event, received) = transfer(
                 source,
                 destination,
                 money(minor),
                 TransactionId::new(),
                 &ctx,
             )?;
+            assert_eq!(received.metadata.aggregate_id, destination.id().as_uuid());
+            assert_eq!(received.balance_after, destination.balance());
             assert_eq!(event.metadata.aggregate_id, source.id().as_uuid());
             assert_eq!(event.from_wallet_id, source.id());
             assert_eq!(event.to_wallet_id, destination.id());

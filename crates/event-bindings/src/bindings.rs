@@ -23,6 +23,7 @@ const fn spec(event_type: EventType) -> (&'static str, &'static str) {
         EventType::HoldCaptured => ("hold_captured_out", "hold-captured-events"),
         EventType::HoldVoided => ("hold_voided_out", "hold-voided-events"),
         EventType::HoldExpired => ("hold_expired_out", "hold-expired-events"),
+        EventType::FundsReceived => ("funds_received_out", "funds-received-events"),
         // Written by the analytics job (analytics/), read by the service.
         EventType::VolumeComputed => ("analytics_volume_out", "analytics-volume-events"),
         EventType::WalletVelocityExceeded => ("wallet_velocity_out", "wallet-velocity-events"),
@@ -181,7 +182,7 @@ mod tests {
     use super::*;
 
     /// The table, written out independently of `spec`.
-    const TABLE: [(EventType, &str, &str); 12] = [
+    const TABLE: [(EventType, &str, &str); 13] = [
         (
             EventType::WalletCreated,
             "wallet_created_out",
@@ -231,6 +232,11 @@ mod tests {
             EventType::HoldExpired,
             "hold_expired_out",
             "hold-expired-events",
+        ),
+        (
+            EventType::FundsReceived,
+            "funds_received_out",
+            "funds-received-events",
         ),
         (
             EventType::VolumeComputed,

@@ -11,6 +11,7 @@
 //! | `datacontenttype` | `application/json`                      |
 //! | `dataschema`      | URL of the data's JSON Schema: `<schema base>/schemas/<type>.json` |
 //! | `traceparent`     | W3C trace context of the causing request (extension) |
+//! | `sequence`        | the event's place in its wallet's stream: 1, 2, 3 ... with no gap, written as 19 digits with leading zeros so that string order is sequence order (extension; absent on `UserCreated`) |
 //! | `data`            | the event's JSON payload                |
 //!
 //! The aggregate is the wallet for wallet events, the *source* wallet for a transfer (whose
@@ -26,6 +27,40 @@ pub const SOURCE: &str = "/wallet-hub";
 
 const JSON: &str = "application/json";
 
+/// The CloudEvents sequence extension attribute (`ce_sequence` on Kafka).
+pub const SEQUENCE: &str = "sequence";
+
+/// Digits of a written sequence: every `i64` fits, and zero-padded strings compare as
+/// their numbers do (the extension requires string order to be event order).
+const SEQUENCE_DIGITS: usize = 19;
+
+/// A sequence as the `sequence` attribute carries it: 19 digits, zero-padded.
+pub fn format_sequence(sequence: i64) -> String {
+    format!("{sequence:0SEQUENCE_DIGITS$}")
+}
+
+/// The `sequence` attribute of a received event: `None` when it has none (events written
+/// before streams, `UserCreated`); an error when it is there but not a positive number
+/// (whoever can write to a topic can put anything there).
+pub fn sequence(event: &Event) -> Result<Option<i64>, DecodeError> {
+    let Some(value) = event.extension(SEQUENCE) else {
+        return Ok(None);
+    };
+    let text = value.to_string();
+    let invalid = || DecodeError::InvalidSequence {
+        id: event.id().to_owned(),
+        value: text.chars().take(40).collect(),
+    };
+    if text.is_empty() || text.len() > SEQUENCE_DIGITS || !text.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(invalid());
+    }
+    match text.parse::<i64>() {
+        Ok(sequence) if sequence >= 1 => Ok(Some(sequence)),
+        _ => Err(invalid()),
+    }
+}
+
 /// CloudEvent `type` for a domain event type.
 pub fn cloud_event_type(event_type: EventType) -> &'static str {
     match event_type {
@@ -39,6 +74,7 @@ pub fn cloud_event_type(event_type: EventType) -> &'static str {
         EventType::HoldCaptured => "io.wallethub.hold.captured.v1",
         EventType::HoldVoided => "io.wallethub.hold.voided.v1",
         EventType::HoldExpired => "io.wallethub.hold.expired.v1",
+        EventType::FundsReceived => "io.wallethub.funds.received.v1",
         EventType::VolumeComputed => "io.wallethub.analytics.volume-computed.v1",
         EventType::WalletVelocityExceeded => "io.wallethub.wallet.velocity-exceeded.v1",
     }
@@ -56,6 +92,8 @@ pub struct OutgoingEvent<'a> {
     pub payload: &'a str,
     pub traceparent: Option<&'a str>,
     pub tracestate: Option<&'a str>,
+    /// Its place in its wallet's stream.
+    pub sequence: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +120,9 @@ pub fn encode(event: &OutgoingEvent<'_>, dataschema: &str) -> Result<Event, Enco
     if let Some(tracestate) = event.tracestate {
         builder = builder.extension("tracestate", tracestate);
     }
+    if let Some(sequence) = event.sequence {
+        builder = builder.extension(SEQUENCE, format_sequence(sequence));
+    }
     builder.build().map_err(|source| EncodeError {
         event_id: event.event_id,
         source,
@@ -105,6 +146,8 @@ pub enum DecodeError {
     },
     #[error("CloudEvent id `{ce_id}` differs from the payload's event_id `{payload_id}`")]
     IdMismatch { ce_id: String, payload_id: EventId },
+    #[error("CloudEvent {id} has sequence `{value}`, not a positive number of at most 19 digits")]
+    InvalidSequence { id: String, value: String },
 }
 
 /// Reads a received CloudEvent back into the domain event it carries.
@@ -161,7 +204,7 @@ pub(crate) mod tests {
             .expect("covered withdrawal");
         let other_name = WalletName::parse("Savings").expect("valid");
         let (mut other, _) = Wallet::create(WalletId::new(), user.id(), other_name, usd, &ctx);
-        let transferred = transfer(
+        let (transferred, received) = transfer(
             &mut wallet,
             &mut other,
             Money::from_minor(1000, usd),
@@ -180,6 +223,7 @@ pub(crate) mod tests {
             frozen.into(),
         ];
         events.extend(hold_events(other));
+        events.push(received.into());
         events.extend([volume, velocity]);
         events
     }
@@ -226,7 +270,7 @@ pub(crate) mod tests {
             let Outcome::HoldPlaced(hold) = &decision.outcome else {
                 unreachable!("placing answers the hold")
             };
-            (decision.event, hold.id)
+            (decision.events[0].event.clone(), hold.id)
         };
         let (placed, captured) = place(60);
         let (_, voided) = place(60);
@@ -249,9 +293,11 @@ pub(crate) mod tests {
         };
         vec![
             placed,
-            run(capture, now).event,
-            run(void, now).event,
-            run(expire, now + chrono::TimeDelta::seconds(2)).event,
+            run(capture, now).events[0].event.clone(),
+            run(void, now).events[0].event.clone(),
+            run(expire, now + chrono::TimeDelta::seconds(2)).events[0]
+                .event
+                .clone(),
         ]
     }
 
@@ -330,6 +376,7 @@ pub(crate) mod tests {
                 payload: &payload,
                 traceparent: None,
                 tracestate: None,
+                sequence: None,
             },
             "http://127.0.0.1:8080/schemas/io.wallethub.funds.transferred.v1.json",
         )
@@ -362,6 +409,7 @@ pub(crate) mod tests {
                 payload: &payload,
                 traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
                 tracestate: None,
+                sequence: Some(42),
             };
             let bindings =
                 crate::EventBindings::default().with_schema_base("https://wallets.example.com/");
@@ -380,6 +428,11 @@ pub(crate) mod tests {
             assert_eq!(ce.time(), Some(&meta.occurred_at));
             assert_eq!(ce.datacontenttype(), Some(JSON));
             assert!(ce.extension("traceparent").is_some());
+            assert_eq!(
+                ce.extension(SEQUENCE).map(ToString::to_string).as_deref(),
+                Some("0000000000000000042")
+            );
+            assert_eq!(sequence(&ce).expect("a valid sequence"), Some(42));
             assert_eq!(decode(&ce).expect("decodes"), domain_event);
 
             // The wire form: the JSON of the CloudEvent (structured mode) decodes too.
@@ -387,6 +440,52 @@ pub(crate) mod tests {
             let back: Event = serde_json::from_str(&wire).expect("CloudEvent deserializes");
             assert_eq!(decode(&back).expect("decodes"), domain_event);
         }
+    }
+
+    #[test]
+    fn sequences_are_zero_padded_so_string_order_is_number_order_and_bad_ones_are_refused() {
+        assert!(format_sequence(9) < format_sequence(10));
+        assert!(format_sequence(99_999) < format_sequence(100_000));
+        assert_eq!(format_sequence(i64::MAX).len(), 19);
+        let with = |value: &str| {
+            EventBuilderV10::new()
+                .id("e-1")
+                .source(SOURCE)
+                .ty("io.wallethub.funds.added.v1")
+                .extension(SEQUENCE, value)
+                .build()
+                .expect("valid CloudEvent")
+        };
+        assert_eq!(
+            sequence(&with("0000000000000000007")).expect("valid"),
+            Some(7)
+        );
+        assert_eq!(sequence(&with("7")).expect("unpadded reads too"), Some(7));
+        for bad in [
+            "",
+            "0",
+            "-1",
+            "+1",
+            "1e3",
+            "12a",
+            "99999999999999999999",
+            " 1",
+        ] {
+            assert!(
+                matches!(
+                    sequence(&with(bad)),
+                    Err(DecodeError::InvalidSequence { .. })
+                ),
+                "`{bad}` must be refused"
+            );
+        }
+        let none = EventBuilderV10::new()
+            .id("e-2")
+            .source(SOURCE)
+            .ty("io.wallethub.user.created.v1")
+            .build()
+            .expect("valid CloudEvent");
+        assert_eq!(sequence(&none).expect("absent is fine"), None);
     }
 
     #[test]

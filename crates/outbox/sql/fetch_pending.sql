@@ -1,5 +1,5 @@
 SELECT o.id, o.event_id, o.event_type, o.aggregate_id, o.payload::text AS payload,
-       o.traceparent, o.tracestate, o.occurred_at, o.created_at
+       o.traceparent, o.tracestate, o.occurred_at, o.created_at, o.sequence
 FROM outbox o
 WHERE o.id = ANY(ARRAY(
     SELECT p.id FROM outbox_pending p

@@ -17,6 +17,6 @@ pub mod relay;
 pub mod store;
 pub mod wake;
 
-pub use publisher::{OUTBOX_CHANNEL, OutboxError, publish, publish_many};
+pub use publisher::{OUTBOX_CHANNEL, OutboxError, Outgoing, publish, publish_many};
 pub use relay::{Relay, RelayConfig, RelayError, RelayState, RelayStatus};
 pub use wake::CommitWaker;

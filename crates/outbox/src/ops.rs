@@ -184,7 +184,7 @@ pub async fn replay(
     loop {
         let mut query = QueryBuilder::<Postgres>::new(
             "SELECT id, event_id, event_type, aggregate_id, payload::text AS payload, traceparent, tracestate, \
-                    occurred_at, created_at FROM outbox",
+                    occurred_at, created_at, sequence FROM outbox",
         );
         selection.push_filters(&mut query);
         query

@@ -36,21 +36,33 @@ pub enum OutboxError {
 }
 
 const INSERT: &str = "INSERT INTO outbox \
-     (event_id, event_type, aggregate_id, payload, correlation_id, traceparent, tracestate, occurred_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+     (event_id, event_type, aggregate_id, payload, correlation_id, traceparent, tracestate, occurred_at, \
+      sequence) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 const INSERT_MANY: &str = "INSERT INTO outbox \
-     (event_id, event_type, aggregate_id, payload, correlation_id, traceparent, tracestate, occurred_at) \
+     (event_id, event_type, aggregate_id, payload, correlation_id, traceparent, tracestate, occurred_at, \
+      sequence) \
      SELECT o.event_id, o.event_type, o.aggregate_id, o.payload, o.correlation_id, o.traceparent, \
-            o.tracestate, o.occurred_at \
+            o.tracestate, o.occurred_at, o.sequence \
      FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::jsonb[], $5::text[], $6::text[], \
-                 $7::text[], $8::timestamptz[]) WITH ORDINALITY \
+                 $7::text[], $8::timestamptz[], $9::bigint[]) WITH ORDINALITY \
           AS o(event_id, event_type, aggregate_id, payload, correlation_id, traceparent, \
-               tracestate, occurred_at, n) \
+               tracestate, occurred_at, sequence, n) \
      ORDER BY o.n";
 
+/// An event to publish: the trace context of the request that caused it, and its place in
+/// its wallet's stream (`None` for an event of no wallet, such as `UserCreated`).
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    pub event: &'a DomainEvent,
+    pub trace: &'a TraceHeaders,
+    pub sequence: Option<i64>,
+}
+
 /// Inserts `event` into the outbox on `conn`, which must be inside the transaction that
-/// makes the state change. `trace` is the context of the request that caused it.
+/// makes the state change. `trace` is the context of the request that caused it;
+/// `sequence` its place in its wallet's stream.
 #[tracing::instrument(
     name = "outbox.insert",
     skip_all,
@@ -68,6 +80,7 @@ pub async fn publish(
     conn: &mut PgConnection,
     event: &DomainEvent,
     trace: &TraceHeaders,
+    sequence: Option<i64>,
 ) -> Result<(), OutboxError> {
     let meta = event.metadata();
     let event_type = event.event_type().as_str();
@@ -85,6 +98,7 @@ pub async fn publish(
         .bind(trace.traceparent.as_deref())
         .bind(trace.tracestate.as_deref())
         .bind(meta.occurred_at)
+        .bind(sequence)
         .execute(conn)
         .await
         .map_err(|source| OutboxError::Insert {
@@ -112,7 +126,7 @@ pub async fn publish(
 )]
 pub async fn publish_many(
     conn: &mut PgConnection,
-    events: &[(&DomainEvent, &TraceHeaders)],
+    events: &[Outgoing<'_>],
 ) -> Result<(), OutboxError> {
     if events.is_empty() {
         return Ok(());
@@ -125,7 +139,13 @@ pub async fn publish_many(
     let mut parents = Vec::with_capacity(events.len());
     let mut states = Vec::with_capacity(events.len());
     let mut occurred = Vec::with_capacity(events.len());
-    for (event, trace) in events {
+    let mut sequences = Vec::with_capacity(events.len());
+    for Outgoing {
+        event,
+        trace,
+        sequence,
+    } in events
+    {
         let meta = event.metadata();
         let event_type = event.event_type().as_str();
         let payload = event.to_json().map_err(|source| OutboxError::Serialize {
@@ -141,6 +161,7 @@ pub async fn publish_many(
         parents.push(trace.traceparent.as_deref());
         states.push(trace.tracestate.as_deref());
         occurred.push(meta.occurred_at);
+        sequences.push(*sequence);
     }
     sqlx::query(INSERT_MANY)
         .bind(ids)
@@ -151,6 +172,7 @@ pub async fn publish_many(
         .bind(parents)
         .bind(states)
         .bind(occurred)
+        .bind(sequences)
         .execute(conn)
         .await
         .map_err(|source| OutboxError::InsertMany {

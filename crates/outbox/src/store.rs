@@ -24,6 +24,8 @@ pub struct PendingRow {
     pub occurred_at: DateTime<Utc>,
     /// When the row was committed (for the commit-to-ack latency).
     pub created_at: DateTime<Utc>,
+    /// The event's place in its wallet's stream (the CloudEvent `sequence`).
+    pub sequence: Option<i64>,
 }
 
 impl PendingRow {
@@ -37,6 +39,7 @@ impl PendingRow {
             payload: &self.payload,
             traceparent: self.traceparent.as_deref(),
             tracestate: self.tracestate.as_deref(),
+            sequence: self.sequence,
         }
     }
 

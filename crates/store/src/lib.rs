@@ -12,7 +12,10 @@
 //!   ledger, balanced transactions, the activity projection against the ledger, duplicate
 //!   notifications).
 //! - [`error`]: [`StoreError`], where database failures are classified, once.
-//! - [`wallets`], [`users`]: the aggregates' stored state.
+//! - [`wallets`], [`users`]: the aggregates' stored state (a wallet's row is the
+//!   snapshot of its stream).
+//! - [`streams`]: each wallet's event stream, the truth of the wallet; [`history`]: the
+//!   streams of wallets older than streams, derived from their ledger and status history.
 //! - [`ledger`]: double-entry postings and a wallet's history.
 //! - [`holds`]: each hold's state (what it reserves is in the ledger).
 //! - [`idempotency`]: the stored answers to `Idempotency-Key`s.
@@ -26,11 +29,13 @@ pub mod activity;
 pub mod analytics;
 pub mod audit;
 pub mod error;
+pub mod history;
 pub mod holds;
 pub mod idempotency;
 pub mod inbox;
 pub mod ledger;
 pub mod notifications;
+pub mod streams;
 pub mod transactions;
 pub mod users;
 pub mod wallets;

@@ -11,7 +11,7 @@ use crate::error::StoreError;
 const USER_EXISTS: &str = "wallets_user_exists";
 
 #[derive(Debug, sqlx::FromRow)]
-struct WalletRow {
+pub(crate) struct WalletRow {
     id: Uuid,
     user_id: Uuid,
     name: String,

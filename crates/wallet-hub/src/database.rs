@@ -102,7 +102,32 @@ pub async fn migrate(config: &DatabaseConfig) -> anyhow::Result<()> {
         .run(&mut conn)
         .await
         .with_context(|| format!("cannot apply migrations as the role of {key}"))?;
+    derive_streams(&mut conn).await?;
     conn.close().await.ok();
+    Ok(())
+}
+
+/// Wallets derived per transaction by [`derive_streams`].
+const DERIVE_BATCH: i64 = 500;
+
+/// Derives the event stream of every wallet that has none (those written before streams
+/// existed; see `store::history`), a batch of wallets per transaction, each batch locking
+/// its wallets. Until its stream exists, the database refuses any change of a wallet, so
+/// this runs right after the migrations, before the service serves.
+async fn derive_streams(conn: &mut PgConnection) -> anyhow::Result<()> {
+    let mut derived = 0;
+    loop {
+        let mut tx = conn.begin().await?;
+        let count = store::history::derive_missing(&mut tx, DERIVE_BATCH)
+            .await
+            .context("cannot derive the event streams of existing wallets")?;
+        tx.commit().await?;
+        if count == 0 {
+            break;
+        }
+        derived += count;
+        tracing::info!(derived, "derived the event streams of existing wallets");
+    }
     Ok(())
 }
 

@@ -127,6 +127,14 @@ fn describe(event: &DomainEvent) -> String {
             e.amount.currency(),
             e.balance_after
         ),
+        DomainEvent::FundsReceived(e) => format!(
+            "{at} wallet {} +{} {} from wallet {} (balance {})",
+            e.wallet_id,
+            e.amount,
+            e.amount.currency(),
+            e.from_wallet_id,
+            e.balance_after
+        ),
         DomainEvent::FundsWithdrawn(e) => format!(
             "{at} wallet {} -{} {} (balance {})",
             e.wallet_id,

@@ -153,6 +153,7 @@ async fn publish(producer: &EventProducer, topic: &str, key: Uuid, event_id: Uui
             payload: "{}",
             traceparent: None,
             tracestate: None,
+            sequence: None,
         },
         "http://127.0.0.1/schemas/io.wallethub.wallet.status-changed.v1.json",
     )

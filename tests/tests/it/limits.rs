@@ -435,7 +435,7 @@ async fn an_exhausted_api_pool_does_not_stop_the_relay_from_publishing() {
     // An event committed meanwhile (as another instance's API would) is published.
     let event = wallet_hub_tests::deposit_event(uuid::Uuid::now_v7(), 700);
     let mut tx = app.pool.begin().await.expect("begin");
-    outbox::publish(&mut tx, &event, &telemetry::TraceHeaders::default())
+    outbox::publish(&mut tx, &event, &telemetry::TraceHeaders::default(), None)
         .await
         .expect("outbox row");
     tx.commit().await.expect("commit");

@@ -322,7 +322,7 @@ async fn a_transaction_that_commits_late_with_a_lower_id_is_still_published() {
     let late_event = DomainEvent::from(late_event);
 
     let mut late = app.pool.begin().await.expect("begin");
-    outbox::publish(&mut late, &late_event, &TraceHeaders::default())
+    outbox::publish(&mut late, &late_event, &TraceHeaders::default(), None)
         .await
         .expect("insert");
     // A later transaction commits first and is published.
@@ -856,7 +856,7 @@ async fn the_fetch_reads_the_oldest_publishable_rows_in_order_leaving_out_rows_i
     for (wallet, minor) in [(a, 1), (b, 2), (a, 3), (b, 4), (a, 5), (b, 6)] {
         let event = wallet_hub_tests::deposit_event(wallet, minor);
         event_ids.push(event.metadata().event_id.as_uuid());
-        outbox::publish(&mut conn, &event, &TraceHeaders::default())
+        outbox::publish(&mut conn, &event, &TraceHeaders::default(), None)
             .await
             .expect("insert");
     }

@@ -5,14 +5,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use axum::response::{IntoResponse, Response};
 use domain::{
-    Decision, DomainEvent, EventContext, Held, HoldId, Submission as Judged, TransactionId,
-    WalletId,
+    Appended, Decision, EventContext, Held, HoldId, Submission as Judged, TransactionId, WalletId,
 };
-use store::holds;
+use outbox::Outgoing;
 use store::idempotency::{self, Claim, KeyClaim, StoredAnswer, Taken};
 use store::ledger::{self, Posting};
 use store::wallets::{self, StatusChange};
-use telemetry::TraceHeaders;
+use store::{holds, streams};
 
 use super::commit::{self, Commit};
 use super::{Submission, Writer};
@@ -238,7 +237,7 @@ fn decide_all<'b>(
         };
         match domain::decide(wallets, &judged) {
             Ok(decision) => {
-                let created_at = decision.event.metadata().occurred_at;
+                let created_at = decision.occurred_at();
                 slots[index] = Slot::Decided(
                     outcome_reply(&decision.outcome, created_at).map_err(ApiError::internal)?,
                 );
@@ -300,7 +299,7 @@ fn answers_to_store<'b>(
 }
 
 /// Step 4: writes the accepted changes: wallets, ledger postings, holds, status changes,
-/// outbox rows.
+/// the events to their wallets' streams and to the outbox.
 async fn write(
     tx: &mut sqlx::PgConnection,
     batch: &[&Submission],
@@ -331,7 +330,7 @@ async fn write(
                 amount: posting.amount,
                 correlation_id: &batch[change.index].request.ctx.correlation_id,
                 actor,
-                created_at: change.decision.event.metadata().occurred_at,
+                created_at: change.decision.occurred_at(),
                 hold_id: change.decision.hold.as_ref().map(|hold| hold.id),
                 entries: &posting.entries,
             })
@@ -354,14 +353,26 @@ async fn write(
                 to: status.to,
                 actor,
                 correlation_id: &batch[change.index].request.ctx.correlation_id,
-                at: change.decision.event.metadata().occurred_at,
+                at: change.decision.occurred_at(),
             })
         })
         .collect();
     wallets::record_status_changes(tx, &status_changes).await?;
-    let events: Vec<(&DomainEvent, &TraceHeaders)> = changes
+    let appended: Vec<&Appended> = changes
         .iter()
-        .map(|change| (&change.decision.event, &batch[change.index].trace))
+        .flat_map(|change| &change.decision.events)
+        .collect();
+    streams::append_many(tx, &appended, false).await?;
+    let events: Vec<Outgoing<'_>> = changes
+        .iter()
+        .flat_map(|change| {
+            let trace = &batch[change.index].trace;
+            change.decision.events.iter().map(move |appended| Outgoing {
+                event: &appended.event,
+                trace,
+                sequence: Some(appended.sequence),
+            })
+        })
         .collect();
     outbox::publish_many(tx, &events).await?;
     Ok(())

@@ -20,7 +20,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::Utc;
-use domain::{Actor, Currency, DecimalAmount, EventContext, Wallet, WalletId, WalletName};
+use domain::{
+    Actor, Appended, Currency, DecimalAmount, EventContext, Wallet, WalletId, WalletName,
+};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use std::collections::HashMap;
@@ -37,7 +39,7 @@ use crate::openapi::headers::IdempotencyHeaders;
 use crate::openapi::problems;
 use crate::preconditions::{self, IfNoneMatch, IfNoneMatchHeader};
 pub use crate::resources::{MovementResponse, WalletResponse};
-use crate::write::{self, MaybeIdempotencyKey, Reply, Write, publish};
+use crate::write::{self, MaybeIdempotencyKey, Reply, Write};
 use crate::{AppState, RequestContext};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -147,7 +149,11 @@ async fn create_wallet(
                     &event_context(&ctx, &caller.actor()),
                 );
                 wallets::insert(&mut *conn, &wallet).await?;
-                publish(&mut *conn, event.into()).await?;
+                let opened = Appended {
+                    sequence: wallet.version(),
+                    event: event.into(),
+                };
+                write::append(&mut *conn, &opened).await?;
                 let location = format!("/v1/wallets/{}", wallet.id());
                 Reply::created(WalletResponse::new(&wallet, 0), Some(location))
             }

@@ -373,6 +373,7 @@ mod tests {
             tracestate: None,
             occurred_at: chrono::Utc::now(),
             created_at: chrono::Utc::now(),
+            sequence: None,
         }
     }
 
