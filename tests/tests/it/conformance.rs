@@ -69,6 +69,7 @@ async fn the_java_cloudevents_sdk_finds_every_event_type_we_publish_conformant()
         app.topics.hold_captured.as_str(),
         app.topics.hold_voided.as_str(),
         app.topics.hold_expired.as_str(),
+        app.topics.funds_received.as_str(),
     ];
     for topic in topics {
         read_records(&app.settings.kafka.brokers, topic, 1).await;

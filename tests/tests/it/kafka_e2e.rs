@@ -245,12 +245,21 @@ async fn every_event_type_reaches_its_topic_as_a_cloud_event_keyed_to_keep_order
             a.as_str(),
         ),
         (
+            &app.topics.funds_received,
+            1,
+            "io.wallethub.funds.received.v1",
+            b.as_str(),
+        ),
+        (
             &app.topics.wallet_status,
             1,
             "io.wallethub.wallet.status-changed.v1",
             b.as_str(),
         ),
     ];
+    // Each wallet's records carry its stream's sequence (`ce_sequence`): 1, 2, 3 ...
+    let mut sequences: std::collections::BTreeMap<String, Vec<(String, String)>> =
+        std::collections::BTreeMap::new();
     let brokers = &app.settings.kafka.brokers;
     for (topic, count, ce_type, first_key) in expectations {
         let records = read_records(brokers, topic, count).await;
@@ -289,15 +298,61 @@ async fn every_event_type_reaches_its_topic_as_a_cloud_event_keyed_to_keep_order
                 header(record, "ce_id").as_deref(),
                 body["event_id"].as_str()
             );
-            let (stored,): (serde_json::Value,) =
-                sqlx::query_as("SELECT payload FROM outbox WHERE event_id = $1::uuid")
+            let (stored, sequence): (serde_json::Value, Option<i64>) =
+                sqlx::query_as("SELECT payload, sequence FROM outbox WHERE event_id = $1::uuid")
                     .bind(body["event_id"].as_str().expect("event_id"))
                     .fetch_one(&app.pool)
                     .await
                     .expect("outbox row");
             assert_eq!(body, stored, "{topic}: the body is the stored event");
+            let ce_sequence = header(record, "ce_sequence");
+            assert_eq!(
+                ce_sequence.as_deref().map(|s| s.parse::<i64>().expect("digits")),
+                sequence,
+                "{topic}: ce_sequence is the stored sequence"
+            );
+            if let (Some(key), Some(ce_sequence)) = (key, ce_sequence) {
+                sequences
+                    .entry(key)
+                    .or_default()
+                    .push((ce_sequence, ce_type.to_owned()));
+            }
         }
     }
+    let padded = |n: i64| format!("{n:019}");
+    let of = |wallet: &str| {
+        let mut seen = sequences.get(wallet).cloned().unwrap_or_default();
+        seen.sort();
+        seen
+    };
+    assert_eq!(
+        of(&a),
+        [
+            (padded(1), "io.wallethub.wallet.created.v1".to_owned()),
+            (padded(2), "io.wallethub.funds.added.v1".to_owned()),
+            (padded(3), "io.wallethub.funds.withdrawn.v1".to_owned()),
+            (padded(4), "io.wallethub.funds.transferred.v1".to_owned()),
+        ],
+        "the source wallet's stream, gapless"
+    );
+    assert_eq!(
+        of(&b),
+        [
+            (padded(1), "io.wallethub.wallet.created.v1".to_owned()),
+            (padded(2), "io.wallethub.funds.received.v1".to_owned()),
+            (padded(3), "io.wallethub.wallet.status-changed.v1".to_owned()),
+        ],
+        "the receiving wallet's stream, gapless"
+    );
+    let received = read_records(brokers, &app.topics.funds_received, 1).await;
+    let body: serde_json::Value =
+        serde_json::from_slice(received[0].payload().expect("payload")).expect("JSON");
+    assert_eq!(body["wallet_id"], b.as_str());
+    assert_eq!(body["from_wallet_id"], a.as_str());
+    assert_eq!(
+        body["balance_after"],
+        serde_json::json!({"value": "2.00", "currency": "USD"})
+    );
     let transfers = read_records(brokers, &app.topics.funds_transferred, 1).await;
     let body: serde_json::Value =
         serde_json::from_slice(transfers[0].payload().expect("payload")).expect("JSON");
