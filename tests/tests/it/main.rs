@@ -30,6 +30,7 @@ mod relay;
 mod roles;
 mod service;
 mod store_errors;
+mod streams;
 mod topics;
 mod wallet_api;
 
