@@ -32,6 +32,7 @@ mod service;
 mod store_errors;
 mod topics;
 mod wallet_api;
+mod wallet_events;
 
 /// Runs `cases` cases of `strategy` through `test` (which drives a real service) and panics
 /// with proptest's smallest failing input, shrunk at most 64 times.
