@@ -220,6 +220,19 @@ fn message(bindings: &EventBindings, event_type: EventType, dead_letter: bool) -
         "ce_time",
         "content-type",
     ];
+    if domain::stream::is_wallet_event(event_type) {
+        let object = headers
+            .as_object_mut()
+            .unwrap_or_else(|| unreachable!("an object"));
+        object.insert(
+            format!("ce_{}", crate::cloud_event::SEQUENCE),
+            json!({
+                "type": "string",
+                "pattern": "^[0-9]{19}$",
+                "description": "The event's place in its wallet's stream (CloudEvents `sequence` extension): 1, 2, 3 ... with no gap, 19 digits zero-padded. A sequence past the next one you have means events are missing (or late on another topic): fill the gap from `GET /v1/wallets/{id}/events?after_sequence=`. Absent on events published before streams.",
+            }),
+        );
+    }
     if dead_letter {
         let object = headers
             .as_object_mut()
