@@ -33,6 +33,7 @@ pub struct Topics {
     pub hold_captured: String,
     pub hold_voided: String,
     pub hold_expired: String,
+    pub funds_received: String,
 }
 
 impl Topics {
@@ -50,11 +51,12 @@ impl Topics {
             hold_captured: topic("hold-captured-events"),
             hold_voided: topic("hold-voided-events"),
             hold_expired: topic("hold-expired-events"),
+            funds_received: topic("funds-received-events"),
         }
     }
 
     /// Each topic with the binding that names it.
-    pub fn bindings(&self) -> [(&'static str, &String); 10] {
+    pub fn bindings(&self) -> [(&'static str, &String); 11] {
         [
             ("wallet_created_out", &self.wallet_created),
             ("funds_added_out", &self.funds_added),
@@ -66,6 +68,7 @@ impl Topics {
             ("hold_captured_out", &self.hold_captured),
             ("hold_voided_out", &self.hold_voided),
             ("hold_expired_out", &self.hold_expired),
+            ("funds_received_out", &self.funds_received),
         ]
     }
 }

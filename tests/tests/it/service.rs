@@ -103,6 +103,7 @@ async fn the_openapi_document_lists_every_route_and_the_docs_ui_needs_no_interne
         "/v1/wallets/{id}/unfreeze",
         "/v1/wallets/{id}/close",
         "/v1/wallets/{id}/transactions",
+        "/v1/wallets/{id}/events",
         "/v1/transfers",
     ] {
         assert!(paths.contains_key(path), "{path} is documented");

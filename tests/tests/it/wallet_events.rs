@@ -149,6 +149,16 @@ async fn the_owner_reads_every_change_of_a_wallet_in_sequence_order_as_its_cloud
     assert_eq!(funds["from_wallet_id"], wallet.to_string());
     assert_eq!(funds["transaction_id"], transfer.id.to_string());
     assert_eq!(funds["balance_after"]["value"], "3.00");
+    let published = read_records(&app.settings.kafka.brokers, &app.topics.funds_received, 1).await;
+    assert_eq!(
+        header(&published[0], "ce_id"),
+        Some(received[1].id.to_string())
+    );
+    assert_eq!(
+        header(&published[0], "ce_sequence").as_deref(),
+        Some("0000000000000000002")
+    );
+    assert_eq!(header(&published[0], "ce_subject"), Some(shop.to_string()));
 }
 
 #[tokio::test]
