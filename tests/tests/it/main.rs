@@ -14,6 +14,7 @@ mod conformance;
 mod consumer;
 mod contracts;
 mod dlq;
+mod example_consumer;
 mod health;
 mod holds;
 mod idempotency;
