@@ -1,4 +1,5 @@
-//! The workspace's own files and the service binary, for tests that run it as a process.
+//! The workspace's own files and binaries (the service, the example consumer), for tests
+//! that run them as processes.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,13 +14,19 @@ pub fn root() -> PathBuf {
 
 /// The `wallet-hub` binary, built now so that the test runs the current code.
 pub fn service_binary() -> PathBuf {
+    workspace_binary("wallet-hub", "wallet-hub")
+}
+
+/// The binary `bin` of the workspace package `package`, built now so that the test runs
+/// the current code.
+pub fn workspace_binary(package: &str, bin: &str) -> PathBuf {
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--bin", "wallet-hub"])
+        .args(["build", "--quiet", "--package", package, "--bin", bin])
         .current_dir(root())
         .status()
         .expect("cargo runs");
-    assert!(status.success(), "cargo build --bin wallet-hub failed");
+    assert!(status.success(), "cargo build --bin {bin} failed");
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
-    target.join("debug").join("wallet-hub")
+    target.join("debug").join(bin)
 }

@@ -46,12 +46,7 @@ impl PageRequest {
 
 impl PageQuery {
     pub fn resolve(self) -> Result<PageRequest, ApiError> {
-        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
-        if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(ApiError::MalformedRequest(format!(
-                "limit must be between 1 and {MAX_LIMIT}"
-            )));
-        }
+        let limit = limit(self.limit)?;
         let after = self
             .cursor
             .as_deref()
@@ -59,6 +54,27 @@ impl PageQuery {
             .transpose()?;
         Ok(PageRequest { limit, after })
     }
+}
+
+/// The `limit` of a list: 1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] when not given.
+pub fn limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if (1..=MAX_LIMIT).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::MalformedRequest(format!(
+            "limit must be between 1 and {MAX_LIMIT}"
+        )))
+    }
+}
+
+/// Cuts `rows`, fetched with one more than `limit` ([`PageRequest::fetch`]), to the page;
+/// whether another page follows.
+pub fn cut<R>(rows: &mut Vec<R>, limit: i64) -> bool {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    more
 }
 
 /// One page of a list.
@@ -80,9 +96,7 @@ impl<T> Page<T> {
         key: impl Fn(&R) -> Uuid,
         item: impl FnMut(R) -> T,
     ) -> Self {
-        let limit = usize::try_from(request.limit).unwrap_or(usize::MAX);
-        let more = rows.len() > limit;
-        rows.truncate(limit);
+        let more = cut(&mut rows, request.limit);
         let next_cursor = more
             .then(|| rows.last().map(|r| key(r).to_string()))
             .flatten();

@@ -1,7 +1,8 @@
 //! A typed Rust client for Wallet Hub's HTTP API, over `reqwest`.
 //!
 //! - [`Client`]: one async method per operation of the API (users, wallets, deposits and
-//!   withdrawals, transfers, freeze/unfreeze/close, history, activity, notifications, and
+//!   withdrawals, transfers, freeze/unfreeze/close, history, events, activity,
+//!   notifications, and
 //!   for admins the analytics volume and risk alerts),
 //!   acting as the principal of its bearer token ([`Client::with_token`]).
 //! - [`types`]: the request and answer bodies as they are on the wire; lists that page are
@@ -27,7 +28,8 @@
 //!
 //! Layout: `client` (the [`Client`] and its methods), `holds` (the hold operations, the
 //! balance at an instant and statements, and their bodies: [`PlaceHold`], [`Hold`],
-//! [`Capture`], [`BalanceAt`], [`Statement`]), `types` (bodies), `reply` ([`Reply`]),
+//! [`Capture`], [`BalanceAt`], [`Statement`]), `events` (a wallet's event stream:
+//! [`WalletEvent`], [`WalletEventPage`]), `types` (bodies), `reply` ([`Reply`]),
 //! `error` ([`Error`], [`Problem`]), `idempotency` ([`IdempotencyKey`]).
 //!
 //! The client depends on no server crate: only on `domain` for the typed ids, currency and
@@ -35,6 +37,7 @@
 
 mod client;
 mod error;
+mod events;
 mod holds;
 mod idempotency;
 mod reply;
@@ -46,6 +49,7 @@ pub use domain::{Currency, EventId, HoldId, TransactionId, UserId, WalletId, Wal
 
 pub use client::Client;
 pub use error::{Error, Problem, ProblemResponse};
+pub use events::{WalletEvent, WalletEventPage};
 pub use holds::{
     BalanceAt, Capture, Hold, HoldStatusFilter, PlaceHold, Statement, StatementAccounts,
     StatementItem,

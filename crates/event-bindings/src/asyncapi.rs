@@ -211,18 +211,6 @@ fn message(bindings: &EventBindings, event_type: EventType, dead_letter: bool) -
         "traceparent": text("W3C trace context of the relay's send span (a child of the request's trace)."),
         "tracestate": text("W3C tracestate of the send span."),
     });
-    if domain::stream::is_wallet_event(event_type) {
-        headers["ce_sequence"] = json!({
-            "type": "string",
-            "pattern": "^[0-9]{19}$",
-            "description": "The event's place in its wallet's stream (CloudEvents sequence \
-                extension): 1, 2, 3 ... with no gap per wallet, 19 digits with leading zeros \
-                so that string order is sequence order; parse it as an integer. A consumer \
-                that reads N+2 after N missed N+1: GET /v1/wallets/{id}/events?after_sequence=N \
-                returns it. Absent on events written before wallets had streams.",
-            "examples": ["0000000000000000001"],
-        });
-    }
     let mut required = vec![
         "ce_specversion",
         "ce_id",
@@ -232,6 +220,19 @@ fn message(bindings: &EventBindings, event_type: EventType, dead_letter: bool) -
         "ce_time",
         "content-type",
     ];
+    if domain::stream::is_wallet_event(event_type) {
+        let object = headers
+            .as_object_mut()
+            .unwrap_or_else(|| unreachable!("an object"));
+        object.insert(
+            format!("ce_{}", crate::cloud_event::SEQUENCE),
+            json!({
+                "type": "string",
+                "pattern": "^[0-9]{19}$",
+                "description": "The event's place in its wallet's stream (CloudEvents `sequence` extension): 1, 2, 3 ... with no gap, 19 digits zero-padded. A sequence past the next one you have means events are missing (or late on another topic): fill the gap from `GET /v1/wallets/{id}/events?after_sequence=`. Absent on events published before streams.",
+            }),
+        );
+    }
     if dead_letter {
         let object = headers
             .as_object_mut()

@@ -14,6 +14,9 @@
 //! - [`schemas`]: the JSON Schema of each event type's data, generated from the domain's
 //!   types (committed under `schemas/`, served by the API, named by `dataschema`), and
 //!   validation against them.
+//! - [`sequence`]: [`SequenceTracker`], which tells a consumer whether a wallet event is
+//!   the next of its wallet's stream, a redelivery, late, or past a gap (and which
+//!   sequences the gap misses).
 //! - [`compat`]: the compatibility gate between two schemas of one type version.
 //! - [`asyncapi`]: the AsyncAPI 3.0 document of every topic we produce and consume.
 
@@ -22,9 +25,11 @@ pub mod bindings;
 pub mod cloud_event;
 pub mod compat;
 pub mod schemas;
+pub mod sequence;
 
 pub use bindings::{BindingError, DEFAULT_SCHEMA_BASE, EventBindings};
 pub use cloud_event::{
     DecodeError, EncodeError, OutgoingEvent, SOURCE, cloud_event_type, decode, encode,
 };
 pub use schemas::{SchemaValidators, SchemaViolation};
+pub use sequence::{Observed, SequenceTracker};

@@ -29,14 +29,17 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
+    /// The event's type; a name that is no event type is a corrupt row.
+    pub fn domain_type(&self) -> Result<EventType, StoreError> {
+        self.event_type
+            .parse()
+            .map_err(|e| StoreError::corrupt("wallet event", self.event_id, Box::new(e)))
+    }
+
     /// The domain event and its place; a row that does not read as one is corrupt.
     pub fn appended(&self) -> Result<Appended, StoreError> {
-        let corrupt = |source: Box<dyn std::error::Error + Send + Sync>| {
-            StoreError::corrupt("wallet event", self.event_id, source)
-        };
-        let event_type: EventType = self.event_type.parse().map_err(|e| corrupt(Box::new(e)))?;
-        let event = DomainEvent::from_json(event_type, self.payload.clone())
-            .map_err(|e| corrupt(Box::new(e)))?;
+        let event = DomainEvent::from_json(self.domain_type()?, self.payload.clone())
+            .map_err(|e| StoreError::corrupt("wallet event", self.event_id, Box::new(e)))?;
         Ok(Appended {
             sequence: self.sequence,
             event,

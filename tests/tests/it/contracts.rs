@@ -62,6 +62,13 @@ fn assert_describes(doc: &Value, bindings: &EventBindings, dlq_suffix: &str) {
         let message = &doc["components"]["messages"][ty];
         assert_eq!(message["headers"]["properties"]["ce_type"]["const"], ty);
         assert_eq!(
+            message["headers"]["properties"]
+                .get("ce_sequence")
+                .is_some(),
+            domain::stream::is_wallet_event(event_type),
+            "{ty}: wallet events, and only they, carry their place in the stream"
+        );
+        assert_eq!(
             message["payload"]["$ref"],
             format!("#/components/schemas/{ty}")
         );

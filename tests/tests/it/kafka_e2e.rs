@@ -307,7 +307,9 @@ async fn every_event_type_reaches_its_topic_as_a_cloud_event_keyed_to_keep_order
             assert_eq!(body, stored, "{topic}: the body is the stored event");
             let ce_sequence = header(record, "ce_sequence");
             assert_eq!(
-                ce_sequence.as_deref().map(|s| s.parse::<i64>().expect("digits")),
+                ce_sequence
+                    .as_deref()
+                    .map(|s| s.parse::<i64>().expect("digits")),
                 sequence,
                 "{topic}: ce_sequence is the stored sequence"
             );
@@ -340,7 +342,10 @@ async fn every_event_type_reaches_its_topic_as_a_cloud_event_keyed_to_keep_order
         [
             (padded(1), "io.wallethub.wallet.created.v1".to_owned()),
             (padded(2), "io.wallethub.funds.received.v1".to_owned()),
-            (padded(3), "io.wallethub.wallet.status-changed.v1".to_owned()),
+            (
+                padded(3),
+                "io.wallethub.wallet.status-changed.v1".to_owned()
+            ),
         ],
         "the receiving wallet's stream, gapless"
     );

@@ -14,6 +14,7 @@ mod conformance;
 mod consumer;
 mod contracts;
 mod dlq;
+mod example_consumer;
 mod health;
 mod holds;
 mod idempotency;
@@ -33,6 +34,7 @@ mod store_errors;
 mod streams;
 mod topics;
 mod wallet_api;
+mod wallet_events;
 
 /// Runs `cases` cases of `strategy` through `test` (which drives a real service) and panics
 /// with proptest's smallest failing input, shrunk at most 64 times.

@@ -178,13 +178,18 @@ async fn wallets_written_before_streams_get_streams_derived_from_their_history_t
         types(stream_types(&pool, b).await),
         expected(&["WalletCreated", "FundsReceived", "FundsReceived"])
     );
-    assert_eq!(types(stream_types(&pool, c).await), expected(&["WalletCreated"]));
+    assert_eq!(
+        types(stream_types(&pool, c).await),
+        expected(&["WalletCreated"])
+    );
 
     // Each stream folds into its row, and the new write path continues where it ends.
     let mut conn = pool.acquire().await.expect("connection");
     for wallet in [a, b, c] {
         let id: domain::WalletId = wallet.parse().expect("id");
-        let stream = store::streams::read_all(&mut conn, id).await.expect("reads");
+        let stream = store::streams::read_all(&mut conn, id)
+            .await
+            .expect("reads");
         let row = store::wallets::find(&mut conn, id)
             .await
             .expect("row")
@@ -203,7 +208,10 @@ async fn wallets_written_before_streams_get_streams_derived_from_their_history_t
         .await
         .expect("a deposit into a migrated wallet");
     assert_eq!(
-        stream_types(&pool, b).await.last().map(|(s, t, m)| (*s, t.clone(), *m)),
+        stream_types(&pool, b)
+            .await
+            .last()
+            .map(|(s, t, m)| (*s, t.clone(), *m)),
         Some((4, "FundsAdded".to_owned(), false))
     );
     // Running the migration again changes nothing.
@@ -219,7 +227,7 @@ async fn wallets_written_before_streams_get_streams_derived_from_their_history_t
 
 #[tokio::test]
 async fn a_wallet_whose_history_does_not_add_up_to_its_row_stops_the_derivation_and_nothing_is_written()
-{
+ {
     let (settings, pool) = migrated_until(STREAMS_MIGRATION).await;
     sqlx::raw_sql(OLD_HISTORY)
         .execute(&pool)

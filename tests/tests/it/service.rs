@@ -103,6 +103,7 @@ async fn the_openapi_document_lists_every_route_and_the_docs_ui_needs_no_interne
         "/v1/wallets/{id}/unfreeze",
         "/v1/wallets/{id}/close",
         "/v1/wallets/{id}/transactions",
+        "/v1/wallets/{id}/events",
         "/v1/transfers",
     ] {
         assert!(paths.contains_key(path), "{path} is documented");
@@ -156,7 +157,7 @@ async fn every_documented_operation_is_served_and_answers_a_documented_status() 
             operations += 1;
         }
     }
-    assert_eq!(operations, 23, "every operation was tried");
+    assert_eq!(operations, 24, "every operation was tried");
 }
 
 /// The endpoints docs/security.md says need no token: (method, path, port).

@@ -62,12 +62,17 @@ async fn every_change_appends_one_event_at_the_next_sequence_and_the_row_is_the_
     );
     assert_eq!(
         events_of(&app, &b).await,
-        [(1, "WalletCreated".to_owned()), (2, "FundsReceived".to_owned())]
+        [
+            (1, "WalletCreated".to_owned()),
+            (2, "FundsReceived".to_owned())
+        ]
     );
     let mut conn = app.pool.acquire().await.expect("connection");
     for wallet in [&a, &b] {
         let id: WalletId = wallet.parse().expect("id");
-        let stream = store::streams::read_all(&mut conn, id).await.expect("stream");
+        let stream = store::streams::read_all(&mut conn, id)
+            .await
+            .expect("stream");
         let row = store::wallets::find(&mut conn, id)
             .await
             .expect("read")
@@ -143,7 +148,11 @@ async fn the_database_refuses_a_gap_an_update_a_delete_and_a_row_that_moves_with
         )
     );
 
-    assert_eq!(events_of(&app, &wallet.to_string()).await, before, "nothing changed");
+    assert_eq!(
+        events_of(&app, &wallet.to_string()).await,
+        before,
+        "nothing changed"
+    );
     let version: i64 = sqlx::query_scalar("SELECT version FROM wallets WHERE id = $1")
         .bind(wallet.as_uuid())
         .fetch_one(&app.pool)

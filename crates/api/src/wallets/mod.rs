@@ -1,6 +1,6 @@
 //! `/v1/wallets`: create and read here; deposits and withdrawals in [`movements`], freeze,
 //! unfreeze and close in [`status`], history and activity in [`reads`], the balance at an
-//! instant and statements in [`statement`].
+//! instant and statements in [`statement`], its event stream in [`events`].
 //!
 //! Creating a wallet is one transaction of its own ([`crate::write::execute`]: retried on
 //! contention, idempotent with `Idempotency-Key`). Every other change is a wallet command
@@ -10,6 +10,7 @@
 //! currency is not needed; the rest is decided under the lock, and a refusal writes
 //! nothing.
 
+pub mod events;
 pub(crate) mod movements;
 pub mod reads;
 pub mod statement;
@@ -55,6 +56,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(reads::activity))
         .routes(routes!(statement::balance_at))
         .routes(routes!(statement::statement))
+        .routes(routes!(events::events))
 }
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]

@@ -110,7 +110,8 @@ fn case(world: &World, operation: &Operation) -> Option<Case> {
             | "/v1/wallets/{id}/transactions"
             | "/v1/wallets/{id}/activity"
             | "/v1/wallets/{id}/balance"
-            | "/v1/wallets/{id}/statement",
+            | "/v1/wallets/{id}/statement"
+            | "/v1/wallets/{id}/events",
         ) => (None, ok(200), NOT_FOUND),
         // Whoever opens a wallet owns it: the other user opens its own.
         ("POST", "/v1/wallets") => (
