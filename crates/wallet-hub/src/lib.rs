@@ -5,6 +5,8 @@
 //! - [`config`]: typed, layered settings (defaults, file, env).
 //! - [`database`]: migrations and the connection pools, one per part.
 //! - [`ops`]: the `outbox` and `dlq` operator commands.
+//! - [`rebuild`]: `wallet-hub rebuild`, wallet rows and the activity read model
+//!   recomputed from the wallets' streams.
 //! - [`startup`]: [`Application`] builds everything from settings and a bound listener and
 //!   runs API, relay and consumers until a shutdown token is cancelled.
 //! - [`topology`]: the Kafka side of a start: brokers checked, consumer groups, topics.
@@ -19,6 +21,7 @@ pub mod config;
 pub mod database;
 pub mod identity;
 pub mod ops;
+pub mod rebuild;
 pub mod startup;
 pub mod topology;
 pub mod welcome;
