@@ -233,19 +233,23 @@ pub async fn update_many(conn: &mut PgConnection, wallets: &[Wallet]) -> Result<
     Ok(())
 }
 
-/// The stored wallets of `ids` that exist, in id order, without locking them (the audit
-/// reads them beside their streams in one statement's snapshot each).
+/// The stored wallets of `ids` that exist, in id order, without locking them; each as a
+/// wallet, or as why its row does not read as one (the audit reports that wallet and
+/// goes on).
 pub async fn find_many(
     conn: &mut PgConnection,
     ids: &[WalletId],
-) -> Result<Vec<Wallet>, StoreError> {
+) -> Result<Vec<(WalletId, Result<Wallet, StoreError>)>, StoreError> {
     let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
     let rows: Vec<WalletRow> =
         sqlx::query_as(concat!(select_wallets!(), "WHERE id = ANY($1) ORDER BY id"))
             .bind(ids)
             .fetch_all(conn)
             .await?;
-    rows.into_iter().map(Wallet::try_from).collect()
+    Ok(rows
+        .into_iter()
+        .map(|row| (WalletId::from(row.id), Wallet::try_from(row)))
+        .collect())
 }
 
 /// Overwrites every stored field of a wallet's row with `wallet` (what `wallet-hub rebuild`

@@ -114,7 +114,8 @@ fn wallet_failure(error: StoreError) -> Result<Outcome, RebuildError> {
     }
 }
 
-fn error_chain(error: &dyn std::error::Error) -> String {
+/// An error with its causes, on one line (reports print it, not logs).
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
