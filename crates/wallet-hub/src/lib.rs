@@ -9,6 +9,8 @@
 //!   recomputed from the wallets' streams.
 //! - [`startup`]: [`Application`] builds everything from settings and a bound listener and
 //!   runs API, relay and consumers until a shutdown token is cancelled.
+//! - [`stream_replay`]: `outbox replay --from-stream`, events published again from the
+//!   wallets' streams.
 //! - [`topology`]: the Kafka side of a start: brokers checked, consumer groups, topics.
 //! - [`identity`]: the token verifier the API checks bearer tokens with, and the local
 //!   development issuer (`wallet-hub token`).
@@ -23,6 +25,7 @@ pub mod identity;
 pub mod ops;
 pub mod rebuild;
 pub mod startup;
+pub mod stream_replay;
 pub mod topology;
 pub mod welcome;
 
