@@ -160,6 +160,29 @@ pub async fn replace(conn: &mut PgConnection, activity: &Activity) -> Result<(),
     Ok(())
 }
 
+/// Writes one wallet's activity as given if it has no row; false if one exists (the
+/// activity consumer wrote it since it was looked for: there was no row to lock, and its
+/// row counts what it applied, so it is left as it is).
+pub async fn insert_absent(
+    conn: &mut PgConnection,
+    activity: &Activity,
+) -> Result<bool, StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO wallet_activity (wallet_id, currency, total_in_minor, total_out_minor, events_applied, last_activity_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (wallet_id) DO NOTHING",
+    )
+    .bind(activity.wallet_id.as_uuid())
+    .bind(&activity.currency)
+    .bind(activity.total_in_minor)
+    .bind(activity.total_out_minor)
+    .bind(activity.events_applied)
+    .bind(activity.last_activity_at)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
 /// Removes one wallet's activity row (none of its money events has been applied).
 pub async fn remove(conn: &mut PgConnection, wallet_id: WalletId) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM wallet_activity WHERE wallet_id = $1")

@@ -160,6 +160,11 @@ async fn decide_and_write(conn: &mut PgConnection, id: WalletId) -> Result<Outco
 
 /// Rewrites the wallet's activity if it is not what the applied events of its stream add
 /// up to; the activity before and after when it did.
+///
+/// The row is locked before the inbox is read, so the consumer's next addition waits for
+/// this transaction and what it reads of the inbox is what the row should count. Without
+/// a row there is nothing to lock: the fold's row is then only inserted if the consumer
+/// has not written one meanwhile (a later rebuild judges that one).
 async fn rebuild_activity(
     conn: &mut PgConnection,
     wallet: &Wallet,
@@ -180,12 +185,19 @@ async fn rebuild_activity(
         id: wallet.id().to_string(),
         source: Box::new(e),
     })?;
-    if expected == current {
-        return Ok(None);
-    }
-    match &expected {
-        Some(expected) => activity::replace(conn, expected).await?,
-        None => activity::remove(conn, wallet.id()).await?,
-    }
-    Ok(Some((current, expected)))
+    let written = match (&current, &expected) {
+        (current, expected) if current == expected => false,
+        // No row was there to lock: one the consumer has written since is its own count.
+        (None, Some(expected)) => activity::insert_absent(conn, expected).await?,
+        (Some(_), Some(expected)) => {
+            activity::replace(conn, expected).await?;
+            true
+        }
+        (Some(_), None) => {
+            activity::remove(conn, wallet.id()).await?;
+            true
+        }
+        (None, None) => false,
+    };
+    Ok(written.then_some((current, expected)))
 }
