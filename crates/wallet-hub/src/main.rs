@@ -101,7 +101,7 @@ enum Command {
 }
 
 #[derive(Debug, clap::Args)]
-#[group(id = "which", required = true, multiple = false)]
+#[command(group(clap::ArgGroup::new("which").required(true).multiple(false)))]
 struct RebuildArgs {
     /// One wallet.
     #[arg(long, group = "which")]
@@ -285,7 +285,7 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 mod tests {
     use std::collections::BTreeSet;
 
-    use clap::CommandFactory as _;
+    use clap::{CommandFactory as _, Parser as _};
 
     use super::Cli;
 
@@ -305,6 +305,18 @@ mod tests {
             .map(|(name, _)| name.to_owned())
             .collect();
         assert_eq!(listed, defined());
+    }
+
+    #[test]
+    fn rebuild_takes_exactly_one_of_wallet_and_all_and_a_batch_size_with_either() {
+        let parse =
+            |args: &[&str]| Cli::try_parse_from([&["wallet-hub", "rebuild"], args].concat());
+        let wallet = "0190a8e4-8f4e-7b7a-9c6b-4c1e2f3a4b5c";
+        assert!(parse(&["--all", "--batch", "5"]).is_ok());
+        assert!(parse(&["--wallet", wallet]).is_ok());
+        assert!(parse(&["--wallet", wallet, "--all"]).is_err());
+        assert!(parse(&["--batch", "5"]).is_err());
+        assert!(parse(&["--all", "--batch", "0"]).is_err());
     }
 
     #[test]
