@@ -234,6 +234,16 @@ async fn a_stream_that_does_not_fold_is_reported_and_its_wallet_left_unchanged()
         "{stdout}"
     );
     assert_eq!(row(&app.pool, wallet).await, before);
+    let missing = Uuid::now_v7().to_string();
+    let output = cli(&app.settings, &["rebuild", "--wallet", &missing]);
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.starts_with(&format!(
+            "[error] wallet {missing}: unchanged, no such wallet\n"
+        )),
+        "{stdout}"
+    );
     let report = audit_report(&app.settings).await;
     assert!(
         report.of("wallet_matches_stream")[0]

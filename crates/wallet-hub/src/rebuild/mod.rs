@@ -57,7 +57,13 @@ pub async fn run(
 ) -> Result<RebuildReport, RebuildError> {
     let mut report = RebuildReport::default();
     if let Some(wallet) = options.wallet {
-        report.record(wallet, rebuild_wallet(pool, wallet).await?);
+        // A wallet named on the command line that does not exist is an operator's mistake
+        // worth an exit code; one listed by --all and gone since is not.
+        let outcome = match rebuild_wallet(pool, wallet).await? {
+            Outcome::Missing => Outcome::Failed("no such wallet".to_owned()),
+            outcome => outcome,
+        };
+        report.record(wallet, outcome);
         progress(report.wallets_checked);
         return Ok(report);
     }
