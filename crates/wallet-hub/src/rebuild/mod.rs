@@ -1,6 +1,6 @@
 //! `wallet-hub rebuild`: recomputes wallet rows and the activity read model from the
-//! wallets' streams (docs/event-sourcing.md: the stream is the truth, the row a snapshot of
-//! its fold), and rewrites what differs.
+//! wallets' streams (migrations/20261207100000_wallet_streams.sql: the stream is the truth,
+//! the row a snapshot of its fold), and rewrites what differs.
 //!
 //! Safe beside live traffic: each wallet is handled in its own transaction that first locks
 //! its row (so a concurrent write waits for the rebuild of that wallet, and the rebuild
