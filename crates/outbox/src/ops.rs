@@ -164,8 +164,73 @@ pub async fn replay_count<'e>(
 pub enum ReplayError {
     #[error("replay query failed")]
     Database(#[from] sqlx::Error),
-    #[error("outbox row {id} cannot be replayed: {reason}")]
-    Row { id: i64, reason: String },
+    #[error("{origin} cannot be replayed: {reason}")]
+    Row { origin: Origin, reason: String },
+}
+
+/// Where a replayed event was read: its outbox row, or its wallet's stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Outbox(i64),
+    Stream(Uuid),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Outbox(id) => write!(f, "outbox row {id}"),
+            Origin::Stream(event_id) => write!(f, "stream event {event_id}"),
+        }
+    }
+}
+
+/// One stored event to publish again: where it was read, the event (with its original id
+/// and sequence) and the trace context it was stored with.
+#[derive(Debug, Clone)]
+pub struct Republish<'a> {
+    pub origin: Origin,
+    pub event: event_bindings::OutgoingEvent<'a>,
+    pub trace: telemetry::TraceHeaders,
+}
+
+/// Publishes `events` again, in the order given, keyed by their aggregate ids, as the
+/// relay encodes them (`replay` of the outbox and of the streams share it), and waits for
+/// every delivery; how many were published.
+pub async fn publish(
+    producer: &EventProducer,
+    bindings: &EventBindings,
+    events: &[Republish<'_>],
+) -> Result<u64, ReplayError> {
+    let mut deliveries = Vec::with_capacity(events.len());
+    for republish in events {
+        let fail = |reason: String| ReplayError::Row {
+            origin: republish.origin,
+            reason,
+        };
+        let topic = bindings.destination(republish.event.event_type);
+        let event = bindings
+            .encode(&republish.event)
+            .map_err(|e| fail(e.to_string()))?;
+        let pending = producer
+            .send(
+                topic,
+                &republish.event.aggregate_id.to_string(),
+                event,
+                &republish.trace,
+            )
+            .map_err(|e| fail(e.to_string()))?;
+        deliveries.push((republish.origin, pending));
+    }
+    let (origins, pending): (Vec<Origin>, Vec<_>) = deliveries.into_iter().unzip();
+    let mut published = 0;
+    for (origin, report) in origins.into_iter().zip(join_all(pending).await) {
+        report.map_err(|e| ReplayError::Row {
+            origin,
+            reason: e.to_string(),
+        })?;
+        published += 1;
+    }
+    Ok(published)
 }
 
 /// Publishes the selected, already-sent events again, in id order and with their
@@ -197,29 +262,24 @@ pub async fn replay(
             return Ok(published);
         };
         after_id = last.id;
-        let mut deliveries = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let fail = |reason: String| ReplayError::Row { id: row.id, reason };
-            let (event_type, topic) = bindings
-                .resolve(&row.event_type)
-                .map_err(|e| fail(e.to_string()))?;
-            let event = bindings
-                .encode(&row.outgoing(event_type))
-                .map_err(|e| fail(e.to_string()))?;
-            let trace = row.trace();
-            let pending = producer
-                .send(topic, &row.aggregate_id.to_string(), event, &trace)
-                .map_err(|e| fail(e.to_string()))?;
-            deliveries.push((row.id, pending));
-        }
-        let (ids, pending): (Vec<i64>, Vec<_>) = deliveries.into_iter().unzip();
-        for (id, report) in ids.into_iter().zip(join_all(pending).await) {
-            report.map_err(|e| ReplayError::Row {
-                id,
-                reason: e.to_string(),
-            })?;
-            published += 1;
-        }
+        let events = rows
+            .iter()
+            .map(|row| {
+                let (event_type, _) =
+                    bindings
+                        .resolve(&row.event_type)
+                        .map_err(|e| ReplayError::Row {
+                            origin: Origin::Outbox(row.id),
+                            reason: e.to_string(),
+                        })?;
+                Ok(Republish {
+                    origin: Origin::Outbox(row.id),
+                    event: row.outgoing(event_type),
+                    trace: row.trace(),
+                })
+            })
+            .collect::<Result<Vec<_>, ReplayError>>()?;
+        published += publish(producer, bindings, &events).await?;
         progress(published);
     }
 }

@@ -108,12 +108,124 @@ pub async fn find(
     .bind(wallet_id.as_uuid())
     .fetch_optional(conn)
     .await?;
-    Ok(row.map(|row| Activity {
-        wallet_id: row.wallet_id.into(),
-        currency: row.currency,
-        total_in_minor: row.total_in_minor,
-        total_out_minor: row.total_out_minor,
-        events_applied: row.events_applied,
-        last_activity_at: row.last_activity_at,
-    }))
+    Ok(row.map(Activity::from))
+}
+
+impl From<ActivityRow> for Activity {
+    fn from(row: ActivityRow) -> Self {
+        Activity {
+            wallet_id: row.wallet_id.into(),
+            currency: row.currency,
+            total_in_minor: row.total_in_minor,
+            total_out_minor: row.total_out_minor,
+            events_applied: row.events_applied,
+            last_activity_at: row.last_activity_at,
+        }
+    }
+}
+
+/// The activity of one wallet, locked until the transaction ends: the activity consumer
+/// adds to it only once `wallet-hub rebuild` has written it back.
+pub async fn lock(
+    conn: &mut PgConnection,
+    wallet_id: WalletId,
+) -> Result<Option<Activity>, StoreError> {
+    let row: Option<ActivityRow> = sqlx::query_as(
+        "SELECT wallet_id, currency, total_in_minor, total_out_minor, events_applied, last_activity_at \
+         FROM wallet_activity WHERE wallet_id = $1 FOR UPDATE",
+    )
+    .bind(wallet_id.as_uuid())
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(Activity::from))
+}
+
+/// Writes one wallet's activity as given (not added to what is there).
+pub async fn replace(conn: &mut PgConnection, activity: &Activity) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO wallet_activity (wallet_id, currency, total_in_minor, total_out_minor, events_applied, last_activity_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (wallet_id) DO UPDATE SET currency = EXCLUDED.currency, \
+             total_in_minor = EXCLUDED.total_in_minor, total_out_minor = EXCLUDED.total_out_minor, \
+             events_applied = EXCLUDED.events_applied, last_activity_at = EXCLUDED.last_activity_at",
+    )
+    .bind(activity.wallet_id.as_uuid())
+    .bind(&activity.currency)
+    .bind(activity.total_in_minor)
+    .bind(activity.total_out_minor)
+    .bind(activity.events_applied)
+    .bind(activity.last_activity_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Writes one wallet's activity as given if it has no row; false if one exists (the
+/// activity consumer wrote it since it was looked for: there was no row to lock, and its
+/// row counts what it applied, so it is left as it is).
+pub async fn insert_absent(
+    conn: &mut PgConnection,
+    activity: &Activity,
+) -> Result<bool, StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO wallet_activity (wallet_id, currency, total_in_minor, total_out_minor, events_applied, last_activity_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (wallet_id) DO NOTHING",
+    )
+    .bind(activity.wallet_id.as_uuid())
+    .bind(&activity.currency)
+    .bind(activity.total_in_minor)
+    .bind(activity.total_out_minor)
+    .bind(activity.events_applied)
+    .bind(activity.last_activity_at)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
+/// Removes one wallet's activity row (none of its money events has been applied).
+pub async fn remove(conn: &mut PgConnection, wallet_id: WalletId) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM wallet_activity WHERE wallet_id = $1")
+        .bind(wallet_id.as_uuid())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The sequences of `wallet_id`'s stream whose money movement `consumer` has applied (its
+/// inbox holds the event that carries the movement to it, from `source`): the wallet's own
+/// event, or for a `FundsReceived` the `FundsTransferred` or `HoldCaptured` of the sending
+/// wallet that it completes (the activity consumer counts both sides from that one).
+///
+/// What the consumer has not applied yet is still on its way to it, and is left for it:
+/// counting it here too would add it twice. Migrated events count as applied: they
+/// restate history from before streams, which the consumer applied under the original
+/// events' ids.
+pub async fn applied_sequences(
+    conn: &mut PgConnection,
+    wallet_id: WalletId,
+    consumer: &str,
+    source: &str,
+) -> Result<Vec<i64>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT e.sequence FROM wallet_events e \
+         LEFT JOIN LATERAL ( \
+             SELECT s.event_id FROM wallet_events s \
+             WHERE e.event_type = 'FundsReceived' \
+               AND s.wallet_id = (e.payload->>'from_wallet_id')::uuid \
+               AND ((s.event_type = 'FundsTransferred' \
+                     AND s.payload->>'transfer_id' = e.payload->>'transaction_id') \
+                 OR (s.event_type = 'HoldCaptured' \
+                     AND s.payload->>'transaction_id' = e.payload->>'transaction_id')) \
+             LIMIT 1) carrier ON true \
+         LEFT JOIN inbox i ON i.consumer = $2 AND i.event_source = $3 \
+                          AND i.event_id = COALESCE(carrier.event_id, e.event_id)::text \
+         WHERE e.wallet_id = $1 AND (e.migrated OR i.event_id IS NOT NULL) \
+         ORDER BY e.sequence",
+    )
+    .bind(wallet_id.as_uuid())
+    .bind(consumer)
+    .bind(source)
+    .fetch_all(conn)
+    .await?)
 }

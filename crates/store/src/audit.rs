@@ -342,3 +342,31 @@ pub async fn duplicate_notifications(
 pub async fn database_now(conn: &mut PgConnection) -> Result<DateTime<Utc>, StoreError> {
     Ok(sqlx::query_scalar("SELECT now()").fetch_one(conn).await?)
 }
+
+/// A wallet whose version is not its stream's last sequence (a deferred trigger refuses
+/// it at commit; the audit asks again, from the other side of the fold).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct VersionMismatch {
+    pub wallet_id: Uuid,
+    pub version: i64,
+    /// `None` when the wallet has no stream at all.
+    pub last_sequence: Option<i64>,
+    pub total: i64,
+}
+
+pub async fn version_mismatches(
+    conn: &mut PgConnection,
+    limit: i64,
+) -> Result<Vec<VersionMismatch>, StoreError> {
+    Ok(sqlx::query_as(
+        "WITH last AS ( \
+             SELECT wallet_id, max(sequence) AS last_sequence FROM wallet_events GROUP BY wallet_id) \
+         SELECT w.id AS wallet_id, w.version, l.last_sequence, count(*) OVER () AS total \
+         FROM wallets w LEFT JOIN last l ON l.wallet_id = w.id \
+         WHERE w.version IS DISTINCT FROM l.last_sequence \
+         ORDER BY w.id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}

@@ -168,3 +168,19 @@ pub async fn wallet_ids_after<'e>(
             .await?;
     Ok(ids.into_iter().map(WalletId::from_uuid).collect())
 }
+
+/// The whole streams of `wallets`, by wallet and sequence (the audit folds a batch of
+/// wallets from one statement).
+pub async fn read_many(
+    conn: &mut PgConnection,
+    wallets: &[WalletId],
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let ids: Vec<Uuid> = wallets.iter().map(|id| id.as_uuid()).collect();
+    Ok(sqlx::query_as(
+        "SELECT wallet_id, sequence, event_id, event_type, payload, occurred_at, recorded_at, migrated \
+         FROM wallet_events WHERE wallet_id = ANY($1) ORDER BY wallet_id, sequence",
+    )
+    .bind(ids)
+    .fetch_all(conn)
+    .await?)
+}

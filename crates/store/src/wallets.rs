@@ -232,3 +232,56 @@ pub async fn update_many(conn: &mut PgConnection, wallets: &[Wallet]) -> Result<
     .await?;
     Ok(())
 }
+
+/// The stored wallets of `ids` that exist, in id order, without locking them; each as a
+/// wallet, or as why its row does not read as one (the audit reports that wallet and
+/// goes on).
+pub async fn find_many(
+    conn: &mut PgConnection,
+    ids: &[WalletId],
+) -> Result<Vec<(WalletId, Result<Wallet, StoreError>)>, StoreError> {
+    let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
+    let rows: Vec<WalletRow> =
+        sqlx::query_as(concat!(select_wallets!(), "WHERE id = ANY($1) ORDER BY id"))
+            .bind(ids)
+            .fetch_all(conn)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| (WalletId::from(row.id), Wallet::try_from(row)))
+        .collect())
+}
+
+/// Overwrites every stored field of a wallet's row with `wallet` (what `wallet-hub rebuild`
+/// writes when the row is not the fold of its stream): the caller holds the row's lock.
+/// The deferred triggers still judge the result at commit (version against the stream,
+/// balance and held amount against the ledger).
+pub async fn rewrite(conn: &mut PgConnection, wallet: &Wallet) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE wallets SET user_id = $2, name = $3, currency = $4, balance_minor = $5, \
+                held_minor = $6, status = $7, version = $8, created_at = $9, updated_at = now() \
+         WHERE id = $1",
+    )
+    .bind(wallet.id().as_uuid())
+    .bind(wallet.user_id().as_uuid())
+    .bind(wallet.name().as_str())
+    .bind(wallet.currency().code())
+    .bind(wallet.balance().minor_units())
+    .bind(wallet.held().minor_units())
+    .bind(wallet.status().as_str())
+    .bind(wallet.version())
+    .bind(wallet.created_at())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Locks one wallet's row until the transaction ends, without reading it (a row that no
+/// longer reads as a wallet can still be locked and rewritten); false if there is none.
+pub async fn lock(conn: &mut PgConnection, id: WalletId) -> Result<bool, StoreError> {
+    let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM wallets WHERE id = $1 FOR UPDATE")
+        .bind(id.as_uuid())
+        .fetch_optional(conn)
+        .await?;
+    Ok(found.is_some())
+}

@@ -5,8 +5,12 @@
 //! - [`config`]: typed, layered settings (defaults, file, env).
 //! - [`database`]: migrations and the connection pools, one per part.
 //! - [`ops`]: the `outbox` and `dlq` operator commands.
+//! - [`rebuild`]: `wallet-hub rebuild`, wallet rows and the activity read model
+//!   recomputed from the wallets' streams.
 //! - [`startup`]: [`Application`] builds everything from settings and a bound listener and
 //!   runs API, relay and consumers until a shutdown token is cancelled.
+//! - [`stream_replay`]: `outbox replay --from-stream`, events published again from the
+//!   wallets' streams.
 //! - [`topology`]: the Kafka side of a start: brokers checked, consumer groups, topics.
 //! - [`identity`]: the token verifier the API checks bearer tokens with, and the local
 //!   development issuer (`wallet-hub token`).
@@ -19,7 +23,9 @@ pub mod config;
 pub mod database;
 pub mod identity;
 pub mod ops;
+pub mod rebuild;
 pub mod startup;
+pub mod stream_replay;
 pub mod topology;
 pub mod welcome;
 

@@ -9,8 +9,10 @@
 //! - `token`: print an access token signed by the local development issuer;
 //! - `ready`: wait until the service answers readiness, then print its URLs (API, docs,
 //!   metrics) and how to get a token;
-//! - `audit`: check that balances, ledger, outbox, Kafka topics and consumers agree (exit 0),
-//!   or list what disagrees (exit 1); exit 2 when it cannot run.
+//! - `audit`: check that balances, ledger, streams, outbox, Kafka topics and consumers agree
+//!   (exit 0), or list what disagrees (exit 1); exit 2 when it cannot run;
+//! - `rebuild`: recompute wallet rows and the activity read model from the wallets' streams
+//!   and rewrite what differs (exit 0), 1 if some stream does not fold, 2 when it cannot run.
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -19,9 +21,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
+use domain::WalletId;
 use tokio_util::sync::CancellationToken;
 use wallet_hub::audit::AuditOptions;
 use wallet_hub::ops::{DlqCommand, OutboxCommand};
+use wallet_hub::rebuild::RebuildOptions;
 use wallet_hub::startup::Role;
 use wallet_hub::{Application, Settings};
 
@@ -90,6 +94,24 @@ enum Command {
         #[arg(long)]
         no_kafka: bool,
     },
+    /// Recompute wallet rows and the activity read model from the wallets' streams, one
+    /// wallet per transaction, and rewrite what differs: exit 0 when done (fixes listed),
+    /// 1 if some wallet could not be rebuilt, 2 when it cannot run.
+    Rebuild(RebuildArgs),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).multiple(false)))]
+struct RebuildArgs {
+    /// One wallet.
+    #[arg(long, group = "which")]
+    wallet: Option<WalletId>,
+    /// Every wallet, in batches by wallet id.
+    #[arg(long, group = "which")]
+    all: bool,
+    /// Wallets listed per batch with --all.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    batch: i64,
 }
 
 #[tokio::main]
@@ -97,8 +119,9 @@ async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
-        // `audit` keeps exit code 1 for findings: it cannot run without its settings.
-        Err(error) if matches!(cli.command, Command::Audit { .. }) => {
+        // `audit` and `rebuild` keep exit code 1 for findings: they cannot run without
+        // their settings.
+        Err(error) if matches!(cli.command, Command::Audit { .. } | Command::Rebuild(_)) => {
             eprintln!("Error: {:?}", anyhow::Error::new(error));
             return Ok(ExitCode::from(2));
         }
@@ -137,13 +160,24 @@ async fn main() -> anyhow::Result<ExitCode> {
         };
         return Ok(audit(&settings, &options).await);
     }
+    // The report goes to stdout and progress to stderr: no telemetry.
+    if let Command::Rebuild(args) = &cli.command {
+        let options = RebuildOptions {
+            wallet: args.wallet,
+            batch: args.batch,
+        };
+        return Ok(rebuild(&settings, &options).await);
+    }
     telemetry::init("wallet-hub", &settings.log, &settings.telemetry)?;
     let result = match cli.command {
         Command::Serve { role } => serve(settings, &role).await,
         Command::Migrate => migrate(settings).await,
         Command::Outbox(command) => wallet_hub::ops::run(settings, command).await,
         Command::Dlq(command) => wallet_hub::ops::run_dlq(settings, command).await,
-        Command::Token { .. } | Command::Audit { .. } | Command::Ready { .. } => Ok(()),
+        Command::Token { .. }
+        | Command::Audit { .. }
+        | Command::Ready { .. }
+        | Command::Rebuild(_) => Ok(()),
     };
     telemetry::shutdown();
     result.map(|()| ExitCode::SUCCESS)
@@ -162,6 +196,35 @@ async fn audit(settings: &Settings, options: &AuditOptions) -> ExitCode {
         }
         Err(error) => {
             eprintln!("Error: {:?}", anyhow::Error::new(error));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Exit 0 when every wallet was rebuilt (fixes or not), 1 if some could not be, 2 when the
+/// rebuild cannot run; fixes and failures on stdout, progress on stderr.
+async fn rebuild(settings: &Settings, options: &RebuildOptions) -> ExitCode {
+    let result = async {
+        let pool = wallet_hub::database::connect_database(&settings.database).await?;
+        let report = wallet_hub::rebuild::run(&pool, options, |checked| {
+            eprintln!("rebuild: {checked} wallets checked");
+        })
+        .await;
+        pool.close().await;
+        Ok::<_, anyhow::Error>(report?)
+    }
+    .await;
+    match result {
+        Ok(report) => {
+            println!("{report}");
+            if report.is_complete() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(error) => {
+            eprintln!("Error: {error:?}");
             ExitCode::from(2)
         }
     }
@@ -222,7 +285,7 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 mod tests {
     use std::collections::BTreeSet;
 
-    use clap::CommandFactory as _;
+    use clap::{CommandFactory as _, Parser as _};
 
     use super::Cli;
 
@@ -242,6 +305,18 @@ mod tests {
             .map(|(name, _)| name.to_owned())
             .collect();
         assert_eq!(listed, defined());
+    }
+
+    #[test]
+    fn rebuild_takes_exactly_one_of_wallet_and_all_and_a_batch_size_with_either() {
+        let parse =
+            |args: &[&str]| Cli::try_parse_from([&["wallet-hub", "rebuild"], args].concat());
+        let wallet = "0190a8e4-8f4e-7b7a-9c6b-4c1e2f3a4b5c";
+        assert!(parse(&["--all", "--batch", "5"]).is_ok());
+        assert!(parse(&["--wallet", wallet]).is_ok());
+        assert!(parse(&["--wallet", wallet, "--all"]).is_err());
+        assert!(parse(&["--batch", "5"]).is_err());
+        assert!(parse(&["--all", "--batch", "0"]).is_err());
     }
 
     #[test]

@@ -14,6 +14,8 @@ use uuid::Uuid;
 
 use crate::Settings;
 use crate::database::connect_database;
+use crate::stream_replay::{self, StreamSelection};
+use domain::WalletId;
 
 #[derive(Debug, Subcommand)]
 pub enum OutboxCommand {
@@ -59,11 +61,20 @@ pub struct ReplayArgs {
     #[arg(long)]
     until: Option<DateTime<Utc>>,
     /// Events of one aggregate (wallet) id.
-    #[arg(long)]
+    #[arg(long, visible_alias = "wallet")]
     aggregate_id: Option<Uuid>,
     /// Events of one type, e.g. FundsAdded.
     #[arg(long)]
     event_type: Option<String>,
+    /// Read the events from the wallets' streams instead of the outbox (beyond its
+    /// retention): original ids and sequences, keyed by wallet, no trace context. Needs
+    /// --wallet/--aggregate-id, --since or --until.
+    #[arg(long, conflicts_with_all = ["from_id", "to_id", "event_type"])]
+    from_stream: bool,
+    /// With --from-stream: also the events the migration derived from history before
+    /// streams, which consumers never received under these ids.
+    #[arg(long, requires = "from_stream")]
+    include_migrated: bool,
 }
 
 pub async fn run(settings: Settings, command: OutboxCommand) -> anyhow::Result<()> {
@@ -121,6 +132,9 @@ pub async fn run(settings: Settings, command: OutboxCommand) -> anyhow::Result<(
                 .context("redrive failed")?;
             println!("released {released} parked row(s)");
         }
+        OutboxCommand::Replay(args) if args.from_stream => {
+            replay_from_stream(&settings, &pool, &args).await?;
+        }
         OutboxCommand::Replay(args) => {
             let selection = ReplaySelection {
                 from_id: args.from_id,
@@ -135,12 +149,7 @@ pub async fn run(settings: Settings, command: OutboxCommand) -> anyhow::Result<(
                 "name what to replay (--from-id/--to-id, --since/--until, --aggregate-id, --event-type)"
             );
             let total = ops::replay_count(&pool, &selection).await?;
-            let bindings = EventBindings::new(&settings.bindings)?;
-            let bindings = if settings.events.schema_base_url.is_empty() {
-                bindings.with_schema_base(&format!("http://{}", settings.api.listen))
-            } else {
-                bindings.with_schema_base(&settings.events.schema_base_url)
-            };
+            let bindings = replay_bindings(&settings)?;
             let producer = EventProducer::new(&settings.kafka)?;
             let bar = std::io::stdout().is_terminal().then(|| {
                 let bar = ProgressBar::new(u64::try_from(total).unwrap_or(0));
@@ -170,6 +179,65 @@ pub async fn run(settings: Settings, command: OutboxCommand) -> anyhow::Result<(
         }
     }
     pool.close().await;
+    Ok(())
+}
+
+/// The bindings events are encoded with, their `dataschema` on the configured schema base
+/// (or the API's own address).
+fn replay_bindings(settings: &Settings) -> anyhow::Result<EventBindings> {
+    let bindings = EventBindings::new(&settings.bindings)?;
+    Ok(if settings.events.schema_base_url.is_empty() {
+        bindings.with_schema_base(&format!("http://{}", settings.api.listen))
+    } else {
+        bindings.with_schema_base(&settings.events.schema_base_url)
+    })
+}
+
+/// `outbox replay --from-stream`: the chosen events of the wallets' streams, published
+/// again.
+async fn replay_from_stream(
+    settings: &Settings,
+    pool: &sqlx::PgPool,
+    args: &ReplayArgs,
+) -> anyhow::Result<()> {
+    let selection = StreamSelection {
+        wallet: args.aggregate_id.map(WalletId::from_uuid),
+        since: args.since,
+        until: args.until,
+        include_migrated: args.include_migrated,
+    };
+    anyhow::ensure!(
+        selection.is_bounded(),
+        "name what to replay from the streams (--wallet, --since/--until)"
+    );
+    let bindings = replay_bindings(settings)?;
+    let producer = EventProducer::new(&settings.kafka)?;
+    let bar = std::io::stdout().is_terminal().then(|| {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {pos} events {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar
+    });
+    let published =
+        stream_replay::replay(
+            pool,
+            &producer,
+            &bindings,
+            &selection,
+            500,
+            |done| match &bar {
+                Some(bar) => bar.set_position(done),
+                None => println!("replayed {done}"),
+            },
+        )
+        .await
+        .context("replay from the streams failed")?;
+    if let Some(bar) = bar {
+        bar.finish();
+    }
+    println!("replayed {published} event(s)");
     Ok(())
 }
 

@@ -27,6 +27,7 @@ mod pagination;
 mod pipeline;
 mod preconditions;
 mod problem_pages;
+mod rebuild;
 mod relay;
 mod roles;
 mod service;

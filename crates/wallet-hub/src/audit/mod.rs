@@ -16,6 +16,9 @@
 //!   balance;
 //! - `capture_within_hold`: a captured hold has exactly one capture transaction, of the
 //!   captured amount, at most the hold's;
+//! - `wallet_matches_stream`: a wallet's row (owner, name, currency, balance, held, status,
+//!   version, creation time) is the fold of its stream, which folds;
+//! - `version_is_last_sequence`: a wallet's version is its stream's last sequence;
 //! - `transaction_has_one_event`: a ledger transaction (within the outbox's retention) has
 //!   exactly one money event of its kind in the outbox;
 //! - `event_has_transaction`: a money event names a ledger transaction of its kind;
@@ -30,11 +33,14 @@
 //!   the activity consumer for its events;
 //! - `notification_sent_once`: at most one notification of each kind per wallet.
 //!
-//! Every check is one set-based query (in `store::audit` and `outbox::audit`); the topics
-//! are read once and compared inside PostgreSQL.
+//! Every check is one set-based query (in `store::audit` and `outbox::audit`), except
+//! `wallet_matches_stream`, which reads rows and streams in batches of wallets and folds
+//! them here (the fold is the domain's, not SQL's); the topics are read once and compared
+//! inside PostgreSQL.
 
 mod progress;
 mod report;
+mod streams;
 
 use std::time::Duration;
 
@@ -55,13 +61,15 @@ use report::count;
 pub use report::{AuditOptions, AuditReport, Counts, Finding};
 
 /// Every check's name, in the order they run.
-pub const CHECKS: [&str; 15] = [
+pub const CHECKS: [&str; 17] = [
     BALANCE,
     RUNNING_BALANCE,
     BALANCED,
     HELD,
     AVAILABLE,
     CAPTURE,
+    STREAM,
+    VERSION,
     ONE_EVENT,
     HAS_TRANSACTION,
     PARKED,
@@ -78,6 +86,8 @@ const BALANCED: &str = "transaction_balanced";
 const HELD: &str = "held_matches_holds";
 const AVAILABLE: &str = "available_not_negative";
 const CAPTURE: &str = "capture_within_hold";
+const STREAM: &str = "wallet_matches_stream";
+const VERSION: &str = "version_is_last_sequence";
 const ONE_EVENT: &str = "transaction_has_one_event";
 const HAS_TRANSACTION: &str = "event_has_transaction";
 const PARKED: &str = "parked";
@@ -219,6 +229,9 @@ async fn audit(
     );
 
     check_holds(conn, &mut report).await?;
+
+    progress.step("wallets against their streams");
+    check_streams(conn, &mut report).await?;
 
     progress.step("outbox against the ledger");
     let rows = outbox_audit::transactions_without_one_event(conn, outbox_from, LIST_LIMIT)
@@ -453,6 +466,43 @@ async fn check_topics(
             r.previous_offset
         )
     });
+    Ok(())
+}
+
+/// The streams' checks: each row is its stream's fold, each version its last sequence.
+async fn check_streams(
+    conn: &mut PgConnection,
+    report: &mut AuditReport,
+) -> Result<(), AuditError> {
+    let store_err = |check| move |e| AuditError::Store(check, e);
+    let limit = usize::try_from(LIST_LIMIT).unwrap_or(usize::MAX);
+    let (rows, total) = streams::stream_mismatches(conn, limit)
+        .await
+        .map_err(store_err(STREAM))?;
+    report.add(
+        STREAM,
+        &rows,
+        |_| total,
+        |r| format!("wallet {}: {}", r.wallet_id, r.detail),
+    );
+    let rows = store_audit::version_mismatches(conn, LIST_LIMIT)
+        .await
+        .map_err(store_err(VERSION))?;
+    report.add(
+        VERSION,
+        &rows,
+        |r| r.total,
+        |r| match r.last_sequence {
+            Some(last) => format!(
+                "wallet {}: version {}, its stream ends at sequence {last}",
+                r.wallet_id, r.version
+            ),
+            None => format!(
+                "wallet {}: version {}, it has no stream",
+                r.wallet_id, r.version
+            ),
+        },
+    );
     Ok(())
 }
 
