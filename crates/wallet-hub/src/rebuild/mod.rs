@@ -1,5 +1,5 @@
 //! `wallet-hub rebuild`: recomputes wallet rows and the activity read model from the
-//! wallets' streams (migrations/20261207100000_wallet_streams.sql: the stream is the truth,
+//! wallets' streams (docs/event-sourcing.md: the stream is the truth,
 //! the row a snapshot of its fold), and rewrites what differs.
 //!
 //! Safe beside live traffic: each wallet is handled in its own transaction that first locks
