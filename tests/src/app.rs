@@ -511,6 +511,34 @@ impl TestApp {
         (user, a.to_string(), b.to_string())
     }
 
+    /// On `from`, by its owner: a hold of 1.00 for `to`, captured for 0.40 (the rest
+    /// released); the hold's id.
+    pub async fn captured_hold_into(&self, from: &str, to: &str) -> domain::HoldId {
+        let from: domain::WalletId = from.parse().expect("wallet id");
+        let owner = self.as_owner(from).await;
+        let hold = owner
+            .place_hold(
+                from,
+                &wallet_hub_client::PlaceHold {
+                    to_wallet_id: Some(to.parse().expect("wallet id")),
+                    ..wallet_hub_client::PlaceHold::new("1.00", 3600)
+                },
+                None,
+            )
+            .await
+            .expect("placed")
+            .body
+            .id;
+        let capture = wallet_hub_client::Capture {
+            amount: Some("0.40".to_owned()),
+        };
+        owner
+            .capture_hold(hold, &capture, None)
+            .await
+            .expect("captured");
+        hold
+    }
+
     /// Stops the service the way SIGTERM does and waits for it to finish.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.shutdown.cancel();

@@ -6,7 +6,7 @@
 use domain::{DomainEvent, EventType};
 use kafka::{EventHandler, HandlerError, Outcome, ReceivedEvent};
 use sqlx::PgPool;
-use store::activity::{self, Direction, Movement};
+use store::activity::{self, Movement};
 
 use crate::errors::classify;
 
@@ -36,39 +36,24 @@ fn movements(received: &ReceivedEvent) -> Result<Vec<Movement>, HandlerError> {
         amount,
         at,
     };
-    match &event {
-        DomainEvent::FundsAdded(e) => Ok(vec![movement(e.wallet_id, Direction::In, e.amount)]),
-        DomainEvent::FundsWithdrawn(e) => Ok(vec![movement(e.wallet_id, Direction::Out, e.amount)]),
-        DomainEvent::FundsTransferred(e) => Ok(vec![
-            movement(e.from_wallet_id, Direction::Out, e.amount),
-            movement(e.to_wallet_id, Direction::In, e.amount),
-        ]),
-        DomainEvent::HoldCaptured(e) => {
-            Ok(
-                std::iter::once(movement(e.wallet_id, Direction::Out, e.amount))
-                    .chain(
-                        e.to_wallet_id
-                            .map(|to| movement(to, Direction::In, e.amount)),
-                    )
-                    .collect(),
-            )
-        }
-        // Not subscribed: the transfer or capture it completes names both wallets.
-        DomainEvent::FundsReceived(_) => Err(HandlerError::Permanent(
+    // Not subscribed: the transfer or capture it completes names both wallets, and is
+    // counted for both from there.
+    if let DomainEvent::FundsReceived(_) = &event {
+        return Err(HandlerError::Permanent(
             "FundsReceived is counted from the FundsTransferred or HoldCaptured it completes"
                 .into(),
-        )),
-        other @ (DomainEvent::WalletCreated(_)
-        | DomainEvent::UserCreated(_)
-        | DomainEvent::WalletStatusChanged(_)
-        | DomainEvent::HoldPlaced(_)
-        | DomainEvent::HoldVoided(_)
-        | DomainEvent::HoldExpired(_)
-        | DomainEvent::VolumeComputed(_)
-        | DomainEvent::WalletVelocityExceeded(_)) => Err(HandlerError::Permanent(
-            format!("{} is not a money movement", other.event_type()).into(),
-        )),
+        ));
     }
+    let moves = domain::money_moved(&event);
+    if moves.is_empty() {
+        return Err(HandlerError::Permanent(
+            format!("{} is not a money movement", event.event_type()).into(),
+        ));
+    }
+    Ok(moves
+        .into_iter()
+        .map(|(wallet_id, flow, amount)| movement(wallet_id, flow.into(), amount))
+        .collect())
 }
 
 impl EventHandler for WalletActivityProjection {

@@ -50,7 +50,7 @@ pub use events::{
 pub use hold::{Expiry, Hold, HoldStatus, UnknownHoldStatus};
 pub use ids::{EventId, HoldId, TransactionId, UserId, WalletId};
 pub use money::{Currency, DecimalAmount, Money, MoneyError};
-pub use stream::{Appended, FoldError, fold};
+pub use stream::{Appended, Flow, FoldError, fold, money_moved};
 pub use transfer::{check_source, transfer};
 pub use user::{Email, User, UserError, UserName};
 pub use wallet::{Wallet, WalletError, WalletName};

@@ -10,6 +10,7 @@
 
 use crate::events::{DomainEvent, EventType};
 use crate::ids::{EventId, WalletId};
+use crate::money::Money;
 use crate::wallet::Wallet;
 
 /// One event of a wallet's stream.
@@ -105,6 +106,42 @@ pub fn fold<'a>(stream: impl IntoIterator<Item = &'a Appended>) -> Result<Wallet
         wallet.apply(&appended.event)?;
     }
     Ok(wallet)
+}
+
+/// Which way money moved for a wallet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    In,
+    Out,
+}
+
+/// The money an event moves in or out of each wallet's balance, per wallet it names: what
+/// the activity read model adds up, whether from Kafka (its consumer reads the events that
+/// name both sides of a move) or from a wallet's own stream (`wallet-hub rebuild` keeps
+/// the moves of that wallet). A transfer moves money out of its source and into its
+/// destination; `FundsReceived` is that same destination side, as the destination's
+/// stream records it. Holds placed, voided or expired move no balance.
+pub fn money_moved(event: &DomainEvent) -> Vec<(WalletId, Flow, Money)> {
+    match event {
+        DomainEvent::FundsAdded(e) => vec![(e.wallet_id, Flow::In, e.amount)],
+        DomainEvent::FundsReceived(e) => vec![(e.wallet_id, Flow::In, e.amount)],
+        DomainEvent::FundsWithdrawn(e) => vec![(e.wallet_id, Flow::Out, e.amount)],
+        DomainEvent::FundsTransferred(e) => vec![
+            (e.from_wallet_id, Flow::Out, e.amount),
+            (e.to_wallet_id, Flow::In, e.amount),
+        ],
+        DomainEvent::HoldCaptured(e) => std::iter::once((e.wallet_id, Flow::Out, e.amount))
+            .chain(e.to_wallet_id.map(|to| (to, Flow::In, e.amount)))
+            .collect(),
+        DomainEvent::WalletCreated(_)
+        | DomainEvent::UserCreated(_)
+        | DomainEvent::WalletStatusChanged(_)
+        | DomainEvent::HoldPlaced(_)
+        | DomainEvent::HoldVoided(_)
+        | DomainEvent::HoldExpired(_)
+        | DomainEvent::VolumeComputed(_)
+        | DomainEvent::WalletVelocityExceeded(_) => Vec::new(),
+    }
 }
 
 /// Whether events of this type belong to a wallet's stream.

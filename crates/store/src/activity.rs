@@ -29,6 +29,15 @@ pub enum Direction {
     Out,
 }
 
+impl From<domain::Flow> for Direction {
+    fn from(flow: domain::Flow) -> Self {
+        match flow {
+            domain::Flow::In => Direction::In,
+            domain::Flow::Out => Direction::Out,
+        }
+    }
+}
+
 /// One event's change to one wallet.
 #[derive(Debug, Clone, Copy)]
 pub struct Movement {
@@ -140,21 +149,32 @@ pub async fn lock(
     Ok(row.map(Activity::from))
 }
 
+/// `query` with the six columns of `activity` bound as $1 to $6, in the table's order.
+fn bind_activity<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    activity: &'q Activity,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(activity.wallet_id.as_uuid())
+        .bind(&activity.currency)
+        .bind(activity.total_in_minor)
+        .bind(activity.total_out_minor)
+        .bind(activity.events_applied)
+        .bind(activity.last_activity_at)
+}
+
 /// Writes one wallet's activity as given (not added to what is there).
 pub async fn replace(conn: &mut PgConnection, activity: &Activity) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO wallet_activity (wallet_id, currency, total_in_minor, total_out_minor, events_applied, last_activity_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (wallet_id) DO UPDATE SET currency = EXCLUDED.currency, \
-             total_in_minor = EXCLUDED.total_in_minor, total_out_minor = EXCLUDED.total_out_minor, \
-             events_applied = EXCLUDED.events_applied, last_activity_at = EXCLUDED.last_activity_at",
+    bind_activity(
+        sqlx::query(
+            "INSERT INTO wallet_activity (wallet_id, currency, total_in_minor, total_out_minor, events_applied, last_activity_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (wallet_id) DO UPDATE SET currency = EXCLUDED.currency, \
+                 total_in_minor = EXCLUDED.total_in_minor, total_out_minor = EXCLUDED.total_out_minor, \
+                 events_applied = EXCLUDED.events_applied, last_activity_at = EXCLUDED.last_activity_at",
+        ),
+        activity,
     )
-    .bind(activity.wallet_id.as_uuid())
-    .bind(&activity.currency)
-    .bind(activity.total_in_minor)
-    .bind(activity.total_out_minor)
-    .bind(activity.events_applied)
-    .bind(activity.last_activity_at)
     .execute(conn)
     .await?;
     Ok(())
@@ -167,16 +187,13 @@ pub async fn insert_absent(
     conn: &mut PgConnection,
     activity: &Activity,
 ) -> Result<bool, StoreError> {
-    let inserted = sqlx::query(
-        "INSERT INTO wallet_activity (wallet_id, currency, total_in_minor, total_out_minor, events_applied, last_activity_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (wallet_id) DO NOTHING",
+    let inserted = bind_activity(
+        sqlx::query(
+            "INSERT INTO wallet_activity (wallet_id, currency, total_in_minor, total_out_minor, events_applied, last_activity_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (wallet_id) DO NOTHING",
+        ),
+        activity,
     )
-    .bind(activity.wallet_id.as_uuid())
-    .bind(&activity.currency)
-    .bind(activity.total_in_minor)
-    .bind(activity.total_out_minor)
-    .bind(activity.events_applied)
-    .bind(activity.last_activity_at)
     .execute(conn)
     .await?
     .rows_affected();

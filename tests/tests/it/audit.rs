@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 use wallet_hub::Settings;
 use wallet_hub::audit::{self, AuditError, AuditOptions, AuditReport};
-use wallet_hub_client::{Capture, PlaceHold};
+use wallet_hub_client::PlaceHold;
 use wallet_hub_tests::binary::service_binary;
 use wallet_hub_tests::{TestApp, eventually, spawn_app};
 
@@ -64,28 +64,9 @@ async fn settled_traffic(app: &TestApp) -> (Vec<String>, [Uuid; 2]) {
 /// On `wallet`: a hold of 1.00 captured (0.40 of it) into `to`, and one of 0.50 left
 /// pending. Their ids.
 async fn hold_traffic(app: &TestApp, wallet: &str, to: &str) -> [Uuid; 2] {
+    let captured = app.captured_hold_into(wallet, to).await;
     let owner = app.as_owner(wallet.parse().expect("wallet id")).await;
     let wallet = wallet.parse().expect("wallet id");
-    let captured = owner
-        .place_hold(
-            wallet,
-            &PlaceHold {
-                to_wallet_id: Some(to.parse().expect("wallet id")),
-                ..PlaceHold::new("1.00", 3600)
-            },
-            None,
-        )
-        .await
-        .expect("placed")
-        .body
-        .id;
-    let capture = Capture {
-        amount: Some("0.40".to_owned()),
-    };
-    owner
-        .capture_hold(captured, &capture, None)
-        .await
-        .expect("captured");
     let pending = owner
         .place_hold(wallet, &PlaceHold::new("0.50", 3600), None)
         .await

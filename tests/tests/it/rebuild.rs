@@ -14,7 +14,7 @@ use wallet_hub::Settings;
 use wallet_hub::audit::{self, AuditOptions};
 use wallet_hub::rebuild::{self, Outcome, RebuildOptions, RebuildReport};
 use wallet_hub::stream_replay::{self, StreamSelection};
-use wallet_hub_client::{Amount, Capture, PlaceHold};
+use wallet_hub_client::Amount;
 use wallet_hub_tests::binary::service_binary;
 use wallet_hub_tests::{
     TestApp, Topics, create_topics, eventually, header, read_records, spawn_app,
@@ -94,32 +94,6 @@ async fn row(pool: &PgPool, wallet: Uuid) -> (String, String, i64, i64, i64) {
     .expect("wallet row")
 }
 
-/// A hold of 1.00 on `from` for `to`, captured (0.40 of it).
-async fn capture_into(app: &TestApp, from: &str, to: &str) {
-    let from: WalletId = from.parse().expect("wallet id");
-    let owner = app.as_owner(from).await;
-    let hold = owner
-        .place_hold(
-            from,
-            &PlaceHold {
-                to_wallet_id: Some(to.parse().expect("wallet id")),
-                ..PlaceHold::new("1.00", 3600)
-            },
-            None,
-        )
-        .await
-        .expect("placed")
-        .body
-        .id;
-    let capture = Capture {
-        amount: Some("0.40".to_owned()),
-    };
-    owner
-        .capture_hold(hold, &capture, None)
-        .await
-        .expect("captured");
-}
-
 #[tokio::test]
 async fn rebuild_of_a_healthy_database_checks_every_wallet_and_changes_nothing() {
     let app = spawn_app().await;
@@ -128,7 +102,7 @@ async fn rebuild_of_a_healthy_database_checks_every_wallet_and_changes_nothing()
     assert_eq!(app.transfer(&c, &a, "0.50").await.status(), 201);
     // A capture into another wallet: the activity consumer counts both sides from the
     // HoldCaptured; the receiver's stream has a FundsReceived.
-    capture_into(&app, &b, &c).await;
+    app.captured_hold_into(&b, &c).await;
     settled(&app).await;
     let before: Vec<(Uuid, i64, i64)> =
         sqlx::query_as("SELECT id, balance_minor, version FROM wallets ORDER BY id")

@@ -76,27 +76,14 @@ pub fn differences(row: Option<&Wallet>, folded: &Wallet) -> BTreeSet<Field> {
     .collect()
 }
 
-/// The money a wallet's own event moves in or out of it, as the activity consumer counts
-/// it (crates/consumers/src/activity.rs): deposits and money received in; withdrawals,
-/// transfers sent and captures out. The consumer counts an incoming transfer or capture
-/// from the sender's event, which names both wallets; the receiver's stream has it as
-/// `FundsReceived`. Everything else moves no money.
-pub fn movement(event: &DomainEvent) -> Option<(Direction, Money)> {
-    match event {
-        DomainEvent::FundsAdded(e) => Some((Direction::In, e.amount)),
-        DomainEvent::FundsReceived(e) => Some((Direction::In, e.amount)),
-        DomainEvent::FundsWithdrawn(e) => Some((Direction::Out, e.amount)),
-        DomainEvent::FundsTransferred(e) => Some((Direction::Out, e.amount)),
-        DomainEvent::HoldCaptured(e) => Some((Direction::Out, e.amount)),
-        DomainEvent::WalletCreated(_)
-        | DomainEvent::UserCreated(_)
-        | DomainEvent::WalletStatusChanged(_)
-        | DomainEvent::HoldPlaced(_)
-        | DomainEvent::HoldVoided(_)
-        | DomainEvent::HoldExpired(_)
-        | DomainEvent::VolumeComputed(_)
-        | DomainEvent::WalletVelocityExceeded(_) => None,
-    }
+/// The money a wallet's own event moves in or out of it: the activity consumer's rule
+/// ([`domain::money_moved`]), kept to the moves of this wallet (a transfer it sent names
+/// the destination too, whose stream has the receiving side as `FundsReceived`).
+pub fn movement(wallet: &Wallet, event: &DomainEvent) -> Option<(Direction, Money)> {
+    domain::money_moved(event)
+        .into_iter()
+        .find(|(id, ..)| *id == wallet.id())
+        .map(|(_, flow, amount)| (flow.into(), amount))
 }
 
 /// Why the activity of a stream cannot be added up.
@@ -117,7 +104,7 @@ pub fn activity(
     let mut totals = (0_i64, 0_i64, 0_i64);
     let mut last: Option<DateTime<Utc>> = None;
     for appended in stream.iter().filter(|a| applied.contains(&a.sequence)) {
-        let Some((direction, amount)) = movement(&appended.event) else {
+        let Some((direction, amount)) = movement(wallet, &appended.event) else {
             continue;
         };
         let minor = amount.minor_units();
