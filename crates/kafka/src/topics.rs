@@ -188,10 +188,27 @@ async fn compare(
             .map(|topic| ResourceSpecifier::Topic(topic))
             .collect();
         let options = AdminOptions::new().request_timeout(Some(TIMEOUT));
-        let described = admin
-            .describe_configs(&resources, &options)
-            .await
-            .map_err(ProvisionError::Describe)?;
+        // A topic's configuration lists every entry, defaults included, once the broker
+        // knows the topic; one created a moment ago can come back without them: ask again
+        // (briefly) rather than report its settings as unset.
+        let mut described = Vec::new();
+        for attempt in 0..METADATA_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(METADATA_RETRY_PAUSE).await;
+            }
+            described = admin
+                .describe_configs(&resources, &options)
+                .await
+                .map_err(ProvisionError::Describe)?;
+            let settled = described.iter().all(|result| {
+                result.as_ref().is_ok_and(|resource| {
+                    spec.configs.keys().all(|name| resource.get(name).is_some())
+                })
+            });
+            if settled {
+                break;
+            }
+        }
         for (topic, result) in existing.iter().zip(described) {
             let resource = result.map_err(|code| ProvisionError::DescribeTopic {
                 topic: topic.clone(),
