@@ -214,7 +214,8 @@ mod tests {
     }
 
     /// The topic `wallet_created_out` resolves to after loading, and how many entries
-    /// `[bindings]` has (a second spelling of a name would be one more).
+    /// `[bindings]` has: default.toml names every event type's (a second spelling of a name
+    /// would be one more).
     fn wallet_created_topic(file: Option<&Path>) -> (String, usize) {
         let settings = Settings::load(file).expect("valid settings");
         let bindings =
@@ -249,7 +250,7 @@ mod tests {
             jail.create_file(OVERLAY, OVERLAY_TEXT).expect("overlay");
             assert_eq!(
                 wallet_created_topic(Some(Path::new(OVERLAY))),
-                ("from-file".to_owned(), 8)
+                ("from-file".to_owned(), domain::EventType::ALL.len())
             );
         });
     }
@@ -258,7 +259,10 @@ mod tests {
     fn an_environment_variable_overrides_the_topic_of_a_binding_that_default_toml_names() {
         jailed(|jail| {
             jail.set_env("WALLET_HUB__BINDINGS__WALLET_CREATED_OUT", "from-env");
-            assert_eq!(wallet_created_topic(None), ("from-env".to_owned(), 8));
+            assert_eq!(
+                wallet_created_topic(None),
+                ("from-env".to_owned(), domain::EventType::ALL.len())
+            );
         });
     }
 
@@ -269,7 +273,7 @@ mod tests {
             jail.set_env("WALLET_HUB__BINDINGS__WALLET_CREATED_OUT", "from-env");
             assert_eq!(
                 wallet_created_topic(Some(Path::new(OVERLAY))),
-                ("from-env".to_owned(), 8)
+                ("from-env".to_owned(), domain::EventType::ALL.len())
             );
         });
     }
