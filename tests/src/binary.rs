@@ -18,7 +18,8 @@ pub fn service_binary() -> PathBuf {
 }
 
 /// The binary `bin` of the workspace package `package`, built now so that the test runs
-/// the current code.
+/// the current code. `scripts/test` runs this same build before the tests, so here it
+/// finds nothing to do and a cold target costs no test its time limit.
 pub fn workspace_binary(package: &str, bin: &str) -> PathBuf {
     let status = Command::new(env!("CARGO"))
         .args(["build", "--quiet", "--package", package, "--bin", bin])
