@@ -37,17 +37,30 @@
 //! `wallet_matches_stream`, which reads rows and streams in batches of wallets and folds
 //! them here (the fold is the domain's, not SQL's); the topics are read once and compared
 //! inside PostgreSQL.
+//!
+//! **Layout**, one source of truth a module; [`run`] here takes them in turn:
+//! - `ledger`: balances, running balances, balanced transactions;
+//! - `holds`: held amounts, what is available, captures;
+//! - `streams`: each wallet's row against the fold of its stream;
+//! - `events`: the outbox's money events against the ledger, parked rows;
+//! - `topics`: the published events against the Kafka topics;
+//! - `effects`: the consumers' effects against the ledger and the inbox;
+//! - `report`: the options, findings and counts; `progress`: the progress bar.
 
+mod effects;
+mod events;
+mod holds;
+mod ledger;
 mod progress;
 mod report;
 mod streams;
+mod topics;
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use consumers::WalletActivityProjection;
 use event_bindings::{BindingError, EventBindings};
-use kafka::scan::{ScanError, TopicScan};
+use kafka::scan::ScanError;
 use outbox::audit as outbox_audit;
 use secrecy::ExposeSecret as _;
 use sqlx::postgres::PgConnectOptions;
@@ -184,110 +197,14 @@ async fn audit(
     let outbox_from = before(retention).max(options.since.unwrap_or(floor));
 
     progress.step("ledger and balances");
-    let store_err = |check| move |e| AuditError::Store(check, e);
-    let db_err = |check| move |e| AuditError::Database(check, e);
-    let rows = store_audit::balance_mismatches(conn, LIST_LIMIT)
-        .await
-        .map_err(store_err(BALANCE))?;
-    report.add(BALANCE, &rows, |r| r.total, |r| {
-        format!(
-            "wallet {}: balance {} minor units, its ledger entries sum to {}, latest running balance {}",
-            r.wallet_id, r.balance_minor, r.ledger_sum_minor, r.latest_balance_after_minor
-        )
-    });
-    let rows = store_audit::running_balance_breaks(conn, LIST_LIMIT)
-        .await
-        .map_err(store_err(RUNNING_BALANCE))?;
-    report.add(
-        RUNNING_BALANCE,
-        &rows,
-        |r| r.total,
-        |r| {
-            format!(
-                "ledger entry {} of wallet {}: {} after {} + {} minor units",
-                r.entry_id,
-                r.wallet_id,
-                r.balance_after_minor,
-                r.previous_balance_after_minor,
-                r.amount_minor
-            )
-        },
-    );
-    let rows = store_audit::unbalanced_transactions(conn, options.since, LIST_LIMIT)
-        .await
-        .map_err(store_err(BALANCED))?;
-    report.add(
-        BALANCED,
-        &rows,
-        |r| r.total,
-        |r| {
-            format!(
-                "ledger transaction {} ({}): {} entries summing to {} minor units",
-                r.transaction_id, r.kind, r.entries, r.sum_minor
-            )
-        },
-    );
-
-    check_holds(conn, &mut report).await?;
-
+    ledger::check(conn, options.since, &mut report).await?;
+    holds::check(conn, &mut report).await?;
     progress.step("wallets against their streams");
-    check_streams(conn, &mut report).await?;
-
+    streams::check(conn, &mut report).await?;
     progress.step("outbox against the ledger");
-    let rows = outbox_audit::transactions_without_one_event(conn, outbox_from, LIST_LIMIT)
-        .await
-        .map_err(db_err(ONE_EVENT))?;
-    report.add(
-        ONE_EVENT,
-        &rows,
-        |r| r.total,
-        |r| {
-            format!(
-                "ledger transaction {} ({}) has {} money events in the outbox, not 1",
-                r.transaction_id, r.kind, r.events
-            )
-        },
-    );
-    let rows = outbox_audit::events_without_transaction(conn, outbox_from, LIST_LIMIT)
-        .await
-        .map_err(db_err(HAS_TRANSACTION))?;
-    report.add(HAS_TRANSACTION, &rows, |r| r.total, |r| {
-        format!(
-            "outbox event {} ({} {}) names ledger transaction {}, which does not exist (with this kind)",
-            r.outbox_id,
-            r.event_type,
-            r.event_id,
-            r.names.as_deref().unwrap_or("(none)")
-        )
-    });
-    let status = outbox::ops::status(&mut *conn)
-        .await
-        .map_err(db_err(PARKED))?;
-    report.checked.queued = count(status.pending);
-    report.checked.parked = count(status.parked);
-    let parked = outbox::ops::parked(&mut *conn, LIST_LIMIT)
-        .await
-        .map_err(db_err(PARKED))?;
-    report.add(
-        PARKED,
-        &parked,
-        |_| status.parked,
-        |r| {
-            format!(
-                "outbox event {} ({} {}, key {}) parked at {} after {} attempts: {}",
-                r.id,
-                r.event_type,
-                r.event_id,
-                r.aggregate_id,
-                r.parked_at.to_rfc3339(),
-                r.attempts,
-                r.last_error.as_deref().unwrap_or("-")
-            )
-        },
-    );
-
+    events::check(conn, outbox_from, &mut report).await?;
     if options.kafka {
-        check_topics(
+        topics::check(
             conn,
             settings,
             bindings,
@@ -298,59 +215,19 @@ async fn audit(
         )
         .await?;
     }
-
     progress.step("consumers' effects");
-    let rows = store_audit::activity_mismatches(conn, settled_before, LIST_LIMIT)
-        .await
-        .map_err(store_err(ACTIVITY))?;
-    report.add(ACTIVITY, &rows, |r| r.total, |r| match (r.activity_in_minor, r.activity_out_minor, r.events_applied) {
-        (Some(total_in), Some(total_out), Some(applied)) => format!(
-            "wallet {}: activity in {total_in} / out {total_out} minor units over {applied} events, ledger in {} / out {} over {} movements",
-            r.wallet_id, r.ledger_in_minor, r.ledger_out_minor, r.ledger_movements
-        ),
-        _ => format!(
-            "wallet {}: no activity row, ledger in {} / out {} over {} movements",
-            r.wallet_id, r.ledger_in_minor, r.ledger_out_minor, r.ledger_movements
-        ),
-    });
-    let rows = outbox_audit::inbox_mismatches(
-        conn,
-        WalletActivityProjection::NAME,
-        settled_before,
-        LIST_LIMIT,
-    )
-    .await
-    .map_err(db_err(APPLIED_ONCE))?;
-    report.add(
-        APPLIED_ONCE,
-        &rows,
-        |r| r.total,
-        |r| {
-            format!(
-                "wallet {}: {} events applied to its activity, {} inbox rows of {} for its events",
-                r.wallet_id,
-                r.events_applied,
-                r.inbox_rows,
-                WalletActivityProjection::NAME
-            )
-        },
-    );
-    let rows = store_audit::duplicate_notifications(conn, LIST_LIMIT)
-        .await
-        .map_err(store_err(NOTIFIED_ONCE))?;
-    report.add(
-        NOTIFIED_ONCE,
-        &rows,
-        |r| r.total,
-        |r| {
-            format!(
-                "wallet {} has {} `{}` notifications",
-                r.wallet_id, r.notifications, r.kind
-            )
-        },
-    );
+    effects::check(conn, settled_before, &mut report).await?;
+    count_checked(conn, options.since, &mut report).await?;
+    Ok(report)
+}
 
-    let counts = store_audit::counts(conn, options.since)
+/// How much the audit looked at.
+async fn count_checked(
+    conn: &mut PgConnection,
+    since: Option<DateTime<Utc>>,
+    report: &mut AuditReport,
+) -> Result<(), AuditError> {
+    let counts = store_audit::counts(conn, since)
         .await
         .map_err(store_err("counts"))?;
     report.checked.wallets = count(counts.wallets);
@@ -359,189 +236,21 @@ async fn audit(
     report.checked.activity_wallets = count(counts.activity_wallets);
     report.checked.notifications = count(counts.notifications);
     report.checked.outbox_events = count(
-        outbox_audit::count_events(conn, options.since)
+        outbox_audit::count_events(conn, since)
             .await
             .map_err(db_err("counts"))?,
     );
-    Ok(report)
-}
-
-/// Every settled, published event is on its topic, keyed by its aggregate, in per-key order.
-async fn check_topics(
-    conn: &mut PgConnection,
-    settings: &Settings,
-    bindings: &EventBindings,
-    options: &AuditOptions,
-    settled_before: DateTime<Utc>,
-    progress: &Progress,
-    report: &mut AuditReport,
-) -> Result<(), AuditError> {
-    let db_err = |check| move |e| AuditError::Database(check, e);
-    progress.step("published events");
-    // Before the end offsets are taken: see `snapshot_published`.
-    let published = outbox_audit::snapshot_published(conn, bindings, settled_before, options.since)
-        .await
-        .map_err(db_err(ON_TOPIC))?;
-    report.checked.published_events = count(published);
-    // The analytics job's topics hold no outbox event.
-    let topics = bindings.outbox_topics();
-    let mut scan = TopicScan::start(
-        &settings.kafka,
-        &topics,
-        options.since.map(|since| {
-            since
-                .checked_sub_signed(KAFKA_SINCE_MARGIN)
-                .unwrap_or(since)
-        }),
-    )
-    .await?;
-    progress.records(scan.total);
-    let mut read = 0_u64;
-    while let Some(batch) = scan.next_batch().await {
-        let batch = batch?;
-        outbox_audit::store_records(conn, &batch)
-            .await
-            .map_err(db_err(ON_TOPIC))?;
-        read += u64::try_from(batch.len()).unwrap_or(u64::MAX);
-        progress.read(read);
-    }
-    progress.step("topics against the outbox");
-    outbox_audit::analyze_snapshot(conn)
-        .await
-        .map_err(db_err(ON_TOPIC))?;
-    let counts = outbox_audit::record_counts(conn)
-        .await
-        .map_err(db_err(ON_TOPIC))?;
-    report.checked.kafka_records = count(counts.records);
-    report.checked.kafka_duplicates = count(counts.duplicates);
-    let rows = outbox_audit::missing_from_topics(conn, LIST_LIMIT)
-        .await
-        .map_err(db_err(ON_TOPIC))?;
-    report.add(
-        ON_TOPIC,
-        &rows,
-        |r| r.total,
-        |r| {
-            format!(
-                "outbox event {} ({} {}, key {}) is not on topic {}",
-                r.outbox_id, r.event_type, r.event_id, r.aggregate_id, r.topic
-            )
-        },
-    );
-    let rows = outbox_audit::wrongly_keyed(conn, LIST_LIMIT)
-        .await
-        .map_err(db_err(KEYED))?;
-    report.add(
-        KEYED,
-        &rows,
-        |r| r.total,
-        |r| {
-            format!(
-                "outbox event {} ({} {}) is at {}/{}@{} keyed {}, not by its aggregate {}",
-                r.outbox_id,
-                r.event_type,
-                r.event_id,
-                r.topic,
-                r.partition.unwrap_or(-1),
-                r.offset.unwrap_or(-1),
-                r.key.as_deref().unwrap_or("(no key)"),
-                r.aggregate_id
-            )
-        },
-    );
-    let rows = outbox_audit::order_breaks(conn, LIST_LIMIT)
-        .await
-        .map_err(db_err(ORDER))?;
-    report.add(ORDER, &rows, |r| r.total, |r| {
-        format!(
-            "key {} on {}: outbox event {} ({}) first appears at {}@{}, but the earlier event {} at {}@{}",
-            r.aggregate_id,
-            r.topic,
-            r.outbox_id,
-            r.event_type,
-            r.partition,
-            r.offset,
-            r.previous_outbox_id,
-            r.previous_partition,
-            r.previous_offset
-        )
-    });
     Ok(())
 }
 
-/// The streams' checks: each row is its stream's fold, each version its last sequence.
-async fn check_streams(
-    conn: &mut PgConnection,
-    report: &mut AuditReport,
-) -> Result<(), AuditError> {
-    let store_err = |check| move |e| AuditError::Store(check, e);
-    let limit = usize::try_from(LIST_LIMIT).unwrap_or(usize::MAX);
-    let (rows, total) = streams::stream_mismatches(conn, limit)
-        .await
-        .map_err(store_err(STREAM))?;
-    report.add(
-        STREAM,
-        &rows,
-        |_| total,
-        |r| format!("wallet {}: {}", r.wallet_id, r.detail),
-    );
-    let rows = store_audit::version_mismatches(conn, LIST_LIMIT)
-        .await
-        .map_err(store_err(VERSION))?;
-    report.add(
-        VERSION,
-        &rows,
-        |r| r.total,
-        |r| match r.last_sequence {
-            Some(last) => format!(
-                "wallet {}: version {}, its stream ends at sequence {last}",
-                r.wallet_id, r.version
-            ),
-            None => format!(
-                "wallet {}: version {}, it has no stream",
-                r.wallet_id, r.version
-            ),
-        },
-    );
-    Ok(())
+/// Maps a failed store query to the check it served.
+fn store_err(check: &'static str) -> impl Fn(StoreError) -> AuditError {
+    move |e| AuditError::Store(check, e)
 }
 
-/// The holds' checks: held amounts, what is available, captures.
-async fn check_holds(conn: &mut PgConnection, report: &mut AuditReport) -> Result<(), AuditError> {
-    let store_err = |check| move |e| AuditError::Store(check, e);
-    let rows = store_audit::held_mismatches(conn, LIST_LIMIT)
-        .await
-        .map_err(store_err(HELD))?;
-    report.add(HELD, &rows, |r| r.total, |r| {
-        format!(
-            "wallet {}: held {} minor units, its pending holds sum to {}, its held account's latest running balance {}",
-            r.wallet_id, r.held_minor, r.pending_minor, r.ledger_held_minor
-        )
-    });
-    let rows = store_audit::overdrawn_wallets(conn, LIST_LIMIT)
-        .await
-        .map_err(store_err(AVAILABLE))?;
-    report.add(
-        AVAILABLE,
-        &rows,
-        |r| r.total,
-        |r| {
-            format!(
-                "wallet {}: pending holds reserve {} minor units of a balance of {}",
-                r.wallet_id, r.reserved_minor, r.balance_minor
-            )
-        },
-    );
-    let rows = store_audit::capture_breaks(conn, LIST_LIMIT)
-        .await
-        .map_err(store_err(CAPTURE))?;
-    report.add(CAPTURE, &rows, |r| r.total, |r| {
-        format!(
-            "hold {} ({}, {} minor units): captured {:?}, {} capture transactions of {:?} in the ledger",
-            r.hold_id, r.status, r.amount_minor, r.captured_minor, r.captures, r.ledger_captured_minor
-        )
-    });
-    Ok(())
+/// Maps a failed query to the check it served.
+fn db_err(check: &'static str) -> impl Fn(sqlx::Error) -> AuditError {
+    move |e| AuditError::Database(check, e)
 }
 
 #[cfg(test)]

@@ -6,25 +6,64 @@ use std::collections::BTreeMap;
 
 use domain::{Appended, Wallet, WalletId};
 use sqlx::PgConnection;
+use store::audit as store_audit;
 use store::streams::{self, StoredEvent};
 use store::{StoreError, wallets};
 use uuid::Uuid;
 
 use crate::rebuild::{error_chain, plan};
 
+use super::{AuditError, AuditReport, LIST_LIMIT, STREAM, VERSION, store_err};
+
+/// The streams' checks: each row is its stream's fold, each version its last sequence.
+pub(super) async fn check(
+    conn: &mut PgConnection,
+    report: &mut AuditReport,
+) -> Result<(), AuditError> {
+    let limit = usize::try_from(LIST_LIMIT).unwrap_or(usize::MAX);
+    let (rows, total) = stream_mismatches(conn, limit)
+        .await
+        .map_err(store_err(STREAM))?;
+    report.add(
+        STREAM,
+        &rows,
+        |_| total,
+        |r| format!("wallet {}: {}", r.wallet_id, r.detail),
+    );
+    let rows = store_audit::version_mismatches(conn, LIST_LIMIT)
+        .await
+        .map_err(store_err(VERSION))?;
+    report.add(
+        VERSION,
+        &rows,
+        |r| r.total,
+        |r| match r.last_sequence {
+            Some(last) => format!(
+                "wallet {}: version {}, its stream ends at sequence {last}",
+                r.wallet_id, r.version
+            ),
+            None => format!(
+                "wallet {}: version {}, it has no stream",
+                r.wallet_id, r.version
+            ),
+        },
+    );
+    Ok(())
+}
+
 /// Wallets read and folded per batch.
 const BATCH: i64 = 500;
 
 /// One wallet whose row is not the fold of its stream, or whose stream does not fold.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct StreamMismatch {
+struct StreamMismatch {
     pub wallet_id: WalletId,
     pub detail: String,
 }
 
 /// Up to `limit` wallets whose row is not the fold of their stream, and how many there
 /// are in all.
-pub(super) async fn stream_mismatches(
+async fn stream_mismatches(
     conn: &mut PgConnection,
     limit: usize,
 ) -> Result<(Vec<StreamMismatch>, i64), StoreError> {
