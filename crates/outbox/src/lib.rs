@@ -8,7 +8,8 @@
 //! - [`ops`]: operator actions: status, parked rows, redrive, replay.
 //! - [`relay`]: [`Relay`] publishes pending rows to Kafka as CloudEvents, in id order, and
 //!   marks a row sent only after its delivery report succeeded (one module per job inside).
-//! - [`wake`]: [`CommitWaker`] wakes relays after writers' commits (LISTEN/NOTIFY).
+//! - [`wake`]: [`CommitWaker`] wakes relays after writers' commits: this process's
+//!   leading relay directly, any other through LISTEN/NOTIFY.
 
 pub mod audit;
 pub mod ops;
@@ -19,4 +20,4 @@ pub mod wake;
 
 pub use publisher::{OUTBOX_CHANNEL, OutboxError, Outgoing, publish, publish_many};
 pub use relay::{Relay, RelayConfig, RelayError, RelayState, RelayStatus};
-pub use wake::CommitWaker;
+pub use wake::{CommitWaker, LocalWake};

@@ -185,15 +185,32 @@ impl Application {
         } = self;
         let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
         let metrics = telemetry::metrics::install();
+        // Made before the API, whose writers wake it directly while it leads.
+        let relay = pools
+            .relay
+            .clone()
+            .map(|pool| {
+                Relay::new(
+                    pool,
+                    settings.kafka.clone(),
+                    bindings.clone(),
+                    settings.relay.clone(),
+                )
+            })
+            .transpose()
+            .context("cannot create Kafka producer")?;
 
         if let (Some(listener), Some(verifier), Some(pool)) =
             (api_listener, verifier, pools.api.clone())
         {
-            let waker = if settings.relay.notify {
+            let mut waker = if settings.relay.notify {
                 CommitWaker::spawn(pool.connect_options().as_ref().clone(), shutdown.clone())
             } else {
                 CommitWaker::disabled()
             };
+            if let Some(relay) = &relay {
+                waker = waker.with_local(relay.local_wake());
+            }
             let writer = api::pipeline::Writer::new(
                 pool.clone(),
                 waker.clone(),
@@ -252,14 +269,7 @@ impl Application {
         }
 
         let mut relay_status = None;
-        if let Some(pool) = pools.relay.clone() {
-            let relay = Relay::new(
-                pool,
-                settings.kafka.clone(),
-                bindings.clone(),
-                settings.relay.clone(),
-            )
-            .context("cannot create Kafka producer")?;
+        if let Some(relay) = relay {
             relay_status = Some(relay.status());
             let relay_shutdown = shutdown.clone();
             tasks.spawn(async move {

@@ -9,6 +9,8 @@
 //! [`store::prepare_relay_session`]) end the session, and with it the lock, within that
 //! bound.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::{Connection, PgConnection, PgPool};
@@ -16,17 +18,31 @@ use sqlx::{Connection, PgConnection, PgPool};
 use super::RelayError;
 use crate::store;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Leadership {
     /// The relay's own connection, while no drain has it out.
     session: Option<PgConnection>,
-    /// This relay holds the relay lock on `session`.
-    leading: bool,
+    /// This relay holds the relay lock on `session`; shared with this process's writers
+    /// ([`crate::LocalWake`]), which wake a leading relay directly.
+    leading: Arc<AtomicBool>,
 }
 
 impl Leadership {
+    /// Leadership that keeps `leading` up to date.
+    pub(super) fn new(leading: Arc<AtomicBool>) -> Self {
+        leading.store(false, Ordering::Release);
+        Self {
+            session: None,
+            leading,
+        }
+    }
+
     pub(super) fn is_leading(&self) -> bool {
-        self.leading
+        self.leading.load(Ordering::Acquire)
+    }
+
+    fn set_leading(&self, leading: bool) {
+        self.leading.store(leading, Ordering::Release);
     }
 
     /// The session connection, taken out while this relay leads (give it back with
@@ -42,14 +58,14 @@ impl Leadership {
             None => {
                 let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
                 store::prepare_relay_session(&mut conn, leader_timeout).await?;
-                self.leading = false;
+                self.set_leading(false);
                 conn
             }
         };
-        if !self.leading {
+        if !self.is_leading() {
             if store::try_lock_relay(&mut conn).await? {
                 tracing::info!("this relay now publishes the outbox");
-                self.leading = true;
+                self.set_leading(true);
             } else {
                 self.session = Some(conn);
                 return Ok(None);
@@ -64,12 +80,13 @@ impl Leadership {
         if healthy {
             self.session = Some(conn);
         } else {
-            self.leading = false;
+            self.set_leading(false);
         }
     }
 
     /// Ends the session, which frees the lock for a standby at once.
     pub(super) async fn close(self) {
+        self.set_leading(false);
         if let Some(conn) = self.session {
             let _ = conn.close().await;
         }

@@ -1,8 +1,9 @@
 //! The relay: publishes pending outbox rows to Kafka.
 //!
 //! It wakes on a tokio interval (`relay.poll_interval_ms`, 5 s by default) and, when
-//! `relay.notify` is on, as soon as a transaction that wrote outbox rows commits
-//! (LISTEN/NOTIFY); once awake it publishes until the queue is empty.
+//! `relay.notify` is on, as soon as a transaction that wrote outbox rows commits: through
+//! LISTEN/NOTIFY, or directly when the writer runs in this process and this relay leads
+//! ([`crate::CommitWaker`]); once awake it publishes until the queue is empty.
 //!
 //! **One publisher at a time.** Per-wallet order across several relay processes comes
 //! from leadership, not from row locks: the relay that holds a PostgreSQL session advisory
@@ -102,6 +103,7 @@ use sqlx::PgPool;
 use telemetry::metrics::{KAFKA_PRODUCER_QUEUE_DEPTH, KAFKA_PRODUCER_RECREATED_TOTAL};
 use tokio_util::sync::CancellationToken;
 
+use crate::LocalWake;
 pub use circuit::{RelayState, RelayStatus};
 use leadership::Leadership;
 pub(crate) use listen::retry_pause;
@@ -161,6 +163,9 @@ pub struct Relay {
     /// Asks the brokers for metadata while the circuit is open.
     probe: KafkaProbe,
     status: Arc<RelayStatus>,
+    /// How this process's writers wake the relay while it leads (its flag is kept by
+    /// `leadership`).
+    local: LocalWake,
 }
 
 impl Relay {
@@ -170,6 +175,7 @@ impl Relay {
         bindings: EventBindings,
         config: RelayConfig,
     ) -> Result<Self, ProduceError> {
+        let local = LocalWake::default();
         Ok(Self {
             pool,
             producer: EventProducer::new(&kafka)?,
@@ -179,8 +185,14 @@ impl Relay {
             bindings,
             config,
             dequeued: Arc::new(AtomicU64::new(0)),
-            leadership: Leadership::default(),
+            leadership: Leadership::new(Arc::clone(&local.leading)),
+            local,
         })
+    }
+
+    /// The relay as this process's writers wake it ([`crate::CommitWaker::with_local`]).
+    pub fn local_wake(&self) -> LocalWake {
+        self.local.clone()
     }
 
     /// The relay's state, for readiness.
@@ -222,6 +234,7 @@ impl Relay {
                     () = shutdown.cancelled() => break,
                     _ = interval.tick() => true,
                     () = listen::woken(wake.as_deref()) => false,
+                    () = self.local.wake.notified() => false,
                 };
             // A standby relay only competes for the lock on ticks: commits wake every relay.
             if !self.leadership.is_leading() && !ticked {
