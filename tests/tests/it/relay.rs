@@ -34,11 +34,20 @@ fn relay(app: &TestApp, brokers: &str) -> Relay {
 
 /// A relay of `app`'s outbox to `brokers` that polls every `poll_interval_ms`.
 fn relay_polling(app: &TestApp, brokers: &str, poll_interval_ms: u64) -> Relay {
+    relay_with(app, brokers, relay_config(poll_interval_ms))
+}
+
+fn relay_with(app: &TestApp, brokers: &str, config: RelayConfig) -> Relay {
     let mut kafka = app.settings.kafka.clone();
     kafka.brokers = brokers.to_owned();
     kafka.message_timeout_ms = 2_000;
     let bindings = EventBindings::new(&app.settings.bindings).expect("valid bindings");
-    let config = RelayConfig {
+    Relay::new(app.pool.clone(), kafka, bindings, config).expect("producer")
+}
+
+/// The tests' relay settings: no `NOTIFY`, batches of 100, retries at once.
+fn relay_config(poll_interval_ms: u64) -> RelayConfig {
+    RelayConfig {
         enabled: true,
         poll_interval_ms,
         batch_size: 100,
@@ -51,8 +60,7 @@ fn relay_polling(app: &TestApp, brokers: &str, poll_interval_ms: u64) -> Relay {
         retention_batch: 2,
         vacuum_after_rows: 0,
         leader_timeout_ms: 10_000,
-    };
-    Relay::new(app.pool.clone(), kafka, bindings, config).expect("producer")
+    }
 }
 
 /// A relay running its real loop in the background, as the service runs it.
@@ -993,4 +1001,128 @@ async fn the_relay_session_tells_the_server_to_drop_it_when_its_client_goes_sile
     }
     // Probes after 5 s, then four a second apart: a silent client is dropped within ~10 s.
     assert_eq!(settings, ["off", "5", "1", "4", "10000"]);
+}
+
+/// A relay of `app`'s outbox that polls every ten minutes and listens for `NOTIFY`s: after
+/// its first round, at start, only a wake-up moves rows.
+fn relay_listening(app: &TestApp) -> Relay {
+    let config = RelayConfig {
+        notify: true,
+        ..relay_config(600_000)
+    };
+    relay_with(app, &app.settings.kafka.brokers, config)
+}
+
+/// Commits one outbox row (a wallet's creation), as a writer does, without waking anyone.
+async fn commit_a_row(app: &TestApp) {
+    let ctx = EventContext::new(Utc::now(), "wake");
+    let name = WalletName::parse("Wake").expect("valid");
+    let currency = "USD".parse().expect("ISO 4217");
+    let (_, event) = Wallet::create(WalletId::new(), UserId::new(), name, currency, &ctx);
+    let mut tx = app.pool.begin().await.expect("begin");
+    outbox::publish(
+        &mut tx,
+        &DomainEvent::from(event),
+        &TraceHeaders::default(),
+        None,
+    )
+    .await
+    .expect("insert");
+    tx.commit().await.expect("commit");
+}
+
+/// The next `NOTIFY` on the outbox channel within `wait`, if any.
+async fn next_notify(
+    listener: &mut sqlx::postgres::PgListener,
+    wait: std::time::Duration,
+) -> Option<sqlx::postgres::PgNotification> {
+    tokio::time::timeout(wait, listener.recv())
+        .await
+        .ok()
+        .map(|notification| notification.expect("notification"))
+}
+
+#[tokio::test]
+async fn a_leading_relay_is_woken_by_its_own_process_without_a_notify_and_a_standby_or_stopped_one_notifies()
+ {
+    let app = app_without_relay().await;
+    let mut listener = sqlx::postgres::PgListener::connect_with(&app.pool)
+        .await
+        .expect("listener");
+    listener
+        .listen(outbox::OUTBOX_CHANNEL)
+        .await
+        .expect("listen");
+    let shutdown = CancellationToken::new();
+    let connect = app.pool.connect_options().as_ref().clone();
+
+    // Relay A takes the lock at its start and publishes the row waiting there.
+    commit_a_row(&app).await;
+    let a = relay_listening(&app);
+    let wakes_a =
+        outbox::CommitWaker::spawn(connect.clone(), shutdown.clone()).with_local(a.local_wake());
+    let a = Running::start(a);
+    eventually("relay A to lead and publish the first row", || {
+        all_sent(&app)
+    })
+    .await;
+
+    // Leading: a commit in A's process wakes A directly. Its poll is ten minutes away and
+    // no NOTIFY goes out, so only the direct wake-up can have published the row.
+    commit_a_row(&app).await;
+    wakes_a.wake();
+    eventually("the leader, woken directly, to publish the row", || {
+        all_sent(&app)
+    })
+    .await;
+    assert!(
+        next_notify(&mut listener, std::time::Duration::from_secs(1))
+            .await
+            .is_none(),
+        "a commit beside the leading relay sent a NOTIFY"
+    );
+
+    // Standing by: relay B's process tells the leader elsewhere, through a NOTIFY, and A
+    // (listening) publishes the row.
+    let b = relay_listening(&app);
+    let wakes_b = outbox::CommitWaker::spawn(connect, shutdown.clone()).with_local(b.local_wake());
+    let b = Running::start(b);
+    eventually("relay B to find the lock taken and stand by", || async {
+        let standing_by: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity \
+             WHERE datname = current_database() AND state = 'idle' \
+               AND query LIKE 'SELECT pg_try_advisory_lock(%')",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .expect("activity");
+        standing_by.then_some(())
+    })
+    .await;
+    commit_a_row(&app).await;
+    wakes_b.wake();
+    let notified = next_notify(&mut listener, std::time::Duration::from_secs(10)).await;
+    assert_eq!(
+        notified
+            .as_ref()
+            .map(sqlx::postgres::PgNotification::channel),
+        Some(outbox::OUTBOX_CHANNEL),
+        "a commit beside a standby sends a NOTIFY"
+    );
+    eventually("the leader, notified, to publish the row", || {
+        all_sent(&app)
+    })
+    .await;
+
+    // Stopped: A no longer leads, so its process's commits notify again.
+    a.stop().await;
+    wakes_a.wake();
+    assert!(
+        next_notify(&mut listener, std::time::Duration::from_secs(10))
+            .await
+            .is_some(),
+        "a commit beside a stopped relay sends a NOTIFY"
+    );
+    b.stop().await;
+    shutdown.cancel();
 }
