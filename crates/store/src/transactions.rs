@@ -9,6 +9,13 @@ use crate::error::StoreError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransactionXid(String);
 
+impl TransactionXid {
+    /// `xid` as `pg_current_xact_id()::text` reads it.
+    pub(crate) fn new(xid: String) -> Self {
+        Self(xid)
+    }
+}
+
 impl std::fmt::Display for TransactionXid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
@@ -27,12 +34,13 @@ pub enum Status {
     Forgotten,
 }
 
-/// The id of the caller's transaction (assigning one if it has none yet).
+/// The id of the caller's transaction (assigning one if it has none yet). A transaction
+/// that locks wallets has it already ([`crate::wallets::Locked`]).
 pub async fn current(conn: &mut PgConnection) -> Result<TransactionXid, StoreError> {
     let xid: String = sqlx::query_scalar("SELECT pg_current_xact_id()::text")
         .fetch_one(conn)
         .await?;
-    Ok(TransactionXid(xid))
+    Ok(TransactionXid::new(xid))
 }
 
 /// The status of the transaction `xid`, asked on another session than its own.

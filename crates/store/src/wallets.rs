@@ -6,6 +6,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::error::StoreError;
+use crate::transactions::TransactionXid;
 
 /// Violated when a new wallet names a user that does not exist.
 const USER_EXISTS: &str = "wallets_user_exists";
@@ -168,6 +169,18 @@ struct LockedRow {
     wallet: WalletRow,
     issuer: Option<String>,
     subject: Option<String>,
+    xid: String,
+}
+
+/// Wallets locked for a write, and the id of the transaction holding their locks.
+#[derive(Debug)]
+pub struct Locked {
+    /// In id order, without their holds.
+    pub wallets: Vec<Held>,
+    /// The transaction's id, read with the locks (a row lock assigns one anyway), so the
+    /// COMMIT rule ([`crate::transactions`]) costs no round trip of its own; `None` when
+    /// none of the wallets exists.
+    pub xid: Option<TransactionXid>,
 }
 
 /// Locks all `ids` in one statement, in id order (so two batches cannot deadlock), until
@@ -179,18 +192,20 @@ struct LockedRow {
 pub async fn lock_with_owners(
     conn: &mut PgConnection,
     ids: &[WalletId],
-) -> Result<Vec<Held>, StoreError> {
+) -> Result<Locked, StoreError> {
     let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
     let rows: Vec<LockedRow> = sqlx::query_as(
         "SELECT w.id, w.user_id, w.name, w.currency, w.balance_minor, w.held_minor, w.status, \
-                w.version, w.created_at, u.issuer, u.subject \
+                w.version, w.created_at, u.issuer, u.subject, pg_current_xact_id()::text AS xid \
          FROM wallets w LEFT JOIN users u ON u.id = w.user_id \
          WHERE w.id = ANY($1) ORDER BY w.id FOR UPDATE OF w",
     )
     .bind(ids)
     .fetch_all(conn)
     .await?;
-    rows.into_iter()
+    let xid = rows.first().map(|row| TransactionXid::new(row.xid.clone()));
+    let wallets = rows
+        .into_iter()
         .map(|row| {
             let owner = row
                 .issuer
@@ -202,7 +217,8 @@ pub async fn lock_with_owners(
                 holds: Vec::new(),
             })
         })
-        .collect()
+        .collect::<Result<_, StoreError>>()?;
+    Ok(Locked { wallets, xid })
 }
 
 /// Writes balance, held amount, status and version of several wallets back, in one

@@ -2,7 +2,8 @@
 //! down, the session killed while it waited for a synchronous standby) says nothing about
 //! whether the transaction committed. Running it again could apply it twice; answering
 //! 503 could hide a change that happened. So the transaction's id is read before COMMIT
-//! ([`store::transactions::current`]) and, when COMMIT fails, a fresh session (not one of
+//! (with the wallet locks, [`store::wallets::Locked`], or else
+//! [`store::transactions::current`]) and, when COMMIT fails, a fresh session (not one of
 //! the pool's, which may be stuck on the same trouble) asks the server what became of it,
 //! until `api.commit_outcome_wait_ms` has passed:
 //! - committed: every request of the batch gets the answer decided for it;

@@ -14,15 +14,16 @@
 //!    follows its first use, a key answered before is a replay, a key held by a request
 //!    still running is 409 for that request alone;
 //! 2. every wallet touched is locked in one statement, in id order (so batches cannot
-//!    deadlock);
+//!    deadlock), which also reads the transaction's id;
 //! 3. [`domain::decide`] judges each command in arrival order, on the wallets as the
 //!    earlier accepted commands left them; a refused command gets its own answer and
 //!    writes nothing;
 //! 4. wallets, ledger postings, status changes, outbox rows (in arrival order, each with
 //!    its request's trace context) and idempotency answers are written with one set-based
 //!    statement each;
-//! 5. the transaction's id is read, then COMMIT ([`commit`]): an error from COMMIT itself
-//!    is an unknown outcome, resolved by asking a fresh session before anything runs again.
+//! 5. COMMIT ([`commit`]; the transaction's id is read first when no wallet was locked):
+//!    an error from COMMIT itself is an unknown outcome, resolved by asking a fresh
+//!    session before anything runs again.
 //!
 //! An error before COMMIT (contention, a lock or statement timeout, a lost connection)
 //! rolls the batch back and runs it again, with backoff; if it persists, each of its

@@ -10,6 +10,7 @@ use domain::{
 use outbox::Outgoing;
 use store::idempotency::{self, Claim, KeyClaim, StoredAnswer, Taken};
 use store::ledger::{self, Posting};
+use store::transactions::TransactionXid;
 use store::wallets::{self, StatusChange};
 use store::{holds, streams};
 
@@ -79,7 +80,7 @@ pub(super) async fn attempt(
     let ids: BTreeSet<WalletId> = commands.iter().flat_map(|c| c.wallets()).collect();
     let ids: Vec<WalletId> = ids.into_iter().collect();
     let named: Vec<HoldId> = commands.iter().filter_map(|c| c.hold()).collect();
-    let mut wallets = lock(&mut tx, &ids, &named).await?;
+    let (mut wallets, xid) = lock(&mut tx, &ids, &named).await?;
 
     // 3. The rules, in arrival order.
     let (changes, released) = decide_all(batch, &mut slots, &mut wallets)?;
@@ -90,8 +91,11 @@ pub(super) async fn attempt(
     idempotency::record_answers(&mut tx, &answers).await?;
     idempotency::release_many(&mut tx, &released).await?;
 
-    // 5. The id, the commit, the answers.
-    let xid = store::transactions::current(&mut tx).await?;
+    // 5. The id (read with the locks, when there were any), the commit, the answers.
+    let xid = match xid {
+        Some(xid) => xid,
+        None => store::transactions::current(&mut tx).await?,
+    };
     if !begin_commit(batch) {
         return Err(Failure::Abandoned);
     }
@@ -119,17 +123,18 @@ pub(super) async fn attempt(
 
 /// Step 2: locks the wallets `ids` (in id order, in one statement) and reads their holds:
 /// those recorded pending, and those `named` by the batch's commands (no statement when
-/// there are none).
+/// there are none). Also gives the transaction's id, when the lock read it.
 async fn lock(
     tx: &mut sqlx::PgConnection,
     ids: &[WalletId],
     named: &[HoldId],
-) -> Result<BTreeMap<WalletId, Held>, Failure> {
+) -> Result<(BTreeMap<WalletId, Held>, Option<TransactionXid>), Failure> {
     if ids.is_empty() {
-        return Ok(BTreeMap::new());
+        return Ok((BTreeMap::new(), None));
     }
-    let mut wallets: BTreeMap<WalletId, Held> = wallets::lock_with_owners(tx, ids)
-        .await?
+    let locked = wallets::lock_with_owners(tx, ids).await?;
+    let mut wallets: BTreeMap<WalletId, Held> = locked
+        .wallets
         .into_iter()
         .map(|held| (held.wallet.id(), held))
         .collect();
@@ -140,15 +145,14 @@ async fn lock(
         .filter(|held| held.wallet.held().is_positive())
         .map(|held| held.wallet.id())
         .collect();
-    if holding.is_empty() && named.is_empty() {
-        return Ok(wallets);
-    }
-    for hold in holds::for_decision(tx, &holding, named).await? {
-        if let Some(held) = wallets.get_mut(&hold.wallet_id) {
-            held.holds.push(hold);
+    if !(holding.is_empty() && named.is_empty()) {
+        for hold in holds::for_decision(tx, &holding, named).await? {
+            if let Some(held) = wallets.get_mut(&hold.wallet_id) {
+                held.holds.push(hold);
+            }
         }
     }
-    Ok(wallets)
+    Ok((wallets, locked.xid))
 }
 
 /// Step 1: claims the batch's idempotency keys (the first use of a key in the batch claims
