@@ -26,9 +26,11 @@ pub struct Posting<'a> {
     pub entries: &'a [Entry],
 }
 
-/// Writes several transactions and all their entries in two statements: entries in the
-/// order given (postings in order, each posting's entries in order), so the running-balance
-/// trigger sees each wallet's entries in the order its balance moved.
+/// Writes several transactions and all their entries in one statement (one round trip):
+/// entries in the order given (postings in order, each posting's entries in order), so the
+/// running-balance trigger sees each wallet's entries in the order its balance moved. The
+/// transactions go in through a data-modifying `WITH`; the entries' foreign key to them is
+/// checked at the end of the statement, when both are in.
 pub async fn post_many(
     conn: &mut PgConnection,
     postings: &[Posting<'_>],
@@ -51,34 +53,17 @@ pub async fn post_many(
         .iter()
         .map(|p| p.hold_id.map(HoldId::as_uuid))
         .collect();
-    sqlx::query(
-        "INSERT INTO ledger_transactions \
-         (id, kind, currency, amount_minor, correlation_id, created_at, actor_issuer, actor_subject, \
-          hold_id) \
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], \
-                              $6::timestamptz[], $7::text[], $8::text[], $9::uuid[])",
-    )
-    .bind(&ids)
-    .bind(kinds)
-    .bind(&currencies)
-    .bind(amounts)
-    .bind(correlations)
-    .bind(&times)
-    .bind(issuers)
-    .bind(subjects)
-    .bind(holds)
-    .execute(&mut *conn)
-    .await?;
     let entries = postings
         .iter()
         .zip(ids.iter().zip(currencies.iter().zip(&times)));
-    let mut transaction_ids = Vec::new();
-    let mut wallets: Vec<Option<Uuid>> = Vec::new();
-    let mut accounts = Vec::new();
-    let mut entry_currencies = Vec::new();
-    let mut entry_amounts = Vec::new();
-    let mut balances: Vec<Option<i64>> = Vec::new();
-    let mut created = Vec::new();
+    let count = postings.iter().map(|p| p.entries.len()).sum();
+    let mut transaction_ids = Vec::with_capacity(count);
+    let mut wallets: Vec<Option<Uuid>> = Vec::with_capacity(count);
+    let mut accounts = Vec::with_capacity(count);
+    let mut entry_currencies = Vec::with_capacity(count);
+    let mut entry_amounts = Vec::with_capacity(count);
+    let mut balances: Vec<Option<i64>> = Vec::with_capacity(count);
+    let mut created = Vec::with_capacity(count);
     for (posting, (id, (currency, at))) in entries {
         for entry in posting.entries {
             transaction_ids.push(*id);
@@ -91,17 +76,32 @@ pub async fn post_many(
         }
     }
     sqlx::query(
-        "INSERT INTO ledger_entries \
+        "WITH transactions AS ( \
+             INSERT INTO ledger_transactions \
+             (id, kind, currency, amount_minor, correlation_id, created_at, actor_issuer, \
+              actor_subject, hold_id) \
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], \
+                                  $6::timestamptz[], $7::text[], $8::text[], $9::uuid[])) \
+         INSERT INTO ledger_entries \
          (transaction_id, wallet_id, currency, amount_minor, balance_after_minor, created_at, \
           account) \
          SELECT e.transaction_id, e.wallet_id, e.currency, e.amount_minor, e.balance_after_minor, \
                 e.created_at, e.account \
-         FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::bigint[], \
-                     $6::timestamptz[], $7::text[]) WITH ORDINALITY \
+         FROM unnest($10::uuid[], $11::uuid[], $12::text[], $13::bigint[], $14::bigint[], \
+                     $15::timestamptz[], $16::text[]) WITH ORDINALITY \
               AS e(transaction_id, wallet_id, currency, amount_minor, balance_after_minor, \
                    created_at, account, n) \
          ORDER BY e.n",
     )
+    .bind(&ids)
+    .bind(kinds)
+    .bind(&currencies)
+    .bind(amounts)
+    .bind(correlations)
+    .bind(&times)
+    .bind(issuers)
+    .bind(subjects)
+    .bind(holds)
     .bind(transaction_ids)
     .bind(wallets)
     .bind(entry_currencies)
