@@ -57,6 +57,17 @@ pub(crate) fn runtime_options(config: &DatabaseConfig) -> anyhow::Result<PgConne
     ]))
 }
 
+/// A pooled connection idle at least this long is pinged before it is lent.
+///
+/// sqlx pings every connection as it comes back to the pool and closes it if that fails,
+/// so a connection idle for less was found alive moments ago. Pinging it again when it is
+/// lent (sqlx's default, `test_before_acquire`) cost every request, and every write batch,
+/// one more round trip to PostgreSQL (issue 29). What is lost is only a narrower window: a
+/// connection the server dropped within this second of its release fails its first
+/// statement instead of its ping, and that error is what a drop right after a ping gives
+/// anyway (the write pipeline runs the batch again; see `api::pipeline`).
+const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 /// Connects a pool of at most `max_connections` runtime connections (`what` names it in
 /// errors), failing fast if the database is unreachable.
 pub(crate) async fn connect_pool(
@@ -67,6 +78,15 @@ pub(crate) async fn connect_pool(
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IDLE_AFTER {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(runtime_options(config)?)
         .await
         .with_context(|| {
