@@ -942,13 +942,7 @@ async fn a_commit_through_the_api_wakes_the_relay_long_before_its_poll() {
 #[tokio::test]
 async fn the_commit_waker_notifies_the_relay_channel_and_folds_wake_ups() {
     let app = app_without_relay().await;
-    let mut listener = sqlx::postgres::PgListener::connect_with(&app.pool)
-        .await
-        .expect("listener");
-    listener
-        .listen(outbox::OUTBOX_CHANNEL)
-        .await
-        .expect("listen");
+    let mut listener = outbox_listener(&app).await;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let waker = outbox::CommitWaker::spawn(
         app.pool.connect_options().as_ref().clone(),
@@ -1031,6 +1025,18 @@ async fn commit_a_row(app: &TestApp) {
     tx.commit().await.expect("commit");
 }
 
+/// A session listening on the outbox channel, as relays do.
+async fn outbox_listener(app: &TestApp) -> sqlx::postgres::PgListener {
+    let mut listener = sqlx::postgres::PgListener::connect_with(&app.pool)
+        .await
+        .expect("listener");
+    listener
+        .listen(outbox::OUTBOX_CHANNEL)
+        .await
+        .expect("listen");
+    listener
+}
+
 /// The next `NOTIFY` on the outbox channel within `wait`, if any.
 async fn next_notify(
     listener: &mut sqlx::postgres::PgListener,
@@ -1046,13 +1052,7 @@ async fn next_notify(
 async fn a_leading_relay_is_woken_by_its_own_process_without_a_notify_and_a_standby_or_stopped_one_notifies()
  {
     let app = app_without_relay().await;
-    let mut listener = sqlx::postgres::PgListener::connect_with(&app.pool)
-        .await
-        .expect("listener");
-    listener
-        .listen(outbox::OUTBOX_CHANNEL)
-        .await
-        .expect("listen");
+    let mut listener = outbox_listener(&app).await;
     let shutdown = CancellationToken::new();
     let connect = app.pool.connect_options().as_ref().clone();
 
