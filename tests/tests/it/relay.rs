@@ -94,6 +94,20 @@ where
     running.stop().await;
 }
 
+/// `Some` once a relay's own session sits idle after a lock attempt: a leader's session
+/// has run its batches since, so this one stands by.
+async fn relay_standing_by(app: &TestApp) -> Option<()> {
+    let standing_by: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() \
+           AND state = 'idle' AND query LIKE 'SELECT pg_try_advisory_lock(%')",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("activity");
+    standing_by.then_some(())
+}
+
 /// `Some` once every outbox row has been published (has left the queue).
 async fn all_sent(app: &TestApp) -> Option<()> {
     rows(app).await.iter().all(|row| row.1).then_some(())
@@ -381,18 +395,7 @@ async fn a_second_relay_stands_by_while_the_first_holds_the_lock_and_takes_over_
     assert!(locked);
     let running = Running::start(relay_polling(&app, &app.settings.kafka.brokers, 50));
     // The relay's own session ran its lock attempt and is idle: it stands by.
-    eventually("the relay to try the lock", || async {
-        let standing_by: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid() \
-               AND state = 'idle' AND query LIKE 'SELECT pg_try_advisory_lock(%')",
-        )
-        .fetch_one(&app.pool)
-        .await
-        .expect("activity");
-        standing_by.then_some(())
-    })
-    .await;
+    eventually("the relay to try the lock", || relay_standing_by(&app)).await;
     assert_eq!(
         app.queued_rows().await,
         1,
@@ -1087,16 +1090,8 @@ async fn a_leading_relay_is_woken_by_its_own_process_without_a_notify_and_a_stan
     let b = relay_listening(&app);
     let wakes_b = outbox::CommitWaker::spawn(connect, shutdown.clone()).with_local(b.local_wake());
     let b = Running::start(b);
-    eventually("relay B to find the lock taken and stand by", || async {
-        let standing_by: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity \
-             WHERE datname = current_database() AND state = 'idle' \
-               AND query LIKE 'SELECT pg_try_advisory_lock(%')",
-        )
-        .fetch_one(&app.pool)
-        .await
-        .expect("activity");
-        standing_by.then_some(())
+    eventually("relay B to find the lock taken and stand by", || {
+        relay_standing_by(&app)
     })
     .await;
     commit_a_row(&app).await;

@@ -145,11 +145,12 @@ async fn lock(
         .filter(|held| held.wallet.held().is_positive())
         .map(|held| held.wallet.id())
         .collect();
-    if !(holding.is_empty() && named.is_empty()) {
-        for hold in holds::for_decision(tx, &holding, named).await? {
-            if let Some(held) = wallets.get_mut(&hold.wallet_id) {
-                held.holds.push(hold);
-            }
+    if holding.is_empty() && named.is_empty() {
+        return Ok((wallets, locked.xid));
+    }
+    for hold in holds::for_decision(tx, &holding, named).await? {
+        if let Some(held) = wallets.get_mut(&hold.wallet_id) {
+            held.holds.push(hold);
         }
     }
     Ok((wallets, locked.xid))
