@@ -203,7 +203,7 @@ fn message(bindings: &EventBindings, event_type: EventType, dead_letter: bool) -
             "type": "string",
             "format": "uri",
             "description": format!("URL of the data's JSON Schema: <schema base>/{}", schema_path(event_type)),
-            "examples": [bindings.dataschema(event_type)],
+            "examples": [bindings.dataschema(event_type).as_str()],
         },
         "content-type": {"type": "string", "const": "application/json"},
         "ce_traceparent": text("W3C trace context of the request that caused the event (CloudEvents extension)."),

@@ -106,7 +106,7 @@ pub struct EncodeError {
 
 /// Builds the CloudEvent for a stored event, whose schema is served at `dataschema`
 /// ([`crate::EventBindings::encode`] names it).
-pub fn encode(event: &OutgoingEvent<'_>, dataschema: &str) -> Result<Event, EncodeError> {
+pub fn encode(event: &OutgoingEvent<'_>, dataschema: url::Url) -> Result<Event, EncodeError> {
     let mut builder = EventBuilderV10::new()
         .id(event.event_id.to_string())
         .source(SOURCE)
@@ -378,7 +378,9 @@ pub(crate) mod tests {
                 tracestate: None,
                 sequence: None,
             },
-            "http://127.0.0.1:8080/schemas/io.wallethub.funds.transferred.v1.json",
+            crate::EventBindings::default()
+                .dataschema(EventType::FundsTransferred)
+                .clone(),
         )
         .expect("valid CloudEvent");
         assert_eq!(ce.ty(), "io.wallethub.funds.transferred.v1");
@@ -411,8 +413,9 @@ pub(crate) mod tests {
                 tracestate: None,
                 sequence: Some(42),
             };
-            let bindings =
-                crate::EventBindings::default().with_schema_base("https://wallets.example.com/");
+            let bindings = crate::EventBindings::default()
+                .with_schema_base("https://wallets.example.com/")
+                .expect("an absolute URL");
             let ce = bindings.encode(&outgoing).expect("valid CloudEvent");
             assert_eq!(
                 ce.dataschema().map(ToString::to_string),

@@ -186,11 +186,14 @@ pub async fn run(settings: Settings, command: OutboxCommand) -> anyhow::Result<(
 /// (or the API's own address).
 fn replay_bindings(settings: &Settings) -> anyhow::Result<EventBindings> {
     let bindings = EventBindings::new(&settings.bindings)?;
-    Ok(if settings.events.schema_base_url.is_empty() {
-        bindings.with_schema_base(&format!("http://{}", settings.api.listen))
+    let base = if settings.events.schema_base_url.is_empty() {
+        format!("http://{}", settings.api.listen)
     } else {
-        bindings.with_schema_base(&settings.events.schema_base_url)
-    })
+        settings.events.schema_base_url.clone()
+    };
+    bindings
+        .with_schema_base(&base)
+        .context("invalid events.schema_base_url")
 }
 
 /// `outbox replay --from-stream`: the chosen events of the wallets' streams, published

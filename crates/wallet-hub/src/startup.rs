@@ -134,11 +134,13 @@ impl Application {
             None
         };
         let admin_listener = bind(settings.admin.listen, "admin.listen").await?;
-        let bindings = bindings.with_schema_base(&public_base(
-            &settings.events.schema_base_url,
-            &settings,
-            api_listener.as_ref(),
-        ));
+        let bindings = bindings
+            .with_schema_base(&public_base(
+                &settings.events.schema_base_url,
+                &settings,
+                api_listener.as_ref(),
+            ))
+            .context("invalid events.schema_base_url")?;
         let mut settings = settings;
         settings.api.problem_base_url = public_base(
             &settings.api.problem_base_url,

@@ -136,7 +136,8 @@ async fn publish(producer: &EventProducer, topic: &str, key: Uuid, event_id: Uui
             tracestate: None,
             sequence: None,
         },
-        "http://127.0.0.1/schemas/io.wallethub.wallet.status-changed.v1.json",
+        url::Url::parse("http://127.0.0.1/schemas/io.wallethub.wallet.status-changed.v1.json")
+            .expect("an absolute URL"),
     )
     .expect("encodes");
     producer
