@@ -83,7 +83,9 @@ impl Relay {
                 }
                 Ok(store::fetch_pending(&mut *conn, limit, &exclude).await?)
             };
-            // The statements are sent first; PostgreSQL runs them while this task encodes,
+            // One task runs both: the statements are sent first, and PostgreSQL runs them
+            // while this task encodes (the encoding yields every few hundred rows, so the
+            // read follows the record without waiting for the whole batch to be encoded)
             // and while the batch's later rounds (keys that repeat) wait for their turn.
             let (read, batch) = tokio::join!(on_session, self.dispatch(rows, &undelivered));
             in_flight = Some(batch);

@@ -55,8 +55,9 @@
 //! holding back the rows behind those N did not deliver (N+1 was read while N was in
 //! flight, without N's rows). While it is encoded and enqueued, round after round, the
 //! relay's connection records N's outcome, commits, and reads N+2 (excluding N+1's rows).
-//! So Kafka, PostgreSQL and the encoder work at once, and the order guarantees are those
-//! of one batch at a time. (A crash before N's record commits re-sends N and N+1 with the
+//! So Kafka, PostgreSQL and the encoder work at once (the encoder yields to the session's
+//! statements every few hundred rows), and the order guarantees are those of one batch at
+//! a time. (A crash before N's record commits re-sends N and N+1 with the
 //! same CloudEvent ids.)
 //!
 //! **Circuit breaking:** only a failure of the record itself (too large, an invalid or
