@@ -67,7 +67,7 @@ pub struct EventBindings {
     /// `<schema_base>/schemas/<type>.json` is each event's `dataschema`; no trailing `/`.
     schema_base: String,
     /// Each event type's `dataschema`, parsed once: the relay encodes tens of thousands of
-    /// events a second, and parsing the URL was a tenth of its CPU.
+    /// events a second, and parsing the URL for each was 7% of its CPU in a drain.
     dataschemas: HashMap<EventType, Url>,
 }
 
