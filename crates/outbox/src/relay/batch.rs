@@ -453,4 +453,70 @@ mod tests {
         assert_eq!(ids(&plan.held), [7], "row 7 would overtake row 4");
         assert!(plan.later.is_empty());
     }
+
+    /// A relay whose servers are never reached: the pool connects lazily, and the producer
+    /// only queues locally (its messages time out after a second; dropping it purges them).
+    fn relay_without_servers() -> Relay {
+        let kafka: kafka::KafkaConfig = serde_json::from_value(serde_json::json!({
+            "brokers": "127.0.0.1:1",
+            "client_id": "wallet-hub-test",
+            "message_timeout_ms": 1000,
+            "security_protocol": "plaintext",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_username": "",
+            "sasl_password": "",
+            "ssl_ca_location": "",
+            "producer": {},
+            "consumer": {},
+        }))
+        .expect("a Kafka configuration");
+        let config = super::super::RelayConfig {
+            enabled: true,
+            poll_interval_ms: 5000,
+            batch_size: 5000,
+            notify: false,
+            max_attempts: 3,
+            retry_base_ms: 0,
+            retry_max_ms: 0,
+            retention_hours: 1,
+            retention_batch: 1,
+            vacuum_after_rows: 0,
+            leader_timeout_ms: 10_000,
+        };
+        let pool =
+            sqlx::PgPool::connect_lazy("postgres://nobody@127.0.0.1:1/none").expect("a lazy pool");
+        Relay::new(
+            pool,
+            kafka,
+            event_bindings::EventBindings::default(),
+            config,
+        )
+        .expect("a producer")
+    }
+
+    #[tokio::test]
+    async fn a_round_yields_to_the_task_every_few_hundred_rows_and_enqueues_every_row_in_order() {
+        let relay = relay_without_servers();
+        let rows: Vec<PendingRow> = (1..=600).map(|id| row(id, Uuid::now_v7())).collect();
+        let previous = Undelivered::default();
+        let mut dispatch = std::pin::pin!(relay.dispatch(rows, &previous));
+
+        // Each poll runs to the next yield: the task's other future (the relay's session)
+        // is polled in between.
+        for enqueued in [ROWS_BETWEEN_YIELDS, 2 * ROWS_BETWEEN_YIELDS] {
+            assert!(
+                futures::poll!(dispatch.as_mut()).is_pending(),
+                "the round yields after {enqueued} rows"
+            );
+            assert_eq!(usize::try_from(relay.producer.in_flight()), Ok(enqueued));
+        }
+        let in_flight = dispatch.await;
+        assert_eq!(relay.producer.in_flight(), 600);
+        let ids: Vec<i64> = in_flight.sent.iter().map(|(row, _, _)| row.id).collect();
+        assert_eq!(
+            ids,
+            (1..=600).collect::<Vec<i64>>(),
+            "one round, in id order"
+        );
+    }
 }
