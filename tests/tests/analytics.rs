@@ -161,6 +161,27 @@ fn rest_port() -> String {
         .to_owned()
 }
 
+/// Runs `scripts/flink COMMAND` against the tests' cluster; its standard output.
+fn flink(command: &str) -> String {
+    let output = Command::new(root().join("scripts/flink"))
+        .arg(command)
+        .env("WALLET_HUB_FLINK_REST_PORT", rest_port())
+        .output()
+        .expect("scripts/flink runs");
+    assert!(
+        output.status.success(),
+        "scripts/flink {command}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// The cluster has a TaskManager before a test submits its job: a test that failed after
+/// killing one (the kill test) must not fail the next for want of one.
+fn ensure_taskmanager() {
+    flink("ensure-taskmanager");
+}
+
 async fn spawn_app() -> TestApp {
     spawn_app_with(|settings| {
         let suffix = Uuid::now_v7().simple().to_string();
@@ -524,6 +545,7 @@ async fn results_match_the_ledger(
 #[tokio::test]
 async fn volume_equals_the_ledger_per_minute_and_a_burst_alerts_its_owner_once() {
     let _flink = FLINK.lock().await;
+    ensure_taskmanager();
     let app = spawn_app().await;
     let job = Job::submit(&app, 2_000);
     let tick_wallet = app.new_wallet("EUR").await.id;
@@ -557,6 +579,7 @@ async fn volume_equals_the_ledger_per_minute_and_a_burst_alerts_its_owner_once()
 #[tokio::test]
 async fn a_killed_task_manager_restarts_from_the_checkpoint_with_nothing_lost_or_doubled() {
     let _flink = FLINK.lock().await;
+    ensure_taskmanager();
     let app = spawn_app().await;
     let job = Job::submit(&app, 1_000);
     let tick_wallet = app.new_wallet("EUR").await.id;
@@ -568,19 +591,6 @@ async fn a_killed_task_manager_restarts_from_the_checkpoint_with_nothing_lost_or
         assert!(Instant::now() < deadline, "no checkpoint completed");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let flink = |command: &str| {
-        let output = Command::new(root().join("scripts/flink"))
-            .arg(command)
-            .env("WALLET_HUB_FLINK_REST_PORT", rest_port())
-            .output()
-            .expect("scripts/flink runs");
-        assert!(
-            output.status.success(),
-            "scripts/flink {command}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
-    };
     let pid = flink("taskmanager-pid");
     let killed = Command::new("kill")
         .args(["-9", &pid])
