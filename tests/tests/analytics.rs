@@ -68,49 +68,43 @@ impl Job {
         let suffix = Uuid::now_v7().simple().to_string();
         let rejected_topic = format!("analytics-rejected-events-{suffix}");
         let binding = |name: &str| app.settings.bindings[name].clone();
-        let output = Command::new(root().join("scripts/flink"))
-            .arg("submit")
-            .env("KAFKA_BROKERS", &app.settings.kafka.brokers)
-            .env("WH_ANALYTICS_FUNDS_ADDED_TOPIC", binding("funds_added_out"))
-            .env(
-                "WH_ANALYTICS_FUNDS_WITHDRAWN_TOPIC",
-                binding("funds_withdrawn_out"),
-            )
-            .env(
-                "WH_ANALYTICS_FUNDS_TRANSFERRED_TOPIC",
-                binding("funds_transferred_out"),
-            )
-            .env("WH_ANALYTICS_VOLUME_TOPIC", binding("analytics_volume_out"))
-            .env(
-                "WH_ANALYTICS_VELOCITY_TOPIC",
-                binding("wallet_velocity_out"),
-            )
-            .env("WH_ANALYTICS_REJECTED_TOPIC", &rejected_topic)
-            .env("WH_ANALYTICS_GROUP_ID", format!("analytics-{suffix}"))
-            .env(
-                "WH_ANALYTICS_TRANSACTIONAL_ID_PREFIX",
-                format!("analytics-{suffix}"),
-            )
-            .env("WH_ANALYTICS_JOB_NAME", format!("analytics-test-{suffix}"))
-            .env("WH_ANALYTICS_VELOCITY_WINDOW_SECONDS", "120")
-            .env("WH_ANALYTICS_VELOCITY_SLIDE_SECONDS", "60")
-            .env("WH_ANALYTICS_VELOCITY_MAX_COUNT", MAX_COUNT.to_string())
-            .env("WH_ANALYTICS_VELOCITY_MAX_AMOUNT", "1000000")
-            .env("WH_ANALYTICS_LATENESS_SECONDS", "2")
-            .env("WH_ANALYTICS_IDLE_TIMEOUT_SECONDS", "3")
-            .env(
-                "WH_ANALYTICS_CHECKPOINT_INTERVAL_MS",
-                checkpoint_interval_ms.to_string(),
-            )
-            .env("WALLET_HUB_FLINK_REST_PORT", rest_port())
-            .output()
-            .expect("scripts/flink runs");
-        assert!(
-            output.status.success(),
-            "scripts/flink submit failed: {}",
-            String::from_utf8_lossy(&output.stderr)
+        let id = flink_with(
+            "submit",
+            [
+                ("KAFKA_BROKERS", app.settings.kafka.brokers.clone()),
+                ("WH_ANALYTICS_FUNDS_ADDED_TOPIC", binding("funds_added_out")),
+                (
+                    "WH_ANALYTICS_FUNDS_WITHDRAWN_TOPIC",
+                    binding("funds_withdrawn_out"),
+                ),
+                (
+                    "WH_ANALYTICS_FUNDS_TRANSFERRED_TOPIC",
+                    binding("funds_transferred_out"),
+                ),
+                ("WH_ANALYTICS_VOLUME_TOPIC", binding("analytics_volume_out")),
+                (
+                    "WH_ANALYTICS_VELOCITY_TOPIC",
+                    binding("wallet_velocity_out"),
+                ),
+                ("WH_ANALYTICS_REJECTED_TOPIC", rejected_topic.clone()),
+                ("WH_ANALYTICS_GROUP_ID", format!("analytics-{suffix}")),
+                (
+                    "WH_ANALYTICS_TRANSACTIONAL_ID_PREFIX",
+                    format!("analytics-{suffix}"),
+                ),
+                ("WH_ANALYTICS_JOB_NAME", format!("analytics-test-{suffix}")),
+                ("WH_ANALYTICS_VELOCITY_WINDOW_SECONDS", "120".to_owned()),
+                ("WH_ANALYTICS_VELOCITY_SLIDE_SECONDS", "60".to_owned()),
+                ("WH_ANALYTICS_VELOCITY_MAX_COUNT", MAX_COUNT.to_string()),
+                ("WH_ANALYTICS_VELOCITY_MAX_AMOUNT", "1000000".to_owned()),
+                ("WH_ANALYTICS_LATENESS_SECONDS", "2".to_owned()),
+                ("WH_ANALYTICS_IDLE_TIMEOUT_SECONDS", "3".to_owned()),
+                (
+                    "WH_ANALYTICS_CHECKPOINT_INTERVAL_MS",
+                    checkpoint_interval_ms.to_string(),
+                ),
+            ],
         );
-        let id = String::from_utf8_lossy(&output.stdout).trim().to_owned();
         assert_eq!(id.len(), 32, "a Flink job id, got {id:?}");
         Job { id, rejected_topic }
     }
@@ -163,8 +157,15 @@ fn rest_port() -> String {
 
 /// Runs `scripts/flink COMMAND` against the tests' cluster; its standard output.
 fn flink(command: &str) -> String {
+    flink_with(command, [])
+}
+
+/// Runs `scripts/flink COMMAND` against the tests' cluster with `envs` set; its standard
+/// output, trimmed.
+fn flink_with<const N: usize>(command: &str, envs: [(&str, String); N]) -> String {
     let output = Command::new(root().join("scripts/flink"))
         .arg(command)
+        .envs(envs)
         .env("WALLET_HUB_FLINK_REST_PORT", rest_port())
         .output()
         .expect("scripts/flink runs");
