@@ -154,8 +154,11 @@ fn tracer_provider(
 }
 
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
-/// The provider's tracer, for spans made without `tracing` ([`ProducerSpan`]).
-static TRACER: OnceLock<SdkTracer> = OnceLock::new();
+/// The provider's tracer for spans made without `tracing` ([`ProducerSpan`]), set by
+/// [`init`] only when spans are exported (an OTLP endpoint is configured). Without an
+/// exporter such a span would be recorded and dropped unseen, tens of thousands of times
+/// a second on the relay's path.
+static EXPORTING_TRACER: OnceLock<SdkTracer> = OnceLock::new();
 
 /// Installs logging and tracing for the process. Later calls are no-ops (tests build many
 /// apps in one process), so the first configuration wins.
@@ -174,7 +177,10 @@ pub fn init(
     }
     let provider = tracer_provider(service_name, telemetry)?;
     let provider = PROVIDER.get_or_init(|| provider);
-    let tracer = TRACER.get_or_init(|| provider.tracer(service_name));
+    let tracer = provider.tracer(service_name);
+    if !telemetry.otlp_endpoint.trim().is_empty() {
+        EXPORTING_TRACER.get_or_init(|| tracer.clone());
+    }
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
 
     let contexts = json_log::SpanContexts::default();
@@ -183,7 +189,7 @@ pub fn init(
         LogFormat::Json => json_log::layer(contexts.clone(), std::io::stdout).boxed(),
     };
     // A second `init` in the same process (tests) finds a subscriber already set: fine.
-    let _already_set = dispatch(log_layer, log_filter, tracer.clone(), &contexts).try_init();
+    let _already_set = dispatch(log_layer, log_filter, tracer, &contexts).try_init();
     Ok(())
 }
 
@@ -338,45 +344,70 @@ impl Injector for TraceHeaders {
 /// Made with the OpenTelemetry API rather than as a `tracing` span: the relay sends tens of
 /// thousands of messages a second, and a `tracing` span each (a registry slot, both layers'
 /// bookkeeping, its trace ids recorded for logs nothing writes inside it) cost it more CPU
-/// than building the message. Before [`init`] (or without it) no span is made and the
-/// headers pass the parent's context on unchanged.
+/// than building the message. It is made only when spans are exported ([`init`] with an
+/// OTLP endpoint), and its name and attributes only then, its attributes only for a span
+/// the sampler records. Otherwise no span is made and the headers pass the parent's
+/// context on unchanged: a span nobody receives would only cost the sender (a sixth of the
+/// relay's CPU per message) and the consumer's parent would be a span id no collector has
+/// either way.
 ///
 /// [`headers`]: ProducerSpan::headers
 #[derive(Debug)]
 pub struct ProducerSpan {
-    context: Context,
+    parent: TraceHeaders,
+    /// The span's context; `None` when no span is made.
+    context: Option<Context>,
 }
 
 impl ProducerSpan {
-    /// Starts the span `name` under `parent` (a new trace when `parent` is empty).
-    pub fn start(
-        parent: &TraceHeaders,
-        name: impl Into<Cow<'static, str>>,
-        attributes: Vec<KeyValue>,
+    /// Starts the span under `parent` (a new trace when `parent` is empty); `name` and
+    /// `attributes` are called only when a span is made, and `attributes` only when the
+    /// sampler records it.
+    pub fn start<N: Into<Cow<'static, str>>>(
+        parent: TraceHeaders,
+        name: impl FnOnce() -> N,
+        attributes: impl FnOnce() -> Vec<KeyValue>,
     ) -> Self {
-        let parent = parent.extract();
-        let Some(tracer) = TRACER.get() else {
-            return Self { context: parent };
-        };
-        let span = tracer
-            .span_builder(name)
-            .with_kind(SpanKind::Producer)
-            .with_attributes(attributes)
-            .start_with_context(tracer, &parent);
-        Self {
-            context: parent.with_span(span),
-        }
+        let context = EXPORTING_TRACER
+            .get()
+            .map(|tracer| child_span(tracer, &parent, name, attributes));
+        Self { parent, context }
     }
 
-    /// The W3C headers that carry this span's context.
-    pub fn headers(&self) -> TraceHeaders {
-        TraceHeaders::of(&self.context)
+    /// The W3C headers that carry this span's context (the parent's, when no span is made).
+    pub fn headers(&self) -> Cow<'_, TraceHeaders> {
+        match &self.context {
+            Some(context) => Cow::Owned(TraceHeaders::of(context)),
+            None => Cow::Borrowed(&self.parent),
+        }
     }
+}
+
+/// A `Producer` span of `tracer` under `parent`, as a context.
+fn child_span<N: Into<Cow<'static, str>>>(
+    tracer: &SdkTracer,
+    parent: &TraceHeaders,
+    name: impl FnOnce() -> N,
+    attributes: impl FnOnce() -> Vec<KeyValue>,
+) -> Context {
+    use opentelemetry::trace::Span as _;
+
+    let parent = parent.extract();
+    let mut span = tracer
+        .span_builder(name())
+        .with_kind(SpanKind::Producer)
+        .start_with_context(tracer, &parent);
+    if span.is_recording() {
+        span.set_attributes(attributes());
+    }
+    parent.with_span(span)
 }
 
 impl Drop for ProducerSpan {
     fn drop(&mut self) {
-        self.context.span().end();
+        if let Some(context) = &self.context {
+            context.span().end();
+        }
     }
 }
 
@@ -404,22 +435,28 @@ mod tests {
         traceparent.split('-').collect()
     }
 
-    // One test: `init` is process-wide, so "before" and "after" cannot run in parallel.
-    #[test]
-    fn producer_span_continues_its_parent_and_passes_it_on_before_init() {
-        let parent = TraceHeaders {
+    fn parent() -> TraceHeaders {
+        TraceHeaders {
             traceparent: Some(PARENT.to_owned()),
             tracestate: Some("vendor=1".to_owned()),
-        };
-        let before = ProducerSpan::start(&parent, "send t", Vec::new()).headers();
-        assert_eq!(
-            before, parent,
-            "no tracer yet: the parent goes on unchanged"
-        );
-        assert_eq!(
-            ProducerSpan::start(&TraceHeaders::default(), "send t", Vec::new()).headers(),
-            TraceHeaders::default()
-        );
+        }
+    }
+
+    /// A `ProducerSpan`'s name and attributes, which must not be made.
+    fn unused_name() -> &'static str {
+        panic!("no span is made, so no name")
+    }
+    fn unused_attributes() -> Vec<KeyValue> {
+        panic!("no span is made, so no attributes")
+    }
+
+    // One test: `init` is process-wide, so "before" and "after" cannot run in parallel.
+    #[test]
+    fn without_an_exporter_no_producer_span_is_made_and_the_parent_goes_on_unchanged() {
+        let before = ProducerSpan::start(parent(), unused_name, unused_attributes);
+        assert_eq!(*before.headers(), parent(), "no tracer yet");
+        let root = ProducerSpan::start(TraceHeaders::default(), unused_name, unused_attributes);
+        assert_eq!(*root.headers(), TraceHeaders::default());
 
         let log = LogConfig {
             format: LogFormat::Text,
@@ -433,7 +470,42 @@ mod tests {
         };
         init("telemetry-test", &log, &telemetry).expect("init");
 
-        let child = ProducerSpan::start(&parent, "send t", vec![KeyValue::new("a", 1)]).headers();
+        let after = ProducerSpan::start(parent(), unused_name, unused_attributes);
+        assert_eq!(
+            *after.headers(),
+            parent(),
+            "no OTLP endpoint: nothing would receive the span"
+        );
+    }
+
+    /// The tracer `init` makes for an exporting configuration (the exporter itself is left
+    /// out: it changes nothing of what a span is).
+    fn exporting_tracer() -> SdkTracer {
+        let telemetry = TelemetryConfig {
+            otlp_endpoint: String::new(),
+            otlp_protocol: OtlpProtocol::Http,
+            sampling_ratio: 1.0,
+            environment: "test".to_owned(),
+        };
+        tracer_provider("telemetry-test", &telemetry)
+            .expect("a provider")
+            .tracer("telemetry-test")
+    }
+
+    #[test]
+    fn a_producer_span_continues_its_parent_with_its_own_span_id() {
+        let tracer = exporting_tracer();
+        let mut described = false;
+        let child = TraceHeaders::of(&child_span(
+            &tracer,
+            &parent(),
+            || "send t",
+            || {
+                described = true;
+                vec![KeyValue::new("a", 1)]
+            },
+        ));
+        assert!(described, "a recorded span gets its attributes");
         let child_parts = parts(child.traceparent.as_deref().expect("traceparent"));
         let parent_parts = parts(PARENT);
         assert_eq!(child_parts[1], parent_parts[1], "same trace");
@@ -441,8 +513,30 @@ mod tests {
         assert_eq!(child_parts[3], "01", "sampled like its parent");
         assert_eq!(child.tracestate.as_deref(), Some("vendor=1"));
 
-        let root = ProducerSpan::start(&TraceHeaders::default(), "send t", Vec::new()).headers();
+        let root = TraceHeaders::of(&child_span(
+            &tracer,
+            &TraceHeaders::default(),
+            || "send t",
+            Vec::new,
+        ));
         let root_parts = parts(root.traceparent.as_deref().expect("a new trace"));
         assert_ne!(root_parts[1], parent_parts[1]);
+    }
+
+    #[test]
+    fn a_producer_span_under_an_unsampled_parent_is_not_recorded_and_gets_no_attributes() {
+        let unsampled = TraceHeaders {
+            traceparent: Some(PARENT.replace("-01", "-00")),
+            tracestate: None,
+        };
+        let child = TraceHeaders::of(&child_span(
+            &exporting_tracer(),
+            &unsampled,
+            || "send t",
+            unused_attributes,
+        ));
+        let child_parts = parts(child.traceparent.as_deref().expect("traceparent"));
+        assert_eq!(child_parts[1], parts(PARENT)[1], "same trace");
+        assert_eq!(child_parts[3], "00", "not sampled, like its parent");
     }
 }

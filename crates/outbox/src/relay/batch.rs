@@ -321,16 +321,18 @@ impl Relay {
             // The message carries this span's context: the consumer continues from it,
             // within the originating request's trace.
             let span = telemetry::ProducerSpan::start(
-                &row.trace(),
-                format!("send {topic}"),
-                vec![
-                    KeyValue::new("messaging.system", "kafka"),
-                    KeyValue::new("messaging.operation.type", "send"),
-                    KeyValue::new("messaging.destination.name", topic.to_owned()),
-                    KeyValue::new("messaging.message.id", row.event_id.to_string()),
-                    KeyValue::new("messaging.kafka.message.key", row.aggregate_id.to_string()),
-                    KeyValue::new("outbox_id", row.id),
-                ],
+                row.trace(),
+                || format!("send {topic}"),
+                || {
+                    vec![
+                        KeyValue::new("messaging.system", "kafka"),
+                        KeyValue::new("messaging.operation.type", "send"),
+                        KeyValue::new("messaging.destination.name", topic.to_owned()),
+                        KeyValue::new("messaging.message.id", row.event_id.to_string()),
+                        KeyValue::new("messaging.kafka.message.key", row.aggregate_id.to_string()),
+                        KeyValue::new("outbox_id", row.id),
+                    ]
+                },
             );
             let event = self
                 .bindings
