@@ -143,7 +143,19 @@ impl EventBindings {
         &self,
         event: &crate::OutgoingEvent<'_>,
     ) -> Result<cloudevents::Event, crate::EncodeError> {
-        crate::cloud_event::encode(event, self.dataschema(event.event_type).clone())
+        crate::cloud_event::encode(*event, self.dataschema(event.event_type))
+    }
+
+    /// The CloudEvents message of a stored event, naming its schema: what [`Self::encode`]
+    /// builds, for a producer to write without an `Event` in between.
+    pub fn message<'a>(
+        &'a self,
+        event: crate::OutgoingEvent<'a>,
+    ) -> crate::cloud_event::OutgoingMessage<'a> {
+        crate::cloud_event::OutgoingMessage {
+            event,
+            dataschema: self.dataschema(event.event_type),
+        }
     }
 
     /// The binding name of an event type, e.g. `wallet_created_out`.

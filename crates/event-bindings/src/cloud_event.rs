@@ -18,7 +18,9 @@
 //! data names both wallets), and the user for `UserCreated`.
 
 use chrono::{DateTime, Utc};
-use cloudevents::{AttributesReader, Data, Event, EventBuilder, EventBuilderV10};
+use cloudevents::event::SpecVersion;
+use cloudevents::message::{BinaryDeserializer, BinarySerializer, MessageAttributeValue};
+use cloudevents::{AttributesReader, Data, Event};
 use domain::{DomainEvent, EventId, EventType};
 use uuid::Uuid;
 
@@ -81,7 +83,7 @@ pub fn cloud_event_type(event_type: EventType) -> &'static str {
 }
 
 /// An event as the outbox stored it, ready to be put on the wire.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct OutgoingEvent<'a> {
     pub event_id: Uuid,
     pub event_type: EventType,
@@ -101,32 +103,65 @@ pub struct OutgoingEvent<'a> {
 pub struct EncodeError {
     event_id: Uuid,
     #[source]
-    source: cloudevents::event::EventBuilderError,
+    source: cloudevents::message::Error,
+}
+
+/// A stored event as a CloudEvent in binary mode, whose schema is served at `dataschema`
+/// ([`crate::EventBindings::message`] names it): its attributes, extensions and data,
+/// handed one by one to a `BinarySerializer` (`BinaryDeserializer`, the SDK's way to turn
+/// one message form into another). The relay's producer writes it straight into a Kafka
+/// record, with no `Event` built and taken apart again for every message; [`encode`]
+/// builds the `Event` from the same message.
+#[derive(Debug, Clone, Copy)]
+pub struct OutgoingMessage<'a> {
+    pub event: OutgoingEvent<'a>,
+    pub dataschema: &'a url::Url,
+}
+
+impl BinaryDeserializer for OutgoingMessage<'_> {
+    fn deserialize_binary<R: Sized, V: BinarySerializer<R>>(
+        self,
+        serializer: V,
+    ) -> cloudevents::message::Result<R> {
+        use MessageAttributeValue::{DateTime, String, Uri, UriRef};
+
+        let event = self.event;
+        let mut serializer = serializer
+            .set_spec_version(SpecVersion::V10)?
+            .set_attribute("id", String(event.event_id.to_string()))?
+            .set_attribute(
+                "type",
+                String(cloud_event_type(event.event_type).to_owned()),
+            )?
+            .set_attribute("source", UriRef(SOURCE.to_owned()))?
+            .set_attribute("datacontenttype", String(JSON.to_owned()))?
+            .set_attribute("dataschema", Uri(self.dataschema.clone()))?
+            .set_attribute("subject", String(event.aggregate_id.to_string()))?
+            .set_attribute("time", DateTime(event.occurred_at))?;
+        for (name, value) in [
+            ("traceparent", event.traceparent),
+            ("tracestate", event.tracestate),
+        ] {
+            if let Some(value) = value {
+                serializer = serializer.set_extension(name, String(value.to_owned()))?;
+            }
+        }
+        if let Some(sequence) = event.sequence {
+            serializer = serializer.set_extension(SEQUENCE, String(format_sequence(sequence)))?;
+        }
+        serializer.end_with_data(event.payload.as_bytes().to_vec())
+    }
 }
 
 /// Builds the CloudEvent for a stored event, whose schema is served at `dataschema`
 /// ([`crate::EventBindings::encode`] names it).
-pub fn encode(event: &OutgoingEvent<'_>, dataschema: url::Url) -> Result<Event, EncodeError> {
-    let mut builder = EventBuilderV10::new()
-        .id(event.event_id.to_string())
-        .source(SOURCE)
-        .ty(cloud_event_type(event.event_type))
-        .subject(event.aggregate_id.to_string())
-        .time(event.occurred_at)
-        .data_with_schema(JSON, dataschema, event.payload.as_bytes().to_vec());
-    if let Some(traceparent) = event.traceparent {
-        builder = builder.extension("traceparent", traceparent);
-    }
-    if let Some(tracestate) = event.tracestate {
-        builder = builder.extension("tracestate", tracestate);
-    }
-    if let Some(sequence) = event.sequence {
-        builder = builder.extension(SEQUENCE, format_sequence(sequence));
-    }
-    builder.build().map_err(|source| EncodeError {
-        event_id: event.event_id,
-        source,
-    })
+pub fn encode(event: OutgoingEvent<'_>, dataschema: &url::Url) -> Result<Event, EncodeError> {
+    OutgoingMessage { event, dataschema }
+        .into_event()
+        .map_err(|source| EncodeError {
+            event_id: event.event_id,
+            source,
+        })
 }
 
 /// Why a received CloudEvent is not a Wallet Hub event we can read. All are permanent:
@@ -181,6 +216,8 @@ pub fn decode(event: &Event) -> Result<DomainEvent, DecodeError> {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use cloudevents::{EventBuilder, EventBuilderV10};
+
     use super::*;
     use domain::{
         Email, EventContext, Money, TransactionId, User, UserId, UserName, Wallet, WalletId,
@@ -368,7 +405,7 @@ pub(crate) mod tests {
         let payload = transferred.to_json().expect("serializes").to_string();
         let meta = transferred.metadata();
         let ce = encode(
-            &OutgoingEvent {
+            OutgoingEvent {
                 event_id: meta.event_id.as_uuid(),
                 event_type: EventType::FundsTransferred,
                 aggregate_id: meta.aggregate_id,
@@ -378,9 +415,7 @@ pub(crate) mod tests {
                 tracestate: None,
                 sequence: None,
             },
-            crate::EventBindings::default()
-                .dataschema(EventType::FundsTransferred)
-                .clone(),
+            crate::EventBindings::default().dataschema(EventType::FundsTransferred),
         )
         .expect("valid CloudEvent");
         assert_eq!(ce.ty(), "io.wallethub.funds.transferred.v1");

@@ -29,7 +29,8 @@ pub mod sequence;
 
 pub use bindings::{BindingError, DEFAULT_SCHEMA_BASE, EventBindings};
 pub use cloud_event::{
-    DecodeError, EncodeError, OutgoingEvent, SOURCE, cloud_event_type, decode, encode,
+    DecodeError, EncodeError, OutgoingEvent, OutgoingMessage, SOURCE, cloud_event_type, decode,
+    encode,
 };
 pub use schemas::{SchemaValidators, SchemaViolation};
 pub use sequence::{Observed, SequenceTracker};

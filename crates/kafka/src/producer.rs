@@ -2,7 +2,6 @@
 
 use std::future::Future;
 
-use cloudevents::Event;
 use cloudevents::event::SpecVersion;
 use cloudevents::message::{BinaryDeserializer, BinarySerializer, MessageAttributeValue};
 use rdkafka::error::KafkaError;
@@ -149,6 +148,10 @@ impl BinarySerializer<BinaryRecord> for BinaryRecord {
             "type" => self.header("ce_type", value),
             "subject" => self.header("ce_subject", value),
             "time" => self.header("ce_time", value),
+            "dataschema" => self.header("ce_dataschema", value),
+            "traceparent" => self.header("ce_traceparent", value),
+            "tracestate" => self.header("ce_tracestate", value),
+            "sequence" => self.header("ce_sequence", value),
             _ => self.header(&format!("ce_{name}"), value),
         }
         Ok(self)
@@ -203,15 +206,16 @@ impl EventProducer {
         })
     }
 
-    /// Enqueues `event` for `topic` with `key`, in CloudEvents binary mode, plus the plain
-    /// W3C trace headers that OpenTelemetry Kafka consumers read. Enqueueing is synchronous
-    /// (so calls made in order are sent in order); the returned future resolves with the
-    /// delivery report. Await the futures of a batch together.
+    /// Enqueues `event` (an `Event`, or any message in binary form) for `topic` with `key`,
+    /// in CloudEvents binary mode, plus the plain W3C trace headers that OpenTelemetry
+    /// Kafka consumers read. Enqueueing is synchronous (so calls made in order are sent in
+    /// order); the returned future resolves with the delivery report. Await the futures of
+    /// a batch together.
     pub fn send(
         &self,
         topic: &str,
         key: &str,
-        event: Event,
+        event: impl BinaryDeserializer,
         trace: &TraceHeaders,
     ) -> Result<impl Future<Output = Result<Delivered, ProduceError>> + Send + 'static, ProduceError>
     {
@@ -325,6 +329,59 @@ mod tests {
             Some("2026-11-27T01:02:03.456+00:00".to_owned())
         );
         assert_eq!(ours.payload.as_ref(), sdk_record.payload);
+    }
+
+    /// Header pairs in name order (the SDK writes extensions in its map's order).
+    fn sorted_pairs(headers: &OwnedHeaders) -> Vec<(String, String)> {
+        let mut pairs = pairs(headers);
+        pairs.sort();
+        pairs
+    }
+
+    #[test]
+    fn a_stored_event_is_written_as_the_sdk_writes_its_cloud_event() {
+        let bindings = event_bindings::EventBindings::default();
+        let payload = r#"{"amount":{"value":"1.00","currency":"USD"}}"#;
+        for (traceparent, tracestate, sequence) in [
+            (
+                Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+                Some("vendor=1"),
+                Some(7),
+            ),
+            (None, None, None),
+        ] {
+            let event = event_bindings::OutgoingEvent {
+                event_id: uuid::Uuid::now_v7(),
+                event_type: domain::EventType::FundsAdded,
+                aggregate_id: uuid::Uuid::now_v7(),
+                occurred_at: chrono::Utc::now(),
+                payload,
+                traceparent,
+                tracestate,
+                sequence,
+            };
+            let sdk = MessageRecord::from_event(bindings.encode(&event).expect("an event"))
+                .expect("sdk encodes");
+            let sdk_record: FutureRecord<'_, str, Vec<u8>> =
+                FutureRecord::to("topic").message_record(&sdk);
+            let ours = bindings
+                .message(event)
+                .deserialize_binary(BinaryRecord::default())
+                .expect("encodes");
+
+            let sdk_headers = sdk_record.headers.as_ref().expect("sdk headers");
+            let our_headers = ours.headers.as_ref().expect("headers");
+            assert_eq!(sorted_pairs(our_headers), sorted_pairs(sdk_headers));
+            assert_eq!(
+                pairs(our_headers).len(),
+                8 + usize::from(traceparent.is_some())
+                    + usize::from(tracestate.is_some())
+                    + usize::from(sequence.is_some()),
+                "every attribute once"
+            );
+            assert_eq!(ours.payload.as_deref(), Some(payload.as_bytes()));
+            assert_eq!(ours.payload.as_ref(), sdk_record.payload);
+        }
     }
 
     #[test]

@@ -126,7 +126,7 @@ async fn published_row(pool: &PgPool, key: Uuid) -> (i64, Uuid) {
 /// Publishes the CloudEvent of `event_id` to `topic` under `key`, as the relay would.
 async fn publish(producer: &EventProducer, topic: &str, key: Uuid, event_id: Uuid) {
     let event = event_bindings::encode(
-        &event_bindings::OutgoingEvent {
+        event_bindings::OutgoingEvent {
             event_id,
             event_type: EventType::WalletStatusChanged,
             aggregate_id: key,
@@ -136,7 +136,7 @@ async fn publish(producer: &EventProducer, topic: &str, key: Uuid, event_id: Uui
             tracestate: None,
             sequence: None,
         },
-        url::Url::parse("http://127.0.0.1/schemas/io.wallethub.wallet.status-changed.v1.json")
+        &url::Url::parse("http://127.0.0.1/schemas/io.wallethub.wallet.status-changed.v1.json")
             .expect("an absolute URL"),
     )
     .expect("encodes");

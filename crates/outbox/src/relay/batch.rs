@@ -334,10 +334,7 @@ impl Relay {
                     ]
                 },
             );
-            let event = self
-                .bindings
-                .encode(&row.outgoing(event_type))
-                .map_err(|e| SendFailure::from(telemetry::error_chain(&e)))?;
+            let event = self.bindings.message(row.outgoing(event_type));
             let pending = self
                 .producer
                 .send(topic, &row.aggregate_id.to_string(), event, &span.headers())
