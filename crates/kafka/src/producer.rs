@@ -275,7 +275,7 @@ impl EventProducer {
 #[cfg(test)]
 mod tests {
     use cloudevents::binding::rdkafka::{FutureRecordExt, MessageRecord};
-    use cloudevents::{EventBuilder, EventBuilderV10};
+    use cloudevents::{Event, EventBuilder, EventBuilderV10};
     use rdkafka::message::Headers;
 
     use super::*;
@@ -311,32 +311,38 @@ mod tests {
             .build()
             .expect("valid event");
 
-        let sdk = MessageRecord::from_event(event.clone()).expect("sdk encodes");
+        let (sdk, ours) = records(event.clone(), event);
+        assert_eq!(ours.0, sdk.0);
+        assert_eq!(
+            ours.0
+                .iter()
+                .find(|(k, _)| k == "ce_time")
+                .map(|(_, v)| v.as_str()),
+            Some("2026-11-27T01:02:03.456+00:00")
+        );
+        assert_eq!(ours.1, sdk.1);
+    }
+
+    /// The header pairs and value of the record the SDK's Kafka binding writes for `event`,
+    /// and of ours for `message`.
+    fn records(event: Event, message: impl BinaryDeserializer) -> (Record, Record) {
+        let sdk = MessageRecord::from_event(event).expect("sdk encodes");
         let sdk_record: FutureRecord<'_, str, Vec<u8>> =
             FutureRecord::to("topic").message_record(&sdk);
-        let ours = event
+        let ours = message
             .deserialize_binary(BinaryRecord::default())
             .expect("encodes");
-
-        let sdk_headers = sdk_record.headers.as_ref().expect("sdk headers");
-        let our_headers = ours.headers.as_ref().expect("headers");
-        assert_eq!(pairs(our_headers), pairs(sdk_headers));
-        assert_eq!(
-            pairs(our_headers)
-                .into_iter()
-                .find(|(k, _)| k == "ce_time")
-                .map(|(_, v)| v),
-            Some("2026-11-27T01:02:03.456+00:00".to_owned())
-        );
-        assert_eq!(ours.payload.as_ref(), sdk_record.payload);
+        (
+            (
+                pairs(sdk_record.headers.as_ref().expect("sdk headers")),
+                sdk_record.payload.cloned(),
+            ),
+            (pairs(ours.headers.as_ref().expect("headers")), ours.payload),
+        )
     }
 
-    /// Header pairs in name order (the SDK writes extensions in its map's order).
-    fn sorted_pairs(headers: &OwnedHeaders) -> Vec<(String, String)> {
-        let mut pairs = pairs(headers);
-        pairs.sort();
-        pairs
-    }
+    /// A record's header pairs, in order, and its value.
+    type Record = (Vec<(String, String)>, Option<Vec<u8>>);
 
     #[test]
     fn a_stored_event_is_written_as_the_sdk_writes_its_cloud_event() {
@@ -360,27 +366,22 @@ mod tests {
                 tracestate,
                 sequence,
             };
-            let sdk = MessageRecord::from_event(bindings.encode(&event).expect("an event"))
-                .expect("sdk encodes");
-            let sdk_record: FutureRecord<'_, str, Vec<u8>> =
-                FutureRecord::to("topic").message_record(&sdk);
-            let ours = bindings
-                .message(event)
-                .deserialize_binary(BinaryRecord::default())
-                .expect("encodes");
-
-            let sdk_headers = sdk_record.headers.as_ref().expect("sdk headers");
-            let our_headers = ours.headers.as_ref().expect("headers");
-            assert_eq!(sorted_pairs(our_headers), sorted_pairs(sdk_headers));
+            let (mut sdk, mut ours) = records(
+                bindings.encode(&event).expect("an event"),
+                bindings.message(event),
+            );
             assert_eq!(
-                pairs(our_headers).len(),
+                ours.0.len(),
                 8 + usize::from(traceparent.is_some())
                     + usize::from(tracestate.is_some())
                     + usize::from(sequence.is_some()),
                 "every attribute once"
             );
-            assert_eq!(ours.payload.as_deref(), Some(payload.as_bytes()));
-            assert_eq!(ours.payload.as_ref(), sdk_record.payload);
+            // The SDK writes extensions in its map's order.
+            sdk.0.sort();
+            ours.0.sort();
+            assert_eq!(ours, sdk);
+            assert_eq!(ours.1.as_deref(), Some(payload.as_bytes()));
         }
     }
 
