@@ -208,8 +208,8 @@ fn message(bindings: &EventBindings, event_type: EventType, dead_letter: bool) -
         "content-type": {"type": "string", "const": "application/json"},
         "ce_traceparent": text("W3C trace context of the request that caused the event (CloudEvents extension)."),
         "ce_tracestate": text("W3C tracestate, when the request carried one."),
-        "traceparent": text("W3C trace context of the relay's send span (a child of the request's trace)."),
-        "tracestate": text("W3C tracestate of the send span."),
+        "traceparent": text("W3C trace context of the relay's send span (a child of the request's trace); of the request itself when the relay exports no traces."),
+        "tracestate": text("W3C tracestate of the send span (of the request when the relay exports no traces)."),
     });
     let mut required = vec![
         "ce_specversion",
