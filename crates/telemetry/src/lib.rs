@@ -347,9 +347,8 @@ impl Injector for TraceHeaders {
 /// than building the message. It is made only when spans are exported ([`init`] with an
 /// OTLP endpoint), and its name and attributes only then, its attributes only for a span
 /// the sampler records. Otherwise no span is made and the headers pass the parent's
-/// context on unchanged: a span nobody receives would only cost the sender (a sixth of the
-/// relay's CPU per message) and the consumer's parent would be a span id no collector has
-/// either way.
+/// context on unchanged: a span nobody receives would only cost the sender, and the
+/// consumer's parent would be a span id no collector has either way.
 ///
 /// [`headers`]: ProducerSpan::headers
 #[derive(Debug)]
